@@ -1,0 +1,38 @@
+# The two commands a user needs: `make test` and `make demo`.
+# Both install what they need on a fresh Debian 12 machine (run as root).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo install lab-install lint unit bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lab-install:
+	@bash lab/install.sh
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+test: install lab-install lint
+	@$(VENV)/bin/pytest -n 2 -q
+
+unit: install
+	@$(VENV)/bin/pytest -q tests/unit
+
+demo: install lab-install
+	@bash scripts/demo.sh
+
+bench: install
+	@$(PY) bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
