@@ -1,0 +1,245 @@
+"""Starting, watching and stopping the lab daemons, by recorded pid only.
+
+Every daemon runs through `<lab>/bin/lab-ns`: a private mount namespace in
+which /etc/resolv.conf points at the lab's Knot and /etc/dkimkeys is the lab's
+OpenDKIM directory. The host's files are never touched.
+
+Each daemon gets SPINE_LAB_DIR=<lab dir> in its environment (Dovecot and
+Postfix are told to pass it on to their children), so a scan of /proc finds
+every process of one lab and of no other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.layout import Lab
+
+ENV_MARK = "SPINE_LAB_DIR"
+
+NS_WRAPPER = """#!/bin/sh
+# Run a command as the lab daemons see the machine: in a private mount namespace
+# where /etc/resolv.conf names the lab's Knot ({resolver}:53) and /etc/dkimkeys is
+# the lab's OpenDKIM directory. Written by `python -m lab start`.
+# Usage: {lab}/bin/lab-ns COMMAND [ARGS...]   (root with CAP_SYS_ADMIN)
+exec unshare --mount --propagation private /bin/sh -ec '
+  mount --bind "$0/etc/resolv.conf" /etc/resolv.conf
+  mount --bind "$0/dkim" /etc/dkimkeys
+  exec "$@"' "{lab}" "$@"
+"""
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    # "user:group" for daemons that would otherwise keep root (Radicale, Xandikos).
+    run_as: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # For a daemon that forks away (Postfix): argv exits once it is up, and the
+    # real pid is read from here.
+    pidfile: Path | None = None
+    # Seconds between SIGTERM and SIGKILL at stop.
+    kill_after: float = 8.0
+
+
+@dataclass
+class Running:
+    name: str
+    pid: int
+    starttime: int  # /proc/<pid>/stat field 22: tells a reused pid from ours
+    kill_after: float
+
+
+def write_wrapper(lab: Lab) -> None:
+    wrapper = lab.path("bin", "lab-ns")
+    wrapper.parent.mkdir(mode=0o755, exist_ok=True)
+    wrapper.write_text(NS_WRAPPER.format(lab=lab.dir, resolver=lab.resolver_ip))
+    wrapper.chmod(0o755)
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, starttime) of a live process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[19])
+
+
+def is_alive(run: Running) -> bool:
+    stat = _stat(run.pid)
+    return stat is not None and stat[0] != "Z" and stat[1] == run.starttime
+
+
+def base_env(lab: Lab) -> dict[str, str]:
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(lab.dir),
+        ENV_MARK: str(lab.dir),
+    }
+
+
+def spawn(lab: Lab, daemon: Daemon) -> Running:
+    argv = [str(lab.path("bin", "lab-ns"))]
+    if daemon.run_as:
+        user, group = daemon.run_as.split(":")
+        ids = ["--reuid", user, "--regid", group]
+        groups = ["--clear-groups"] if user.isdigit() else ["--init-groups"]
+        argv += ["setpriv", *ids, *groups, "--"]
+    argv += daemon.argv
+    log = open(lab.log / f"{daemon.name}.out", "ab")  # noqa: SIM115 - handed to the child
+    with log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=lab.dir,
+            env={**base_env(lab), **daemon.env},
+            start_new_session=True,  # a Ctrl-C in the starting shell does not reach the lab
+        )
+    pid = proc.pid
+    if daemon.pidfile:
+        if proc.wait(timeout=20) != 0:
+            raise StartError(daemon.name, lab, f"exited with {proc.returncode}")
+        pid = int(daemon.pidfile.read_text().split()[0])
+    stat = _stat(pid)
+    if stat is None:
+        raise StartError(daemon.name, lab, "exited at once")
+    return Running(daemon.name, pid, stat[1], daemon.kill_after)
+
+
+class StartError(RuntimeError):
+    def __init__(self, name: str, lab: Lab, why: str) -> None:
+        log = lab.log / f"{name}.out"
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:] if log.exists() else []
+        super().__init__(f"{name} {why}; last lines of {log}:\n" + "\n".join(tail))
+        self.name = name
+
+
+def save(lab: Lab, running: Iterable[Running]) -> None:
+    records = {r.name: vars(r) for r in running}
+    path = lab.run / "pids.json"
+    path.write_text(json.dumps(records, indent=2) + "\n")
+
+
+def load(lab: Lab) -> list[Running]:
+    path = lab.run / "pids.json"
+    if not path.exists():
+        return []
+    return [Running(**rec) for rec in json.loads(path.read_text()).values()]
+
+
+def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(
+    lab: Lab,
+    running: list[Running],
+    ports: dict[str, int],
+    extra: dict[str, Callable[[], bool]],
+    timeout: float,
+) -> None:
+    """Until every port accepts and every extra check is true; fail fast if a daemon died."""
+    pending: dict[str, Callable[[], bool]] = {
+        f"port {port} ({name})": (lambda p=port: port_accepts(p)) for name, port in ports.items()
+    }
+    pending.update(extra)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for what, check in list(pending.items()):
+            if check():
+                del pending[what]
+        if not pending:
+            return
+        for run in running:
+            if not is_alive(run):
+                raise StartError(run.name, lab, "died while the lab was starting")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}")
+        time.sleep(0.03)
+
+
+def lab_pids(lab_dir: Path) -> list[int]:
+    """Every process that belongs to this lab: marked environment, cmdline or cwd.
+
+    Used for `status`, for the leftovers sweep at stop, and by the tests.
+    """
+    mark = f"{ENV_MARK}={lab_dir}".encode()
+    needle = str(lab_dir).encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        proc = Path(entry.path)
+        try:
+            stat = _stat(int(entry.name))
+            if stat is None or stat[0] == "Z":
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+            try:
+                cwd = os.readlink(proc / "cwd").encode()
+            except OSError:
+                cwd = b""
+        except OSError:
+            continue
+        mine = mark in environ or needle + b"/" in cmdline or cwd == needle or cwd.startswith(needle + b"/")
+        if mine and not _is_lab_tool(cmdline):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _is_lab_tool(cmdline: bytes) -> bool:
+    """`python -m lab status --dir X`, pytest and the like mention the dir but are not the lab."""
+    args = cmdline.split(b"\0")
+    return any(arg in (b"lab", b"-m") for arg in args[1:3]) or b"pytest" in cmdline
+
+
+def stop(lab: Lab, running: list[Running]) -> None:
+    """SIGTERM every recorded daemon, SIGKILL it after its grace, then sweep leftovers."""
+    start = time.monotonic()
+    alive = [r for r in running if is_alive(r)]
+    for run in alive:
+        _signal(run.pid, signal.SIGTERM)
+    killed: set[str] = set()
+    while alive:
+        now = time.monotonic() - start
+        for run in alive:
+            if now >= run.kill_after and run.name not in killed:
+                _signal(run.pid, signal.SIGKILL)
+                killed.add(run.name)
+        time.sleep(0.02)
+        alive = [r for r in alive if is_alive(r)]
+    # Children whose master was SIGKILLed, or that outlived it: only processes
+    # marked as this lab's are touched.
+    for _ in range(50):
+        leftovers = lab_pids(lab.dir)
+        if not leftovers:
+            return
+        for pid in leftovers:
+            _signal(pid, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,3 @@
+from spine_comms.cli import run
+
+run()

@@ -1,0 +1,1 @@
+"""The communications domain: the stack as a whole (endpoints, TLS)."""

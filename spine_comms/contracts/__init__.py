@@ -1,0 +1,1 @@
+"""Typed models of the contracts that more than one domain reads."""

@@ -1,0 +1,115 @@
+"""The stack contract: `communications.stack.contract.yaml`, the spine's file as it is.
+
+Only what spine-comms reads is modelled; every other key (mail_archiver,
+transactional, ...) is kept untouched. The new `endpoints` section says how to
+reach and verify the servers (address, certificate name, CA file, DNS server).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import Field
+
+from spine_comms.core.contracts import ContractModel
+
+STACK_CONTRACT = "communications.stack.contract.yaml"
+
+
+class Protocol(StrEnum):
+    SMTP = "SMTP"  # port-25 style: plain greeting, STARTTLS offered
+    SMTPS = "SMTPS"  # implicit TLS submission (465)
+    STARTTLS = "STARTTLS"  # submission with STARTTLS (587)
+    IMAPS = "IMAPS"
+    IMAP = "IMAP"  # IMAP with STARTTLS
+    MANAGESIEVE = "ManageSieve"  # always STARTTLS
+    HTTPS = "HTTPS"
+    HTTP = "HTTP"  # plain; reachability only
+
+
+class Port(ContractModel):
+    container: int | None = Field(default=None, ge=1, le=65535)
+    host: int = Field(ge=1, le=65535)
+    protocol: Protocol
+    description: str = ""
+
+
+class Mailbox(ContractModel):
+    id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    role: str = ""
+    status: str = "active"
+    routing_mode: str = ""
+    login: str | None = None
+    password_ref: str | None = None
+
+
+class VmTarget(ContractModel):
+    hostname: str | None = None
+    lan_ip: str | None = None
+    tailscale_ip: str | None = None
+
+
+class SendTest(ContractModel):
+    mode: str | None = None
+    default_sender: str | None = None
+    default_recipient: str | None = None
+    allowed_recipient_domains: list[str] = []
+
+
+class Pilot(ContractModel):
+    stage: str | None = None
+    provider: str | None = None
+    vm_target: VmTarget | None = None
+    ports: list[Port] = []
+    send_test: SendTest | None = None
+    mailboxes: list[Mailbox] = []
+
+
+class DnsServer(ContractModel):
+    server: str
+    port: int = Field(default=53, ge=1, le=65535)
+
+
+class Endpoints(ContractModel):
+    host: str | None = None
+    server_name: str | None = None
+    ca_file: str | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    expiry_warn_days: int = Field(default=14, ge=0)
+    expiry_fail_days: int = Field(default=7, ge=0)
+    dns: DnsServer | None = None
+    dkim_selector: str | None = None
+    authserv_id: str | None = None
+
+
+class StackContract(ContractModel):
+    version: int | str
+    updated_at: dt.date | str | None = None
+    owner: str | None = None
+    scope: str | None = None
+    pilot: Pilot
+    endpoints: Endpoints | None = None
+
+    def mailbox(self, mailbox_id: str) -> Mailbox | None:
+        return next((m for m in self.pilot.mailboxes if m.id == mailbox_id), None)
+
+    @property
+    def mail_domain(self) -> str | None:
+        for box in self.pilot.mailboxes:
+            return box.address.split("@", 1)[1]
+        return None
+
+    def connect_host(self) -> str | None:
+        """Where to connect: endpoints.host, else the VM's LAN address, else its tailnet address."""
+        if self.endpoints and self.endpoints.host:
+            return self.endpoints.host
+        target = self.pilot.vm_target
+        return (target.lan_ip or target.tailscale_ip) if target else None
+
+    def server_name(self) -> str | None:
+        """The certificate name: endpoints.server_name, else mail.<mail domain> as the spine probes."""
+        if self.endpoints and self.endpoints.server_name:
+            return self.endpoints.server_name
+        return f"mail.{self.mail_domain}" if self.mail_domain else None

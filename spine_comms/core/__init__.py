@@ -1,0 +1,1 @@
+"""The frame every capability runs in: registry, run context, contracts, receipts, output."""
