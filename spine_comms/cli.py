@@ -74,9 +74,11 @@ def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
     own = list(inspect.signature(function).parameters.values())[1:]  # the first is the run context
     params = [p.replace(annotation=hints.get(p.name, p.annotation), kind=Parameter.KEYWORD_ONLY) for p in own]
     params += [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=ann) for name, (ann, default) in COMMON.items()]
+    params.append(Parameter("typer_context", Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
     def run_capability(**values: Any) -> None:
-        options = _parent_options(click_context()).merged(_options_from(values))
+        typer_context = values.pop("typer_context")
+        options = _parent_options(typer_context).merged(_options_from(values))
         code_ = execute(
             capability=spec.id,
             safety=code.safety,
@@ -96,12 +98,6 @@ def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
         name=spec.id, help=f"{doc}\n\n{EXIT_CODES_HELP}", short_help=spec.description, rich_help_panel=_panel(spec),
     )(run_capability)
     return typer.main.get_command(app)
-
-
-def click_context():
-    from typer._click import get_current_context  # typer vendors click; this is its public accessor
-
-    return get_current_context(silent=True)
 
 
 class LazyCapabilityCommand(TyperCommand):

@@ -59,16 +59,22 @@ def render_text(env: dict[str, Any], *, color: bool, width: int = 110) -> str:
     console = Console(
         file=buffer, width=width, no_color=not color, force_terminal=color, highlight=False, emoji=False
     )
-    console.print(Text(env["capability"], style="bold"))
+    # One problem, one line: plain lines are never wrapped (only the table may fold).
+    print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731
+    print_line(Text(env["capability"], style="bold"))
     for line in env.get("summary") or []:
-        console.print(Text(line))
+        print_line(Text(line))
     error = env.get("error")
     if error:
         for line in error.get("problems") or [error["message"]]:
-            console.print(Text(f"error: {line}", style="red"))
+            print_line(Text(f"error: {line}", style="red"))
         if error.get("hint"):
-            console.print(Text(f"hint: {error['hint']}"))
+            print_line(Text(f"hint: {error['hint']}"))
     checks = env.get("checks") or []
+    if env.get("summary") and checks:  # the summary already tells the good news; list what is not ok
+        passed = sum(1 for c in checks if c["status"] == "ok")
+        print_line(Text(f"{passed} of {len(checks)} checks ok" + ("" if passed == len(checks) else "; the others:")))
+        checks = [c for c in checks if c["status"] != "ok"]
     if checks:
         table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
         table.add_column("status")
@@ -81,11 +87,11 @@ def render_text(env: dict[str, Any], *, color: bool, width: int = 110) -> str:
         console.print(table)
     for key, value in (env.get("data") or {}).items():
         if isinstance(value, str | int | float | bool) or value is None:
-            console.print(Text(f"{key}: {value}"))
-    console.print(Text(f"run_key: {env['run_key']}"))
-    console.print(Text(f"receipt: {env['receipt']}"))
+            print_line(Text(f"{key}: {value}"))
+    print_line(Text(f"run_key: {env['run_key']}"))
+    print_line(Text(f"receipt: {env['receipt']}"))
     status = env["status"]
-    console.print(Text("status: ") + Text(status, style=STATUS_STYLE.get(status, "")))
+    print_line(Text("status: ") + Text(status, style=STATUS_STYLE.get(status, "")))
     return buffer.getvalue()
 
 

@@ -82,3 +82,72 @@ def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
         )
     phases = {str(k): str(v) for k, v in (raw.get("phases") or {}).items()}
     return Registry(str(raw.get("version", "")), phases, caps, raw, raw_map)
+
+
+def discover_code() -> dict[str, CapabilityCode]:
+    """Import every module of the package and return every capability the code defines."""
+    import pkgutil
+
+    import spine_comms
+    from spine_comms.core import capability as marks
+
+    for info in pkgutil.walk_packages(spine_comms.__path__, "spine_comms."):
+        if info.name not in ("spine_comms.__main__", "spine_comms.cli"):
+            importlib.import_module(info.name)
+    return dict(marks._BY_ID)
+
+
+REQUIRED_FIELDS = ("description", "command", "safety", "approval", "lifecycle", "outputs", "domain", "plane", "arg_protocol")  # noqa: E501
+ENUMS = {
+    "safety": ("read-only", "mutating", "destructive"),
+    "approval": ("auto", "manual", "operator"),
+    "lifecycle": ("ready", "experimental"),
+    "plane": ("fabric", "domain_external"),
+    "arg_protocol": ("passthrough", "argparse", "positional", "none"),
+}
+
+
+def parity_problems(registry: Registry) -> list[str]:
+    """Where the YAML registry, the map and the code disagree (ids, safety, approval, fields).
+
+    The same rules as the spine's D67 (map parity) and D63 (metadata), plus the code.
+    """
+    problems = []
+    mapped = set((registry.raw_map.get("capabilities") or {}).keys())
+    listed = set(registry.capabilities)
+    problems += [f"MISSING from map: {cap}" for cap in sorted(listed - mapped)]
+    problems += [f"PHANTOM in map: {cap}" for cap in sorted(mapped - listed)]
+    problems += [f"UNREGISTERED in code: {cap}" for cap in sorted(set(discover_code()) - listed)]
+    for cap_id, spec in sorted(registry.capabilities.items()):
+        entry = spec.entry
+        for name in REQUIRED_FIELDS:
+            if entry.get(name) in (None, "", []):
+                problems.append(f"{cap_id}: missing {name}")
+        for name, allowed in ENUMS.items():
+            if entry.get(name) is not None and entry[name] not in allowed:
+                problems.append(f"{cap_id}: {name} {entry[name]!r} not in {allowed}")
+        if not isinstance(entry.get("outputs"), list):
+            problems.append(f"{cap_id}: outputs must be a non-empty list")
+        for required in entry.get("requires") or []:
+            if required not in registry.capabilities:
+                problems.append(f"{cap_id}: requires unknown capability {required}")
+        if entry.get("touches_api") is True:
+            for needed in ("secrets.binding", "secrets.auth.status"):
+                if needed not in (entry.get("requires") or []):
+                    problems.append(f"{cap_id}: touches_api needs requires {needed}")
+        if spec.phase and spec.phase not in registry.phases:
+            problems.append(f"{cap_id}: unknown phase {spec.phase!r}")
+        if cap_id in mapped and spec.map_entry.get("safety") != spec.safety:
+            problems.append(f"{cap_id}: safety {spec.safety!r} in the registry, {spec.map_entry.get('safety')!r} in the map")  # noqa: E501
+        if cap_id not in mapped:
+            continue
+        try:
+            code = spec.load()
+        except (ImportError, LookupError) as exc:
+            problems.append(f"{cap_id}: no code ({exc})")
+            continue
+        if (code.safety, code.approval) != (spec.safety, spec.approval):
+            problems.append(
+                f"{cap_id}: code says {code.safety}/{code.approval}, registry says {spec.safety}/{spec.approval}"
+            )
+    return problems

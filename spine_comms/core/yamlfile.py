@@ -103,11 +103,11 @@ def load_yaml(path: Path | str, *, allow_empty: bool = False) -> YamlDocument:
     def fail(message: str, line: int | None = None) -> ContractError:
         return ContractError(message, problems=[Problem(shown, line, "", message)])
 
-    if not path.exists():
-        raise fail("file not found")
-    if path.is_dir():
-        raise fail("is a directory, expected a YAML file")
     try:
+        if not path.exists():
+            raise fail("file not found")
+        if path.is_dir():
+            raise fail("is a directory, expected a YAML file")
         raw = path.read_bytes()[: MAX_BYTES + 1]
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from None
