@@ -1,0 +1,128 @@
+"""The ready-to-use spine-comms root at <lab>/root.
+
+`spine-comms --root <lab>/root communications.stack.status` needs nothing
+else: the stack contract keeps the shape of the spine's real file, with lab
+values, plus the `endpoints` section that says where and how to connect.
+Passwords are referenced as files under <lab>/secrets, mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+from lab.layout import AUTHSERV_ID, DAV_USERS, DKIM_SELECTOR, DOMAIN, MAIL_HOST, Lab
+
+ROLES = {"ops": "operations", "alerts": "alerting", "noreply": "system"}
+
+# (port name, contract protocol, description); the protocol vocabulary is the package's.
+PORTS = [
+    ("smtp", "SMTP", "Inbound SMTP (Postfix MX)"),
+    ("submissions", "SMTPS", "Implicit TLS submission (Postfix)"),
+    ("submission", "STARTTLS", "STARTTLS submission (Postfix)"),
+    ("imaps", "IMAPS", "IMAP over TLS (Dovecot)"),
+    ("imap", "IMAP", "IMAP with STARTTLS"),
+    ("sieve", "ManageSieve", "Sieve filter management (Dovecot Pigeonhole)"),
+    ("radicale_tls", "HTTPS", "Radicale CalDAV/CardDAV over TLS"),
+    ("radicale", "HTTP", "Radicale CalDAV/CardDAV (plain)"),
+]
+
+
+def _q(value: object) -> str:
+    """A YAML scalar: JSON strings are valid YAML double-quoted strings."""
+    return json.dumps(value)
+
+
+def stack_contract(lab: Lab) -> str:
+    today = dt.date.today().isoformat()
+    lines = [
+        "# Written by the spine-comms lab (`python -m lab start`): it points spine-comms at the",
+        f"# loopback lab in {lab.dir} (port base {lab.base}). Regenerated at every start;",
+        "# edits are lost. Shape: the spine's communications.stack.contract.yaml, plus `endpoints`.",
+        "version: 1",
+        f'updated_at: "{today}"',
+        'owner: "@lab"',
+        "scope: spine-comms-lab",
+        "pilot:",
+        "  stage: lab",
+        "  provider: lab",
+        "  vm_target:",
+        "    hostname: lab",
+        '    lan_ip: "127.0.0.1"',
+        "  ports:",
+    ]
+    for name, protocol, description in PORTS:
+        port = lab.port(name)
+        lines += [
+            f"    - container: {port}",
+            f"      host: {port}",
+            f"      protocol: {protocol}",
+            f"      description: {_q(description)}",
+        ]
+    lines += [
+        "  send_test:",
+        "    mode: lab",
+        "    manual_approval_required: false",
+        f"    default_sender: ops@{DOMAIN}",
+        f"    default_recipient: ops@{DOMAIN}",
+        "    allowed_recipient_domains:",
+        f"      - {DOMAIN}",
+        "      - example.net",
+        "  mailboxes:",
+    ]
+    for user in DAV_USERS:
+        lines += [
+            f"    - id: {user}",
+            f"      address: {user}@{DOMAIN}",
+            f"      role: {ROLES[user]}",
+            "      status: active",
+            "      routing_mode: stalwart-direct",
+            f"      login: {user}@{DOMAIN}",
+            f"      password_ref: {_q('file:' + str(lab.secrets / f'{user}.password'))}",
+        ]
+    lines += [
+        "endpoints:",
+        "  host: 127.0.0.1",
+        f"  server_name: {MAIL_HOST}",
+        f"  ca_file: {_q(str(lab.ca_file))}",
+        "  timeout_seconds: 5",
+        "  dns:",
+        "    server: 127.0.0.1",
+        f"    port: {lab.port('dns')}",
+        f"  dkim_selector: {DKIM_SELECTOR}",
+        f"  authserv_id: {AUTHSERV_ID}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def runtime_contract(lab: Lab) -> str:
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: inactive, so the mailroom is <root>/mailroom.",
+            "version: 1",
+            'owner: "@lab"',
+            "scope: mailroom-runtime-externalization",
+            f"tracked_contract_root: {_q(str(lab.root / 'mailroom'))}",
+            f"runtime_root: {_q(str(lab.root / 'mailroom'))}",
+            "active: false",
+            "",
+        ]
+    )
+
+
+def write_secrets(lab: Lab, passwords: dict[str, str]) -> None:
+    lab.secrets.mkdir(mode=0o700, exist_ok=True)
+    for user, password in passwords.items():
+        path = lab.secrets / f"{user}.password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password)  # no newline: readers take the file content as the secret
+
+
+def write_root(lab: Lab) -> None:
+    bindings = lab.root / "bindings"
+    bindings.mkdir(parents=True, exist_ok=True)
+    (bindings / "communications.stack.contract.yaml").write_text(stack_contract(lab))
+    (bindings / "mailroom.runtime.contract.yaml").write_text(runtime_contract(lab))
