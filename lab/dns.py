@@ -26,9 +26,9 @@ HOSTS = ("mail", "mx", "imap", "smtp", "dav", "ns")
 def make_dkim_key(lab: Lab) -> str:
     """A fresh RSA 2048 key per lab; returns the base64 public key for the TXT record."""
     private = lab.dkim / f"{DKIM_SELECTOR}.private"
+    keygen = ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
     subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
-        + ["-out", str(private)],
+        [*keygen, "-out", str(private)],
         check=True,
         capture_output=True,
     )
@@ -75,14 +75,19 @@ def zone_text(lab: Lab, dkim_public_key: str) -> str:
         *(f"{host} A 127.0.0.1" for host in HOSTS),
         f"@ MX 10 mx.{DOMAIN}.",
         # SPF as Stalwart 0.16 recommends: the MX hosts may send (mx -> 127.0.0.1).
-        f'@ TXT "v=spf1 mx -all"',
-        f"{DKIM_SELECTOR}._domainkey TXT "
-        + _txt(f"v=DKIM1; k=rsa; p={dkim_public_key}"),
+        '@ TXT "v=spf1 mx -all"',
+        f"{DKIM_SELECTOR}._domainkey TXT " + _txt(f"v=DKIM1; k=rsa; p={dkim_public_key}"),
         f'_dmarc TXT "v=DMARC1; p=reject; rua=mailto:dmarc@{DOMAIN}"',
         f'_mta-sts TXT "v=STSv1; id={serial}"',
         f'_smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}"',
-        *(f"{name} SRV {prio} {weight} {port} {host}.{DOMAIN}." for name, prio, weight, port, host in srv),
-        *(f'{name} TXT "path=/"' for name in ("_caldav._tcp", "_caldavs._tcp", "_carddav._tcp", "_carddavs._tcp")),
+        *(
+            f"{name} SRV {prio} {weight} {port} {host}.{DOMAIN}."
+            for name, prio, weight, port, host in srv
+        ),
+        *(
+            f'{name} TXT "path=/"'
+            for name in ("_caldav._tcp", "_caldavs._tcp", "_carddav._tcp", "_carddavs._tcp")
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -104,7 +109,7 @@ def reverse_zone_text() -> str:
 
 def knot_conf(lab: Lab) -> str:
     d = lab.dir
-    return f"""# Knot DNS for the spine-comms lab (port base {lab.base}); written by `python -m lab start`.
+    return f"""# Knot DNS for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 server:
     rundir: "{d}/run/knot"
     user: knot:knot
@@ -154,7 +159,9 @@ def configure(lab: Lab, dkim_public_key: str) -> None:
         shutil.chown(path, "knot", "knot")
     (lab.etc / "knot.conf").write_text(knot_conf(lab))
     # The daemons' glibc resolver: only the lab's Knot, bind-mounted over /etc/resolv.conf.
-    (lab.etc / "resolv.conf").write_text(f"nameserver {lab.resolver_ip}\noptions attempts:1 timeout:1\n")
+    (lab.etc / "resolv.conf").write_text(
+        f"nameserver {lab.resolver_ip}\noptions attempts:1 timeout:1\n"
+    )
 
 
 def daemons(lab: Lab) -> list[Daemon]:

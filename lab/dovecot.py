@@ -57,7 +57,7 @@ def dovecot_conf(lab: Lab) -> str:
         if k.auth_penalty
         else "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
     )
-    return f"""# Dovecot for the spine-comms lab (port base {lab.base}); written by `python -m lab start`.
+    return f"""# Dovecot for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 base_dir = {d}/run/dovecot
 state_dir = {d}/state/dovecot
 instance_name = spine-lab-{lab.base}
@@ -168,4 +168,3 @@ def daemons(lab: Lab) -> list[Daemon]:
     conf = str(lab.etc / "dovecot" / "dovecot.conf")
     # Dovecot's orderly shutdown waits for its children; 8 s, then SIGKILL.
     return [Daemon("dovecot", ["dovecot", "-F", "-c", conf])]
-

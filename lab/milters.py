@@ -18,7 +18,7 @@ DKIM_DIR_IN_NS = "/etc/dkimkeys"  # where <lab>/dkim is mounted for the daemons
 
 
 def opendkim_conf(lab: Lab) -> str:
-    return f"""# OpenDKIM for the spine-comms lab (port base {lab.base}); written by `python -m lab start`.
+    return f"""# OpenDKIM for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 # Seen by the daemon as {DKIM_DIR_IN_NS}/opendkim.conf: OpenDKIM refuses files below a
 # world-writable directory such as /tmp, so <lab>/dkim is bind-mounted there.
 Syslog no
@@ -53,7 +53,7 @@ forward-zone:
 
 
 def opendmarc_conf(lab: Lab) -> str:
-    return f"""# OpenDMARC for the spine-comms lab (port base {lab.base}); written by `python -m lab start`.
+    return f"""# OpenDMARC for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 Syslog false
 Socket inet:{lab.port("opendmarc")}@127.0.0.1
 UserID opendmarc
@@ -81,8 +81,12 @@ def configure(lab: Lab) -> None:
 def daemons(lab: Lab) -> list[Daemon]:
     # libmilter notices SIGTERM only every ~5 s; they hold no state, so SIGKILL soon.
     return [
-        Daemon("opendkim", ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"], kill_after=0.5),
-        Daemon("opendmarc", ["opendmarc", "-f", "-c", str(lab.etc / "opendmarc.conf")], kill_after=0.5),
+        Daemon(
+            "opendkim", ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"], kill_after=0.5
+        ),
+        Daemon(
+            "opendmarc", ["opendmarc", "-f", "-c", str(lab.etc / "opendmarc.conf")], kill_after=0.5
+        ),
     ]
 
 

@@ -20,18 +20,22 @@ import time
 from lab.layout import ALIASES, DOMAIN, MAIL_HOST, MX_HOST, USERS, Lab
 from lab.process import ENV_MARK, Daemon
 
+IMPORT_ENV = (
+    f"MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME {ENV_MARK}"
+)
 NO_OUTBOUND = "error:5.7.1 the lab delivers nothing outside " + DOMAIN
 
 
 def main_cf(lab: Lab) -> str:
     d = lab.dir
     etc = f"{d}/etc/postfix"
-    return f"""# Postfix for the spine-comms lab (port base {lab.base}); written by `python -m lab start`.
+    return f"""# Postfix for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 compatibility_level = 3.6
 queue_directory = {d}/postfix/spool
 data_directory = {d}/postfix/data
 meta_directory = /etc/postfix
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME {ENV_MARK}
+# The default list, plus the lab mark so that a process scan finds every Postfix process.
+import_environment = {IMPORT_ENV}
 # No syslog daemon here: postlogd writes the log (the prefix list must allow the path).
 maillog_file = {d}/log/postfix.log
 maillog_file_prefixes = {d}
@@ -104,9 +108,10 @@ def master_cf(lab: Lab) -> str:
   -o milter_macro_daemon_name=ORIGINATING
   -o smtpd_milters={dkim}
   -o content_filter=mxloop:[127.0.0.1]:{p("smtp")}"""
-    return f"""# Postfix services for the spine-comms lab (port base {lab.base}). Nothing is chrooted.
+    return f"""# Postfix services for the spine-comms lab (port base {lab.base}). No chroot.
 # service type private unpriv chroot wakeup maxproc command
-# Inbound, port-25 style. Its own hostname keeps the loop below from being "mail loops back to myself".
+# Inbound, port-25 style. Its own hostname keeps Postfix from seeing the loop
+# below as "mail for ... loops back to myself".
 127.0.0.1:{p("smtp")} inet n - n - - smtpd
   -o syslog_name=postfix/mx
   -o myhostname={MX_HOST}

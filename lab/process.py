@@ -11,6 +11,7 @@ every process of one lab and of no other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -172,7 +173,9 @@ def wait_ready(
             if not is_alive(run):
                 raise StartError(run.name, lab, "died while the lab was starting")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}")
+            raise RuntimeError(
+                f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}"
+            )
         time.sleep(0.03)
 
 
@@ -200,7 +203,12 @@ def lab_pids(lab_dir: Path) -> list[int]:
                 cwd = b""
         except OSError:
             continue
-        mine = mark in environ or needle + b"/" in cmdline or cwd == needle or cwd.startswith(needle + b"/")
+        mine = (
+            mark in environ
+            or needle + b"/" in cmdline
+            or cwd == needle
+            or cwd.startswith(needle + b"/")
+        )
         if mine and not _is_lab_tool(cmdline):
             found.append(int(entry.name))
     return sorted(found)
@@ -239,7 +247,5 @@ def stop(lab: Lab, running: list[Running]) -> None:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

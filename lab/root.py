@@ -37,9 +37,10 @@ def _q(value: object) -> str:
 def stack_contract(lab: Lab) -> str:
     today = dt.date.today().isoformat()
     lines = [
-        "# Written by the spine-comms lab (`python -m lab start`): it points spine-comms at the",
-        f"# loopback lab in {lab.dir} (port base {lab.base}). Regenerated at every start;",
-        "# edits are lost. Shape: the spine's communications.stack.contract.yaml, plus `endpoints`.",
+        "# Written by the spine-comms lab (`python -m lab start`): it points spine-comms",
+        f"# at the loopback lab in {lab.dir} (port base {lab.base}). Written at every",
+        "# start; edits are lost. Shape: the spine's communications.stack.contract.yaml,",
+        "# plus `endpoints`.",
         "version: 1",
         f'updated_at: "{today}"',
         'owner: "@lab"',

@@ -28,7 +28,16 @@ from lab.layout import (
     passwords,
 )
 
-COMMANDS = ["knotd", "dovecot", "postfix", "opendkim", "opendmarc", "radicale", "xandikos", "openssl"]
+COMMANDS = [
+    "knotd",
+    "dovecot",
+    "postfix",
+    "opendkim",
+    "opendmarc",
+    "radicale",
+    "xandikos",
+    "openssl",
+]
 COMMANDS += ["unshare", "setpriv", "mount"]
 READY_TIMEOUT = 20.0
 
@@ -49,11 +58,15 @@ def _preflight(lab: Lab) -> None:
     if _tcp_busy(lab.resolver_ip, 53):
         busy.append(f"resolver={lab.resolver_ip}:53")
     if busy:
-        raise LabError(f"ports already in use for base {lab.base}: {', '.join(busy)}; pick another --port-base")
+        raise LabError(
+            f"ports already in use for base {lab.base}: {', '.join(busy)}; pick another --port-base"
+        )
 
 
 def _tcp_busy(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As the daemons do: a port left in TIME_WAIT by the last lab is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -101,7 +114,9 @@ def _daemons(lab: Lab) -> list[process.Daemon]:
     ]
 
 
-def describe(lab: Lab, creds: dict[str, str], running: list[process.Running], seconds: float) -> dict:
+def describe(
+    lab: Lab, creds: dict[str, str], running: list[process.Running], seconds: float
+) -> dict:
     """The JSON `start` prints: everything a client needs to use the lab."""
     host, p = "127.0.0.1", lab.port
     return {
@@ -129,7 +144,11 @@ def describe(lab: Lab, creds: dict[str, str], running: list[process.Running], se
             "xandikos": f"http://{host}:{p('xandikos')}/",
         },
         "users": {
-            user: {"address": lab.address(user), "login": lab.address(user), "password": creds[user]}
+            user: {
+                "address": lab.address(user),
+                "login": lab.address(user),
+                "password": creds[user],
+            }
             for user in USERS
         },
         "aliases": {lab.address(a): lab.address(u) for a, u in ALIASES.items()},
@@ -198,7 +217,9 @@ def status(lab_dir: str) -> dict:
     lab = _lab_for(lab_dir)
     running = process.load(lab)
     daemons = {r.name: process.is_alive(r) for r in running}
-    ports = {name: process.port_accepts(port) for name, port in lab.ports.items()} if lab.base else {}
+    ports = (
+        {name: process.port_accepts(port) for name, port in lab.ports.items()} if lab.base else {}
+    )
     return {
         "lab_dir": str(lab.dir),
         "port_base": lab.base,

@@ -13,7 +13,14 @@ import subprocess
 
 from lab.layout import DOMAIN, MAIL_HOST, Lab
 
-SERVER_NAMES = [MAIL_HOST, f"mx.{DOMAIN}", f"imap.{DOMAIN}", f"smtp.{DOMAIN}", f"dav.{DOMAIN}", DOMAIN]
+SERVER_NAMES = [
+    MAIL_HOST,
+    f"mx.{DOMAIN}",
+    f"imap.{DOMAIN}",
+    f"smtp.{DOMAIN}",
+    f"dav.{DOMAIN}",
+    DOMAIN,
+]
 # 90 days: long enough that spine-comms' expiry warnings (14/7 days) stay quiet.
 DAYS = "90"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
