@@ -100,7 +100,8 @@ def cap_show(ctx: typer.Context, cap_id: Annotated[str, typer.Argument(metavar="
         {
             "name": p.name,
             "flags": list(p.opts) + list(getattr(p, "secondary_opts", [])),
-            "type": p.type.name,
+            "type": _type_name(spec.load().function, p.name),
+            "multiple": bool(getattr(p, "multiple", False)),
             "required": p.required,
             "default": p.default if not callable(p.default) else None,
             "help": getattr(p, "help", None),
@@ -206,3 +207,15 @@ def receipts_latest(
     if not found:
         raise _fail(f"no receipt for {capability}", ExitCode.FAIL)
     _show(found[0].directory, _options(ctx, json_flag).json)
+
+
+
+def _type_name(function, name: str) -> str:
+    """The option's Python type as written in the capability (str, float, list[str] ...)."""
+    import types
+    import typing
+
+    hint = typing.get_type_hints(function).get(name)
+    parts = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    names = [getattr(p, "__name__", None) if not typing.get_args(p) else str(p) for p in parts if p is not type(None)]
+    return " | ".join(n or str(p) for n, p in zip(names, parts, strict=False)) or "flag"

@@ -51,7 +51,10 @@ def execute(
             print(f"spine-comms: {line}", file=stderr)
         return int(exc.exit_code)
 
-    ctx = RunContext(capability=capability, root=root, options=options, env=env)
+    from rich.console import Console
+
+    console = Console(file=stderr, no_color=not color_allowed(options, env), highlight=False)
+    ctx = RunContext(capability=capability, root=root, options=options, env=env, stderr=console)
     started = ctx.clock()
     started_clock = time.monotonic()
     adopted = env.get("SPINE_CAP_RUN_KEY", "")
