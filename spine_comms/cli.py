@@ -23,7 +23,11 @@ from spine_comms.core.registry import CapabilitySpec, load_registry
 # The shared options, defined once; every capability command and the root accept them.
 RootOpt = Annotated[
     str | None,
-    typer.Option("--root", help="The root: this project's layout or the spine's. Default: $SPINE_ROOT, else the current directory.", show_default=False),  # noqa: E501
+    typer.Option(
+        "--root",
+        help="The root: this project's layout or the spine's. Default: $SPINE_ROOT, else the current directory.",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON envelope on stdout.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warn, too.")]
@@ -73,7 +77,10 @@ def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
     hints = typing.get_type_hints(function, include_extras=True)
     own = list(inspect.signature(function).parameters.values())[1:]  # the first is the run context
     params = [p.replace(annotation=hints.get(p.name, p.annotation), kind=Parameter.KEYWORD_ONLY) for p in own]
-    params += [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=ann) for name, (ann, default) in COMMON.items()]
+    params += [
+        Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=ann)
+        for name, (ann, default) in COMMON.items()
+    ]
     params.append(Parameter("typer_context", Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
     def run_capability(**values: Any) -> None:
@@ -95,7 +102,10 @@ def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
     doc = inspect.cleandoc(function.__doc__ or spec.description)
     app = typer.Typer(add_completion=False)
     app.command(
-        name=spec.id, help=f"{doc}\n\n{EXIT_CODES_HELP}", short_help=spec.description, rich_help_panel=_panel(spec),
+        name=spec.id,
+        help=f"{doc}\n\n{EXIT_CODES_HELP}",
+        short_help=spec.description,
+        rich_help_panel=_panel(spec),
     )(run_capability)
     return typer.main.get_command(app)
 
@@ -172,7 +182,9 @@ def main(
     opt_strict: StrictOpt = False,
     opt_debug: DebugOpt = False,
     opt_no_color: NoColorOpt = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,  # noqa: E501
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     ctx.obj = GlobalOptions(opt_root, opt_json, opt_strict, opt_debug, opt_no_color)
 

@@ -18,7 +18,10 @@ cap_app = typer.Typer(help="The capability registry: list, show and run capabili
 receipts_app = typer.Typer(help="Read receipts: list, show, latest.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-RootOpt = Annotated[str | None, typer.Option("--root", help="The root (default: $SPINE_ROOT, else the current directory).", show_default=False)]  # noqa: E501
+RootOpt = Annotated[
+    str | None,
+    typer.Option("--root", help="The root (default: $SPINE_ROOT, else the current directory).", show_default=False),
+]
 
 
 def _options(ctx: typer.Context, json_flag: bool = False, root: str | None = None) -> GlobalOptions:
@@ -90,7 +93,9 @@ def cap_list(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
 
 
 @cap_app.command("show")
-def cap_show(ctx: typer.Context, cap_id: Annotated[str, typer.Argument(metavar="CAPABILITY")], json_flag: JsonOpt = False) -> None:  # noqa: E501
+def cap_show(
+    ctx: typer.Context, cap_id: Annotated[str, typer.Argument(metavar="CAPABILITY")], json_flag: JsonOpt = False
+) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
     from spine_comms.cli import build_capability_command
@@ -207,7 +212,6 @@ def receipts_latest(
     if not found:
         raise _fail(f"no receipt for {capability}", ExitCode.FAIL)
     _show(found[0].directory, _options(ctx, json_flag).json)
-
 
 
 def _type_name(function, name: str) -> str:

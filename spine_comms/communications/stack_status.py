@@ -25,11 +25,22 @@ MIN_TLS = ("TLSv1.2", "TLSv1.3")
 @capability("communications.stack.status", safety="read-only", approval="auto")
 def stack_status(
     ctx: RunContext,
-    host: Annotated[str | None, typer.Option(help="Connect here instead of the contract's endpoints.host (or the VM's LAN address).")] = None,  # noqa: E501
-    server_name: Annotated[str | None, typer.Option(help="Certificate name and SNI (default: endpoints.server_name, else mail.<domain>).")] = None,  # noqa: E501
-    ca_file: Annotated[str | None, typer.Option(help="Verify against this CA file instead of the contract's or the system store.")] = None,  # noqa: E501
-    timeout: Annotated[float | None, typer.Option(min=0.1, max=120, help="Seconds per connection (default: the contract's, else 5).")] = None,  # noqa: E501
-    only: Annotated[list[str] | None, typer.Option(help="Only these endpoints, by protocol (IMAPS) or port (993); repeatable.")] = None,  # noqa: E501
+    host: Annotated[
+        str | None,
+        typer.Option(help="Connect here instead of the contract's endpoints.host (or the VM's LAN address)."),
+    ] = None,
+    server_name: Annotated[
+        str | None, typer.Option(help="Certificate name and SNI (default: endpoints.server_name, else mail.<domain>).")
+    ] = None,
+    ca_file: Annotated[
+        str | None, typer.Option(help="Verify against this CA file instead of the contract's or the system store.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.1, max=120, help="Seconds per connection (default: the contract's, else 5).")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Only these endpoints, by protocol (IMAPS) or port (993); repeatable.")
+    ] = None,
 ) -> Result:
     """Probe every endpoint in the stack contract: reachable, greeting, TLS version, certificate
     trust, name match and expiry (warn under 14 days, fail under 7 or expired), and latency."""
@@ -49,7 +60,9 @@ def stack_status(
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(ports)))) as pool:
         probes = list(
             pool.map(
-                lambda p: probe_endpoint(host, p.host, p.protocol.value, server_name=server_name, ca_file=ca_file, timeout=timeout),  # noqa: E501
+                lambda p: probe_endpoint(
+                    host, p.host, p.protocol.value, server_name=server_name, ca_file=ca_file, timeout=timeout
+                ),
                 ports,
             )
         )
@@ -96,23 +109,55 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
         out.append(Check(check_id, Status(status), detail, subject, expected, actual, evidence))
 
     if not probe.reachable:
-        add("stack.endpoint.reachable", "fail", f"{probe.host}:{probe.port} {probe.error}", "accepting connections", probe.error)  # noqa: E501
+        add(
+            "stack.endpoint.reachable",
+            "fail",
+            f"{probe.host}:{probe.port} {probe.error}",
+            "accepting connections",
+            probe.error,
+        )
         return out
     add("stack.endpoint.reachable", "ok", f"connected in {probe.connect_ms} ms", "accepting connections", "connected")
     if probe.error and not probe.tls:
-        add("stack.endpoint.protocol", "fail", probe.error, f"a {port.protocol.value} dialogue reaching TLS", probe.error, probe.greeting)  # noqa: E501
+        add(
+            "stack.endpoint.protocol",
+            "fail",
+            probe.error,
+            f"a {port.protocol.value} dialogue reaching TLS",
+            probe.error,
+            probe.greeting,
+        )
         return out
-    add("stack.endpoint.protocol", "ok", probe.greeting or "answered", f"a {port.protocol.value} greeting", probe.greeting)
+    add(
+        "stack.endpoint.protocol",
+        "ok",
+        probe.greeting or "answered",
+        f"a {port.protocol.value} greeting",
+        probe.greeting,
+    )
     if port.protocol.value in PLAIN:
         return out
     version_ok = probe.tls_version in MIN_TLS
-    add("stack.tls.version", "ok" if version_ok else "fail", f"{probe.tls_version} {probe.cipher or ''}".strip(), "TLSv1.2 or later", probe.tls_version)  # noqa: E501
+    add(
+        "stack.tls.version",
+        "ok" if version_ok else "fail",
+        f"{probe.tls_version} {probe.cipher or ''}".strip(),
+        "TLSv1.2 or later",
+        probe.tls_version,
+    )
     cert = probe.certificate
     if cert is None:
         add("stack.tls.trusted", "error", "; ".join(probe.notes) or "no certificate read", "a trusted chain", None)
         return out
     trusted_detail = "chain verified" if probe.verified else (probe.verify_error or "not verified")
-    add("stack.tls.trusted", "ok" if probe.verified else "fail", trusted_detail, "a trusted chain", cert.issuer, {"issuer": cert.issuer})  # noqa: E501
+    add(
+        "stack.tls.trusted",
+        "ok" if probe.verified else "fail",
+        trusted_detail,
+        "a trusted chain",
+        cert.issuer,
+        {"issuer": cert.issuer},
+    )
     if probe.server_name:
         add(
             "stack.tls.name_match", "ok" if probe.name_match else "fail",

@@ -55,16 +55,16 @@ class SendTest(ContractModel):
     mode: str | None = None
     default_sender: str | None = None
     default_recipient: str | None = None
-    allowed_recipient_domains: list[str] = []
+    allowed_recipient_domains: list[str] = Field(default_factory=list)
 
 
 class Pilot(ContractModel):
     stage: str | None = None
     provider: str | None = None
     vm_target: VmTarget | None = None
-    ports: list[Port] = []
+    ports: list[Port] = Field(default_factory=list)
     send_test: SendTest | None = None
-    mailboxes: list[Mailbox] = []
+    mailboxes: list[Mailbox] = Field(default_factory=list)
 
 
 class DnsServer(ContractModel):

@@ -61,9 +61,7 @@ class RunContext:
         spine_root = self.root.path if self.root.layout == "spine" else None
         self.secrets = Secrets(self.redactor, self.env, spine_root)
         if self.stderr is None:
-            self.stderr = Console(
-                file=sys.stderr, no_color=not color_allowed(self.options, self.env), highlight=False
-            )
+            self.stderr = Console(file=sys.stderr, no_color=not color_allowed(self.options, self.env), highlight=False)
 
     @cached_property
     def mailroom(self) -> MailroomPaths:

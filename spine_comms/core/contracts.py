@@ -56,10 +56,8 @@ def _real_loc(data, loc) -> tuple:
     out: list = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if (isinstance(node, dict) and part in node) or in_list:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and i == len(loc) - 1:

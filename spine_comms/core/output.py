@@ -56,9 +56,7 @@ def render_json(env: dict[str, Any]) -> str:
 
 def render_text(env: dict[str, Any], *, color: bool, width: int = 110) -> str:
     buffer = io.StringIO()
-    console = Console(
-        file=buffer, width=width, no_color=not color, force_terminal=color, highlight=False, emoji=False
-    )
+    console = Console(file=buffer, width=width, no_color=not color, force_terminal=color, highlight=False, emoji=False)
     # One problem, one line: plain lines are never wrapped (only the table may fold).
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731
     print_line(Text(env["capability"], style="bold"))

@@ -171,7 +171,11 @@ def read_summary(directory: Path) -> ReceiptSummary | None:
             )  # fmt: skip
         if md_path.is_file():
             text = md_path.read_text(encoding="utf-8", errors="replace")
-            field = lambda name: (m.group(1).strip() if (m := re.search(_MD_FIELD.format(field=re.escape(name)), text)) else "")  # noqa: E731
+
+            def field(name: str, text: str = text) -> str:
+                match = re.search(_MD_FIELD.format(field=re.escape(name)), text)
+                return match.group(1).strip() if match else ""
+
             code = field("Exit Code")
             return ReceiptSummary(
                 field("Run ID") or directory.name[1:], field("Capability"), field("Status"),

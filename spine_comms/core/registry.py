@@ -97,7 +97,17 @@ def discover_code() -> dict[str, CapabilityCode]:
     return dict(marks._BY_ID)
 
 
-REQUIRED_FIELDS = ("description", "command", "safety", "approval", "lifecycle", "outputs", "domain", "plane", "arg_protocol")  # noqa: E501
+REQUIRED_FIELDS = (
+    "description",
+    "command",
+    "safety",
+    "approval",
+    "lifecycle",
+    "outputs",
+    "domain",
+    "plane",
+    "arg_protocol",
+)
 ENUMS = {
     "safety": ("read-only", "mutating", "destructive"),
     "approval": ("auto", "manual", "operator"),
@@ -138,7 +148,9 @@ def parity_problems(registry: Registry) -> list[str]:
         if spec.phase and spec.phase not in registry.phases:
             problems.append(f"{cap_id}: unknown phase {spec.phase!r}")
         if cap_id in mapped and spec.map_entry.get("safety") != spec.safety:
-            problems.append(f"{cap_id}: safety {spec.safety!r} in the registry, {spec.map_entry.get('safety')!r} in the map")  # noqa: E501
+            problems.append(
+                f"{cap_id}: safety {spec.safety!r} in the registry, {spec.map_entry.get('safety')!r} in the map"
+            )
         if cap_id not in mapped:
             continue
         try:

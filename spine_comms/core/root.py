@@ -51,7 +51,9 @@ def find_root(explicit: str | Path | None, env: dict[str, str] | None = None) ->
     if not path.is_dir():
         raise UsageError(f"root {path} is not a directory", hint="pass --root DIR or set SPINE_ROOT")
     path = path.resolve()
-    layout = "spine" if (path / "ops" / "bindings").is_dir() or (path / "ops" / "capabilities.yaml").is_file() else "project"
+    layout = (
+        "spine" if (path / "ops" / "bindings").is_dir() or (path / "ops" / "capabilities.yaml").is_file() else "project"
+    )
     return Root(path, layout)
 
 

@@ -70,7 +70,8 @@ def execute(
         exit_code = output.exit_code_for(status, strict=options.strict)
     except SpineCommsError as exc:
         status, exit_code = Status.ERROR, exc.exit_code
-        error = {"reference": exc.reference, "message": exc.message, "problems": [str(p) for p in exc.problems], "hint": exc.hint}  # fmt: skip
+        problems = [str(p) for p in exc.problems]
+        error = {"reference": exc.reference, "message": exc.message, "problems": problems, "hint": exc.hint}
         _debug_trace(options, ctx, exc)
     except KeyboardInterrupt:
         status, exit_code = Status.ERROR, ExitCode.INTERRUPTED
@@ -123,7 +124,12 @@ def execute(
         "summary": env_doc["summary"],
         "contracts": [{"path": p, "sha256": h} for p, h in ctx.contracts.read.items()],
         "tool": {"name": "spine-comms", "version": __version__, "python": platform.python_version()},
-        "invocation": {"argv": redact.redact_obj(argv), "cwd": os.getcwd(), "root": str(root.path), "layout": root.layout},
+        "invocation": {
+            "argv": redact.redact_obj(argv),
+            "cwd": os.getcwd(),
+            "root": str(root.path),
+            "layout": root.layout,
+        },
         "error": error,
     }
     transcript = "\n".join(ctx.transcript)
@@ -133,7 +139,9 @@ def execute(
         json_sha = receipts.sha256_text(output.render_json(document))
         markdown = receipts.render_markdown(document, receipts.sha256_text(output_txt), json_sha)
     try:
-        receipts.write_receipt(root.receipts_dir, receipts.ReceiptFiles(run_key, receipt_dir, markdown, output_txt, document))
+        receipts.write_receipt(
+            root.receipts_dir, receipts.ReceiptFiles(run_key, receipt_dir, markdown, output_txt, document)
+        )
         if not spine_runner:
             row = [run_key, _utc(finished), _utc(started), _utc(finished), receipts.receipt_status(int(exit_code)),
                    capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip

@@ -9,7 +9,6 @@ The spine's variable names (`STALWART_OPS_PASSWORD` ...) override any reference.
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 import subprocess
 import urllib.parse

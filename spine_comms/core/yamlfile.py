@@ -119,9 +119,7 @@ def load_yaml(path: Path | str, *, allow_empty: bool = False) -> YamlDocument:
         line = raw[: exc.start].count(b"\n") + 1
         raise fail(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})", line) from None
     digest = hashlib.sha256(raw).hexdigest()
-    if not text.strip() or all(
-        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
-    ):
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         if allow_empty:
             return YamlDocument(path, None, digest, {(): 1})
         raise fail("file is empty", 1)

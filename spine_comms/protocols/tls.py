@@ -174,7 +174,9 @@ def _after_tls(protocol: str, lines: _Lines, server_name: str | None, host: str)
         lines.send("a1 LOGOUT")
         return greeting
     if protocol in ("HTTPS", "HTTP"):
-        lines.send(f"HEAD / HTTP/1.1\r\nHost: {server_name or host}\r\nUser-Agent: spine-comms\r\nConnection: close\r\n")
+        lines.send(
+            f"HEAD / HTTP/1.1\r\nHost: {server_name or host}\r\nUser-Agent: spine-comms\r\nConnection: close\r\n"
+        )
         status = lines.line()
         if not status.startswith("HTTP/"):
             raise ProtocolError(f"not an HTTP answer: {status[:120]!r}")
@@ -204,7 +206,12 @@ def _dialogue(probe: Probe, timeout: float, ca_file: str | None, verify: bool) -
             probe.greeting = _after_tls(probe.protocol, lines, probe.server_name, probe.host)
             return sock
         if probe.protocol in STARTTLS:
-            dialogue = {"SMTP": _smtp_starttls, "STARTTLS": _smtp_starttls, "IMAP": _imap_starttls, "ManageSieve": _sieve_starttls}  # noqa: E501
+            dialogue = {
+                "SMTP": _smtp_starttls,
+                "STARTTLS": _smtp_starttls,
+                "IMAP": _imap_starttls,
+                "ManageSieve": _sieve_starttls,
+            }
             probe.greeting = dialogue[probe.protocol](lines)
             if lines.buffer:  # anything sent before the handshake is an injection attempt (CVE-2011-0411 class)
                 raise ProtocolError("server sent data before the TLS handshake")
@@ -244,7 +251,7 @@ def probe_endpoint(
             probe.notes.append(f"certificate not read: {again}")
     except ConnectionRefusedError:
         probe.error, probe.error_kind = "connection refused", "refused"
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         probe.error, probe.error_kind = f"timed out after {timeout:g} s", "timeout"
     except ProtocolError as exc:
         probe.error, probe.error_kind = str(exc), "protocol"

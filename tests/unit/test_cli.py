@@ -33,7 +33,9 @@ def test_help_groups_capabilities_by_phase_and_explains_exit_codes():
 
 def test_version_and_python_dash_m():
     assert sh("--version").stdout.strip() == f"spine-comms {__version__}"
-    done = subprocess.run([sys.executable, "-m", "spine_comms", "--version"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "spine_comms", "--version"], capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == f"spine-comms {__version__}"
 
 
@@ -80,7 +82,17 @@ def test_bad_option_is_a_usage_error_without_traceback(cli):
 
 
 def test_no_color_and_NO_COLOR(root):
-    args = ("communications.stack.status", "--root", str(root), "--host", "127.0.0.1", "--only", "993", "--timeout", "0.5")
+    args = (
+        "communications.stack.status",
+        "--root",
+        str(root),
+        "--host",
+        "127.0.0.1",
+        "--only",
+        "993",
+        "--timeout",
+        "0.5",
+    )
     for env, extra in (({"NO_COLOR": "1"}, ()), ({}, ("--no-color",))):
         done = sh(*args, *extra, env={**env, "TERM": "xterm-256color"})
         assert "\x1b[" not in done.stdout + done.stderr
@@ -88,12 +100,29 @@ def test_no_color_and_NO_COLOR(root):
 
 
 def test_shell_completion_offers_capability_ids():
-    done = sh(env={"_SPINE_COMMS_COMPLETE": "complete_bash", "COMP_WORDS": "spine-comms communications.sta", "COMP_CWORD": "1"})
+    done = sh(
+        env={
+            "_SPINE_COMMS_COMPLETE": "complete_bash",
+            "COMP_WORDS": "spine-comms communications.sta",
+            "COMP_CWORD": "1",
+        }
+    )
     assert "communications.stack.status" in done.stdout
 
 
 def test_json_output_from_a_real_process_is_one_object(root):
-    done = sh("communications.stack.status", "--root", str(root), "--json", "--host", "127.0.0.1", "--only", "993", "--timeout", "0.5")
+    done = sh(
+        "communications.stack.status",
+        "--root",
+        str(root),
+        "--json",
+        "--host",
+        "127.0.0.1",
+        "--only",
+        "993",
+        "--timeout",
+        "0.5",
+    )
     assert done.stdout.startswith("{")
     envelope = json.loads(done.stdout)
     assert envelope["status"] == "fail" and done.returncode == 1

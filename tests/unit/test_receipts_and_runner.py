@@ -107,7 +107,9 @@ def test_could_not_evaluate_is_exit_3(root):
 
 def test_contract_problems_are_exit_2_one_per_line(root):
     def invalid(ctx):
-        raise ContractError("bad", problems=[Problem("c.yaml", 3, "a.b", "wrong"), Problem("c.yaml", 9, "c", "missing")])
+        raise ContractError(
+            "bad", problems=[Problem("c.yaml", 3, "a.b", "wrong"), Problem("c.yaml", 9, "c", "missing")]
+        )
 
     code, out, _ = run(root, invalid, json_out=False)
     assert code == 2

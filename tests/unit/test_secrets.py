@@ -41,11 +41,13 @@ def test_the_spines_variable_overrides_the_reference():
 def test_infisical_paths_go_through_the_spines_agent_script(tmp_path):
     agent = tmp_path / "ops/tools/infisical-agent.sh"
     agent.parent.mkdir(parents=True)
-    agent.write_text('#!/bin/bash\n[ "$1 $2 $3 $4" = "get infrastructure prod STALWART_OPS_PASSWORD" ] && printf "%s" "$SECRET"\n')
+    agent.write_text(
+        '#!/bin/bash\n[ "$1 $2 $3 $4" = "get infrastructure prod STALWART_OPS_PASSWORD" ] && printf "%s" "$SECRET"\n'
+    )
     agent.chmod(agent.stat().st_mode | stat.S_IXUSR)
     s = secrets({"SECRET": SENTINEL}, spine_root=tmp_path)
     assert s.resolve("infisical://spine/services/communications/STALWART_OPS_PASSWORD").value == SENTINEL
-    with pytest.raises(SecretError, match="needs the spine's ops/tools/infisical-agent.sh"):
+    with pytest.raises(SecretError, match=r"needs the spine's ops/tools/infisical-agent\.sh"):
         secrets().resolve("infisical://spine/services/communications/STALWART_OPS_PASSWORD")
 
 

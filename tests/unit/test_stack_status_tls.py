@@ -163,7 +163,7 @@ def test_only_selects_endpoints_and_rejects_unknown(cli, tmp_path, ca):
     cert = authority.issue_cert(NAME)
     with tls_listener("IMAPS", cert) as imaps, tls_listener("SMTPS", cert) as smtps:
         root = _root(tmp_path, {"IMAPS": imaps, "SMTPS": smtps}, ca_file)
-        result, env = _run(cli, root, "--only", "imaps")
+        _, env = _run(cli, root, "--only", "imaps")
         assert [r["protocol"] for r in env["data"]["endpoints"]] == ["IMAPS"]
         bad = cli("communications.stack.status", "--root", str(root), "--only", "POP3")
     assert bad.exit_code == 2

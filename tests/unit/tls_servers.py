@@ -7,6 +7,7 @@ TLS probe, not stand-ins for mail servers: the lab's real servers cover that.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -28,7 +29,11 @@ def _serve_one(conn: socket.socket, protocol: str, context: ssl.SSLContext, offe
         if protocol in ("SMTP", "STARTTLS"):
             conn.sendall(b"220 mx.test ESMTP\r\n")
             _line(conn)
-            ext = b"250-mx.test\r\n250-PIPELINING\r\n" + (b"250-STARTTLS\r\n" if offer_starttls else b"") + b"250 8BITMIME\r\n"
+            ext = (
+                b"250-mx.test\r\n250-PIPELINING\r\n"
+                + (b"250-STARTTLS\r\n" if offer_starttls else b"")
+                + b"250 8BITMIME\r\n"
+            )
             conn.sendall(ext)
             if not offer_starttls:
                 return
@@ -55,10 +60,8 @@ def _serve_one(conn: socket.socket, protocol: str, context: ssl.SSLContext, offe
         elif protocol == "HTTPS":
             _line(tls)
             tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        try:
+        with contextlib.suppress(OSError, ssl.SSLError):
             tls.recv(1024)
-        except (OSError, ssl.SSLError):
-            pass
         tls.close()
     except (OSError, ssl.SSLError):
         pass
