@@ -10,12 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from spine_comms.core.context import GlobalOptions
 from spine_comms.core.errors import ExitCode, SpineCommsError
+from spine_comms.core.options import GlobalOptions
 from spine_comms.core.registry import CapabilitySpec, load_registry
 
-cap_app = typer.Typer(help="The capability registry: list, show and run capabilities.", no_args_is_help=True)
-receipts_app = typer.Typer(help="Read receipts: list, show, latest.", no_args_is_help=True)
+cap_app = typer.Typer(
+    help="The capability registry: list, show and run capabilities.", no_args_is_help=True, rich_markup_mode=None
+)
+receipts_app = typer.Typer(help="Read receipts: list, show, latest.", no_args_is_help=True, rich_markup_mode=None)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 RootOpt = Annotated[

@@ -18,31 +18,9 @@ from typing import Any
 from rich.console import Console
 
 from spine_comms.core.contracts import Contracts
+from spine_comms.core.options import GlobalOptions, color_allowed
 from spine_comms.core.root import MailroomPaths, Root, mailroom_paths
 from spine_comms.core.secrets import Redactor, Secrets
-
-
-@dataclass(frozen=True)
-class GlobalOptions:
-    root: str | None = None
-    json: bool = False
-    strict: bool = False
-    debug: bool = False
-    no_color: bool = False
-
-    def merged(self, other: GlobalOptions) -> GlobalOptions:
-        """Options given before the command and after it both count."""
-        return GlobalOptions(
-            root=other.root or self.root,
-            json=self.json or other.json,
-            strict=self.strict or other.strict,
-            debug=self.debug or other.debug,
-            no_color=self.no_color or other.no_color,
-        )
-
-
-def color_allowed(options: GlobalOptions, env: dict[str, str]) -> bool:
-    return not options.no_color and "NO_COLOR" not in env
 
 
 @dataclass

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from spine_comms.core.capability import CapabilityCode, code_for
-from spine_comms.core.yamlfile import load_yaml
 
 REGISTRY_DIR = Path(__file__).resolve().parents[2] / "capabilities"
 
@@ -63,6 +62,8 @@ class Registry:
 
 @cache
 def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
+    from spine_comms.core.yamlfile import load_yaml  # yaml only when the registry is read
+
     raw = load_yaml(directory / "capabilities.yaml").data
     raw_map = load_yaml(directory / "capability_map.yaml").data
     caps = {}

@@ -18,8 +18,9 @@ from typing import Any, TextIO
 
 from spine_comms import __version__
 from spine_comms.core import output, receipts
-from spine_comms.core.context import GlobalOptions, RunContext, color_allowed
+from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, ExitCode, SpineCommsError
+from spine_comms.core.options import GlobalOptions, color_allowed
 from spine_comms.core.result import Result, Status
 from spine_comms.core.root import find_root
 
