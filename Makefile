@@ -29,7 +29,7 @@ unit: install
 	@$(VENV)/bin/pytest -q tests/unit
 
 demo: install lab-install
-	@bash scripts/demo.sh
+	@$(PY) scripts/demo.py
 
 bench: install
 	@$(PY) bench/cli_startup.py

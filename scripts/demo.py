@@ -1,0 +1,62 @@
+"""`make demo`: start the lab, run every capability against it, print a summary, stop the lab.
+
+Each capability issue adds its demo step to DEMO below. The lab directory is kept
+after the run, so the receipt paths in the summary stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+SPINE_COMMS = str(Path(PY).parent / "spine-comms")
+
+# (capability, extra options). Run in this order against the lab's root.
+DEMO: list[tuple[str, list[str]]] = [
+    ("communications.stack.status", []),
+]
+
+
+def lab(*args: str) -> dict:
+    done = subprocess.run([PY, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0 and args[0] == "start":
+        sys.exit(f"demo: the lab did not start:\n{done.stderr.strip()}")
+    return json.loads(done.stdout or "{}")
+
+
+def main() -> int:
+    started = time.monotonic()
+    info = lab("start")
+    lab_dir, root = info["dir"], info["root"]
+    print(f"lab up in {time.monotonic() - started:.1f} s at {lab_dir}; root {root}", file=sys.stderr)
+    rows = []
+    try:
+        for capability, extra in DEMO:
+            argv = [SPINE_COMMS, capability, "--root", root, "--json", *extra]
+            print(f"$ spine-comms {capability} --root {root} {' '.join(extra)}".rstrip(), file=sys.stderr)
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            try:
+                envelope = json.loads(done.stdout)
+            except json.JSONDecodeError:
+                envelope = {"status": "error", "receipt": "-", "summary": [done.stderr.strip()[-300:]]}
+            for line in envelope.get("summary") or []:
+                print(f"    {line}", file=sys.stderr)
+            rows.append((capability, envelope["status"], done.returncode, envelope["receipt"]))
+    finally:
+        lab("stop", "--dir", lab_dir)
+    print("\nsummary")
+    width = max(len(r[0]) for r in rows)
+    for capability, status, code, receipt in rows:
+        print(f"  {capability:{width}}  {status:7}  exit={code}  {receipt}")
+    failed = [r for r in rows if r[2] != 0]
+    print(f"{len(rows) - len(failed)} of {len(rows)} capabilities passed; lab stopped, its files kept at {lab_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
