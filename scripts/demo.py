@@ -32,7 +32,7 @@ def lab(*args: str) -> dict:
 def main() -> int:
     started = time.monotonic()
     info = lab("start")
-    lab_dir, root = info["dir"], info["root"]
+    lab_dir, root = info["lab_dir"], info["root"]
     print(f"lab up in {time.monotonic() - started:.1f} s at {lab_dir}; root {root}", file=sys.stderr)
     rows = []
     try:
