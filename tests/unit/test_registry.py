@@ -78,3 +78,13 @@ def test_spine_rules_on_fields(tmp_path):
     assert any("plane 'sideways'" in p for p in problems)
     assert any("touches_api needs requires secrets.binding" in p for p in problems)
     assert any("missing outputs" in p for p in problems)
+
+
+def test_the_readme_documents_every_capability_and_exit_code():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for cap_id in load_registry().capabilities:
+        assert f"| `{cap_id}` |" in readme, f"{cap_id} is missing from the README's capability table"
+    from spine_comms.core.errors import ExitCode
+
+    for code in (ExitCode.OK, ExitCode.FAIL, ExitCode.USAGE, ExitCode.COULD_NOT_EVALUATE, ExitCode.INTERNAL):
+        assert f"| {int(code)} " in readme or f"| {int(code)} |" in readme
