@@ -147,7 +147,11 @@ def execute(
             row = [run_key, _utc(finished), _utc(started), _utc(finished), receipts.receipt_status(int(exit_code)),
                    capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip
             receipts.append_ledger(ctx.mailroom.ledger, row)
-    except (OSError, ContractError) as exc:
+    except ContractError as exc:  # the mailroom runtime contract is the user's to fix
+        for line in exc.lines():
+            print(f"spine-comms: ledger row for {run_key} not written: {line}", file=stderr)
+        return int(ExitCode.USAGE)
+    except OSError as exc:
         print(f"spine-comms: could not write the receipt for {run_key}: {exc}", file=stderr)
         return int(ExitCode.INTERNAL)
     return int(exit_code)
