@@ -14,12 +14,8 @@ from lab.layout import DEFAULT_PORT_BASE
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser(
-        "start", help="start a lab; prints its endpoints and credentials as JSON"
-    )
-    start.add_argument(
-        "--dir", help="new or empty lab directory (default: a new /tmp/spine-lab.XXXXXX)"
-    )
+    start = sub.add_parser("start", help="start a lab; prints its endpoints and credentials as JSON")
+    start.add_argument("--dir", help="new or empty lab directory (default: a new /tmp/spine-lab.XXXXXX)")
     start.add_argument(
         "--port-base",
         type=int,

@@ -16,11 +16,7 @@ from lab.process import Daemon
 
 def radicale_conf(lab: Lab, tls: bool) -> str:
     port = lab.port("radicale_tls" if tls else "radicale")
-    ssl = (
-        f"ssl = True\ncertificate = {lab.tls}/server.pem\nkey = {lab.tls}/server.key"
-        if tls
-        else "ssl = False"
-    )
+    ssl = f"ssl = True\ncertificate = {lab.tls}/server.pem\nkey = {lab.tls}/server.key" if tls else "ssl = False"
     # Radicale sleeps after a failed login (default 1 s); off unless LAB_AUTH_PENALTY=1.
     delay = 1 if lab.knobs.auth_penalty else 0
     kind = "HTTPS" if tls else "HTTP"
@@ -79,9 +75,7 @@ def daemons(lab: Lab) -> list[Daemon]:
     }
     return [
         Daemon("radicale", ["radicale", "-C", str(etc / "http.conf")], run_as="radicale:radicale"),
-        Daemon(
-            "radicale-tls", ["radicale", "-C", str(etc / "https.conf")], run_as="radicale:radicale"
-        ),
+        Daemon("radicale-tls", ["radicale", "-C", str(etc / "https.conf")], run_as="radicale:radicale"),
         Daemon(
             "xandikos",
             [

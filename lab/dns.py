@@ -80,14 +80,8 @@ def zone_text(lab: Lab, dkim_public_key: str) -> str:
         f'_dmarc TXT "v=DMARC1; p=reject; rua=mailto:dmarc@{DOMAIN}"',
         f'_mta-sts TXT "v=STSv1; id={serial}"',
         f'_smtp._tls TXT "v=TLSRPTv1; rua=mailto:tlsrpt@{DOMAIN}"',
-        *(
-            f"{name} SRV {prio} {weight} {port} {host}.{DOMAIN}."
-            for name, prio, weight, port, host in srv
-        ),
-        *(
-            f'{name} TXT "path=/"'
-            for name in ("_caldav._tcp", "_caldavs._tcp", "_carddav._tcp", "_carddavs._tcp")
-        ),
+        *(f"{name} SRV {prio} {weight} {port} {host}.{DOMAIN}." for name, prio, weight, port, host in srv),
+        *(f'{name} TXT "path=/"' for name in ("_caldav._tcp", "_caldavs._tcp", "_carddav._tcp", "_carddavs._tcp")),
         "",
     ]
     return "\n".join(lines)
@@ -159,9 +153,7 @@ def configure(lab: Lab, dkim_public_key: str) -> None:
         shutil.chown(path, "knot", "knot")
     (lab.etc / "knot.conf").write_text(knot_conf(lab))
     # The daemons' glibc resolver: only the lab's Knot, bind-mounted over /etc/resolv.conf.
-    (lab.etc / "resolv.conf").write_text(
-        f"nameserver {lab.resolver_ip}\noptions attempts:1 timeout:1\n"
-    )
+    (lab.etc / "resolv.conf").write_text(f"nameserver {lab.resolver_ip}\noptions attempts:1 timeout:1\n")
 
 
 def daemons(lab: Lab) -> list[Daemon]:

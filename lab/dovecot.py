@@ -52,10 +52,20 @@ def dovecot_conf(lab: Lab) -> str:
     )
     # Real Dovecot waits 2 s after a failed login and anvil then slows every later
     # login from the IP; tests that try a wrong password would crawl.
-    penalty = (
-        ""
-        if k.auth_penalty
-        else "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
+    penalty = "" if k.auth_penalty else "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
+    strict = (
+        f"""# LAB_STRICT_TLS=1. Dovecot 2.3 counts a connection from 127.0.0.1 to 127.0.0.1 as
+# secured, so ssl = required alone lets plaintext logins through. %{{secured}} is
+# "secured" for such a login and "TLS" with TLS: deny the former for IMAP and Sieve
+# (Postfix, service smtp, only offers AUTH after STARTTLS anyway).
+passdb {{
+  driver = passwd-file
+  args = username_format=%{{service}}-%{{secured}} {d}/etc/dovecot/plaintext-deny
+  deny = yes
+}}
+"""
+        if k.strict_tls
+        else ""
     )
     return f"""# Dovecot for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 base_dir = {d}/run/dovecot
@@ -73,13 +83,12 @@ ssl = {"required" if k.strict_tls else "yes"}
 ssl_cert = <{lab.tls}/server.pem
 ssl_key = <{lab.tls}/server.key
 ssl_min_protocol = TLSv1.2
-# Dovecot counts 127.0.0.1 as secured, so this only matters with ssl = required.
 disable_plaintext_auth = {"yes" if k.strict_tls else "no"}
 
 auth_mechanisms = plain login
 auth_username_format = %Lu
 auth_failure_delay = {"2 secs" if k.auth_penalty else "0"}
-passdb {{
+{strict}passdb {{
   driver = passwd-file
   args = scheme=SHA512-CRYPT username_format=%Lu {d}/etc/dovecot/users
 }}
@@ -150,6 +159,7 @@ def configure(lab: Lab, passwords: dict[str, str]) -> None:
     etc = lab.etc / "dovecot"
     etc.mkdir(parents=True)
     (etc / "dovecot.conf").write_text(dovecot_conf(lab))
+    (etc / "plaintext-deny").write_text("imap-secured:\nsieve-secured:\n")
     users = etc / "users"
     users.write_text(users_file(lab, passwords))
     # The auth process runs as `dovecot`; nobody else needs the hashes.

@@ -81,12 +81,8 @@ def configure(lab: Lab) -> None:
 def daemons(lab: Lab) -> list[Daemon]:
     # libmilter notices SIGTERM only every ~5 s; they hold no state, so SIGKILL soon.
     return [
-        Daemon(
-            "opendkim", ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"], kill_after=0.5
-        ),
-        Daemon(
-            "opendmarc", ["opendmarc", "-f", "-c", str(lab.etc / "opendmarc.conf")], kill_after=0.5
-        ),
+        Daemon("opendkim", ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"], kill_after=0.5),
+        Daemon("opendmarc", ["opendmarc", "-f", "-c", str(lab.etc / "opendmarc.conf")], kill_after=0.5),
     ]
 
 

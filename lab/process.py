@@ -173,9 +173,7 @@ def wait_ready(
             if not is_alive(run):
                 raise StartError(run.name, lab, "died while the lab was starting")
         if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}"
-            )
+            raise RuntimeError(f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}")
         time.sleep(0.03)
 
 
@@ -203,12 +201,7 @@ def lab_pids(lab_dir: Path) -> list[int]:
                 cwd = b""
         except OSError:
             continue
-        mine = (
-            mark in environ
-            or needle + b"/" in cmdline
-            or cwd == needle
-            or cwd.startswith(needle + b"/")
-        )
+        mine = mark in environ or needle + b"/" in cmdline or cwd == needle or cwd.startswith(needle + b"/")
         if mine and not _is_lab_tool(cmdline):
             found.append(int(entry.name))
     return sorted(found)

@@ -58,9 +58,7 @@ def _preflight(lab: Lab) -> None:
     if _tcp_busy(lab.resolver_ip, 53):
         busy.append(f"resolver={lab.resolver_ip}:53")
     if busy:
-        raise LabError(
-            f"ports already in use for base {lab.base}: {', '.join(busy)}; pick another --port-base"
-        )
+        raise LabError(f"ports already in use for base {lab.base}: {', '.join(busy)}; pick another --port-base")
 
 
 def _tcp_busy(host: str, port: int) -> bool:
@@ -114,9 +112,7 @@ def _daemons(lab: Lab) -> list[process.Daemon]:
     ]
 
 
-def describe(
-    lab: Lab, creds: dict[str, str], running: list[process.Running], seconds: float
-) -> dict:
+def describe(lab: Lab, creds: dict[str, str], running: list[process.Running], seconds: float) -> dict:
     """The JSON `start` prints: everything a client needs to use the lab."""
     host, p = "127.0.0.1", lab.port
     return {
@@ -217,9 +213,7 @@ def status(lab_dir: str) -> dict:
     lab = _lab_for(lab_dir)
     running = process.load(lab)
     daemons = {r.name: process.is_alive(r) for r in running}
-    ports = (
-        {name: process.port_accepts(port) for name, port in lab.ports.items()} if lab.base else {}
-    )
+    ports = {name: process.port_accepts(port) for name, port in lab.ports.items()} if lab.base else {}
     return {
         "lab_dir": str(lab.dir),
         "port_base": lab.base,

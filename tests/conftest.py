@@ -41,13 +41,26 @@ def worker_port_base() -> int:
     return 20000 + 100 * int(worker.removeprefix("gw") or 0)
 
 
+def _start_lab() -> dict:
+    """Start at the worker's base; if another run on this machine holds those ports
+    (two sessions testing at once), try bases 5000 apart before giving up."""
+    base = worker_port_base()
+    for attempt in range(4):
+        try:
+            # Default knobs whatever the shell exports: the tests check the default lab.
+            return lab_runner.start(None, base + 5000 * attempt, Knobs())
+        except lab_runner.LabError as exc:
+            if "already in use" not in str(exc) or attempt == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[dict]:
     """The JSON `python -m lab start` prints (endpoints, users, CA, root, ...)."""
     base = worker_port_base()
     try:
-        # Default knobs whatever the shell exports: the tests check the default lab.
-        info = lab_runner.start(None, base, Knobs())
+        info = _start_lab()
     except Exception as exc:
         pytest.fail(
             f"the lab did not start at port base {base}: {exc}\n"
@@ -106,9 +119,7 @@ def send_mail(lab: dict, lab_credentials: dict[str, str], lab_ssl_context: ssl.S
             message["Message-ID"] = make_msgid(domain=DOMAIN)
         host, ports = lab["host"], lab["ports"]
         if implicit_tls:
-            smtp = smtplib.SMTP_SSL(
-                host, ports["submissions"], context=_AsMailHost(lab_ssl_context), timeout=10
-            )
+            smtp = smtplib.SMTP_SSL(host, ports["submissions"], context=_AsMailHost(lab_ssl_context), timeout=10)
         else:
             smtp = smtplib.SMTP(host, ports["submission"], timeout=10)
             smtp.starttls(context=_AsMailHost(lab_ssl_context))
@@ -156,9 +167,7 @@ def read_mailbox(lab: dict, lab_credentials: dict[str, str], lab_ssl_context: ss
             wait_for = lambda msgs: any(needle in m for m in msgs)  # noqa: E731
         deadline = time.monotonic() + timeout
         while True:
-            with IMAPClient(
-                lab["host"], port=lab["ports"]["imaps"], ssl_context=tls, timeout=10
-            ) as imap:
+            with IMAPClient(lab["host"], port=lab["ports"]["imaps"], ssl_context=tls, timeout=10) as imap:
                 imap.login(_address(user), lab_credentials[user.split("@")[0]])
                 messages = []
                 if imap.folder_exists(folder):
@@ -170,8 +179,7 @@ def read_mailbox(lab: dict, lab_credentials: dict[str, str], lab_ssl_context: ss
                 return messages
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"{folder} of {user} did not match within {timeout} s; "
-                    f"it holds {len(messages)} message(s)",
+                    f"{folder} of {user} did not match within {timeout} s; it holds {len(messages)} message(s)",
                     pytrace=False,
                 )
             time.sleep(0.1)

@@ -39,9 +39,7 @@ def client_for(lab, lab_credentials, name: str, password: str | None = None) -> 
     port_name, scheme, authenticated, _ = SERVERS[name]
     url = f"{scheme}://{lab['host']}:{lab['ports'][port_name]}/"
     auth = {"username": "ops@spine.test", "password": password or lab_credentials["ops"]}
-    return caldav.DAVClient(
-        url=url, ssl_verify_cert=lab["tls"]["ca_cert"], **(auth if authenticated else {})
-    )
+    return caldav.DAVClient(url=url, ssl_verify_cert=lab["tls"]["ca_cert"], **(auth if authenticated else {}))
 
 
 def changed_urls(collection) -> set[str]:
@@ -115,9 +113,7 @@ def test_rfc6764_discovery_through_lab_dns(lab, monkeypatch, require_tls):
 
 def test_https_certificate_names_dav_host(lab):
     context = ssl.create_default_context(cafile=lab["tls"]["ca_cert"])
-    conn = http.client.HTTPSConnection(
-        lab["host"], lab["ports"]["radicale_tls"], context=context, timeout=5
-    )
+    conn = http.client.HTTPSConnection(lab["host"], lab["ports"]["radicale_tls"], context=context, timeout=5)
     conn.connect()
     # Verified against the IP; the same certificate must also name dav.spine.test.
     names = {value for kind, value in conn.sock.getpeercert()["subjectAltName"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import re
@@ -102,12 +103,19 @@ def test_status_sees_the_running_lab(lab):
 
 
 def test_second_lab_in_parallel_with_knobs_then_clean_stop(lab):
-    base = lab["port_base"] + 10000  # 30000 + 100 * worker: never another worker's
-    t0 = time.monotonic()
-    started = run_lab(
-        "start", "--port-base", str(base), env={"LAB_PASSWORD": "same-for-all", "LAB_SENDER_CHECK": "0"}
-    )
-    start_seconds = time.monotonic() - t0
+    knobs = {
+        "LAB_PASSWORD": "same-for-all",
+        "LAB_SENDER_CHECK": "0",
+        "LAB_STRICT_TLS": "1",
+        "LAB_DMARC_REJECT": "1",
+    }
+    # 30000 + 100 * worker: never another worker's; further up if another run holds it.
+    for base in (lab["port_base"] + 10000, lab["port_base"] + 15000, lab["port_base"] + 20000):
+        t0 = time.monotonic()
+        started = run_lab("start", "--port-base", str(base), env=knobs)
+        start_seconds = time.monotonic() - t0
+        if "already in use" not in started.stderr:
+            break
     assert started.returncode == 0, started.stderr
     second = json.loads(started.stdout)
     lab_dir = Path(second["lab_dir"])
@@ -124,6 +132,20 @@ def test_second_lab_in_parallel_with_knobs_then_clean_stop(lab):
             smtp.login("ops@spine.test", "same-for-all")
             refused = smtp.sendmail("alerts@spine.test", ["ops@spine.test"], b"Subject: x\r\n\r\nx\r\n")
         assert refused == {}
+        # LAB_DMARC_REJECT=1: an unsigned spoof of ops@ is refused outright.
+        with smtplib.SMTP("127.0.0.1", second["ports"]["smtp"]) as mx:
+            mx.ehlo("attacker.example.net")
+            mx.mail("bounce@example.net")
+            mx.rcpt("alerts@spine.test")
+            code, reply = mx.data(b"From: ops@spine.test\r\nSubject: spoof\r\n\r\nx\r\n")
+        assert (code, b"DMARC" in reply) == (550, True), reply
+        # LAB_STRICT_TLS=1: no plaintext login even from 127.0.0.1, fine after STARTTLS.
+        imap = imaplib.IMAP4("127.0.0.1", second["ports"]["imap"])
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("ops@spine.test", "same-for-all")
+        imap.starttls(context)
+        assert imap.login("ops@spine.test", "same-for-all")[0] == "OK"
+        imap.logout()
         # Both labs answer at once.
         for info in (lab, second):
             assert process.port_accepts(info["ports"]["imaps"])

@@ -23,9 +23,7 @@ AUTHSERV_ID = "mail.spine.test"
 def auth_results(raw: bytes) -> dict[str, str]:
     """method -> result from the lab's own Authentication-Results headers only."""
     results = {}
-    for header in email.message_from_bytes(raw, policy=policy.compat32).get_all(
-        "Authentication-Results", []
-    ):
+    for header in email.message_from_bytes(raw, policy=policy.compat32).get_all("Authentication-Results", []):
         authserv, _, rest = " ".join(header.split()).partition(";")
         if authserv.strip() != AUTHSERV_ID:
             continue
