@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 from lab.layout import DOMAIN, MAIL_HOST, USERS, VMAIL_UID, Lab
-from lab.process import ENV_MARK, Daemon
+from lab.process import ENV_MARK, Daemon, dovecot_instance
 
 SPECIAL_USE = {
     "Drafts": r"\Drafts",
@@ -70,7 +70,7 @@ passdb {{
     return f"""# Dovecot for the spine-comms lab (port base {lab.base}), by `python -m lab`.
 base_dir = {d}/run/dovecot
 state_dir = {d}/state/dovecot
-instance_name = spine-lab-{lab.base}
+instance_name = {dovecot_instance(lab.dir)}
 # Children keep the lab mark, so a process scan finds them.
 import_environment = TZ {ENV_MARK}
 listen = 127.0.0.1

@@ -138,18 +138,22 @@ class Lab:
         return f"{user}@{DOMAIN}"
 
 
+class LabError(RuntimeError):
+    """A lab that cannot start or stop as asked, with the reason and what to do."""
+
+
 def check_dir(path: Path) -> None:
     """Refuse a lab dir the daemons could not use, with the reason."""
     path = path.absolute()
     if len(str(path)) > MAX_DIR_LEN:
-        raise SystemExit(
+        raise LabError(
             f"lab: {path} is longer than {MAX_DIR_LEN} characters "
             "(unix socket paths are limited to 108 bytes); use a shorter --dir"
         )
     # Daemons drop to their own users, so every parent must be searchable by others.
     for parent in path.parents:
         if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise SystemExit(
+            raise LabError(
                 f"lab: {parent} is not o+x, so the lab daemons (which drop root) "
                 "could not reach the lab dir; use the default /tmp/spine-lab.*"
             )

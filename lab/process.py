@@ -178,16 +178,21 @@ def wait_ready(
 
 
 def lab_pids(lab_dir: Path) -> list[int]:
-    """Every process that belongs to this lab: marked environment, cmdline or cwd.
+    """Every live process of this lab, found by scanning /proc (for `status`, the
+    leftovers sweep at stop, and the tests).
 
-    Used for `status`, for the leftovers sweep at stop, and by the tests.
+    A lab process carries the lab mark in its environment, or works inside the
+    lab dir (cwd) and either names the lab dir on its command line or has the
+    lab's Dovecot process title (Dovecot rewrites its children's environment and
+    titles). A shell or `tail` that the user runs in the lab dir is neither.
     """
     mark = f"{ENV_MARK}={lab_dir}".encode()
-    needle = str(lab_dir).encode()
+    inside = str(lab_dir).encode()
+    dovecot_title = f"dovecot-{dovecot_instance(lab_dir)}/".encode()
     found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), os.getppid()):
+            continue  # `cd <lab> && python -m lab stop --dir .` is not the lab
         proc = Path(entry.path)
         try:
             stat = _stat(int(entry.name))
@@ -195,22 +200,19 @@ def lab_pids(lab_dir: Path) -> list[int]:
                 continue
             environ = (proc / "environ").read_bytes().split(b"\0")
             cmdline = (proc / "cmdline").read_bytes()
-            try:
-                cwd = os.readlink(proc / "cwd").encode()
-            except OSError:
-                cwd = b""
+            cwd = os.readlink(proc / "cwd").encode()
         except OSError:
             continue
-        mine = mark in environ or needle + b"/" in cmdline or cwd == needle or cwd.startswith(needle + b"/")
-        if mine and not _is_lab_tool(cmdline):
+        works_inside = cwd == inside or cwd.startswith(inside + b"/")
+        names_lab = inside + b"/" in cmdline or cmdline.startswith(dovecot_title)
+        if mark in environ or (works_inside and names_lab):
             found.append(int(entry.name))
     return sorted(found)
 
 
-def _is_lab_tool(cmdline: bytes) -> bool:
-    """`python -m lab status --dir X`, pytest and the like mention the dir but are not the lab."""
-    args = cmdline.split(b"\0")
-    return any(arg in (b"lab", b"-m") for arg in args[1:3]) or b"pytest" in cmdline
+def dovecot_instance(lab_dir: Path) -> str:
+    """Dovecot's instance_name, which prefixes its process titles: one per lab dir."""
+    return lab_dir.name
 
 
 def stop(lab: Lab, running: list[Running]) -> None:

@@ -23,6 +23,7 @@ from lab.layout import (
     USERS,
     Knobs,
     Lab,
+    LabError,
     check_dir,
     new_dir,
     passwords,
@@ -40,10 +41,6 @@ COMMANDS = [
 ]
 COMMANDS += ["unshare", "setpriv", "mount"]
 READY_TIMEOUT = 20.0
-
-
-class LabError(RuntimeError):
-    """A start that cannot work, with the reason and what to do."""
 
 
 def _preflight(lab: Lab) -> None:
@@ -77,6 +74,7 @@ def _prepare_dir(requested: str | None) -> Path:
         path = new_dir()
     else:
         path = Path(requested).absolute()
+        check_dir(path)
         if path.exists() and any(path.iterdir()):
             raise LabError(f"{path} is not empty; give a new or empty --dir")
         path.mkdir(parents=True, exist_ok=True)

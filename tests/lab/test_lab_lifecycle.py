@@ -150,11 +150,17 @@ def test_second_lab_in_parallel_with_knobs_then_clean_stop(lab):
         for info in (lab, second):
             assert process.port_accepts(info["ports"]["imaps"])
         pids = process.lab_pids(lab_dir)
-        assert len(pids) >= len(second["pids"])
+        assert set(second["pids"].values()) < set(pids)  # the daemons and their children
     finally:
+        # Someone's shell in the lab dir is not the lab: stop must leave it alone.
+        bystander = subprocess.Popen(["sleep", "60"], cwd=lab_dir)
         t0 = time.monotonic()
         stopped = run_lab("stop", "--dir", str(lab_dir))
         stop_seconds = time.monotonic() - t0
+        bystander_survived = bystander.poll() is None
+        bystander.kill()
+        bystander.wait()
+    assert bystander_survived
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["left_running"] == []
     assert stop_seconds <= 10, f"stop took {stop_seconds:.1f} s"
