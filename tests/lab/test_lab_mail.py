@@ -128,7 +128,9 @@ def test_imap_offers_the_extensions_and_special_use_folders(lab, lab_credentials
         imap.starttls(lab_ssl_context)
         imap.login("ops@spine.test", lab_credentials["ops"])
         caps = set(imap.capabilities())
-        for wanted in (b"IDLE", b"CONDSTORE", b"QRESYNC", b"MOVE", b"UIDPLUS", b"SPECIAL-USE"):
+        wanted_caps = [b"IDLE", b"CONDSTORE", b"QRESYNC", b"MOVE", b"UIDPLUS", b"SPECIAL-USE"]
+        wanted_caps += [b"COMPRESS=DEFLATE", b"METADATA", b"QUOTA", b"LIST-STATUS"]
+        for wanted in wanted_caps:
             assert wanted in caps, wanted
         special = {flag for flags, _sep, _name in imap.list_folders() for flag in flags}
         for flag in (b"\\Drafts", b"\\Sent", b"\\Junk", b"\\Trash", b"\\Archive"):
