@@ -230,6 +230,8 @@ def stop(lab: Lab, running: list[Running]) -> None:
                 killed.add(run.name)
         time.sleep(0.02)
         alive = [r for r in alive if is_alive(r)]
+    for run in running:
+        _reap(run.pid)
     # Children whose master was SIGKILLed, or that outlived it: only processes
     # marked as this lab's are touched.
     for _ in range(50):
@@ -239,6 +241,13 @@ def stop(lab: Lab, running: list[Running]) -> None:
         for pid in leftovers:
             _signal(pid, signal.SIGKILL)
         time.sleep(0.02)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the daemon is our child (a lab started in-process,
+    as the test fixture does), so no zombie lingers; otherwise init does it."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
