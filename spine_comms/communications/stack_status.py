@@ -118,24 +118,14 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
         )
         return out
     add("stack.endpoint.reachable", "ok", f"connected in {probe.connect_ms} ms", "accepting connections", "connected")
-    if probe.error and not probe.tls:
-        add(
-            "stack.endpoint.protocol",
-            "fail",
-            probe.error,
-            f"a {port.protocol.value} dialogue reaching TLS",
-            probe.error,
-            probe.greeting,
-        )
-        return out
-    add(
-        "stack.endpoint.protocol",
-        "ok",
-        probe.greeting or "answered",
-        f"a {port.protocol.value} greeting",
-        probe.greeting,
-    )
-    if port.protocol.value in PLAIN:
+    expected = f"a {port.protocol.value} dialogue" + ("" if port.protocol.value in PLAIN else " reaching TLS")
+    if probe.error_kind in ("protocol", "timeout", "network"):
+        add("stack.endpoint.protocol", "fail", probe.error, expected, probe.error, probe.greeting)
+    else:
+        add("stack.endpoint.protocol", "ok", probe.greeting or "answered", expected, probe.greeting)
+    if port.protocol.value in PLAIN or not probe.tls:
+        if probe.error_kind == "tls":
+            add("stack.tls.version", "fail", probe.error, "a TLSv1.2+ handshake", probe.error)
         return out
     version_ok = probe.tls_version in MIN_TLS
     add(
@@ -150,6 +140,8 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
         add("stack.tls.trusted", "error", "; ".join(probe.notes) or "no certificate read", "a trusted chain", None)
         return out
     trusted_detail = "chain verified" if probe.verified else (probe.verify_error or "not verified")
+    if probe.verified and probe.verify_error:
+        trusted_detail = "chain verified (the name is checked below)"
     add(
         "stack.tls.trusted",
         "ok" if probe.verified else "fail",

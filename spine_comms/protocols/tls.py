@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+X509_V_ERR_HOSTNAME_MISMATCH = 62
 MAX_LINE = 8192
 MAX_LINES = 200
 CLIENT_NAME = "spine-comms.invalid"
@@ -240,7 +241,8 @@ def probe_endpoint(
         _dialogue(probe, timeout, ca_file, verify=True).close()
         probe.verified = True if probe.tls else None
     except ssl.SSLCertVerificationError as exc:
-        probe.verified = False
+        # OpenSSL checks the name after the chain, so a name mismatch means the chain itself verified.
+        probe.verified = exc.verify_code == X509_V_ERR_HOSTNAME_MISMATCH
         probe.verify_error = f"{exc.verify_message} (code {exc.verify_code})"
         retry = Probe(host, port, protocol, server_name)
         try:

@@ -78,9 +78,9 @@ def test_name_mismatch_fails_but_chain_is_trusted(cli, tmp_path, ca):
     checks = {c["id"]: c for c in env["checks"]}
     assert checks["stack.tls.name_match"]["status"] == "fail"
     assert checks["stack.tls.name_match"]["actual"] == ["other.example", "127.0.0.2"]
-    # OpenSSL reports the name mismatch as a verification failure; the chain itself is the CA's.
-    assert checks["stack.tls.trusted"]["status"] == "fail"
-    assert "ostname" in checks["stack.tls.trusted"]["detail"]
+    # The chain is the CA's: trust and name are reported apart, so the operator knows which to fix.
+    assert checks["stack.tls.trusted"]["status"] == "ok"
+    assert env["data"]["endpoints"][0]["verify_error"].startswith("Hostname mismatch")
 
 
 def test_reaching_by_ip_works_with_a_server_name(cli, tmp_path, ca):
@@ -168,3 +168,29 @@ def test_only_selects_endpoints_and_rejects_unknown(cli, tmp_path, ca):
         bad = cli("communications.stack.status", "--root", str(root), "--only", "POP3")
     assert bad.exit_code == 2
     assert "matches no endpoint" in bad.stdout
+
+
+def test_plain_text_on_an_implicit_tls_port_fails_the_handshake(cli, tmp_path, ca):
+    import socket
+    import threading
+
+    _, ca_file = ca
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.sendall(b"* OK plain text where TLS was promised\r\n")
+        conn.recv(4096)
+        conn.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    result, env = _run(cli, _root(tmp_path, {"IMAPS": server.getsockname()[1]}, ca_file))
+    server.close()
+    checks = {c["id"]: c for c in env["checks"]}
+    assert result.exit_code == 1
+    assert checks["stack.tls.version"]["status"] == "fail"
+    assert checks["stack.tls.version"]["detail"].startswith("TLS handshake failed")
+    assert "stack.tls.expiry" not in checks  # nothing to date when there is no certificate
