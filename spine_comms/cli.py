@@ -7,10 +7,7 @@ command runs or shows its help, which keeps `spine-comms --help` fast.
 
 from __future__ import annotations
 
-import inspect
 import sys
-import typing
-from inspect import Parameter
 from typing import Annotated, Any
 
 import typer
@@ -70,6 +67,10 @@ def _panel(spec: CapabilitySpec) -> str:
 
 def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
     """A Typer command whose options are the capability's own plus the shared ones."""
+    import inspect
+    import typing
+    from inspect import Parameter
+
     from spine_comms.core.runner import execute
 
     code = spec.load()

@@ -60,12 +60,41 @@ class Registry:
         return {k: v for k, v in out.items() if v}
 
 
+def _read(directory: Path) -> tuple[dict, dict]:
+    """The two YAML files, through a JSON cache keyed by their size and mtime.
+
+    Importing and running a YAML parser costs more than the rest of `--help`; the
+    cache (under $XDG_CACHE_HOME/spine-comms) is rebuilt whenever a file changes.
+    """
+    import json
+    import os
+    import zlib
+
+    files = [directory / "capabilities.yaml", directory / "capability_map.yaml"]
+    stamp = ";".join(f"{f}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for f in files)
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spine-comms"
+    cache = cache_dir / f"registry-{zlib.crc32(str(directory).encode()):08x}.json"
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("stamp") == stamp:
+            return cached["registry"], cached["map"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    from spine_comms.core.yamlfile import load_yaml
+
+    raw, raw_map = load_yaml(files[0]).data, load_yaml(files[1]).data
+    try:
+        from spine_comms.core.atomic import write_atomic
+
+        write_atomic(cache, json.dumps({"stamp": stamp, "registry": raw, "map": raw_map}, default=str))
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only home only costs speed
+    return raw, raw_map
+
+
 @cache
 def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
-    from spine_comms.core.yamlfile import load_yaml  # yaml only when the registry is read
-
-    raw = load_yaml(directory / "capabilities.yaml").data
-    raw_map = load_yaml(directory / "capability_map.yaml").data
+    raw, raw_map = _read(directory)
     caps = {}
     mapped = raw_map.get("capabilities") or {}
     for cap_id, entry in (raw.get("capabilities") or {}).items():
