@@ -88,3 +88,19 @@ def test_the_readme_documents_every_capability_and_exit_code():
 
     for code in (ExitCode.OK, ExitCode.FAIL, ExitCode.USAGE, ExitCode.COULD_NOT_EVALUATE, ExitCode.INTERNAL):
         assert f"| {int(code)} " in readme or f"| {int(code)} |" in readme
+
+
+def test_the_registry_cache_follows_edits(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    target = tmp_path / "capabilities"
+    shutil.copytree(REGISTRY_DIR, target)
+    load_registry.cache_clear()
+    first = load_registry(target).get("communications.stack.status").description
+    assert list((tmp_path / "cache/spine-comms").glob("registry-*.json"))
+    text = (target / "capabilities.yaml").read_text().replace(first, "Edited by the test.")
+    (target / "capabilities.yaml").write_text(text)
+    load_registry.cache_clear()
+    try:
+        assert load_registry(target).get("communications.stack.status").description == "Edited by the test."
+    finally:
+        load_registry.cache_clear()
