@@ -16,20 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 from spine_comms import __version__
 from spine_comms.core.options import GlobalOptions
 from spine_comms.core.registry import CapabilitySpec, load_registry
-
-# The shared options, defined once; every capability command and the root accept them.
-RootOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--root",
-        help="The root: this project's layout or the spine's. Default: $SPINE_ROOT, else the current directory.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON envelope on stdout.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warn, too.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs on stderr.")]
-NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")]
+from spine_comms.option_types import DebugOpt, JsonOpt, NoColorOpt, RootOpt, StrictOpt
 
 COMMON = {
     "opt_root": (RootOpt, None),
@@ -153,8 +140,6 @@ class SpineGroup(TyperGroup):
     def resolve_command(self, ctx, args):
         try:
             return super().resolve_command(ctx, args)
-        except typer.BadParameter:
-            raise
         except Exception as exc:  # a mistyped capability id: suggest the close ones
             from difflib import get_close_matches
 

@@ -13,17 +13,12 @@ import typer
 from spine_comms.core.errors import ExitCode, SpineCommsError
 from spine_comms.core.options import GlobalOptions
 from spine_comms.core.registry import CapabilitySpec, load_registry
+from spine_comms.option_types import JsonOpt, RootOpt
 
 cap_app = typer.Typer(
     help="The capability registry: list, show and run capabilities.", no_args_is_help=True, rich_markup_mode=None
 )
 receipts_app = typer.Typer(help="Read receipts: list, show, latest.", no_args_is_help=True, rich_markup_mode=None)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-RootOpt = Annotated[
-    str | None,
-    typer.Option("--root", help="The root (default: $SPINE_ROOT, else the current directory).", show_default=False),
-]
 
 
 def _options(ctx: typer.Context, json_flag: bool = False, root: str | None = None) -> GlobalOptions:

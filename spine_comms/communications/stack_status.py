@@ -16,7 +16,7 @@ from spine_comms.contracts.stack import STACK_CONTRACT, Port, StackContract
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
-from spine_comms.core.result import Check, Result, Status
+from spine_comms.core.result import Check, Result, Status, worst
 from spine_comms.protocols.tls import PLAIN, Probe, probe_endpoint
 
 MIN_TLS = ("TLSv1.2", "TLSv1.3")
@@ -171,8 +171,6 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
 
 def _row(port: Port, probe: Probe, checks: list[Check], now) -> dict:
     cert = probe.certificate
-    from spine_comms.core.result import worst
-
     return {
         "label": port.description or port.protocol.value,
         "protocol": port.protocol.value,

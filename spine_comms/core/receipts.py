@@ -51,7 +51,6 @@ def sha256_text(text: str) -> str:
 @dataclass
 class ReceiptFiles:
     run_key: str
-    directory: Path
     markdown: str | None  # None when the spine's runner writes it
     output: str | None
     document: dict[str, Any]

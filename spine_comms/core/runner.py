@@ -140,9 +140,7 @@ def execute(
         json_sha = receipts.sha256_text(output.render_json(document))
         markdown = receipts.render_markdown(document, receipts.sha256_text(output_txt), json_sha)
     try:
-        receipts.write_receipt(
-            root.receipts_dir, receipts.ReceiptFiles(run_key, receipt_dir, markdown, output_txt, document)
-        )
+        receipts.write_receipt(root.receipts_dir, receipts.ReceiptFiles(run_key, markdown, output_txt, document))
         if not spine_runner:
             row = [run_key, _utc(finished), _utc(started), _utc(finished), receipts.receipt_status(int(exit_code)),
                    capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip

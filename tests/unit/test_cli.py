@@ -13,6 +13,8 @@ from spine_comms.core.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "spine-comms"
+# A probe of one endpoint where nothing listens: quick, and always `fail`.
+OFFLINE_PROBE = ("--host", "127.0.0.1", "--only", "993", "--timeout", "0.5")
 
 
 def sh(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
@@ -69,8 +71,7 @@ def test_unknown_capability_suggests_close_ids(cli):
 
 
 def test_cap_run_passes_options_after_the_separator(cli, root):
-    result = cli("cap", "run", "communications.stack.status", "--", "--root", str(root), "--json",
-                 "--host", "127.0.0.1", "--only", "993", "--timeout", "0.5")  # fmt: skip
+    result = cli("cap", "run", "communications.stack.status", "--", "--root", str(root), "--json", *OFFLINE_PROBE)
     envelope = result.json()
     assert envelope["capability"] == "communications.stack.status"
     assert [r["port"] for r in envelope["data"]["endpoints"]] == [993]
@@ -83,17 +84,7 @@ def test_bad_option_is_a_usage_error_without_traceback(cli):
 
 
 def test_no_color_and_NO_COLOR(root):
-    args = (
-        "communications.stack.status",
-        "--root",
-        str(root),
-        "--host",
-        "127.0.0.1",
-        "--only",
-        "993",
-        "--timeout",
-        "0.5",
-    )
+    args = ("communications.stack.status", "--root", str(root), *OFFLINE_PROBE)
     for env, extra in (({"NO_COLOR": "1"}, ()), ({}, ("--no-color",))):
         done = sh(*args, *extra, env={**env, "TERM": "xterm-256color"})
         assert "\x1b[" not in done.stdout + done.stderr
@@ -112,18 +103,7 @@ def test_shell_completion_offers_capability_ids():
 
 
 def test_json_output_from_a_real_process_is_one_object(root):
-    done = sh(
-        "communications.stack.status",
-        "--root",
-        str(root),
-        "--json",
-        "--host",
-        "127.0.0.1",
-        "--only",
-        "993",
-        "--timeout",
-        "0.5",
-    )
+    done = sh("communications.stack.status", "--root", str(root), "--json", *OFFLINE_PROBE)
     assert done.stdout.startswith("{")
     envelope = json.loads(done.stdout)
     assert envelope["status"] == "fail" and done.returncode == 1

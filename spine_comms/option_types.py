@@ -1,0 +1,20 @@
+"""The options every command shares, defined once for the capability commands and the cap/receipts groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        help="The root: this project's layout or the spine's. Default: $SPINE_ROOT, else the current directory.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON envelope on stdout.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 on warn, too.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs on stderr.")]
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")]
