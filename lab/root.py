@@ -91,11 +91,37 @@ def stack_contract(lab: Lab) -> str:
         "  dns:",
         "    server: 127.0.0.1",
         f"    port: {lab.port('dns')}",
-        f"  dkim_selector: {DKIM_SELECTOR}",
-        f"  authserv_id: {AUTHSERV_ID}",
         "",
     ]
     return "\n".join(lines)
+
+
+def mailauth_contract(lab: Lab) -> str:
+    """Phase 1 expectations for the lab's zone, which the lab serves as a good domain should."""
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: what phase 1 expects of spine.test.",
+            "version: 1",
+            "domains:",
+            f"  - domain: {DOMAIN}",
+            f"    mail_host: mx.{DOMAIN}",
+            '    mail_host_addresses: ["127.0.0.1"]',
+            f"    dkim_selectors: [{DKIM_SELECTOR}]",
+            '    spf: {all: ["-all"]}',
+            "    dmarc: {min_policy: quarantine, rua_required: true}",
+            "    mta_sts: required",
+            "    tls_rpt: required",
+            "dkim_keys:",
+            f"  directory: {_q(str(lab.root / 'secrets' / 'dkim'))}",
+            "probe:",
+            "  sender: ops",
+            "  target: {mailbox: ops}",
+            "  submission: SMTPS",
+            "  timeout_seconds: 30",
+            f"  trusted_authserv_id: {AUTHSERV_ID}",
+            "",
+        ]
+    )
 
 
 def runtime_contract(lab: Lab) -> str:
@@ -127,3 +153,4 @@ def write_root(lab: Lab) -> None:
     bindings.mkdir(parents=True, exist_ok=True)
     (bindings / "communications.stack.contract.yaml").write_text(stack_contract(lab))
     (bindings / "mailroom.runtime.contract.yaml").write_text(runtime_contract(lab))
+    (bindings / "communications.mailauth.contract.yaml").write_text(mailauth_contract(lab))

@@ -36,9 +36,12 @@ def _address(user: str) -> str:
 
 
 def worker_port_base() -> int:
-    """20000 for gw0 (or no xdist), 20100 for gw1, ...: workers never share a port."""
+    """20000 for gw0 (or no xdist), 20100 for gw1, ...: workers never share a port.
+
+    LAB_PORT_BASE moves the whole range, so two test runs on one machine can
+    be given ranges of their own instead of racing for the same ports."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 20000 + 100 * int(worker.removeprefix("gw") or 0)
+    return int(os.environ.get("LAB_PORT_BASE", "20000")) + 100 * int(worker.removeprefix("gw") or 0)
 
 
 def _start_lab() -> dict:

@@ -70,6 +70,7 @@ class Pilot(ContractModel):
 class DnsServer(ContractModel):
     server: str
     port: int = Field(default=53, ge=1, le=65535)
+    timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
 
 class Endpoints(ContractModel):
@@ -80,8 +81,6 @@ class Endpoints(ContractModel):
     expiry_warn_days: int = Field(default=14, ge=0)
     expiry_fail_days: int = Field(default=7, ge=0)
     dns: DnsServer | None = None
-    dkim_selector: str | None = None
-    authserv_id: str | None = None
 
 
 class StackContract(ContractModel):

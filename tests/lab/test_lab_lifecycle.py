@@ -73,9 +73,10 @@ def test_root_points_spine_comms_at_the_lab(lab, lab_root, lab_credentials):
         "ca_file": lab["tls"]["ca_cert"],
         "timeout_seconds": 5,
         "dns": {"server": "127.0.0.1", "port": lab["ports"]["dns"]},
-        "dkim_selector": "lab",
-        "authserv_id": "mail.spine.test",
     }
+    mailauth = yaml.safe_load((lab_root / "bindings/communications.mailauth.contract.yaml").read_text())
+    assert mailauth["domains"][0]["dkim_selectors"] == [lab["dkim"]["selector"]]
+    assert mailauth["probe"]["trusted_authserv_id"] == lab["authserv_id"]
     ports = {p["protocol"]: p["host"] for p in contract["pilot"]["ports"]}
     assert ports == {
         "SMTP": lab["ports"]["smtp"],

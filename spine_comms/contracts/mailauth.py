@@ -1,0 +1,132 @@
+"""The email-authentication contract: `communications.mailauth.contract.yaml`.
+
+What phase 1 expects of the operator's domains (MX, SPF, DKIM selectors,
+DMARC policy, MTA-STS, TLS-RPT), where generated DKIM keys go, how to reach
+Stalwart's management API, and how the probe mail travels. The spine has no
+such file yet (its D221 gate hard-codes the names); this one is new, so it is
+modelled whole. Where to resolve (the DNS server) stays in the stack
+contract's `endpoints.dns`, next to every other "where to connect" fact.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from spine_comms.core.contracts import ContractModel
+
+MAILAUTH_CONTRACT = "communications.mailauth.contract.yaml"
+
+HOSTNAME = r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$"
+SELECTOR = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62})$"
+
+
+class Presence(StrEnum):
+    REQUIRED = "required"  # missing is a failure
+    OPTIONAL = "optional"  # checked when present, missing is fine
+    ABSENT = "absent"  # not looked up
+
+
+class DmarcPolicy(StrEnum):
+    NONE = "none"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+
+class SpfExpectation(ContractModel):
+    # The `all` qualifiers accepted at the end of the record: "-all" (hard fail) by default.
+    all: list[Literal["-all", "~all", "?all", "+all"]] = Field(default_factory=lambda: ["-all"])
+    required: bool = True
+
+
+class DmarcExpectation(ContractModel):
+    # The weakest policy accepted; p=none always warns (monitoring only, nothing enforced).
+    min_policy: DmarcPolicy = DmarcPolicy.QUARANTINE
+    rua_required: bool = False
+
+
+class Domain(ContractModel):
+    domain: str = Field(pattern=HOSTNAME, max_length=253)
+    # The host that must be among the MX targets, whose A/AAAA and PTR are checked.
+    mail_host: str | None = Field(default=None, pattern=HOSTNAME, max_length=253)
+    # The addresses mail_host must resolve to (and that must have forward-confirmed PTR).
+    mail_host_addresses: list[str] = Field(default_factory=list)
+    dkim_selectors: list[str] = Field(default_factory=list)
+    spf: SpfExpectation = Field(default_factory=SpfExpectation)
+    dmarc: DmarcExpectation = Field(default_factory=DmarcExpectation)
+    mta_sts: Presence = Presence.OPTIONAL
+    tls_rpt: Presence = Presence.OPTIONAL
+
+    @model_validator(mode="after")
+    def _selectors_valid(self) -> Domain:
+        bad = [s for s in self.dkim_selectors if not re.match(SELECTOR, s)]
+        if bad:
+            raise ValueError(f"not a DKIM selector: {', '.join(bad)}")
+        return self
+
+
+class DkimKeys(ContractModel):
+    # Where dkim.keygen writes private keys (relative paths are under the root).
+    directory: str = "secrets/dkim"
+    # Selector templates: {yyyy} {mm} {dd} {yyyymm} {yyyymmdd} {algorithm}.
+    rsa_selector: str = "{yyyymm}r"
+    ed25519_selector: str = "{yyyymm}e"
+
+
+class Stalwart(ContractModel):
+    url: str = Field(pattern=r"^https?://")
+    # Certificate name when url names an address; the stack contract's CA file is used.
+    server_name: str | None = None
+    ca_file: str | None = None
+    username: str | None = None
+    # A password or app password (Basic, with username), or an API key (Bearer, alone).
+    secret_ref: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Compare DNS with what the server signs with and recommends (dns.mail.status).
+    compare_dns: bool = True
+
+
+class ProbeTarget(ContractModel):
+    # A mailbox id from the stack contract (same server), or an external mailbox.
+    mailbox: str | None = None
+    address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls"] = "tls"
+    server_name: str | None = None
+    login: str | None = None
+    password_ref: str | None = None
+    folder: str = "INBOX"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ProbeTarget:
+        if bool(self.mailbox) == bool(self.address):
+            raise ValueError("give either mailbox (a stack mailbox id) or address with imap_host")
+        if self.address and not self.imap_host:
+            raise ValueError("an external target needs imap_host")
+        return self
+
+
+class Probe(ContractModel):
+    sender: str = Field(min_length=1)  # a stack mailbox id
+    target: ProbeTarget
+    # Submission: "SMTPS" (implicit TLS, 465) or "STARTTLS" (587), the port from the stack contract.
+    submission: Literal["SMTPS", "STARTTLS"] = "SMTPS"
+    timeout_seconds: float = Field(default=60.0, gt=0, le=900)
+    # Authentication-Results are believed only from this authserv-id.
+    trusted_authserv_id: str | None = None
+
+
+class MailAuthContract(ContractModel):
+    version: int | str
+    domains: list[Domain] = Field(min_length=1)
+    dkim_keys: DkimKeys = Field(default_factory=DkimKeys)
+    stalwart: Stalwart | None = None
+    probe: Probe | None = None
+
+    def domain(self, name: str) -> Domain | None:
+        name = name.rstrip(".").lower()
+        return next((d for d in self.domains if d.domain.lower() == name), None)
