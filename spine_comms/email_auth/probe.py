@@ -1,0 +1,456 @@
+"""mail.auth.probe: send one mail, read it back, and prove from the outside that it authenticates.
+
+The probe goes out through SMTP submission as a contract mailbox, carrying a
+unique token, and is looked for over IMAP in the target mailbox until it arrives
+or the deadline passes. What arrived is judged here, not taken on trust: every
+DKIM signature verified locally, DMARC computed locally, and the receiver's
+Authentication-Results believed only from the contract's trusted authserv-id.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Annotated
+
+import typer
+
+from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract, ProbeTarget
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract
+from spine_comms.core.capability import capability
+from spine_comms.core.context import RunContext
+from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
+from spine_comms.core.result import Check, Result, Status
+
+TOKEN_HEADER = "X-Spine-Probe"
+MAX_FETCH_BYTES = 2 * 1024 * 1024  # a probe is a few KiB; anything near this is not ours
+MAX_RECEIPT_BYTES = 512 * 1024
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+_SECURITY = {"SMTPS": "tls", "STARTTLS": "starttls"}
+
+
+@dataclass
+class Endpoint:
+    """Where to connect and how to verify it (the password is resolved separately)."""
+
+    host: str
+    port: int
+    security: str
+    server_name: str | None
+    ca_file: str | None
+    timeout: float
+    login: str
+    password_ref: str | None
+    override_env: str | None
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port} ({self.security})"
+
+
+@capability("mail.auth.probe", safety="mutating", approval="auto")
+def mail_auth_probe(
+    ctx: RunContext,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Send to this stack mailbox id (ops) or address instead of the contract's probe.target. "
+            "An address outside the stack is read with the contract target's imap_* settings.",
+        ),
+    ] = None,
+    sender: Annotated[
+        str | None, typer.Option(help="Send as this stack mailbox id instead of the contract's probe.sender.")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1, max=900, help="Seconds to wait for the probe to arrive (default: probe.timeout_seconds)."),
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.1, max=60, help="Seconds between IMAP searches while waiting.")
+    ] = 1.0,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Add 'Name: value' to the probe (repeatable), e.g. a forged "
+            "'Authentication-Results: evil.example; dkim=pass' to prove it is ignored.",
+        ),
+    ] = None,
+) -> Result:
+    """Send a probe mail with a unique token through submission, wait for it over IMAP, verify every
+    DKIM signature and compute DMARC locally; ok only when both pass (and the trusted receiver agrees)."""
+    stack = ctx.contracts.load(STACK_CONTRACT, StackContract)
+    mailauth = ctx.contracts.load(MAILAUTH_CONTRACT, MailAuthContract)
+    probe = mailauth.probe
+    if probe is None:
+        raise ContractError(
+            f"{ctx.contracts.path(MAILAUTH_CONTRACT)}: no probe section",
+            hint="add probe: {sender: <mailbox id>, target: {mailbox: <id>}, trusted_authserv_id: <receiver>}",
+        )
+    sender_box = _mailbox(stack, sender or probe.sender, "sender")
+    submission = _submission(stack, probe.submission, sender_box)
+    target_address, reading = _target(stack, probe.target, to)
+    timeout = timeout or probe.timeout_seconds
+    extra = _extra_headers(header or [])
+
+    from spine_comms.protocols.dns import Resolver
+
+    dns_conf = stack.endpoints.dns if stack.endpoints else None
+    resolver = Resolver(dns_conf.server, dns_conf.port, dns_conf.timeout_seconds) if dns_conf else Resolver()
+
+    now = ctx.clock()
+    token = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(8)}"
+    domain = sender_box.address.rpartition("@")[2]
+    message_id = f"<probe.{token}@{domain}>"
+    raw = _message(sender_box.address, target_address, token, message_id, format_datetime(now), extra)
+
+    result = Result()
+    result.data = {
+        "token": token,
+        "message_id": message_id,
+        "sender": sender_box.address,
+        "target": target_address,
+        "trusted_authserv_id": probe.trusted_authserv_id,
+        "resolver": resolver.describe(),
+        "submission": {
+            "endpoint": submission.where(),
+            "server_name": submission.server_name,
+            "login": submission.login,
+        },
+        "reading": {"endpoint": reading.where(), "login": reading.login, "folder": _folder(probe.target, to)},
+    }
+
+    # 1. Submit ----------------------------------------------------------------------------------
+    from spine_comms.protocols.smtp import SmtpError, submit
+
+    password = ctx.secrets.resolve(
+        submission.password_ref, override_env=submission.override_env, what=f"password of mailbox {sender_box.id}"
+    )
+    ctx.log(f"submitting probe {token} to {target_address} via {submission.where()} as {submission.login}")
+    started = time.monotonic()
+    try:
+        reply = submit(
+            submission.host, submission.port, security=submission.security, server_name=submission.server_name,
+            ca_file=submission.ca_file, login=submission.login, password=password.value,
+            sender=sender_box.address, recipients=[target_address], message=raw, timeout=submission.timeout,
+        )  # fmt: skip
+    except SmtpError as exc:
+        reply_text = str(exc.reply) if exc.reply else None
+        if not exc.refused_message:
+            hint = None
+            if exc.stage == "auth":
+                hint = f"check the password of {sender_box.id} ({submission.password_ref} or {submission.override_env})"
+            raise CouldNotEvaluate(
+                f"submission {submission.where()} {exc.stage}: {exc.message}"
+                + (f" ({reply_text})" if reply_text else ""),
+                hint=hint,
+            ) from None
+        result.add(Check(
+            "probe.submit", Status.FAIL, f"{exc.stage}: {exc.message}" + (f": {reply_text}" if reply_text else ""),
+            submission.where(), "250 accepted", reply_text,
+            {"stage": exc.stage, "reply": exc.reply.to_dict() if exc.reply else None},
+        ))  # fmt: skip
+        _skip_rest(result, "the probe was not accepted for delivery")
+        return result
+    sent_ms = round((time.monotonic() - started) * 1000, 1)
+    result.data["submission"]["reply"] = reply.to_dict()
+    result.add(Check(
+        "probe.submit", Status.OK, f"accepted in {sent_ms} ms: {reply}", submission.where(),
+        "250 accepted", str(reply), {"reply": reply.to_dict(), "message_id": message_id}, sent_ms,
+    ))  # fmt: skip
+    result.summary.append(f"submitted {message_id} via {submission.where()} as {submission.login}")
+
+    # 2. Wait for it -----------------------------------------------------------------------------
+    found = _wait(ctx, reading, _folder(probe.target, to), token, timeout, poll_interval)
+    if found is None:
+        result.add(Check(
+            "probe.delivered", Status.FAIL,
+            f"the probe did not arrive in {target_address} within {timeout:g} s", target_address,
+            f"{TOKEN_HEADER}: {token}", None, {"endpoint": reading.where(), "folder": _folder(probe.target, to)},
+        ))  # fmt: skip
+        _skip_rest(result, "the probe did not arrive")
+        result.summary.append(f"NOT delivered to {target_address} within {timeout:g} s")
+        return result
+    result.data["received"] = _received(found)
+    result.add(Check(
+        "probe.delivered", Status.OK,
+        f"arrived in {found.folder} after {found.waited_ms / 1000:.1f} s (uid {found.uid}, {len(found.raw)} bytes)",
+        target_address, f"{TOKEN_HEADER}: {token}", f"uid {found.uid}",
+        {"uid": found.uid, "folder": found.folder, "polls": found.polls, "waited_ms": found.waited_ms},
+    ))  # fmt: skip
+    result.summary.append(f"delivered to {target_address} after {found.waited_ms / 1000:.1f} s")
+
+    # 3. Judge it --------------------------------------------------------------------------------
+    from spine_comms.mail.authentication import evaluate_message
+
+    evaluation = evaluate_message(found.raw, query=resolver.query, trusted_authserv_id=probe.trusted_authserv_id)
+    result.data["evaluation"] = evaluation.to_dict()
+    for check in _judge(evaluation):
+        result.add(check)
+    result.summary.extend(_verdict_lines(evaluation))
+    return result
+
+
+# Contract reading -------------------------------------------------------------------------------
+
+
+def _override_env(mailbox_id: str) -> str:
+    return f"STALWART_{mailbox_id.upper().replace('-', '_')}_PASSWORD"
+
+
+def _mailbox(stack: StackContract, mailbox_id: str, role: str) -> Mailbox:
+    box = stack.mailbox(mailbox_id)
+    if box is None:
+        known = ", ".join(m.id for m in stack.pilot.mailboxes) or "none"
+        raise UsageError(f"{role} {mailbox_id!r} is not a mailbox of the stack contract (known: {known})")
+    return box
+
+
+def _port(stack: StackContract, protocol: str):
+    return next((p for p in stack.pilot.ports if p.protocol.value == protocol), None)
+
+
+def _connection(stack: StackContract) -> tuple[str, str | None, str | None, float]:
+    host = stack.connect_host()
+    if not host:
+        raise ContractError("the stack contract gives no host (endpoints.host or pilot.vm_target.lan_ip)")
+    endpoints = stack.endpoints
+    return (
+        host,
+        stack.server_name(),
+        endpoints.ca_file if endpoints else None,
+        (endpoints.timeout_seconds if endpoints else 10.0),
+    )
+
+
+def _submission(stack: StackContract, protocol: str, box: Mailbox) -> Endpoint:
+    port = _port(stack, protocol)
+    if port is None:
+        raise ContractError(
+            f"the stack contract has no {protocol} port for submission (pilot.ports)",
+            hint="add it, or set probe.submission to the one it has (SMTPS or STARTTLS)",
+        )
+    host, server_name, ca_file, timeout = _connection(stack)
+    return Endpoint(
+        host, port.host, _SECURITY[protocol], server_name, ca_file, max(timeout, 10.0),
+        box.login or box.address, box.password_ref, _override_env(box.id),
+    )  # fmt: skip
+
+
+def _stack_imap(stack: StackContract, box: Mailbox) -> Endpoint:
+    port, security = _port(stack, "IMAPS"), "tls"
+    if port is None:
+        port, security = _port(stack, "IMAP"), "starttls"
+    if port is None:
+        raise ContractError("the stack contract has no IMAPS or IMAP port to read the probe target")
+    host, server_name, ca_file, timeout = _connection(stack)
+    return Endpoint(
+        host, port.host, security, server_name, ca_file, max(timeout, 10.0),
+        box.login or box.address, box.password_ref, _override_env(box.id),
+    )  # fmt: skip
+
+
+def _external_imap(target: ProbeTarget, address: str) -> Endpoint:
+    # An outside mailbox is verified against the system store: the stack's CA vouches only for the stack.
+    return Endpoint(
+        target.imap_host or "", target.imap_port, target.imap_security, target.server_name or target.imap_host,
+        None, 30.0, target.login or address, target.password_ref, None,
+    )  # fmt: skip
+
+
+def _target(stack: StackContract, target: ProbeTarget, to: str | None) -> tuple[str, Endpoint]:
+    """(address to send to, where to read it), from --to or the contract's probe.target."""
+    wanted = to or target.mailbox or target.address or ""
+    if "@" not in wanted:
+        box = _mailbox(stack, wanted, "target")
+        return box.address, _stack_imap(stack, box)
+    box = next((m for m in stack.pilot.mailboxes if m.address.lower() == wanted.lower()), None)
+    if box is not None:
+        return box.address, _stack_imap(stack, box)
+    if not target.address:
+        raise UsageError(
+            f"--to {wanted} is outside the stack, and the contract's probe.target gives no imap_* to read it",
+            hint="name a stack mailbox, or give probe.target an address with imap_host, login and password_ref",
+        )
+    return wanted, _external_imap(target, wanted)
+
+
+def _folder(target: ProbeTarget, to: str | None) -> str:
+    return target.folder if not to or target.address else "INBOX"
+
+
+def _extra_headers(values: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        name, colon, text = value.partition(":")
+        name, text = name.strip(), text.strip()
+        if not colon or not _HEADER_NAME.match(name) or "\r" in text or "\n" in text:
+            raise UsageError(f"--header {value!r} is not 'Name: value' on one line")
+        if name.lower() in ("from", "to", "subject", "date", "message-id", TOKEN_HEADER.lower()):
+            raise UsageError(f"--header cannot replace {name}: the probe sets it")
+        out.append((name, text))
+    return out
+
+
+# The message ------------------------------------------------------------------------------------
+
+
+def _message(sender: str, to: str, token: str, message_id: str, date: str, extra) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = f"spine-comms mail.auth.probe {token}"
+    message["Date"] = date
+    message["Message-ID"] = message_id
+    message[TOKEN_HEADER] = token
+    for name, value in extra:
+        message[name] = value
+    message.set_content(
+        "Sent by spine-comms mail.auth.probe to prove that mail from this domain\n"
+        "is DKIM-signed and passes DMARC. It can be deleted.\n\n"
+        f"token: {token}\n",
+        cte="7bit",
+    )
+    return message.as_bytes(policy=SMTP)
+
+
+def _wait(ctx: RunContext, reading: Endpoint, folder: str, token: str, timeout: float, interval: float):
+    from spine_comms.protocols.imap import ImapError, ImapTarget, wait_for_header
+
+    password = ctx.secrets.resolve(reading.password_ref, override_env=reading.override_env, what="target password")
+    target = ImapTarget(
+        reading.host, reading.port, reading.security, reading.server_name, reading.ca_file,
+        reading.login, password.value, reading.timeout,
+    )  # fmt: skip
+    ctx.log(f"waiting up to {timeout:g} s for the probe in {folder} of {reading.login} via {reading.where()}")
+    deadline = time.monotonic() + timeout
+    try:
+        with ctx.progress(f"waiting for the probe in {folder}") as advance:
+            return wait_for_header(
+                target, folder=folder, header=TOKEN_HEADER, value=token, deadline=deadline,
+                poll_interval=interval, max_bytes=MAX_FETCH_BYTES, on_poll=lambda n: advance(1),
+            )  # fmt: skip
+    except ImapError as exc:
+        hint = None
+        if exc.stage == "auth":
+            hint = f"check the target's password ({reading.password_ref} or {reading.override_env or 'probe.target'})"
+        raise CouldNotEvaluate(f"IMAP {reading.where()} {exc.stage}: {exc.message}", hint=hint) from None
+
+
+def _received(found) -> dict:
+    """The raw message for the receipt: text when it is UTF-8 (mail usually is), else base64."""
+    raw = found.raw[:MAX_RECEIPT_BYTES]
+    try:
+        text, encoding = raw.decode("utf-8"), "text"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {
+        "uid": found.uid,
+        "folder": found.folder,
+        "size": len(found.raw),
+        "encoding": encoding,
+        "truncated": len(found.raw) > MAX_RECEIPT_BYTES,
+        "raw": text,
+    }
+
+
+# Verdicts ---------------------------------------------------------------------------------------
+
+_SIG_STATUS = {"pass": Status.OK, "fail": Status.FAIL, "permerror": Status.FAIL, "temperror": Status.ERROR}
+
+
+def _skip_rest(result: Result, why: str) -> None:
+    for check_id in ("probe.dkim", "probe.dmarc", "probe.authresults.trusted"):
+        if not any(c.id == check_id for c in result.checks):
+            result.add(Check(check_id, Status.SKIP, f"not evaluated: {why}"))
+
+
+def _judge(ev) -> list[Check]:
+    checks = []
+    for sig in ev.signatures:
+        checks.append(Check(
+            "probe.dkim.signature", _SIG_STATUS.get(sig.result, Status.FAIL),
+            f"{sig.subject} a={sig.algorithm}: {sig.result}: {sig.reason}", sig.subject, "pass", sig.result,
+            {"signature": sig.header, "key_name": sig.key_name, "key_record": sig.key_record,
+             "key_bits": sig.key_bits, "dns": sig.dns},
+        ))  # fmt: skip
+
+    aligned = ev.passing_aligned()
+    from_domain = ev.from_domain or "?"
+    if aligned:
+        status, detail = Status.OK, f"{aligned[0].subject} passes and aligns with From {from_domain}"
+    elif not ev.signatures:
+        status, detail = Status.FAIL, "the received message carries no DKIM-Signature"
+    elif any(s.result == "pass" for s in ev.signatures):
+        status, detail = Status.FAIL, f"DKIM passes only for domains not aligned with From {from_domain}"
+    elif any(s.result == "temperror" for s in ev.signatures):
+        status, detail = Status.ERROR, "no signature could be checked: key lookup failed"
+    else:
+        why = "; ".join(f"{s.subject}: {s.reason}" for s in ev.signatures)
+        status, detail = Status.FAIL, f"no signature verified ({why})"
+    checks.append(Check(
+        "probe.dkim", status, detail, from_domain, f"a passing signature aligned with {from_domain}",
+        [f"{s.subject} {s.result}" for s in ev.signatures], {"aligned": [s.subject for s in aligned]},
+    ))  # fmt: skip
+
+    d = ev.dmarc
+    status = {"pass": Status.OK, "temperror": Status.ERROR}.get(d.result, Status.FAIL)
+    policy = f" (p={d.policy})" if d.policy else ""
+    checks.append(Check(
+        "probe.dmarc", status, f"dmarc={d.result}{policy}: " + "; ".join(d.reasons), from_domain, "pass", d.result,
+        d.to_dict(),
+    ))  # fmt: skip
+
+    trusted_id = ev.trusted_authserv_id
+    if not trusted_id:
+        checks.append(Check(
+            "probe.authresults.trusted", Status.SKIP,
+            "no probe.trusted_authserv_id in the contract: the receiver's Authentication-Results are not consulted",
+        ))  # fmt: skip
+    elif not ev.trusted:
+        checks.append(Check(
+            "probe.authresults.trusted", Status.SKIP,
+            f"no Authentication-Results from {trusted_id} (Stalwart adds them on port 25 only); local verdicts stand",
+            trusted_id, "dkim=pass dmarc=pass", None,
+        ))  # fmt: skip
+    else:
+        seen = {m: ev.trusted_results(m) for m in ("dkim", "spf", "dmarc")}
+        agree = "pass" in seen["dkim"] and "pass" in seen["dmarc"]
+        shown = " ".join(f"{m}={','.join(r) or 'absent'}" for m, r in seen.items())
+        checks.append(Check(
+            "probe.authresults.trusted", Status.OK if agree else Status.FAIL,
+            f"{trusted_id} says {shown}" + ("" if agree else ", not dkim=pass and dmarc=pass"),
+            trusted_id, "dkim=pass dmarc=pass", seen, [a.raw for a in ev.trusted],
+        ))  # fmt: skip
+
+    if ev.untrusted:
+        ids = ", ".join(dict.fromkeys(a.authserv_id or "(none)" for a in ev.untrusted))
+        checks.append(Check(
+            "probe.authresults.untrusted", Status.WARN,
+            f"ignored {len(ev.untrusted)} Authentication-Results header(s) from {ids}: "
+            f"only {trusted_id or 'a configured trusted_authserv_id'} is believed",
+            ids, "none", [a.authserv_id for a in ev.untrusted], [a.raw for a in ev.untrusted],
+        ))  # fmt: skip
+    else:
+        checks.append(Check(
+            "probe.authresults.untrusted", Status.OK, "no Authentication-Results from other authserv-ids",
+            "", "none", [],
+        ))  # fmt: skip
+    return checks
+
+
+def _verdict_lines(ev) -> list[str]:
+    lines = [f"dkim={s.result} {s.subject} a={s.algorithm}: {s.reason}" for s in ev.signatures]
+    lines.append(
+        f"dmarc={ev.dmarc.result} From {ev.from_domain}" + (f" p={ev.dmarc.policy}" if ev.dmarc.policy else "")
+    )
+    for ar in ev.trusted:
+        lines.append("trusted A-R " + ar.authserv_id + ": " + " ".join(f"{r.method}={r.result}" for r in ar.results))
+    for ar in ev.untrusted:
+        lines.append(f"ignored A-R from {ar.authserv_id or '(none)'}")
+    return lines
