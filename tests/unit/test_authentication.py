@@ -1,0 +1,199 @@
+"""Local DKIM verification and DMARC evaluation, on messages and DNS answers made in the test."""
+
+from __future__ import annotations
+
+import base64
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from spine_comms.mail.authentication import (
+    author_domain,
+    dmarc_verdict,
+    evaluate_message,
+    split_trusted,
+    trusted_spf_domain,
+    verify_signatures,
+)
+from spine_comms.mail.authresults import parse_authentication_results
+from spine_comms.protocols.dns import Answer
+
+
+def zone(records: dict[str, list[str] | str]):
+    """A query function over in-test data: a list is the TXT records, "error" a SERVFAIL, absent NXDOMAIN."""
+    asked = []
+
+    def query(name: str, rdtype: str) -> Answer:
+        name = name.rstrip(".").lower()
+        asked.append((name, rdtype))
+        value = records.get(name)
+        if value == "error":
+            return Answer(name, rdtype, "error", (), "SERVFAIL from test")
+        if value is None:
+            return Answer(name, rdtype, "nxdomain")
+        return Answer(name, rdtype, "ok", tuple(value)) if value else Answer(name, rdtype, "nodata")
+
+    query.asked = asked
+    return query
+
+
+def new_key() -> tuple[bytes, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return new_key(), new_key()
+
+
+MESSAGE = (
+    b"From: Ops <ops@example.com>\r\nTo: someone@example.net\r\nSubject: probe\r\n"
+    b"Date: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@example.com>\r\n\r\nhello\r\n"
+)
+
+
+def signed(pem: bytes, domain: bytes = b"example.com", selector: bytes = b"sel", message: bytes = MESSAGE) -> bytes:
+    header = dkim.sign(message, selector, domain, pem, include_headers=[b"from", b"to", b"subject", b"date"])
+    return header + message
+
+
+DMARC = {"_dmarc.example.com": ["v=DMARC1; p=reject; rua=mailto:dmarc@example.com"]}
+
+
+# DKIM -----------------------------------------------------------------------------------------
+
+
+def test_a_good_signature_passes_with_its_tags(keys):
+    (pem, record), _ = keys
+    query = zone({"sel._domainkey.example.com": [record]})
+    (sig,) = verify_signatures(signed(pem), query)
+    assert (sig.result, sig.domain, sig.selector, sig.algorithm) == ("pass", "example.com", "sel", "rsa-sha256")
+    assert sig.subject == "d=example.com s=sel" and sig.key_bits == 2048
+    assert query.asked == [("sel._domainkey.example.com", "TXT")]  # one lookup, through the given resolver
+
+
+def test_each_failure_says_why(keys):
+    (pem, record), (_, other_record) = keys
+    raw = signed(pem)
+    cases = {
+        "tampered body": (raw.replace(b"hello", b"HELLO"), {"sel._domainkey.example.com": [record]}),
+        "other key": (raw, {"sel._domainkey.example.com": [other_record]}),
+        "revoked": (raw, {"sel._domainkey.example.com": ["v=DKIM1; k=rsa; p="]}),
+        "nxdomain": (raw, {}),
+        "servfail": (raw, {"sel._domainkey.example.com": "error"}),
+        "two keys": (raw, {"sel._domainkey.example.com": [record, other_record]}),
+        "garbage key": (raw, {"sel._domainkey.example.com": ["v=DKIM1; k=rsa; p=bm90IGEga2V5"]}),
+    }
+    found = {name: verify_signatures(message, zone(data))[0] for name, (message, data) in cases.items()}
+    assert (found["tampered body"].result, found["tampered body"].reason.split(":")[0]) == (
+        "fail",
+        "body hash mismatch",
+    )
+    assert found["other key"].result == "fail" and "did not verify" in found["other key"].reason
+    assert found["revoked"].result == "permerror" and "revoked" in found["revoked"].reason
+    assert found["nxdomain"].result == "permerror" and "key not found in DNS" in found["nxdomain"].reason
+    assert found["servfail"].result == "temperror" and "SERVFAIL" in found["servfail"].reason
+    assert found["two keys"].result == "permerror" and "2 key records" in found["two keys"].reason
+    assert found["garbage key"].result == "permerror" and "key unusable" in found["garbage key"].reason
+
+
+def test_every_signature_is_verified_on_its_own(keys):
+    (pem, record), (other_pem, _) = keys
+    inner = signed(pem)
+    outer = dkim.sign(inner, b"k2", b"relay.example", other_pem, include_headers=[b"from", b"subject"]) + inner
+    query = zone({"sel._domainkey.example.com": [record], "k2._domainkey.relay.example": ["v=DKIM1; p="]})
+    first, second = verify_signatures(outer, query)
+    assert (first.subject, first.result) == ("d=relay.example s=k2", "permerror")
+    assert (second.subject, second.result) == ("d=example.com s=sel", "pass")
+
+
+def test_a_signature_without_required_tags_is_a_permerror():
+    raw = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel\r\n" + MESSAGE
+    (sig,) = verify_signatures(raw, zone({}))
+    assert sig.result == "permerror" and "b, bh, h" in sig.reason
+
+
+# DMARC ----------------------------------------------------------------------------------------
+
+
+def test_relaxed_alignment_accepts_a_subdomain_strict_does_not():
+    relaxed = dmarc_verdict("example.com", ["mail.example.com"], None, zone(DMARC))
+    assert (relaxed.result, relaxed.dkim_aligned, relaxed.policy) == ("pass", ["mail.example.com"], "reject")
+    strict = zone({"_dmarc.example.com": ["v=DMARC1; p=quarantine; adkim=s"]})
+    verdict = dmarc_verdict("example.com", ["mail.example.com"], None, strict)
+    assert (verdict.result, verdict.dkim_unaligned, verdict.adkim) == ("fail", ["mail.example.com"], "s")
+    assert any("not aligned" in r for r in verdict.reasons)
+
+
+def test_an_unrelated_dkim_domain_does_not_align_but_aligned_spf_passes():
+    no_spf = dmarc_verdict("example.com", ["mailer.example.net"], None, zone(DMARC))
+    assert no_spf.result == "fail"
+    with_spf = dmarc_verdict("example.com", ["mailer.example.net"], "bounce.example.com", zone(DMARC))
+    assert (with_spf.result, with_spf.spf_aligned) == ("pass", True)
+    strict_spf = zone({"_dmarc.example.com": ["v=DMARC1; p=reject; aspf=s"]})
+    assert dmarc_verdict("example.com", [], "bounce.example.com", strict_spf).result == "fail"
+
+
+def test_policy_is_inherited_from_the_organizational_domain():
+    query = zone({"_dmarc.example.com": ["v=DMARC1; p=reject; sp=quarantine"]})
+    verdict = dmarc_verdict("news.example.com", ["example.com"], None, query)
+    assert (verdict.result, verdict.policy, verdict.record_name) == ("pass", "quarantine", "_dmarc.example.com")
+
+
+def test_missing_multiple_and_unreachable_records():
+    assert dmarc_verdict("example.com", ["example.com"], None, zone({})).result == "none"
+    two = zone({"_dmarc.example.com": ["v=DMARC1; p=reject", "v=DMARC1; p=none"]})
+    assert dmarc_verdict("example.com", ["example.com"], None, two).result == "permerror"
+    down = dmarc_verdict("example.com", ["example.com"], None, zone({"_dmarc.example.com": "error"}))
+    assert down.result == "temperror" and "SERVFAIL" in down.reasons[0]
+
+
+def test_the_author_domain_needs_exactly_one_address():
+    assert author_domain(["Ops <OPS@Example.COM>"]) == ("example.com", None)
+    assert author_domain(["a@example.com, b@example.org"])[0] is None
+    assert author_domain(["a@example.com", "b@example.com"])[1].startswith("the message has 2 From headers")
+    assert author_domain(["no address"])[0] is None
+    verdict = dmarc_verdict(None, ["example.com"], None, zone(DMARC), from_problem="From holds 2 addresses")
+    assert (verdict.result, verdict.reasons) == ("permerror", ["From holds 2 addresses"])
+
+
+# Authentication-Results: trust --------------------------------------------------------------
+
+
+def test_only_the_trusted_authserv_id_counts_and_only_mailfrom_spf():
+    headers = [
+        parse_authentication_results("evil.example; spf=pass smtp.mailfrom=example.com; dmarc=pass"),
+        parse_authentication_results("MX.Example.net.; spf=pass smtp.helo=example.com"),
+        parse_authentication_results("mx.example.net; spf=pass smtp.mailfrom=<bounce@Mail.Example.com>"),
+    ]
+    trusted, untrusted = split_trusted(headers, "mx.example.net")
+    assert [a.authserv_id for a in untrusted] == ["evil.example"]
+    assert trusted_spf_domain(trusted) == "mail.example.com"  # the HELO result is not used for DMARC
+    assert trusted_spf_domain(untrusted) == "example.com"  # would be, which is why untrusted ones are dropped
+    assert split_trusted(headers, None) == ([], headers)
+
+
+def test_a_forged_header_is_ignored_and_the_trusted_spf_is_used(keys):
+    (pem, record), (_, other_record) = keys
+    forged = b"Authentication-Results: evil.example; dkim=pass; dmarc=pass\r\n"
+    receiver = b"Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=example.com\r\n"
+    raw = forged + receiver + signed(pem)
+    good = evaluate_message(
+        raw, query=zone({**DMARC, "sel._domainkey.example.com": [record]}), trusted_authserv_id="mx.example.net"
+    )
+    assert [a.authserv_id for a in good.untrusted] == ["evil.example"]
+    assert good.dmarc.result == "pass" and good.passing_aligned()[0].subject == "d=example.com s=sel"
+    bad_key = zone({**DMARC, "sel._domainkey.example.com": [other_record]})
+    broken = evaluate_message(raw, query=bad_key, trusted_authserv_id="mx.example.net")
+    assert broken.signatures[0].result == "fail" and broken.passing_aligned() == []
+    assert broken.dmarc.result == "pass" and broken.dmarc.spf_aligned  # SPF alone still carries DMARC
+    untrusted_only = evaluate_message(raw, query=bad_key, trusted_authserv_id="other.example")
+    assert untrusted_only.dmarc.result == "fail"  # the forged dmarc=pass and the SPF pass are not believed
+    assert untrusted_only.to_dict()["authentication_results"]["trusted"] == []
