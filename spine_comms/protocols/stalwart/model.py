@@ -1,0 +1,60 @@
+"""What the Stalwart adapter hands back, the same for both API forms."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+STAGES = ("active", "pending", "retiring", "retired")
+ERROR_KINDS = ("unreachable", "auth", "api", "not_found", "unsupported")
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    domain: str
+    selector: str
+    algorithm: str  # "rsa-sha256" | "ed25519-sha256"
+    public_key: str  # base64, as it would appear in the DNS p= tag
+    stage: str  # "active" | "pending" | "retiring" | "retired" ("active" for 0.15)
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    type: str
+    name: str  # lower case, no trailing dot
+    value: str  # TXT: one unsplit string without quotes; MX: "10 mail.example.com" (no trailing dot)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StalwartError(Exception):
+    """The server could not be asked, refused us, or answered with an error.
+
+    `kind` is one of ERROR_KINDS. Messages name the URL and the account, never the secret.
+    """
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, evidence=None):
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown StalwartError kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.evidence = evidence
+
+
+def algorithm_name(algorithm: str) -> str:
+    """'rsa' or 'rsa-sha256' -> 'rsa-sha256'; the same for ed25519. Anything else is unsupported."""
+    name = algorithm.strip().lower()
+    name = name if name.endswith("-sha256") else f"{name}-sha256"
+    if name not in ALGORITHMS:
+        raise StalwartError("unsupported", f"unknown DKIM algorithm {algorithm!r} (rsa-sha256 or ed25519-sha256)")
+    return name
