@@ -43,8 +43,9 @@ class SpfExpectation(ContractModel):
 
 
 class DmarcExpectation(ContractModel):
-    # The weakest policy accepted; p=none always warns (monitoring only, nothing enforced).
-    min_policy: DmarcPolicy = DmarcPolicy.QUARANTINE
+    # The weakest policy accepted: weaker fails. p=none, where accepted, still warns
+    # (monitoring only: spoofed mail is delivered).
+    min_policy: DmarcPolicy = DmarcPolicy.NONE
     rua_required: bool = False
 
 

@@ -108,7 +108,9 @@ class Resolver:
             return done(ERROR, error=f"not a DNS name: {exc}")
         if self.server is None:
             return self._system(qname, rdtype, done)
-        query = dns.message.make_query(qname, rdtype)
+        # EDNS with a 1232-byte payload (the DNS flag day size): a 2048-bit DKIM key fits in
+        # one UDP answer instead of a truncated one followed by a TCP retry.
+        query = dns.message.make_query(qname, rdtype, use_edns=0, payload=1232)
         query.flags |= dns.flags.RD
         try:
             reply = dns.query.udp(query, self.server, port=self.port, timeout=self.timeout)
