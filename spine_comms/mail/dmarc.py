@@ -23,7 +23,7 @@ KNOWN_TAGS = ("v", "p", "sp", "adkim", "aspf", "pct", "rua", "ruf", "fo", "rf", 
 # RFC 7489 7.1 and 7.2: a URI, optionally followed by "!" and a size with a unit.
 REPORT_URI = re.compile(r"(?P<uri>[A-Za-z][A-Za-z0-9+.\-]*:[^!\s]+)(?:!(?P<size>[0-9]+[kmgtKMGT]?))?\Z")
 MAILTO_ADDRESS = re.compile(r"[^@\s]+@(?P<domain>[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)\Z")
-DMARC_VERSION = re.compile(r"v\s*=\s*DMARC1\s*(?:;|\Z)")
+DMARC_VERSION = re.compile(r"[vV]\s*=\s*DMARC1\s*(?:;|\Z)")
 
 # Suffixes under which organizations register at the third label. Without the
 # Public Suffix List this is a short, deliberately incomplete list: see organizational_domain.

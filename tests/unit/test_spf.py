@@ -239,3 +239,11 @@ def test_siblings_resolve_concurrently() -> None:
     elapsed = time.monotonic() - started
     assert report.lookup_count == 10
     assert elapsed < 1.5 * 4 * 0.15, f"{elapsed:.2f} s: not concurrent (serial would take about 6 s)"
+
+
+def test_a_long_include_chain_stops_once_far_over_the_limit() -> None:
+    records = {(f"n{k}.test", "TXT"): [f"v=spf1 include:n{k + 1}.test -all"] for k in range(200)}
+    query = zone(records)
+    report = evaluate_spf("n0.test", query)
+    assert report.outcome == "invalid" and report.lookup_count > 10
+    assert len(query.asked) < 60, "the evaluator kept following a chain that was already over the limit"
