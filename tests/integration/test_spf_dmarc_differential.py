@@ -114,7 +114,7 @@ def our_spf_class(domain: str, resolver: Resolver) -> str:
     text = " ".join(report.problems)
     if " loop: " in text:
         return "loop"
-    if report.lookup_count > 10 or "MX names, over the limit" in text:
+    if report.lookup_count > 10 or "MX names; an mx term may use 10" in text:
         return "too-many-lookups"
     return "too-many-void" if report.void_count > 2 else "invalid"
 
