@@ -317,14 +317,15 @@ def dmarc_verdict(
         else:
             verdict.dkim_unaligned.append(domain)
     mode = {"r": "relaxed", "s": "strict"}
+    dkim_mode, spf_mode = mode.get(verdict.adkim, verdict.adkim), mode.get(verdict.aspf, verdict.aspf)
     if verdict.dkim_aligned:
         verdict.reasons.append(
-            f"DKIM d={verdict.dkim_aligned[0]} passes and aligns with From {from_domain} ({mode.get(verdict.adkim, verdict.adkim)})"
+            f"DKIM d={verdict.dkim_aligned[0]} passes and aligns with From {from_domain} ({dkim_mode})"
         )
     elif verdict.dkim_unaligned:
         verdict.reasons.append(
             f"DKIM passes only for d={', '.join(verdict.dkim_unaligned)}, not aligned with From {from_domain} "
-            f"({mode.get(verdict.adkim, verdict.adkim)})"
+            f"({dkim_mode})"
         )
     else:
         verdict.reasons.append("no passing DKIM signature")
@@ -334,7 +335,7 @@ def dmarc_verdict(
         verdict.reasons.append(
             f"SPF passes for {spf_domain}, "
             + ("aligned" if verdict.spf_aligned else "not aligned")
-            + f" with From {from_domain} ({mode.get(verdict.aspf, verdict.aspf)})"
+            + f" with From {from_domain} ({spf_mode})"
         )
     else:
         verdict.reasons.append("no trusted SPF pass to align")
