@@ -22,7 +22,6 @@ import socket
 import socketserver
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -106,24 +105,23 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.1)
     parser.add_argument("--port-base", type=int, default=26000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="spine-comms-bench-") as tmp:
-        info = lab_runner.start(str(Path(tmp) / "lab"), args.port_base, Knobs())
-        try:
-            proxy = DelayingProxy(("127.0.0.1", info["ports"]["dns"]), args.delay)
-            server = f"127.0.0.1:{proxy.port}"
-            _, warm = run_once(info["root"], server)
-            if warm["status"] not in ("ok", "warn"):
-                print(f"dns.mail.status is {warm['status']} on the lab; the benchmark needs a clean run", file=sys.stderr)
-                return 1
-            times, waves = [], []
-            for _ in range(args.runs):
-                proxy.arrivals.clear()
-                elapsed, _ = run_once(info["root"], server)
-                times.append(elapsed)
-                waves.append(proxy.waves(gap=args.delay / 2))
-            proxy.close()
-        finally:
-            lab_runner.stop(info["lab_dir"], purge=True)
+    info = lab_runner.start(None, args.port_base, Knobs())  # None: a fresh /tmp/spine-lab.* the daemons can reach
+    try:
+        proxy = DelayingProxy(("127.0.0.1", info["ports"]["dns"]), args.delay)
+        server = f"127.0.0.1:{proxy.port}"
+        _, warm = run_once(info["root"], server)
+        if warm["status"] not in ("ok", "warn"):
+            print(f"dns.mail.status is {warm['status']} on the lab; the benchmark needs a clean run", file=sys.stderr)
+            return 1
+        times, waves = [], []
+        for _ in range(args.runs):
+            proxy.arrivals.clear()
+            elapsed, _ = run_once(info["root"], server)
+            times.append(elapsed)
+            waves.append(proxy.waves(gap=args.delay / 2))
+        proxy.close()
+    finally:
+        lab_runner.stop(info["lab_dir"], purge=True)
     median = statistics.median(times)
     ideal = DEPTH * args.delay
     ratio = median / ideal

@@ -18,7 +18,15 @@ import dns.update
 
 from spine_comms.protocols.dns import Resolver
 
-ZONE = "spine.test"
+ZONES = ("spine.test", "127.in-addr.arpa")
+
+
+def _zone(name: str) -> str:
+    name = name.rstrip(".").lower()
+    for zone in ZONES:
+        if name == zone or name.endswith("." + zone):
+            return zone
+    raise AssertionError(f"{name} is in none of the lab's zones {ZONES}")
 
 
 def _txt_rdata(value: str) -> str:
@@ -29,8 +37,8 @@ def _txt_rdata(value: str) -> str:
 
 
 def set_records(lab: dict, name: str, rdtype: str, values: Sequence[str], ttl: int = 60) -> None:
-    """Replace every `rdtype` record at `name` (absolute, in spine.test) with `values`; none deletes them."""
-    update = dns.update.UpdateMessage(ZONE)
+    """Replace every `rdtype` record at `name` (absolute, in a lab zone) with `values`; none deletes them."""
+    update = dns.update.UpdateMessage(_zone(name))
     absolute = dns.name.from_text(name)
     update.delete(absolute, rdtype)
     for value in values:

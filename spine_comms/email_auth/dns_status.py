@@ -162,8 +162,9 @@ class _Run:
             "contract": str(ctx.contracts.path(MAILAUTH_CONTRACT)),
             "resolver": self.resolver.describe(),
             "domains": [cfg.domain for cfg in self.domains],
-            "stalwart": _view_data(view.result()) if view is not None else None,
         }
+        if view is not None:
+            result.data["stalwart"] = _view_data(view.result())
         return result
 
     def _server_view(self):
