@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal
 
-from spine_comms.protocols.smtp import verified_context
+from spine_comms.protocols.tls import verified_context
 
 Security = Literal["tls", "starttls"]
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from spine_comms.protocols.tls import verified_context
+
 Security = Literal["tls", "starttls"]
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -66,30 +68,6 @@ class SmtpError(Exception):
     def refused_message(self) -> bool:
         """True when the server was reached and authenticated us but would not take this message."""
         return self.stage not in self.UNUSABLE
-
-
-class NamedContext(ssl.SSLContext):
-    """An SSL context that checks the certificate for one fixed name, whatever host was dialled.
-
-    smtplib and imaplib pass the host they connect to as server_hostname; pinning
-    the name here lets them connect by IP and still verify mail.example.org.
-    """
-
-    server_name: str | None = None
-
-    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
-        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
-
-
-def verified_context(server_name: str | None, ca_file: str | None) -> NamedContext:
-    """Verification on: the CA file when given, else the system store; the name checked is server_name."""
-    context = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
-    context.server_name = server_name
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    else:
-        context.load_default_certs()
-    return context
 
 
 def _reply_of(exc: smtplib.SMTPResponseException) -> SmtpReply:

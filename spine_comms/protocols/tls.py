@@ -185,6 +185,30 @@ def _after_tls(protocol: str, lines: _Lines, server_name: str | None, host: str)
     return None
 
 
+class NamedContext(ssl.SSLContext):
+    """An SSL context that checks the certificate for one fixed name, whatever host was dialled.
+
+    smtplib and imaplib pass the host they connect to as server_hostname; pinning
+    the name here lets them connect by IP and still verify mail.example.org.
+    """
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
+
+
+def verified_context(server_name: str | None, ca_file: str | None) -> NamedContext:
+    """Verification on: the CA file when given, else the system store; the name checked is server_name."""
+    context = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    context.server_name = server_name
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    else:
+        context.load_default_certs()
+    return context
+
+
 def _context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
     if not verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
