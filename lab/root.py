@@ -108,7 +108,7 @@ def mailauth_contract(lab: Lab) -> str:
             '    mail_host_addresses: ["127.0.0.1"]',
             f"    dkim_selectors: [{DKIM_SELECTOR}]",
             '    spf: {all: ["-all"]}',
-                    "    dmarc: {min_policy: none, rua_required: true}",
+            "    dmarc: {min_policy: none, rua_required: true}",
             "    mta_sts: required",
             "    tls_rpt: required",
             "dkim_keys:",
