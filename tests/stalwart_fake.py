@@ -151,7 +151,7 @@ class FakeStalwart:
             authority.issue_cert(self.hostname).configure_cert(context)
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        threading.Thread(target=server.serve_forever, name="stalwart-fake", daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="stalwart-fake", daemon=True).start()
         return self
 
     def stop(self) -> None:

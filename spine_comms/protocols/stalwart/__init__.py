@@ -14,7 +14,7 @@ from spine_comms.protocols.stalwart.admin import StalwartAdmin
 from spine_comms.protocols.stalwart.model import DkimKey, DnsRecord, StalwartError
 from spine_comms.protocols.stalwart.transport import Transport
 
-__all__ = ["DkimKey", "DnsRecord", "StalwartAdmin", "StalwartError", "connect"]
+__all__ = ["DkimKey", "DnsRecord", "StalwartAdmin", "StalwartError", "connect", "health"]
 
 
 def connect(
@@ -35,6 +35,15 @@ def connect(
     except BaseException:
         transport.close()
         raise
+
+
+def health(url: str, *, ca_file: str | None = None, server_name: str | None = None, timeout: float = 10.0) -> dict:
+    """/healthz/live and /healthz/ready without credentials: whether the server is up before we log in."""
+    transport = Transport(url, username=None, secret=None, ca_file=ca_file, server_name=server_name, timeout=timeout)
+    try:
+        return StalwartAdmin(transport).health()
+    finally:
+        transport.close()
 
 
 def _probe(transport: Transport) -> StalwartAdmin:
