@@ -98,7 +98,7 @@ def stalwart_status(
         result.add(Check(f"stalwart.health.{probe}", Status.OK if ok else Status.FAIL,
                          f"/healthz/{probe} {'answered 200' if ok else 'did not answer 200'}", target.url,
                          True, ok, {"path": f"/healthz/{probe}", "ok": ok}))  # fmt: skip
-    result.data = {"url": target.url, "account": target.account, "live": state["live"], "ready": state["ready"],
+    result.data = {"url": target.url, "username": target.username, "live": state["live"], "ready": state["ready"],
                    "form": None, "version": None, "domains": []}  # fmt: skip
     try:
         admin = connect(target.url, username=target.username, secret=target.secret, ca_file=target.ca_file,
@@ -264,9 +264,10 @@ def stalwart_dns_expected(
             evidence = [r.to_dict() for r in records]
             expected = "the server's records"
             result.add(Check("stalwart.dns.expected", status, detail, name, expected, len(records), evidence))
+            width = max((len(r.name) for r in records), default=0)
             for r in records:
-                value = r.value if len(r.value) <= 90 else r.value[:87] + "..."
-                result.summary.append(f"{r.type:5}  {r.name}  {value}")
+                value = r.value if len(r.value) <= 80 else r.value[:77] + "..."
+                result.summary.append(f"{r.type:5}  {r.name:{width}}  {value}")
     return result
 
 

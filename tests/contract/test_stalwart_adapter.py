@@ -265,3 +265,25 @@ def test_rest_records_lose_trailing_dots_and_keep_txt_whole():
         DnsRecord("TXT", "_dmarc.example.test", "v=DMARC1; p=reject"),
         DnsRecord("CNAME", "mail.example.test", "host.example.net"),
     ]
+
+
+def test_same_public_key_across_pkcs1_and_spki():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from spine_comms.protocols.stalwart import same_public_key
+
+    def encodings(key):
+        public = key.public_key()
+        der = serialization.Encoding.DER
+        pkcs1 = public.public_bytes(der, serialization.PublicFormat.PKCS1)
+        spki = public.public_bytes(der, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(pkcs1).decode(), base64.b64encode(spki).decode()
+
+    pkcs1, spki = encodings(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    other_pkcs1, _ = encodings(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    assert pkcs1.startswith("MIIBCg") and spki.startswith("MIIBIj")
+    assert same_public_key(pkcs1, spki) and same_public_key(spki, pkcs1)
+    assert same_public_key(spki, spki[:40] + " " + spki[40:])  # whitespace from split TXT strings
+    assert not same_public_key(pkcs1, other_pkcs1)
+    assert not same_public_key(pkcs1, "not base64!")

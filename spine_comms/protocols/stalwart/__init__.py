@@ -11,10 +11,10 @@ answers 200 only on 0.16+, GET /api/principal answers {"data": ...} only on 0.15
 from __future__ import annotations
 
 from spine_comms.protocols.stalwart.admin import StalwartAdmin
-from spine_comms.protocols.stalwart.model import DkimKey, DnsRecord, StalwartError
+from spine_comms.protocols.stalwart.model import DkimKey, DnsRecord, StalwartError, same_public_key
 from spine_comms.protocols.stalwart.transport import Transport
 
-__all__ = ["DkimKey", "DnsRecord", "StalwartAdmin", "StalwartError", "connect", "health"]
+__all__ = ["DkimKey", "DnsRecord", "StalwartAdmin", "StalwartError", "connect", "health", "same_public_key"]
 
 
 def connect(

@@ -58,3 +58,44 @@ def algorithm_name(algorithm: str) -> str:
     if name not in ALGORITHMS:
         raise StalwartError("unsupported", f"unknown DKIM algorithm {algorithm!r} (rsa-sha256 or ed25519-sha256)")
     return name
+
+
+def same_public_key(one: str, other: str) -> bool:
+    """Whether two DKIM p= values hold the same key.
+
+    Stalwart publishes RSA keys as PKCS#1 (MIIBCg...), most other tools as SubjectPublicKeyInfo
+    (MIIBIj...): the same key, two encodings. Ed25519 keys are the raw 32 bytes either way.
+    """
+    one, other = "".join(one.split()), "".join(other.split())
+    if one == other:
+        return True
+    numbers = [_rsa_numbers(value) for value in (one, other)]
+    return None not in numbers and numbers[0] == numbers[1]
+
+
+def _rsa_numbers(value: str) -> tuple[int, int] | None:
+    import base64
+    import binascii
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        der = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    loaders = (
+        lambda: serialization.load_der_public_key(der),
+        lambda: serialization.load_pem_public_key(
+            b"-----BEGIN RSA PUBLIC KEY-----\n" + base64.encodebytes(der) + b"-----END RSA PUBLIC KEY-----\n"
+        ),
+    )
+    for load in loaders:
+        try:
+            key = load()
+        except (ValueError, TypeError):
+            continue
+        if isinstance(key, rsa.RSAPublicKey):
+            numbers = key.public_numbers()
+            return numbers.n, numbers.e
+    return None
