@@ -381,3 +381,18 @@ def test_check_helpers_are_json_friendly():
     )
     assert check.status is Status.FAIL
     json.dumps(check.to_dict())
+
+
+def test_the_stack_contracts_ca_file_is_used_when_the_section_names_none(cli, tmp_path, fake_tls):
+    root = make_root(tmp_path, fake_tls, stalwart={"ca_file": None})
+    stack = {
+        "version": 1,
+        "pilot": {"stage": "test", "ports": [], "mailboxes": [{"id": "ops", "address": "ops@example.test"}]},
+        "endpoints": {"host": "127.0.0.1", "server_name": fake_tls.hostname, "ca_file": fake_tls.ca_file},
+    }
+    (root / "bindings/communications.stack.contract.yaml").write_text(yaml.safe_dump(stack))
+    result, env = run(cli, root, "stalwart.status")
+    assert result.exit_code == 0, result.stdout
+    (root / "bindings/communications.stack.contract.yaml").unlink()
+    result, env = run(cli, root, "stalwart.status")
+    assert result.exit_code == 3 and "certificate verify failed" in env["error"]["message"]
