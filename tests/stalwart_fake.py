@@ -195,10 +195,12 @@ class FakeStalwart:
     def domain_id(self, name: str) -> str | None:
         return next((i for i, d in self.domains.items() if d["name"] == name), None)
 
-    def add_dkim(self, domain: str, kind: str, *, selector: str | None = None, stage: str = "active") -> dict:
-        """A key the server already has (kind 'rsa' or 'ed25519')."""
+    def add_dkim(
+        self, domain: str, kind: str, *, selector: str | None = None, stage: str = "active", pem: str | None = None
+    ) -> dict:
+        """A key the server already has (kind 'rsa' or 'ed25519'): `pem`, or a new one."""
         with self.lock:
-            pem = generate_private_pem(kind)
+            pem = pem or generate_private_pem(kind)
             if self.mode == "0.15":
                 return self._rest_add_signature(domain, kind, selector, pem)
             domain_id = self.domain_id(domain) or self.add_domain(domain)

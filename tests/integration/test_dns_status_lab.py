@@ -140,3 +140,44 @@ def test_an_unknown_domain_option_is_a_usage_error(lab_root):
     code, env = run(lab_root, "dns.mail.status", "--domain", "nope.example")
     assert code == 2
     assert "not in the mail-auth contract" in env["error"]["message"]
+
+
+@pytest.fixture(params=["0.16", "0.15"])
+def root_with_stalwart(request, lab, lab_root, tmp_path):
+    """The lab's root plus a `stalwart:` section pointing at the fake, which signs with the lab's real key."""
+    from tests.stalwart_fake import FakeStalwart
+
+    with FakeStalwart(request.param) as fake:
+        root = tmp_path / "root"
+        (root / "bindings").mkdir(parents=True)
+        for path in (lab_root / "bindings").iterdir():
+            (root / "bindings" / path.name).write_text(path.read_text())
+        secret = tmp_path / "stalwart.secret"
+        secret.write_text(fake.admin_password)
+        contract = root / "bindings" / "communications.mailauth.contract.yaml"
+        contract.write_text(
+            contract.read_text()
+            + f"stalwart:\n  url: {fake.url}\n  username: {fake.admin_login}\n  secret_ref: file:{secret}\n"
+        )
+        fake.add_domain("spine.test")
+        yield root, fake
+
+
+def test_dns_agrees_with_the_key_stalwart_signs_with(lab, root_with_stalwart):
+    root, fake = root_with_stalwart
+    lab_key = (Path(lab["lab_dir"]) / "dkim" / "lab.private").read_text()
+    fake.add_dkim("spine.test", "rsa", selector="lab", pem=lab_key)
+    code, env = run(root, "dns.mail.status")
+    (match,) = by_id(env, "dns.dkim.server_match")
+    assert match["status"] == "ok", match
+    assert code == 0 and env["data"]["stalwart"]["dkim_keys"][0]["selector"] == "lab"
+    assert fake.admin_password not in json.dumps(env)
+
+
+def test_a_dns_key_that_is_not_the_servers_is_the_classic_outage(lab, root_with_stalwart):
+    root, fake = root_with_stalwart
+    fake.add_dkim("spine.test", "rsa", selector="lab")  # a new key: DNS still has the old one
+    code, env = run(root, "dkim.check")
+    (match,) = by_id(env, "dns.dkim.server_match")
+    assert match["status"] == "fail" and "not the key Stalwart signs with" in match["detail"]
+    assert code == 1
