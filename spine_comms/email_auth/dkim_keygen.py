@@ -15,13 +15,13 @@ import datetime
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from spine_comms.contracts.mailauth import HOSTNAME, MAILAUTH_CONTRACT, DkimKeys, MailAuthContract
+from spine_comms.core.atomic import write_atomic
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
@@ -196,34 +196,12 @@ def _make_private_dirs(base: Path, target: Path, result: Result) -> None:
 
 
 def _write_private(path: Path, pem: bytes, force: bool) -> bool:
-    """Write the key 0600; returns whether a file was replaced. O_EXCL makes 'never overwrite' race-free."""
+    """Write the key 0600, whole or not at all; returns whether a file was replaced."""
     existed = path.exists()
-    if not force:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise _exists(path) from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return False
-    # --force: a complete new file replaces the old one in one rename; mkstemp creates it 0600.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(path, pem, 0o600, overwrite=force)
+    except FileExistsError:
+        raise _exists(path) from None
     return existed
 
 

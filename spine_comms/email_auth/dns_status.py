@@ -21,7 +21,7 @@ from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
 from spine_comms.core.result import Check, Result, Status
-from spine_comms.email_auth import dns_checks
+from spine_comms.email_auth import dns_checks, record_checks
 
 DomainOpt = Annotated[
     list[str] | None,
@@ -59,9 +59,9 @@ def dns_mail_status(
     groups = [
         dns_checks.mx_checks,
         lambda cfg, q: dns_checks.host_checks(cfg, q, run.resolver.ptr),
-        dns_checks.spf_checks,
-        dns_checks.dkim_checks,
-        dns_checks.dmarc_checks,
+        record_checks.spf_checks,
+        record_checks.dkim_checks,
+        record_checks.dmarc_checks,
         dns_checks.mta_sts_checks,
         dns_checks.tls_rpt_checks,
     ]
@@ -101,7 +101,7 @@ def dkim_check(
             hint="list dkim_selectors in the mail-auth contract or pass --selector",
         )
     pem = _read_key(ctx, key, run.domains) if key else None
-    result = run.execute([dns_checks.dkim_checks], compare=not no_stalwart, only_dkim=True)
+    result = run.execute([record_checks.dkim_checks], compare=not no_stalwart, only_dkim=True)
     if pem is not None:
         cfg = run.domains[0]
         result.checks.append(_key_check(pem, key, cfg.domain, cfg.dkim_selectors[0], run.query))
@@ -119,7 +119,7 @@ def dmarc_check(
     """Check each contract domain's DMARC record: exactly one, RFC 7489 syntax (p, sp, adkim, aspf, pct, rua, ruf,
     fo), the policy against the contract's minimum (p=none warns), and that every external rua/ruf destination
     has authorized the reports with its <domain>._report._dmarc record."""
-    return _Run(ctx, domain, dns_server, timeout).execute([dns_checks.dmarc_checks], compare=False)
+    return _Run(ctx, domain, dns_server, timeout).execute([record_checks.dmarc_checks], compare=False)
 
 
 class _Run:
@@ -221,7 +221,7 @@ def _key_check(pem: bytes, path: Path, domain: str, selector: str, query) -> Che
     from spine_comms.mail.dkim_record import private_key_matches
 
     name = f"{selector}._domainkey.{domain}"
-    record = dns_checks.dkim_record_at(domain, selector, query)
+    record = record_checks.dkim_record_at(domain, selector, query)
     if record is None or record.public_key is None:
         return Check(
             "dns.dkim.private_key",
@@ -260,7 +260,7 @@ def _compare_with_server(cfg: Domain, server, query, only_dkim: bool) -> list[Ch
         )
     for key in keys:
         name = f"{key.selector}._domainkey.{cfg.domain}"
-        record = dns_checks.dkim_record_at(cfg.domain, key.selector, query)
+        record = record_checks.dkim_record_at(cfg.domain, key.selector, query)
         algorithm = "ed25519" if key.algorithm.startswith("ed25519") else "rsa"
         theirs = key_fingerprint(algorithm, key.public_key)
         ours = key_fingerprint(record.key_type or "rsa", record.tags.get("p", "")) if record else None

@@ -173,13 +173,6 @@ def default_selector(algorithm: str, now: datetime | None = None) -> str:
 
 def _private_key_pem(algorithm: str) -> str:
     # As Stalwart generates them itself: RSA-2048 in PKCS#1, Ed25519 in PKCS#8.
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from spine_comms.mail.dkim_record import generate_key
 
-    if algorithm == "rsa-sha256":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        fmt = serialization.PrivateFormat.TraditionalOpenSSL
-    else:
-        key = ed25519.Ed25519PrivateKey.generate()
-        fmt = serialization.PrivateFormat.PKCS8
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+    return generate_key("rsa" if algorithm == "rsa-sha256" else "ed25519")[0].decode()
