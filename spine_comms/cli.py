@@ -95,7 +95,13 @@ def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
         short_help=spec.description,
         rich_help_panel=_panel(spec),
     )(run_capability)
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    for param in command.params:
+        # Typer would show the Python type (<list[str]>, <float range>); the option's own name
+        # in capitals (--domain DOMAIN) says what to write.
+        if param.param_type_name == "option" and not param.is_flag and param.metavar is None:
+            param.metavar = param.opts[0].lstrip("-").upper().replace("-", "_")
+    return command
 
 
 class LazyCapabilityCommand(TyperCommand):
