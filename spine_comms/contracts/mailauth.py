@@ -98,6 +98,7 @@ class ProbeTarget(ContractModel):
     imap_port: int = Field(default=993, ge=1, le=65535)
     imap_security: Literal["tls", "starttls"] = "tls"
     server_name: str | None = None
+    ca_file: str | None = None  # default: the system store (not the stack's CA)
     login: str | None = None
     password_ref: str | None = None
     folder: str = "INBOX"

@@ -256,10 +256,11 @@ def _stack_imap(stack: StackContract, box: Mailbox) -> Endpoint:
 
 
 def _external_imap(target: ProbeTarget, address: str) -> Endpoint:
-    # An outside mailbox is verified against the system store: the stack's CA vouches only for the stack.
+    # An outside mailbox is verified against its own ca_file, else the system store: the stack's CA
+    # vouches only for the stack.
     return Endpoint(
         target.imap_host or "", target.imap_port, target.imap_security, target.server_name or target.imap_host,
-        None, 30.0, target.login or address, target.password_ref, None,
+        target.ca_file, 30.0, target.login or address, target.password_ref, None,
     )  # fmt: skip
 
 

@@ -156,6 +156,30 @@ def test_an_address_outside_the_stack_without_imap_access_is_a_usage_error(lab_r
     assert code == 2 and "outside the stack" in env["error"]["message"]
 
 
+def test_an_external_target_is_read_with_the_contracts_imap_access(lab, lab_root, tmp_path):
+    """The probe target outside the stack (the lab's `sink`, not a stack mailbox), over IMAP STARTTLS."""
+    sink = lab["users"]["sink"]
+    secret = tmp_path / "sink.password"
+    secret.write_text(sink["password"])
+    root = tmp_path / "root"
+    (root / "bindings").mkdir(parents=True)
+    for path in (lab_root / "bindings").iterdir():
+        (root / "bindings" / path.name).write_text(path.read_text())
+    contract = root / "bindings" / "communications.mailauth.contract.yaml"
+    external = (
+        f"  target: {{address: {sink['address']}, imap_host: 127.0.0.1, imap_port: {lab['ports']['imap']},"
+        f" imap_security: starttls, server_name: {lab['server_name']}, ca_file: '{lab['tls']['ca_cert']}',"
+        f" login: {sink['login']},"
+        f" password_ref: 'file:{secret}'}}"
+    )
+    contract.write_text(contract.read_text().replace("  target: {mailbox: ops}", external))
+    code, env, stderr = probe(root)
+    assert code == 0, json.dumps(env, indent=1)
+    assert checks_by_id(env)["probe.delivered"][0]["status"] == "ok"
+    assert sink["address"] in json.dumps(env["data"])
+    assert sink["password"] not in json.dumps(env) + stderr + receipt_text(env)
+
+
 # The protocol clients underneath, on the other transport (STARTTLS) and on their failure paths.
 
 
