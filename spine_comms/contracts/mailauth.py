@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from spine_comms.core.contracts import ContractModel
 
@@ -22,6 +22,15 @@ MAILAUTH_CONTRACT = "communications.mailauth.contract.yaml"
 
 HOSTNAME = r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$"
 SELECTOR = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62})$"
+
+
+def _host_name(value: str) -> str:
+    if len(value) > 253 or not re.match(HOSTNAME, value):
+        raise ValueError(f"{value!r} is not a DNS host name (letters, digits, '-', '_' and dots)")
+    return value
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
 
 
 class Presence(StrEnum):
@@ -50,9 +59,9 @@ class DmarcExpectation(ContractModel):
 
 
 class Domain(ContractModel):
-    domain: str = Field(pattern=HOSTNAME, max_length=253)
+    domain: HostName
     # The host that must be among the MX targets, whose A/AAAA and PTR are checked.
-    mail_host: str | None = Field(default=None, pattern=HOSTNAME, max_length=253)
+    mail_host: HostName | None = None
     # The addresses mail_host must resolve to (and that must have forward-confirmed PTR).
     mail_host_addresses: list[str] = Field(default_factory=list)
     dkim_selectors: list[str] = Field(default_factory=list)

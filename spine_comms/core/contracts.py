@@ -47,7 +47,9 @@ def validate(doc: YamlDocument, model: type[M]) -> M:
         problems = []
         for err in exc.errors():
             loc = _real_loc(doc.data, err["loc"])
-            problems.append(Problem(shown, doc.line_of(loc), _field(loc), err["msg"]))
+            # Our own validators raise ValueError; pydantic prefixes their text with "Value error, ".
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(shown, doc.line_of(loc), _field(loc), message))
         raise ContractError(f"{shown}: invalid contract", problems=problems) from None
 
 

@@ -171,3 +171,25 @@ def test_spine_root_env_is_used(cli, root):
     result = cli("communications.stack.status", "--json", "--timeout", "0.5", "--host", "127.0.0.1", "--only", "993",
                  env={"SPINE_ROOT": str(root)})  # fmt: skip
     assert result.json()["data"]["contract"] == str(root / "bindings/communications.stack.contract.yaml")
+
+
+def test_the_mailauth_contract_names_each_bad_value_on_its_line(tmp_path):
+    from spine_comms.contracts.mailauth import MailAuthContract
+
+    path = tmp_path / "communications.mailauth.contract.yaml"
+    path.write_text(
+        "version: 1\n"
+        "domains:\n"
+        "  - domain: 'bad domain!'\n"
+        "    dmarc: {min_policy: strict}\n"
+        "  - domain: example.org\n"
+        "    dkim_selectors: ['b@d']\n"
+        "probe: {sender: ops, target: {mailbox: ops, address: x@example.org}}\n"
+    )
+    with pytest.raises(ContractError) as caught:
+        validate(load_yaml(path), MailAuthContract)
+    lines = {(p.line, p.field): p.message for p in caught.value.problems}
+    assert "is not a DNS host name" in lines[(3, "domains[0].domain")]
+    assert "'none', 'quarantine' or 'reject'" in lines[(4, "domains[0].dmarc.min_policy")]
+    assert "not a DKIM selector: b@d" in next(m for (ln, f), m in lines.items() if f.startswith("domains[1]"))
+    assert "either mailbox" in next(m for (ln, f), m in lines.items() if f.startswith("probe"))
