@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+from pathlib import Path
 
 from lab.layout import AUTHSERV_ID, DAV_USERS, DKIM_SELECTOR, DOMAIN, MAIL_HOST, Lab
 
@@ -124,6 +126,42 @@ def mailauth_contract(lab: Lab) -> str:
     )
 
 
+def dav_contract(lab: Lab) -> str:
+    """Radicale (HTTPS, with logins) is the main account; Xandikos (no authentication) the second."""
+    secret = _q("file:" + str(lab.secrets / "ops.password"))
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: calendars and contacts on Radicale and Xandikos.",
+            "version: 1",
+            "accounts:",
+            "  - id: radicale",
+            f"    base_url: https://127.0.0.1:{lab.port('radicale_tls')}/",
+            f"    domain: {DOMAIN}",
+            f"    login: ops@{DOMAIN}",
+            f"    password_ref: {secret}",
+            f"    server_name: {MAIL_HOST}",
+            f"    ca_file: {_q(str(lab.ca_file))}",
+            "  - id: xandikos",
+            f"    base_url: http://127.0.0.1:{lab.port('xandikos')}/",
+            "calendars:",
+            "  - id: spine-ops",
+            "    display_name: Spine Ops",
+            '    color: "#1f6feb"',
+            "    components: [VEVENT, VTODO]",
+            "  - id: spine-ops",
+            "    account: xandikos",
+            "    display_name: Spine Ops",
+            "addressbooks:",
+            "  - id: spine-contacts",
+            "    display_name: Spine Contacts",
+            "sync:",
+            "  source: calendar.global.yaml",
+            "  target_calendar: spine-ops",
+            "",
+        ]
+    )
+
+
 def runtime_contract(lab: Lab) -> str:
     return "\n".join(
         [
@@ -154,3 +192,6 @@ def write_root(lab: Lab) -> None:
     (bindings / "communications.stack.contract.yaml").write_text(stack_contract(lab))
     (bindings / "mailroom.runtime.contract.yaml").write_text(runtime_contract(lab))
     (bindings / "communications.mailauth.contract.yaml").write_text(mailauth_contract(lab))
+    (bindings / "communications.dav.contract.yaml").write_text(dav_contract(lab))
+    # The operator's calendar layers (the spine's sample), the source of calendar.sync.*.
+    shutil.copyfile(Path(__file__).parent / "data" / "calendar.global.yaml", bindings / "calendar.global.yaml")

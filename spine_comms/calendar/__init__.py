@@ -1,0 +1,1 @@
+"""Phase 2, calendars: CalDAV status, calendars, events, and the sync from the operator's layers."""

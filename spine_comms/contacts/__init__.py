@@ -1,0 +1,1 @@
+"""Phase 2, contacts: CardDAV status, address books and contact cards."""
