@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from spine_comms.protocols.stalwart import DkimKey, DnsRecord, StalwartAdmin
 
 SECRET_ENV = "STALWART_ADMIN_SECRET"
-# The spine's own approval variables (reference/spine-conventions.md, `ops cap run`).
-APPROVAL_ENVS = ("SPINE_CAP_AUTO_APPROVE", "OPS_CAP_AUTO_APPROVE")
-APPROVED_VALUES = {"1", "y", "yes", "true", "auto", "always"}
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
 REQUIRED_ALGORITHM = "rsa-sha256"  # a domain must sign with RSA; Ed25519 is a welcome extra
 USABLE_STAGES = ("active", "pending")  # pending keys become active by themselves
@@ -169,14 +167,7 @@ def stalwart_dkim_ensure(
     execute: Annotated[
         bool, typer.Option("--execute", help="Create the missing keys. Without it: a dry run that lists the plan.")
     ] = False,
-    yes: Annotated[
-        bool,
-        typer.Option(
-            "--yes",
-            help="Approve --execute (manual approval). Also approved by SPINE_CAP_AUTO_APPROVE or "
-            "OPS_CAP_AUTO_APPROVE set to 1/yes/true, or a run under the spine's runner (SPINE_CAP_RUN_KEY).",
-        ),
-    ] = False,
+    yes: YesOpt = False,
     wait: Annotated[
         float, typer.Option("--wait", min=0, max=300, help="Seconds to wait for each new key to show up.")
     ] = 15.0,
@@ -189,11 +180,8 @@ def stalwart_dkim_ensure(
     0.16: the key pair is made here and sent once (the server keeps it, masked); 0.15: POST /api/dkim
     under the id rsa-<domain> / ed25519-<domain>, the only ids its signing rule uses, then a reload."""
     wanted = _algorithms(algorithm)
-    if execute and not (yes or _approved(ctx.env)):
-        raise UsageError(
-            "stalwart.dkim.ensure --execute needs approval (it changes the server's signing keys)",
-            hint="add --yes, or set SPINE_CAP_AUTO_APPROVE=yes; run without --execute to see the plan",
-        )
+    if execute:
+        require_approval(ctx.env, yes, "stalwart.dkim.ensure --execute (it changes the server's signing keys)")
     contract, target = _target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     mode = "execute" if execute else "dry-run"
@@ -404,29 +392,15 @@ def _algorithms(chosen: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _approved(env: dict[str, str]) -> bool:
-    if any(env.get(name, "").strip().lower() in APPROVED_VALUES for name in APPROVAL_ENVS):
-        return True
-    from spine_comms.core.receipts import RUN_KEY_RE
-
-    # The spine's runner asks for manual approval itself and aborts without it.
-    return bool(RUN_KEY_RE.match(env.get("SPINE_CAP_RUN_KEY", "")))
-
-
 def _selector(contract: MailAuthContract, algorithm: str, ctx: RunContext) -> str:
+    from spine_comms.mail.dkim_record import render_selector
+
     short = algorithm.split("-")[0]
     key = "rsa_selector" if short == "rsa" else "ed25519_selector"
-    template = getattr(contract.dkim_keys, key)
-    now = ctx.clock()
-    values = {"yyyy": f"{now:%Y}", "mm": f"{now:%m}", "dd": f"{now:%d}", "yyyymm": f"{now:%Y%m}",
-              "yyyymmdd": f"{now:%Y%m%d}", "algorithm": short}  # fmt: skip
     try:
-        return template.format_map(values)
-    except (KeyError, ValueError, IndexError) as exc:
-        raise UsageError(
-            f"{MAILAUTH_CONTRACT}: dkim_keys.{key} {template!r} does not render ({exc})",
-            hint="use {yyyy} {mm} {dd} {yyyymm} {yyyymmdd} {algorithm}",
-        ) from None
+        return render_selector(getattr(contract.dkim_keys, key), short, ctx.clock().date())
+    except ValueError as exc:
+        raise UsageError(f"{MAILAUTH_CONTRACT}: dkim_keys.{key}: {exc}") from None
 
 
 def _action(domain, algorithm, selector, action, mode, note, done=False) -> dict:
