@@ -225,7 +225,12 @@ class DavClient:
 
     def propfind_response(self, path: str, props: list[str], depth: int = 0) -> tuple[DavResponse, list[DavResource]]:
         response = self.request("PROPFIND", path, body=xmlwire.propfind_body(props), depth=str(depth), ok=(200, 207))
-        return response, self.multistatus(response)[0]
+        resources = self.multistatus(response)[0]
+        if depth == 0 and resources and all(r.status == 404 for r in resources):
+            # Xandikos answers a missing resource with 207 holding a 404; Radicale with a plain 404.
+            raise DavError("not_found", f"PROPFIND {response.url}: HTTP 404 (in a multistatus)", status=404,
+                           url=response.url)  # fmt: skip
+        return response, resources
 
     def propfind(self, path: str, props: list[str], depth: int = 0) -> list[DavResource]:
         return self.propfind_response(path, props, depth)[1]
