@@ -1,0 +1,238 @@
+"""One address book on a CardDAV server: find it, list its cards, search them, find one by UID or email.
+
+The contacts.card.* capabilities stand on this. Every card comes back with its href and ETag so
+updates and deletes can be conditional. Server answers are untrusted: an href outside the address
+book is skipped, not fetched, and a card that does not parse is still listed with its problems.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
+
+from spine_comms.contacts.vcard import Contact, parse
+from spine_comms.contracts.dav import DAV_CONTRACT, Account, DavContract
+from spine_comms.core.errors import CouldNotEvaluate, UsageError
+
+if TYPE_CHECKING:
+    from spine_comms.core.context import RunContext
+    from spine_comms.protocols.dav import DavClient, DavError
+
+CARDDAV_NS = "urn:ietf:params:xml:ns:carddav"
+ADDRESS_DATA = f"{{{CARDDAV_NS}}}address-data"
+MULTIGET_BATCH = 100
+# Statuses that mean "this server cannot do that query": fall back to a plain listing.
+_QUERY_UNSUPPORTED = (400, 403, 405, 415, 422, 500, 501, 502)
+
+
+@dataclass
+class StoredCard:
+    href: str
+    etag: str | None
+    text: str
+    contact: Contact
+
+    def to_dict(self, *, raw: bool = False) -> dict:
+        out = {"href": self.href, "etag": self.etag, **self.contact.to_dict(), "summary": self.contact.summary()}
+        if raw:
+            out["vcard"] = self.text
+        return out
+
+
+@dataclass
+class Book:
+    account: Account
+    book_id: str
+    href: str
+    client: DavClient
+    display_name: str | None = None
+    skipped: list[str] = field(default_factory=list)  # hrefs the server named outside this book
+
+    @property
+    def where(self) -> str:
+        return f"address book {self.book_id} on account {self.account.id}"
+
+
+def dav_failure(exc: DavError, account: Account) -> CouldNotEvaluate:
+    """A DAV failure that means the run could not do its work (refused login, unreachable ...)."""
+    return CouldNotEvaluate(f"account {account.id}: {exc.message}")
+
+
+def open_book(ctx: RunContext, account_id: str | None, book_id: str | None) -> Book:
+    """The address book `book_id` (default: the contract's first) on `account_id`, via discovery.
+
+    UsageError (exit 2) for an unknown account, no address book named, or one that does not
+    exist on the server; CouldNotEvaluate (exit 3) when the server cannot be asked.
+    """
+    from spine_comms.protocols.dav import DavError, connect, discover, list_collections
+
+    contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
+    ids = [a.id for a in contract.accounts]
+    if account_id is not None and account_id not in ids:
+        raise UsageError(f"account {account_id!r} is not in {DAV_CONTRACT}", hint=f"accounts: {', '.join(ids)}")
+    if book_id is None:
+        candidates = [b for b in contract.addressbooks if account_id in (None, b.account or ids[0])]
+        if not candidates:
+            on = f" on account {account_id}" if account_id else ""
+            raise UsageError(f"no address book named{on}: {DAV_CONTRACT} lists none",
+                             hint="name one with --addressbook ID (the collection's last path segment)")  # fmt: skip
+        book_id = candidates[0].id
+        account_id = account_id or candidates[0].account
+    account = contract.account(account_id)
+    client = connect(ctx, account, first=account.id == ids[0])
+    try:
+        found = discover(client, "carddav")
+        if not found.home_set:
+            raise UsageError(f"account {account.id}: discovery found no addressbook-home-set",
+                             hint="run contacts.carddav.status to see each discovery step")  # fmt: skip
+        books = list_collections(client, found.home_set, "addressbook")
+    except DavError as exc:
+        client.close()
+        raise dav_failure(exc, account) from None
+    segment = lambda href: urllib.parse.unquote(href.rstrip("/").rsplit("/", 1)[-1])  # noqa: E731
+    match = next((b for b in books if segment(b.href) == book_id), None)
+    if match is None:
+        client.close()
+        present = ", ".join(segment(b.href) for b in books) or "none"
+        raise UsageError(
+            f"address book {book_id!r} does not exist on account {account.id} (present: {present})",
+            hint="run contacts.carddav.ensure --execute to create the contract's address books",
+        )
+    ctx.log(f"{book_id}: {match.href} on {client.origin}")
+    return Book(account, book_id, match.href, client, match.display_name)
+
+
+# ---- reading cards -------------------------------------------------------------------------------------
+
+
+def _query_body(filter_xml: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<card:addressbook-query xmlns:d="DAV:" xmlns:card="{CARDDAV_NS}">'
+        f"<d:prop><d:getetag/><card:address-data/></d:prop>{filter_xml}</card:addressbook-query>"
+    ).encode()
+
+
+def _multiget_body(hrefs: list[str]) -> bytes:
+    inner = "".join(f"<d:href>{escape(h)}</d:href>" for h in hrefs)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<card:addressbook-multiget xmlns:d="DAV:" xmlns:card="{CARDDAV_NS}">'
+        f"<d:prop><d:getetag/><card:address-data/></d:prop>{inner}</card:addressbook-multiget>"
+    ).encode()
+
+
+def _text_filter(properties: tuple[str, ...], text: str, match_type: str, collation: str) -> str:
+    matches = "".join(
+        f'<card:prop-filter name="{name}"><card:text-match collation="{collation}" match-type="{match_type}">'
+        f"{escape(text)}</card:text-match></card:prop-filter>"
+        for name in properties
+    )
+    return f'<card:filter test="anyof">{matches}</card:filter>'
+
+
+def _inside(book: Book, href: str) -> bool:
+    """A member of this book: one segment below its href, on its origin."""
+    base = book.href.rstrip("/") + "/"
+    return href.startswith(base) and len(href) > len(base) and "/" not in href[len(base) :].rstrip("/")
+
+
+def _cards_from(book: Book, resources) -> tuple[list[StoredCard], list[str]]:
+    """Cards with address data, and the member hrefs that came without it (to fetch by multiget)."""
+    cards, missing = [], []
+    for resource in resources:
+        if resource.href.rstrip("/") == book.href.rstrip("/"):
+            continue  # Xandikos lists the collection itself in query answers
+        if not _inside(book, resource.href):
+            book.skipped.append(resource.href[:200])
+            continue
+        if resource.status >= 300:
+            continue
+        data = resource.props.get(ADDRESS_DATA)
+        if isinstance(data, str) and data:
+            cards.append(StoredCard(resource.href, resource.etag, data, parse(data)))
+        elif not resource.href.endswith("/"):
+            missing.append(resource.href)
+    return cards, missing
+
+
+def _multiget(book: Book, hrefs: list[str]) -> list[StoredCard]:
+    cards = []
+    for start in range(0, len(hrefs), MULTIGET_BATCH):
+        resources = book.client.report(book.href, _multiget_body(hrefs[start : start + MULTIGET_BATCH]), 1)
+        cards += _cards_from(book, resources)[0]
+    return cards
+
+
+def _listing(book: Book) -> tuple[list[StoredCard], str]:
+    """Every card: one addressbook-query, else PROPFIND Depth 1 and multiget."""
+    from spine_comms.protocols.dav import DavError
+
+    try:
+        cards, missing = _cards_from(book, book.client.report(book.href, _query_body("<card:filter/>"), 1))
+        return cards + (_multiget(book, missing) if missing else []), "addressbook-query"
+    except DavError as exc:
+        if exc.status not in _QUERY_UNSUPPORTED:
+            raise
+    members = [r.href for r in book.client.propfind(book.href, ["{DAV:}getetag", "{DAV:}resourcetype"], 1)
+               if _inside(book, r.href) and not r.href.endswith("/") and r.status < 300]  # fmt: skip
+    return _multiget(book, members), "propfind+multiget"
+
+
+def list_cards(book: Book, search: str | None = None) -> tuple[list[StoredCard], dict]:
+    """The cards (matching `search` when given) and how they were found, for the result's data."""
+    from spine_comms.protocols.dav import DavError
+
+    how: dict = {"text": search, "server_side": None, "detail": None}
+    try:
+        if not search:
+            cards, method = _listing(book)
+            how.update(method=method)
+            return cards, how
+        try:
+            body = _query_body(_text_filter(("FN", "N", "EMAIL"), search, "contains", "i;unicode-casemap"))
+            cards, missing = _cards_from(book, book.client.report(book.href, body, 1))
+            cards += _multiget(book, missing) if missing else []
+            how.update(method="addressbook-query", server_side=True,
+                       detail="server-side text-match, each hit confirmed here")  # fmt: skip
+        except DavError as exc:
+            if exc.status not in _QUERY_UNSUPPORTED:
+                raise
+            cards, method = _listing(book)
+            how.update(
+                method=method,
+                server_side=False,
+                detail=f"the server's text-match failed (HTTP {exc.status}); matched here over a full listing",
+            )
+    except DavError as exc:
+        raise dav_failure(exc, book.account) from None
+    # Servers differ in what they match (N, collations); this keeps only what the toolkit would match.
+    return [c for c in cards if c.contact.matches(search)], how
+
+
+def find_by_uid(book: Book, uid: str) -> StoredCard | None:
+    """The card whose UID is `uid`: first at <book>/<uid>.vcf (where create puts it), else by search."""
+    from spine_comms.protocols.dav import DavError, child_href
+
+    try:
+        try:
+            href = child_href(book.href, f"{uid}.vcf")
+            body, etag = book.client.get(href)
+            card = StoredCard(book.client.path_of(href), etag, body.decode("utf-8", errors="replace"), parse(body))
+            if card.contact.uid == uid:
+                return card
+        except DavError as exc:
+            if exc.kind not in ("not_found", "protocol"):
+                raise
+        cards, _ = _listing(book)
+    except DavError as exc:
+        raise dav_failure(exc, book.account) from None
+    return next((c for c in cards if c.contact.uid == uid), None)
+
+
+def find_by_email(book: Book, address: str) -> list[StoredCard]:
+    cards, _ = list_cards(book, address)
+    wanted = address.strip().casefold()
+    return [c for c in cards if any(e.address.casefold() == wanted for e in c.contact.emails)]
