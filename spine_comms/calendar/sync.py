@@ -1,0 +1,486 @@
+"""calendar.sync.plan and calendar.sync.execute: the operator's calendar layers onto a CalDAV calendar.
+
+The source is calendar.global.yaml (or any events file in its shape); the target is the
+DAV contract's sync.target_calendar. The server's picture comes from RFC 6578
+sync-collection with the stored token (one request when nothing changed), or a full
+listing when the server has no token for us. The plan is pure (sync_plan), the writes
+conditional (sync_apply), the memory a state file and a lock (sync_state). Output data
+keys are the spine's calendar sync's: run_id, mode, layers, summary, actions,
+conflicts, errors, state_path (plus target, listing and requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spine_comms.calendar.layers import DesiredEvent, Source, desired_events, load_source
+from spine_comms.calendar.sync_plan import WRITES, Action, Limits, Policy, apply_limits, href_key, plan
+from spine_comms.calendar.sync_state import LOCK_HELD, SyncLock, SyncState, load_state
+from spine_comms.contracts.dav import DAV_CONTRACT, Account, DavContract, Sync
+from spine_comms.core.approval import YesOpt, require_approval
+from spine_comms.core.capability import capability
+from spine_comms.core.context import RunContext
+from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.result import Check, Result, Status
+
+SourceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--source",
+        metavar="FILE",
+        help="Events file in calendar.global.yaml's shape, instead of the "
+        "contract's sync.source (relative paths: under the contracts directory).",
+    ),
+]
+LayerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layer",
+        metavar="LAYER",
+        help="Only this layer (repeatable). Default: sync.layers, else every "
+        "layer whose authority is spine. External-authority layers are never written.",
+    ),
+]
+StatePathOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-path",
+        metavar="FILE",
+        help="The sync state file instead of sync.state_path (relative paths: under the mailroom state directory).",
+    ),
+]
+FullScanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-scan",
+        help="List the whole calendar instead of asking for the changes since the stored "
+        "sync token (RFC 6578); the fallback anyway when the server has no token for us.",
+    ),
+]
+
+
+@dataclass
+class Setup:
+    contract: DavContract
+    sync: Sync
+    account: Account
+    first_account: bool
+    source: Source
+    events: list[DesiredEvent]
+    layers: list[str]  # written
+    skipped: dict[str, str]  # layer -> why it is not written
+    scope: set[str] | None
+    state_path: Path
+    lock_path: Path
+
+
+@capability("calendar.sync.plan", safety="read-only", approval="auto")
+def sync_plan(
+    ctx: RunContext,
+    source: SourceOpt = None,
+    layer: LayerOpt = None,
+    state_path: StatePathOpt = None,
+    full_scan: FullScanOpt = False,
+) -> Result:
+    """What calendar.sync.execute would do, per event: create, update, delete, noop, conflict or
+    skip, with the reason. Reads the server (sync-collection, or a full listing) and the state;
+    writes nothing."""
+    return _run(ctx, execute=False, source=source, layer=layer, state_path=state_path, full_scan=full_scan)
+
+
+@capability("calendar.sync.execute", safety="mutating", approval="manual")
+def sync_execute(
+    ctx: RunContext,
+    execute: Annotated[
+        bool,
+        typer.Option(
+            "--execute",
+            help="Write to the calendar. Without it: a dry run that "
+            "prints the plan and writes nothing, not even the state.",
+        ),
+    ] = False,
+    yes: YesOpt = False,
+    source: SourceOpt = None,
+    layer: LayerOpt = None,
+    max_create: Annotated[
+        int | None,
+        typer.Option(
+            "--max-create",
+            min=0,
+            metavar="N",
+            help="At most N creates this run (capped by sync.limits.max_create); the rest are "
+            "deferred to the next run.",
+        ),
+    ] = None,
+    max_update: Annotated[
+        int | None,
+        typer.Option("--max-update", min=0, metavar="N", help="At most N updates (capped by sync.limits.max_update)."),
+    ] = None,
+    max_delete: Annotated[
+        int | None,
+        typer.Option("--max-delete", min=0, metavar="N", help="At most N deletes (capped by sync.limits.max_delete)."),
+    ] = None,
+    stop_on_first_error: Annotated[
+        bool | None,
+        typer.Option(
+            "--stop-on-first-error/--continue-on-error",
+            help="Stop at the first failed write, or go on with the others. Default: sync.stop_on_first_error (true).",
+        ),
+    ] = None,
+    retry_max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--retry-max-attempts",
+            min=1,
+            max=10,
+            metavar="N",
+            help="Tries per write on transient failures (timeouts, 5xx, 429). Default: sync.retry.max_attempts.",
+        ),
+    ] = None,
+    retry_backoff_sec: Annotated[
+        float | None,
+        typer.Option(
+            "--retry-backoff-sec",
+            min=0,
+            max=300,
+            metavar="SECONDS",
+            help="Wait between tries instead of sync.retry.backoff_seconds.",
+        ),
+    ] = None,
+    state_path: StatePathOpt = None,
+    full_scan: FullScanOpt = False,
+) -> Result:
+    """Apply the sync plan to the contract's CalDAV calendar: creates (If-None-Match: *), updates
+    and deletes (If-Match), within the limits, retrying transient failures, saving the state as it
+    goes. A dry run unless --execute, which needs approval (--yes). A second run with no change
+    is all noops and sends no write. Another run holding the lock: status fail, error code
+    sync_lock_held (exit 1)."""
+    if execute:
+        require_approval(ctx.env, yes, "calendar.sync.execute --execute")
+    return _run(
+        ctx,
+        execute=execute,
+        source=source,
+        layer=layer,
+        state_path=state_path,
+        full_scan=full_scan,
+        limits=(max_create, max_update, max_delete),
+        stop=stop_on_first_error,
+        retry=(retry_max_attempts, retry_backoff_sec),
+    )
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+
+
+def _run(
+    ctx, *, execute, source, layer, state_path, full_scan, limits=(None, None, None), stop=None, retry=(None, None)
+) -> Result:
+    setup = _setup(ctx, source, layer, state_path)
+    now = ctx.clock()
+    digest = hashlib.sha1(f"{now.isoformat()}|{os.getpid()}|{uuid.uuid4()}".encode()).hexdigest()[:8]
+    run = {
+        "run_id": f"CALSYNC-{now:%Y%m%d-%H%M%S}-{digest}",
+        "mode": "execute" if execute else "dry-run",
+        "layers": setup.layers,
+        "state_path": str(setup.state_path),
+    }
+    if not execute:
+        return _plan_and_apply(ctx, setup, run, None, full_scan, limits, stop, retry)
+    lock = SyncLock(setup.lock_path)
+    if not lock.acquire():
+        return _lock_held(run, setup, lock)
+    with lock:
+        return _plan_and_apply(ctx, setup, run, lock, full_scan, limits, stop, retry)
+
+
+def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop, retry) -> Result:
+    from spine_comms.calendar.sync_apply import Executor, StateWriteError
+    from spine_comms.calendar.sync_remote import locate_and_read, read_suspects, settle_token
+    from spine_comms.protocols.dav import DavError, connect
+
+    execute = lock is not None
+    state = load_state(setup.state_path)
+    _check_state_account(state, setup)
+    client = connect(ctx, setup.account, first=setup.first_account)
+    account = setup.account.id
+    result = Result()
+    with client:
+        try:
+            collection, picture, token, how = locate_and_read(
+                client, setup.sync.target_calendar, state, full_scan, ctx.log
+            )
+            if state.calendar and href_key(state.calendar) != href_key(collection):
+                raise UsageError(
+                    f"the sync state {setup.state_path} maps events in {state.calendar}, the target is {collection}",
+                    hint="give --state-path for a new state, or move the old one aside",
+                )
+            hashes = read_suspects(client, state, picture)
+        except DavError as exc:
+            raise _could_not_evaluate(account, exc) from None
+        actions = plan(
+            setup.events,
+            state,
+            picture,
+            collection_href=collection,
+            policy=Policy(setup.sync.conflict_policy, setup.sync.delete_removed),
+            scope=setup.scope,
+            skipped_layers=setup.skipped,
+            server_hashes=hashes,
+        )
+        effective = _limits(setup.sync, limits)
+        apply_limits(actions, effective)
+        errors: list[dict] = []
+        stopped = False
+        if execute:
+            state.calendar, state.account = collection, account
+            retry_attempts = retry[0] or setup.sync.retry.max_attempts
+            backoff = [retry[1]] if retry[1] is not None else list(setup.sync.retry.backoff_seconds)
+            executor = Executor(
+                client,
+                state,
+                setup.state_path,
+                collection,
+                retry_attempts,
+                backoff,
+                setup.sync.stop_on_first_error if stop is None else stop,
+                now=lambda: ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                log=ctx.log,
+            )
+            try:
+                executor.run(actions)
+                settle_token(client, collection, state, token, executor, ctx.log)
+            except StateWriteError:
+                pass  # recorded in executor.errors as state_write_error
+            errors, stopped = executor.errors, executor.stopped_early
+        run["requests"] = client.requests
+    return _result(result, run, setup, actions, errors, stopped, how, collection, effective)
+
+
+def _check_state_account(state: SyncState, setup: Setup) -> None:
+    if state.account and state.account != setup.account.id:
+        raise UsageError(
+            f"the sync state {setup.state_path} belongs to account {state.account}, the target is on "
+            f"{setup.account.id}",
+            hint="give --state-path for a new state, or move the old one aside",
+        )
+
+
+def _could_not_evaluate(account: str, exc) -> CouldNotEvaluate:
+    hints = {
+        "auth": f"check login and password_ref of DAV account {account}",
+        "unreachable": "check base_url, server_name and ca_file, and that the server is up",
+        "timeout": "the server is slow or unreachable; raise timeout_seconds if it is just slow",
+    }
+    return CouldNotEvaluate(f"account {account}: {exc.message}", hint=hints.get(exc.kind))
+
+
+def _limits(sync: Sync, chosen) -> Limits:
+    caps = sync.limits
+    pick = lambda value, cap: cap if value is None else min(value, cap)  # noqa: E731
+    return Limits(pick(chosen[0], caps.max_create), pick(chosen[1], caps.max_update), pick(chosen[2], caps.max_delete))
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------------
+
+
+def _setup(ctx: RunContext, source_opt: Path | None, layer_opt: list[str] | None, state_opt: Path | None) -> Setup:
+    contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
+    if contract.sync is None:
+        raise UsageError(
+            f"{DAV_CONTRACT} has no `sync` section",
+            hint="add sync.target_calendar (a calendar id of the contract) and, if needed, sync.source",
+        )
+    sync = contract.sync
+    account = contract.account(sync.account)
+    source_path = ctx.contracts.path(str(source_opt) if source_opt else sync.source)
+    source = load_source(source_path)
+    ctx.contracts.read[str(source_path)] = source.sha256
+    order = source.layer_order
+    chosen = layer_opt or sync.layers
+    if chosen:
+        unknown = [name for name in chosen if name not in order]
+        if unknown:
+            raise UsageError(f"layer {', '.join(unknown)} is not in {source_path.name} (it has {', '.join(order)})")
+        chosen = list(dict.fromkeys(chosen))
+    external = {
+        name: f"layer {name} has authority external: never written"
+        for name in order
+        if source.authority(name) == "external"
+    }
+    if chosen:
+        written = [name for name in order if name in chosen and name not in external]
+        skipped = {name: why for name, why in external.items() if name in chosen}
+        scope = set(written)
+    else:
+        written = [name for name in order if name not in external]
+        skipped, scope = external, None
+    events = desired_events(source, written + list(skipped))
+    state_dir = ctx.mailroom.state
+    state_path = Path(state_opt) if state_opt else Path(sync.state_path)
+    state_path = state_path if state_path.is_absolute() else state_dir / state_path
+    lock_path = Path(sync.lock_path)
+    lock_path = lock_path if lock_path.is_absolute() else state_dir / lock_path
+    return Setup(
+        contract,
+        sync,
+        account,
+        account is contract.accounts[0],
+        source,
+        events,
+        written,
+        skipped,
+        scope,
+        state_path,
+        lock_path,
+    )
+
+
+# ---- output ---------------------------------------------------------------------------------------------------
+
+
+def _lock_held(run: dict, setup: Setup, lock: SyncLock) -> Result:
+    holder = lock.holder()
+    message = f"another calendar sync holds the lock {setup.lock_path}" + (f" (pid {holder})" if holder else "")
+    error = {
+        "layer": None,
+        "event_id": None,
+        "canonical_key": None,
+        "href": None,
+        "action": "lock",
+        "class": "conflict_error",
+        "code": LOCK_HELD,
+        "status": None,
+        "message": message,
+        "attempts": 1,
+    }
+    result = Result(status=Status.FAIL)
+    result.data = {
+        **run,
+        "summary": _summary([], [], [error]),
+        "actions": [],
+        "conflicts": [],
+        "errors": [error],
+        "requests": 0,
+    }
+    result.add(
+        Check(
+            "calendar.sync.lock",
+            Status.FAIL,
+            message,
+            str(setup.lock_path),
+            "free",
+            "held",
+            {"error_code": LOCK_HELD, "holder": holder},
+        )
+    )
+    result.summary.append(f"{LOCK_HELD}: {message}; nothing was done")
+    return result
+
+
+def _summary(actions: list[Action], conflicts: list[dict], errors: list[dict]) -> dict:
+    count = lambda kind: sum(1 for a in actions if a.action == kind)  # noqa: E731
+    done = lambda kind: sum(1 for a in actions if a.action == kind and a.done)  # noqa: E731
+    return {
+        "planned": sum(1 for a in actions if a.action in WRITES),
+        "created": done("create"),
+        "updated": done("update"),
+        "deleted": done("delete"),
+        "noop": count("noop"),
+        "skipped": count("skip"),
+        "conflicts": len(conflicts),
+        "errors": len(errors),
+        "deferred": sum(1 for a in actions if a.deferred),
+    }
+
+
+def _result(result: Result, run, setup: Setup, actions, errors, stopped, how, collection, limits) -> Result:
+    mode = run["mode"]
+    conflicts = [a.conflict for a in actions if a.conflict]
+    summary = _summary(actions, conflicts, errors)
+    result.data = {
+        **run,
+        "summary": summary,
+        "actions": [a.to_dict(mode) for a in actions],
+        "conflicts": conflicts,
+        "errors": errors,
+        "target": {"account": setup.account.id, "calendar": setup.sync.target_calendar, "href": collection},
+        "listing": how,
+        "stopped_early": stopped,
+        "limits": {"max_create": limits.create, "max_update": limits.update, "max_delete": limits.delete},
+    }
+    subject = f"{setup.account.id}:{collection}"
+    result.add(
+        Check(
+            "calendar.sync.source",
+            Status.OK,
+            f"{len(setup.events)} event(s) in {len(setup.source.layer_order)}"
+            f" layer(s); writing {', '.join(setup.layers) or 'none'}",
+            str(setup.source.path),
+            None,
+            setup.layers,
+            {"sha256": setup.source.sha256},
+        )
+    )
+    result.add(
+        Check(
+            "calendar.sync.target",
+            Status.OK,
+            f"calendar {setup.sync.target_calendar} at {collection}",
+            subject,
+            setup.sync.target_calendar,
+            collection,
+        )
+    )
+    result.add(Check("calendar.sync.listing", Status.OK, how, subject))
+    conflict_status = Status.WARN if conflicts and setup.sync.conflict_policy != "spine_wins" else Status.OK
+    result.add(
+        Check(
+            "calendar.sync.conflicts",
+            conflict_status,
+            f"{len(conflicts)} event(s) changed on the server (policy {setup.sync.conflict_policy})",
+            subject,
+            0,
+            len(conflicts),
+            conflicts or None,
+        )
+    )
+    deferred = summary["deferred"]
+    result.add(
+        Check(
+            "calendar.sync.limits",
+            Status.WARN if deferred else Status.OK,
+            f"{deferred} write(s) deferred to the next run" if deferred else "within the limits",
+            subject,
+            result.data["limits"],
+            deferred,
+        )
+    )
+    done = summary["created"] + summary["updated"] + summary["deleted"]
+    if mode == "execute":
+        status = Status.OK if not errors else (Status.PARTIAL if done else Status.FAIL)
+        detail = f"{done} write(s) done, {len(errors)} failed" + ("; stopped at the first error" if stopped else "")
+        result.add(
+            Check("calendar.sync.writes", status, detail, subject, summary["planned"] - deferred, done, errors or None)
+        )
+    if errors:
+        result.status = Status.PARTIAL if done else Status.FAIL
+    else:
+        result.status = Status.WARN if (conflict_status is Status.WARN or deferred) else Status.OK
+    result.summary.append(f"{run['run_id']} {mode}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    shown = [a for a in actions if a.action != "noop"]
+    for a in shown[:60]:
+        mark = " (deferred)" if a.deferred else (" FAILED" if a.error else (" done" if a.done else ""))
+        result.summary.append(f"{a.action:8} {a.layer}/{a.event_id}{mark}: {a.reason}")
+    if len(shown) > 60:
+        result.summary.append(f"... and {len(shown) - 60} more (see --json)")
+    if mode == "dry-run" and summary["planned"]:
+        result.summary.append("dry run: nothing written; run calendar.sync.execute --execute --yes to apply")
+    return result

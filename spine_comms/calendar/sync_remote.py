@@ -1,0 +1,143 @@
+"""The server's side of the calendar sync: where the target calendar is and what it holds.
+
+Cost grows with changes, not with the calendar's size: the stored collection href is
+tried first (no discovery), and RFC 6578 sync-collection with the stored token returns
+only what changed. A token the server no longer honours, or a server without
+sync-collection, falls back to a full listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import unquote
+
+from spine_comms.calendar.layers import payload_hash
+from spine_comms.calendar.sync_plan import RemotePicture, href_key, suspects
+from spine_comms.calendar.sync_state import SyncState
+from spine_comms.core.errors import UsageError
+
+GETETAG = "{DAV:}getetag"
+FATAL = ("auth", "unreachable", "timeout")  # no fallback helps with these
+
+
+def locate_and_read(client, target: str, state: SyncState, full_scan: bool, log: Callable[[str], None]):
+    """(collection href, RemotePicture, new sync token or None, how it was read)."""
+    from spine_comms.protocols.dav import DavError
+
+    token = None if full_scan else state.sync_token
+    if state.calendar and _last_segment(state.calendar) == target:
+        try:
+            return (state.calendar, *read_picture(client, state.calendar, token, log))
+        except DavError as exc:
+            if exc.kind != "not_found":
+                raise
+            log(f"{state.calendar} is gone; looking for calendar {target} again")
+    collection = find_calendar(client, target)
+    return (collection, *read_picture(client, collection, token if collection == state.calendar else None, log))
+
+
+def find_calendar(client, target: str) -> str:
+    from spine_comms.protocols.dav import DavError, discover, list_collections
+
+    found = discover(client, "caldav")
+    if not found.home_set:
+        raise DavError(
+            "protocol",
+            f"{client.base_url}: no calendar-home-set found (discovery: {'; '.join(s.detail for s in found.steps)})",
+        )
+    for collection in list_collections(client, found.home_set, "calendar"):
+        if _last_segment(collection.href) == target:
+            return collection.href
+    raise UsageError(
+        f"calendar {target} does not exist under {found.home_set}",
+        hint="create it with: spine-comms calendar.caldav.ensure --execute",
+    )
+
+
+def _last_segment(href: str) -> str:
+    return unquote(href_key(href).rstrip("/").rsplit("/", 1)[-1])
+
+
+def read_picture(client, collection: str, token: str | None, log: Callable[[str], None]):
+    """(RemotePicture, new token, how): the delta since `token`, else the whole calendar."""
+    from spine_comms.protocols.dav import DavError
+
+    if token:
+        try:
+            changed, deleted, new_token = client.sync_collection(collection, token)
+            picture = RemotePicture(complete=False, how="delta")
+            _fill(picture, collection, changed)
+            picture.gone = {href_key(h) for h in deleted if _member(collection, h)}
+            how = f"sync-collection since the stored token: {len(picture.etags)} changed, {len(picture.gone)} deleted"
+            return picture, new_token, how
+        except DavError as exc:
+            if exc.kind != "precondition":
+                raise
+            log(f"the server refused the stored sync token ({exc.message}); listing the whole calendar")
+    try:
+        changed, _deleted, new_token = client.sync_collection(collection, None)
+        picture = RemotePicture(complete=True, how="full")
+        _fill(picture, collection, changed)
+        return picture, new_token, f"full listing (sync-collection): {len(picture.etags)} resource(s)"
+    except DavError as exc:
+        if exc.kind in (*FATAL, "not_found"):
+            raise
+        log(f"sync-collection refused ({exc.message}); listing with PROPFIND")
+    picture = RemotePicture(complete=True, how="full")
+    _fill(picture, collection, client.propfind(collection, [GETETAG], 1))
+    return picture, None, f"full listing (PROPFIND): {len(picture.etags)} resource(s)"
+
+
+def _member(collection: str, href: str) -> bool:
+    """Only direct children of the collection count: an href elsewhere (hostile or odd) is ignored."""
+    base = href_key(collection).rstrip("/") + "/"
+    key = href_key(href)
+    return key.startswith(base) and "/" not in key[len(base) :].rstrip("/") and key.rstrip("/") != base.rstrip("/")
+
+
+def _fill(picture: RemotePicture, collection: str, resources) -> None:
+    for resource in resources:
+        if resource.status < 300 and _member(collection, resource.href):
+            picture.etags[href_key(resource.href)] = resource.etag
+
+
+def read_suspects(client, state: SyncState, picture: RemotePicture) -> dict[str, str | None]:
+    """The payload hash of each mapped resource whose ETag moved (None: unreadable)."""
+    from spine_comms.protocols.dav import DavError
+
+    out = {}
+    for href in suspects([], state, picture):
+        try:
+            body, _ = client.get(href)
+            out[href] = payload_hash(body)
+        except DavError as exc:
+            if exc.kind in FATAL:
+                raise
+            out[href] = None
+    return out
+
+
+def settle_token(client, collection: str, state: SyncState, token: str | None, executor, log) -> None:
+    """Store the newest token that leaves nothing unseen.
+
+    `token` was read before our writes. When we wrote, the changes since it are asked for once
+    more: if they are exactly our own writes (the ETags we recorded), the newer token is stored
+    and the next run's delta is empty; otherwise the older one, so the next run sees the rest.
+    """
+    from spine_comms.protocols.dav import DavError
+
+    newest = token
+    if token and executor.writes:
+        try:
+            changed, deleted, after = client.sync_collection(collection, token)
+        except DavError as exc:
+            log(f"could not re-read the changes after writing ({exc.message}); keeping the earlier token")
+        else:
+            ours = {href_key(m.remote_event_id): m for m in state.events.values() if not m.tombstone}
+            explained = all(
+                href_key(r.href) not in ours or ours[href_key(r.href)].remote_etag == r.etag for r in changed
+            ) and all(href_key(h) not in ours for h in deleted)
+            newest = after if explained else token
+    if newest != state.sync_token or executor.unsaved:
+        state.sync_token = newest
+        executor.save()
