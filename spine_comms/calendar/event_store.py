@@ -1,0 +1,255 @@
+"""The calendar an event capability works on, and finding events in it over CalDAV.
+
+`open_calendar` is the shared "resolve the calendar" step: the contract's account (default: the
+first calendar's), discovery to its calendar-home-set, and the calendar found there by its last
+path segment. `locate` finds an event by UID (its own resource name first, then a calendar-query),
+and `query` runs a time-range calendar-query. Hrefs a server returns are used only when they name
+a resource directly inside the calendar, so hostile data cannot point writes anywhere else.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape, quoteattr
+
+from spine_comms.calendar import ical_read
+from spine_comms.calendar.ical import resource_name
+from spine_comms.calendar.ical_read import find_event
+from spine_comms.contracts.dav import DAV_CONTRACT, DavContract, safe_segment
+from spine_comms.core.errors import CouldNotEvaluate, UsageError
+
+if TYPE_CHECKING:
+    from spine_comms.contracts.dav import Account
+    from spine_comms.core.context import RunContext
+    from spine_comms.protocols.dav import DavClient, DavResource
+
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+CALENDAR_DATA = f"{{{CALDAV}}}calendar-data"
+# DavError kinds that mean "could not ask" rather than "the answer is no": exit 3.
+UNEVALUABLE = ("unreachable", "timeout", "auth", "protocol", "redirect", "too_large")
+
+
+@dataclass
+class CalendarTarget:
+    account: Account
+    calendar_id: str
+    in_contract: bool
+    client: DavClient
+    path: str  # the calendar collection's path on the server, ending in "/"
+
+    def describe(self) -> str:
+        return f"calendar {self.calendar_id} on account {self.account.id}"
+
+
+@dataclass
+class Located:
+    href: str
+    body: bytes
+    etag: str | None
+
+
+@contextmanager
+def could_not_evaluate(account_id: str):
+    """A DAV failure that leaves the question open (no answer, refused login) becomes exit 3,
+    naming the account; the message never holds the password."""
+    from spine_comms.protocols.dav import DavError
+
+    try:
+        yield
+    except DavError as exc:
+        if exc.kind in UNEVALUABLE:
+            raise CouldNotEvaluate(f"account {account_id}: {exc.message}") from None
+        raise
+
+
+def open_calendar(ctx: RunContext, account_id: str | None, calendar_id: str | None) -> CalendarTarget:
+    """Resolve --account/--calendar against the contract and the server. A calendar that is not
+    there is a usage error (exit 2) with a hint to run calendar.caldav.ensure."""
+    from spine_comms.protocols.dav import connect, discover, list_collections
+
+    contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
+    ids = [a.id for a in contract.accounts]
+    if account_id is not None and account_id not in ids:
+        raise UsageError(f"no account {account_id!r} in {DAV_CONTRACT}", hint=f"accounts: {', '.join(ids)}")
+    if calendar_id is None:
+        first = contract.accounts[0].id
+        mine = [c for c in contract.calendars if account_id in (None, c.account or first)]
+        if not mine:
+            where = f" for account {account_id}" if account_id else ""
+            raise UsageError(f"{DAV_CONTRACT} names no calendar{where}", hint="give --calendar ID")
+        calendar_id = mine[0].id
+        account_id = account_id or mine[0].account or first
+    if not safe_segment(calendar_id):
+        raise UsageError(f"--calendar {calendar_id[:80]!r} is not a collection name (letters, digits, . _ -)")
+    account = contract.account(account_id)
+    in_contract = contract.calendar(calendar_id, account.id) is not None
+    client = connect(ctx, account, first=account is contract.accounts[0])
+    with could_not_evaluate(account.id):
+        found = discover(client, "caldav")
+        if not found.home_set:
+            raise CouldNotEvaluate(f"account {account.id}: the server named no calendar-home-set")
+        collections = list_collections(client, found.home_set, "calendar")
+    for collection in collections:
+        segment = urllib.parse.unquote(collection.href.rstrip("/").rsplit("/", 1)[-1])
+        if segment == calendar_id and collection.href.startswith("/"):
+            return CalendarTarget(account, calendar_id, in_contract, client, collection.href.rstrip("/") + "/")
+    client.close()
+    there = ", ".join(sorted(c.href.rstrip("/").rsplit("/", 1)[-1] for c in collections)) or "none"
+    hint = (
+        f"run `spine-comms calendar.caldav.ensure --execute` to create the contract's calendars (there: {there})"
+        if in_contract
+        else f"calendars under {found.home_set}: {there}"
+    )
+    raise UsageError(f"no calendar {calendar_id!r} on account {account.id}", hint=hint)
+
+
+def inside(target: CalendarTarget, href: str) -> bool:
+    """Is `href` a resource directly inside the calendar (no other host, no climbing, no nesting)?"""
+    if not href.startswith(target.path) or "://" in href:
+        return False
+    name = urllib.parse.unquote(href[len(target.path) :])
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def locate(target: CalendarTarget, uid: str) -> Located | None:
+    """The resource holding the event `uid`: `<calendar>/<uid>.ics` when we named it, else found
+    by a calendar-query on UID. None when the calendar has no such event."""
+    from spine_comms.protocols.dav import DavError, child_href
+
+    client = target.client
+    with could_not_evaluate(target.account.id):
+        href = child_href(target.path, resource_name(uid))
+        try:
+            body, etag = client.get(href)
+            if find_event(body, uid) is not None:
+                return Located(href, body, etag)
+        except DavError as exc:
+            if exc.kind != "not_found":
+                raise
+        for resource in _report(client, target.path, _uid_query(uid)):
+            data = resource.props.get(CALENDAR_DATA)
+            readable = resource.status == 200 and isinstance(data, str) and inside(target, resource.href)
+            if readable and find_event(data, uid) is not None:
+                return Located(resource.href, data.encode(), resource.etag)
+    return None
+
+
+def query(target: CalendarTarget, start: datetime, end: datetime, *, expand: bool) -> list[DavResource]:
+    """calendar-query: the VEVENTs overlapping [start, end), optionally expanded by the server."""
+    with could_not_evaluate(target.account.id):
+        return _report(target.client, target.path, _range_query(start, end, expand))
+
+
+@dataclass
+class Listing:
+    events: list[dict] = field(default_factory=list)  # EventView dicts with href and etag
+    unreadable: list[dict] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)  # hrefs outside the calendar, ignored
+    rejected: list[dict] = field(default_factory=list)  # server expansions we did not trust
+    by: set[str] = field(default_factory=set)
+    truncated: bool = False
+
+    @property
+    def expanded_by(self) -> str | None:
+        return "+".join(sorted(self.by)) or None
+
+
+def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expand: bool) -> Listing:
+    """The events overlapping [start, end). With `expand`, one entry per occurrence: the server's
+    expansion when it gave a sane one, else ours from the RRULE (Radicale 3.1 does not expand;
+    Xandikos 0.2 returns floating start times and the first instance's end for every occurrence)."""
+    out = Listing()
+    for resource in query(target, start, end, expand=expand):
+        data = resource.props.get(CALENDAR_DATA)
+        if resource.status != 200 or not isinstance(data, str):
+            continue
+        if not inside(target, resource.href):
+            out.outside.append(resource.href[:200])
+            continue
+        views, problem = ical_read.read_events(data)
+        if expand and ical_read.is_recurring(data):
+            views, problem = _expand_here(out, data, start, end)
+        elif expand and any(v.recurrence_id for v in views):
+            flaw = _expansion_flaw(views)
+            if flaw is None:
+                out.by.add("server")
+            else:
+                out.rejected.append({"href": resource.href, "reason": flaw})
+                with could_not_evaluate(target.account.id):
+                    body, _etag = target.client.get(resource.href)
+                views, problem = _expand_here(out, body, start, end)
+        if problem:
+            out.unreadable.append({"href": resource.href, "problem": problem})
+        out.events.extend({**v.to_dict(), "href": resource.href, "etag": resource.etag} for v in views)
+    return out
+
+
+def _expand_here(out: Listing, data, start: datetime, end: datetime):
+    views, cut, problem = ical_read.expand(data, start, end)
+    out.by.add("local")
+    out.truncated = out.truncated or cut
+    return views, problem
+
+
+def _expansion_flaw(views) -> str | None:
+    """Why a server's expanded instances cannot be trusted (RFC 4791 9.6.5 wants UTC times), or None."""
+    for view in views:
+        try:
+            start = datetime.fromisoformat(view.start or "")
+            end = datetime.fromisoformat(view.end) if view.end else None
+        except ValueError:
+            return f"instance {view.recurrence_id}: unreadable start or end"
+        if len(view.start or "") > 10 and start.tzinfo is None:
+            return f"instance {view.recurrence_id}: floating start {view.start} (expanded times must be UTC)"
+        if end is not None and (len(view.end) > 10) == (len(view.start) > 10) and _utc_of(end) <= _utc_of(start):
+            return f"instance {view.recurrence_id}: ends ({view.end}) before it starts ({view.start})"
+    return None
+
+
+def _utc_of(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def current(target: CalendarTarget, href: str) -> tuple[bytes | None, str | None]:
+    """The resource as it is now (after a 412), or (None, None) when it is gone or unreadable."""
+    from spine_comms.protocols.dav import DavError
+
+    try:
+        return target.client.get(href)
+    except DavError:
+        return None, None
+
+
+def _report(client: DavClient, path: str, body: bytes) -> list[DavResource]:
+    return client.report(path, body, depth=1)
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _calendar_query(calendar_data: str, event_filter: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<c:calendar-query xmlns:d="DAV:" xmlns:c="{CALDAV}">'
+        f"<d:prop><d:getetag/>{calendar_data}</d:prop>"
+        f'<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">{event_filter}'
+        "</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"
+    ).encode()
+
+
+def _range_query(start: datetime, end: datetime, expand: bool) -> bytes:
+    span = f"start={quoteattr(_utc(start))} end={quoteattr(_utc(end))}"
+    # RFC 4791 9.6.5: the server returns each instance in the range as its own VEVENT.
+    data = f"<c:calendar-data><c:expand {span}/></c:calendar-data>" if expand else "<c:calendar-data/>"
+    return _calendar_query(data, f"<c:time-range {span}/>")
+
+
+def _uid_query(uid: str) -> bytes:
+    # text-match is a substring match (RFC 4791 9.7.5): callers compare the UID exactly.
+    match = f'<c:prop-filter name="UID"><c:text-match collation="i;octet">{escape(uid)}</c:text-match></c:prop-filter>'
+    return _calendar_query("<c:calendar-data/>", match)
