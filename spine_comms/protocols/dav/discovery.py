@@ -58,7 +58,7 @@ def _well_known(client: DavClient, kind: str, found: Discovery) -> str:
             return client.base_path
         target = urllib.parse.urljoin(response.url, location)
         if not client.same_origin(target):
-            detail = f"redirect to {location[:200]} on another host: not followed; continuing from {client.base_path}"
+            detail = f"another host: {location[:200]} (not followed); continuing from {client.base_path}"
             found.steps.append(DiscoveryStep("well-known", response.url, response.status, response.elapsed_ms, detail))
             return client.base_path
         next_path = client.path_of(target)
