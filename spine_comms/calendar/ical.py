@@ -92,9 +92,10 @@ def parse_when(text: str, *, tz: str | None = None, all_day: bool = False) -> da
     text = (text or "").strip()
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         try:
-            return _in_range(date.fromisoformat(text), text)
+            day = date.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a valid date") from None
+        return _in_range(day, text)
     if all_day:
         raise ValueError(f"{text!r}: an all-day event takes dates (YYYY-MM-DD), not times")
     try:
