@@ -271,6 +271,10 @@ def run_status(ctx, kind: Kind, account_ids: list[str] | None) -> Result:
         for item in kind.wanted(contract, account.id):
             if view.discovery.home_set:
                 result.checks += collection_checks(kind, account, item, view.find(item.id), hint_ensure=True)
+            else:
+                result.add(Check(f"{kind.protocol}.collection.exists", Status.SKIP,
+                                 f"not checked: no {kind.collection}-home-set found", f"{account.id}/{item.id}",
+                                 item.id, None))  # fmt: skip
         result.data["accounts"][account.id] = account_data(account, client, view) | {"requests": client.requests}
         result.summary += summary_lines(account, view)
     return result

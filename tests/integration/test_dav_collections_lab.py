@@ -213,6 +213,19 @@ def test_a_wrong_password_is_exit_3_naming_the_account_and_never_the_password(la
     validate_receipt(receipt / "receipt.json")
 
 
+def test_calendar_home_password_overrides_the_first_accounts_password_ref(lab, lab_root, tmp_path):
+    def edit(contract):
+        contract["accounts"][0]["password_ref"] = "env:DAV_TEST_PASSWORD"
+
+    root = root_with(lab_root, tmp_path, edit)
+    env = {"DAV_TEST_PASSWORD": SENTINEL, "CALENDAR_HOME_PASSWORD": lab["users"]["ops"]["password"]}
+    code, envelope, printed = run(root, "contacts.carddav.status", "--account", "radicale", env=env)
+    assert code in (0, 1) and not checks(envelope, "carddav.account.reachable")
+    (principal,) = checks(envelope, "carddav.discovery.principal", "radicale")
+    assert principal["status"] == "ok"
+    assert lab["users"]["ops"]["password"] not in printed
+
+
 class _Recorder(http.server.BaseHTTPRequestHandler):
     """Answers like a hostile DAV server; every request is recorded on the server object."""
 
@@ -280,6 +293,8 @@ def test_a_redirect_or_a_principal_on_another_host_is_reported_and_not_followed(
     assert principal_check["actual"] == f"{other}/evil/"
     (home,) = checks(env, "caldav.discovery.home_set")
     assert home["status"] == "fail" and "refusing" in home["detail"]
+    (skipped,) = checks(env, "caldav.collection.exists")
+    assert skipped["status"] == "skip"  # depends on the home set: not judged, not passed
     assert code == 1 and SENTINEL not in printed
 
 

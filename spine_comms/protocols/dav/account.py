@@ -30,7 +30,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
     from spine_comms.core.errors import UsageError
 
     password = None
-    if account.login and (account.password_ref or first):
+    if account.login:  # a login without a password is a contract problem (exit 2), not a 401 later
         password = ctx.secrets.resolve(account.password_ref, override_env=PASSWORD_ENV if first else None,
                                        what=f"the password of DAV account {account.id}").value  # fmt: skip
     ca_file = account.ca_file or _stack_ca_file(ctx)
