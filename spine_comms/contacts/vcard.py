@@ -394,7 +394,9 @@ def _read_component(card) -> Contact:
         if hasattr(value, "family"):
             contact.family, contact.given = one_line(_as_text(value.family)), one_line(_as_text(value.given))
         else:
-            fields = _split_unescaped(_as_text(value), ";")
+            from spine_comms.contacts.vcard_lines import split_unescaped
+
+            fields = split_unescaped(_as_text(value), ";")
             contact.family = one_line(fields[0]) if fields else ""
             contact.given = one_line(fields[1]) if len(fields) > 1 else ""
     for line in card.contents.get("email") or []:
@@ -417,88 +419,36 @@ def _read_component(card) -> Contact:
     return contact
 
 
-# The lenient reader: enough of RFC 6350 section 3.3 to find the properties we show.
-
-
-def _unfold(text: str) -> list[str]:
-    return re.sub(r"\r?\n[ \t]", "", text.replace("\r\n", "\n")).split("\n")
-
-
-def _split_unescaped(value: str, separator: str) -> list[str]:
-    parts, current, escaped = [], [], False
-    for char in value:
-        if escaped:
-            current.append("\\" + char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == separator:
-            parts.append(_unescape("".join(current)))
-            current = []
-        else:
-            current.append(char)
-    parts.append(_unescape("".join(current)))
-    return parts
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
-
-
-def _split_line(line: str) -> tuple[str, dict[str, list[str]], str] | None:
-    """'item1.EMAIL;TYPE="a,b";PREF=1:x' -> ('email', {'TYPE': ['a', 'b'], 'PREF': ['1']}, 'x')."""
-    quoted, colon = False, -1
-    for index, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            colon = index
-            break
-    if colon <= 0:
-        return None
-    head, value = line[:colon], line[colon + 1 :]
-    pieces = head.split(";")
-    name = pieces[0].rsplit(".", 1)[-1].strip().lower()
-    params: dict[str, list[str]] = {}
-    for piece in pieces[1:]:
-        key, _, raw = piece.partition("=")
-        values = params.setdefault(key.strip().upper(), [])
-        values.extend(v.strip().strip('"') for v in raw.split(",") if v.strip())
-    return name, params, value
+# Cards vobject refuses: read line by line (vcard_lines), keeping what can be read.
 
 
 def _read_leniently(text: str) -> Contact:
+    from spine_comms.contacts.vcard_lines import content_lines, split_unescaped, unescape
+
     contact = Contact()
-    inside = 0
-    for line in _unfold(text):
-        parsed = _split_line(line)
-        if parsed is None:
-            continue
-        name, params, value = parsed
-        if name in ("begin", "end"):
-            inside += 1 if name == "begin" and value.strip().upper() == "VCARD" else 0
-            continue
-        if inside == 0:
-            continue  # outside any BEGIN:VCARD: not ours to read
+    seen = False
+    for name, params, value in content_lines(text):
+        seen = True
         types, preferred = _types(params)
+        shown = one_line(unescape(value))
         if name == "version" and contact.version is None:
             contact.version = value.strip()
         elif name == "uid" and contact.uid is None:
-            contact.uid = one_line(_unescape(value)) or None
+            contact.uid = shown or None
         elif name == "fn" and not contact.full_name:
-            contact.full_name = one_line(_unescape(value))
+            contact.full_name = shown
         elif name == "n" and not (contact.given or contact.family):
-            fields = _split_unescaped(value, ";")
+            fields = split_unescaped(value, ";")
             contact.family = one_line(fields[0])
             contact.given = one_line(fields[1]) if len(fields) > 1 else ""
-        elif name == "email" and one_line(_unescape(value)):
-            contact.emails.append(Email(one_line(_unescape(value)).removeprefix("mailto:"), types, preferred))
-        elif name == "tel" and one_line(_unescape(value)):
-            contact.phones.append(Phone(one_line(_unescape(value)).removeprefix("tel:"), types, preferred))
+        elif name == "email" and shown:
+            contact.emails.append(Email(shown.removeprefix("mailto:"), types, preferred))
+        elif name == "tel" and shown:
+            contact.phones.append(Phone(shown.removeprefix("tel:"), types, preferred))
         elif name == "org" and contact.org is None:
-            contact.org = one_line(", ".join(p for p in _split_unescaped(value, ";") if p)) or None
+            contact.org = one_line(", ".join(p for p in split_unescaped(value, ";") if p)) or None
         elif name == "note" and contact.note is None:
-            contact.note = clean_text(_unescape(value), multiline=True) or None
-    if inside == 0:
-        contact.problems.append("no BEGIN:VCARD")
+            contact.note = clean_text(unescape(value), multiline=True) or None
+    if not seen:
+        contact.problems.append("no BEGIN:VCARD with properties")
     return contact
