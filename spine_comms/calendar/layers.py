@@ -400,8 +400,23 @@ def fingerprint(body: bytes) -> dict[str, str] | None:
             continue
         if name == "RRULE":
             value = ";".join(sorted(part.upper() for part in value.split(";") if part))
+        elif name == "DURATION":
+            value = _duration_seconds(value)
         found[name] = ";".join(sorted(p.upper() for p in params)) + ":" + value
     return None
+
+
+def _duration_seconds(value: str) -> str:
+    """PT95M and PT1H35M are one duration (Radicale re-serializes the first as the second)."""
+    found = re.fullmatch(
+        r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", value.strip().upper()
+    )
+    if not found:
+        return value
+    sign, weeks, days, hours, minutes, seconds = found.groups()
+    total = (int(weeks or 0) * 7 + int(days or 0)) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+    total += int(seconds or 0)
+    return f"{'-' if sign == '-' else ''}{total}s"
 
 
 def _split_property(line: str) -> tuple[str, str]:
