@@ -8,7 +8,6 @@ The writes act at once (agents call them as verbs); --dry-run shows what would b
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +33,7 @@ from spine_comms.calendar.event_options import (
     TzOpt,
     UidOpt,
 )
+from spine_comms.calendar.event_outcomes import conflict_of, conflicted, failed, missing, printable, refused
 from spine_comms.calendar.event_store import (
     CalendarTarget,
     could_not_evaluate,
@@ -107,10 +107,10 @@ def event_create(
     except DavError as exc:
         if exc.kind == "precondition":
             theirs = exc.current or current(target, href)[0]
-            result.data["conflict"] = _conflict(spec.uid, href, None, exc.current_etag, body, theirs)
-            return _failed(result, "calendar.event.create", href, f"an event already exists at {href}; not replaced",
+            result.data["conflict"] = conflict_of(spec.uid, href, None, exc.current_etag, body, theirs)
+            return failed(result, "calendar.event.create", href, f"an event already exists at {href}; not replaced",
                            hint="use calendar.event.update, or give another --uid")  # fmt: skip
-        return _failed(result, "calendar.event.create", href, _refused(exc))
+        return failed(result, "calendar.event.create", href, refused(exc))
     result.data["etag"] = etag
     result.add(Check("calendar.event.create", Status.OK, f"created {spec.uid}", href, actual=etag))
     result.summary += [f"uid: {spec.uid}", f"href: {href}", f"etag: {etag}"]
@@ -165,7 +165,8 @@ def event_list(
     if truncated:
         result.add(Check("calendar.event.expansion_truncated", Status.WARN, "local expansion stopped at "
                          f"{ical_read.MAX_INSTANCES} occurrences per event", target.path))  # fmt: skip
-    result.summary += [f"{ical_read.summary_line(_view(e))}  uid={e['uid']}" for e in events[:200]]
+    for event in events[:200]:
+        result.summary.append(f"{ical_read.summary_line(_view(event))}  uid={ical_read.one_line(event['uid'], 255)}")
     if not events:
         result.summary.append(f"no events between {begin.isoformat()} and {finish.isoformat()}")
     return result
@@ -187,11 +188,11 @@ def event_get(
     found = locate(target, uid)
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": None, "event": None})
     if found is None:
-        return _failed(result, "calendar.event.get", target.path, _missing(uid, target))
+        return failed(result, "calendar.event.get", target.path, missing(uid, target))
     view = find_event(found.body, uid)
     result.data.update(href=found.href, etag=found.etag, event=view.to_dict() if view else None)
     if raw:
-        result.data["raw"] = _printable(found.body)
+        result.data["raw"] = printable(found.body)
     result.add(Check("calendar.event.get", Status.OK, f"found {uid}", found.href, actual=found.etag))
     result.summary += [summary_line(view), f"href: {found.href}", f"etag: {found.etag}"]
     return result
@@ -243,18 +244,18 @@ def event_update(
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": None, "previous_etag": etag,
                           "dry_run": dry_run, "event": None})  # fmt: skip
     if found is None:
-        return _failed(result, "calendar.event.update", target.path, _missing(uid, target))
+        return failed(result, "calendar.event.update", target.path, missing(uid, target))
     if_match = etag or found.etag
     result.data.update(href=found.href, previous_etag=if_match)
     try:
         with _usage():
             body = ical.apply_changes(found.body, uid, changes, now=ctx.clock())
     except ical.EventDataError as exc:
-        return _failed(result, "calendar.event.update", found.href, f"cannot change the server's data: {exc}")
+        return failed(result, "calendar.event.update", found.href, f"cannot change the server's data: {exc}")
     view = find_event(body, uid)
     result.data["event"] = view.to_dict() if view else None
     if not if_match:
-        return _failed(result, "calendar.event.update", found.href, "the server gave no ETag, so the update could "
+        return failed(result, "calendar.event.update", found.href, "the server gave no ETag, so the update could "
                        "not be made conditional; refusing to overwrite")  # fmt: skip
     if dry_run:
         result.data["ical"] = body.decode()
@@ -268,8 +269,8 @@ def event_update(
             new_etag = target.client.put(found.href, body, "text/calendar; charset=utf-8", etag=if_match)
     except DavError as exc:
         if exc.kind == "precondition":
-            return _conflicted(result, target, "calendar.event.update", uid, found.href, if_match, body, exc)
-        return _failed(result, "calendar.event.update", found.href, _refused(exc))
+            return conflicted(result, target, "calendar.event.update", uid, found.href, if_match, body, exc)
+        return failed(result, "calendar.event.update", found.href, refused(exc))
     result.data["etag"] = new_etag
     result.add(Check("calendar.event.update", Status.OK, f"updated {uid}", found.href, expected=if_match,
                      actual=new_etag))  # fmt: skip
@@ -295,11 +296,11 @@ def event_delete(
     found = locate(target, uid)
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": etag, "dry_run": dry_run})
     if found is None:
-        return _failed(result, "calendar.event.delete", target.path, _missing(uid, target))
+        return failed(result, "calendar.event.delete", target.path, missing(uid, target))
     if_match = etag or found.etag
     result.data.update(href=found.href, etag=if_match, event=_dict(find_event(found.body, uid)))
     if not if_match:
-        return _failed(result, "calendar.event.delete", found.href, "the server gave no ETag, so the delete could "
+        return failed(result, "calendar.event.delete", found.href, "the server gave no ETag, so the delete could "
                        "not be made conditional; refusing")  # fmt: skip
     if dry_run:
         result.add(Check("calendar.event.delete", Status.OK, f"dry run: would delete {uid}", found.href))
@@ -313,11 +314,11 @@ def event_delete(
     except DavError as exc:
         if exc.kind == "precondition":
             ours = found.body if if_match == found.etag else None
-            return _conflicted(result, target, "calendar.event.delete", uid, found.href, if_match, ours, exc,
+            return conflicted(result, target, "calendar.event.delete", uid, found.href, if_match, ours, exc,
                                deleting=True)  # fmt: skip
         if exc.kind == "not_found":
-            return _failed(result, "calendar.event.delete", found.href, f"no event with UID {uid!r}: already gone")
-        return _failed(result, "calendar.event.delete", found.href, _refused(exc))
+            return failed(result, "calendar.event.delete", found.href, f"no event with UID {uid!r}: already gone")
+        return failed(result, "calendar.event.delete", found.href, refused(exc))
     result.add(Check("calendar.event.delete", Status.OK, f"deleted {uid}", found.href, expected=if_match))
     result.summary.append(f"deleted {uid} ({summary_line(find_event(found.body, uid))})")
     return result
@@ -415,59 +416,3 @@ def _view(event: dict):
 
 def _dict(view) -> dict | None:
     return view.to_dict() if view is not None else None
-
-
-def _printable(body: bytes) -> str:
-    """The raw iCalendar for people and agents: no control characters, and no line of dashes
-    (the spine's readers cut stdout at one)."""
-    from spine_comms.calendar.ical_read import CONTROL
-
-    text = CONTROL.sub("", body.decode("utf-8", "replace").replace("\r\n", "\n"))
-    return re.sub(r"(?m)^(-{8,})$", r" \1", text)
-
-
-def _refused(exc) -> str:
-    from spine_comms.protocols.dav.xmlwire import error_conditions
-
-    conditions = error_conditions(getattr(exc, "body", b"") or b"") if exc.status in (403, 409, 412, 507) else []
-    named = f" ({', '.join(c.split('}')[-1] for c in conditions)})" if conditions else ""
-    return f"the server refused: {exc.message}{named}"
-
-
-def _missing(uid: str, target: CalendarTarget) -> str:
-    return f"no event with UID {uid!r} in {target.describe()}"
-
-
-def _failed(result: Result, check_id: str, subject: str, detail: str, *, hint: str | None = None) -> Result:
-    result.add(Check(check_id, Status.FAIL, detail, subject))
-    result.summary.append(detail)
-    if hint:
-        result.summary.append(f"hint: {hint}")
-    return result
-
-
-def _conflict(uid, href, expected_etag, current_etag, ours: bytes | None, theirs: bytes | None, *, deleting=False):
-    from spine_comms.calendar.ical_read import find_event, summary_line
-
-    unread = "(the version with that ETag; its content was not read)"
-    ours_line = summary_line(find_event(ours, uid)) if ours else unread
-    return {
-        "uid": uid,
-        "href": href,
-        "expected_etag": expected_etag,
-        "current_etag": current_etag,
-        "ours": ("delete: " if deleting else "") + ours_line,
-        "theirs": summary_line(find_event(theirs, uid)) if theirs else "(gone: no event there now)",
-    }
-
-
-def _conflicted(result, target, check_id, uid, href, if_match, ours, exc, *, deleting=False) -> Result:
-    theirs, theirs_etag = (exc.current, exc.current_etag) if exc.current else current(target, href)
-    conflict = _conflict(uid, href, if_match, theirs_etag, ours, theirs, deleting=deleting)
-    result.data["conflict"] = conflict
-    result.add(Check(f"{check_id}", Status.FAIL, f"conflict: the event changed since ETag {if_match}; nothing "
-                     "was written", href, expected=if_match, actual=theirs_etag, evidence=conflict))  # fmt: skip
-    result.summary += [f"conflict on {uid}: the server's version is not the one expected ({if_match})",
-                       f"  ours:   {conflict['ours']}", f"  theirs: {conflict['theirs']}",
-                       "hint: read it again (calendar.event.get), then update with --etag of that version"]  # fmt: skip
-    return result

@@ -107,12 +107,16 @@ def test_create_get_update_delete_with_zone_location_and_attendees(on):
     assert code == 1 and env["status"] == "fail" and "no event with UID" in env["checks"][0]["detail"]
 
 
-def test_all_day_events_list_with_dates_and_an_exclusive_end(on):
-    made = create(on, "--summary", "Offsite", "--all-day", "--start", "2031-02-03", "--end", "2031-02-05")
+def test_all_day_events_list_with_dates_and_an_exclusive_end(on, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("bring:\n- laptop\n- ünïcode\n")
+    made = create(on, "--summary", "Offsite", "--all-day", "--start", "2031-02-03", "--end", "2031-02-05",
+                  "--description-file", str(notes))  # fmt: skip
     code, env = on("calendar.event.list", "--from", "2031-02-01", "--to", "2031-02-10")
     assert code == 0
     (event,) = [e for e in env["data"]["events"] if e["uid"] == made["uid"]]
     assert event["all_day"] and (event["start"], event["end"]) == ("2031-02-03", "2031-02-05")
+    assert event["description"] == "bring:\n- laptop\n- ünïcode\n"
     code, env = on("calendar.event.list", "--from", "2031-02-05", "--to", "2031-02-10")
     assert made["uid"] not in [e["uid"] for e in env["data"]["events"]]  # the end date is not part of it
 

@@ -96,9 +96,9 @@ def test_resource_names_are_path_safe_and_distinct():
 
 def test_a_full_event_round_trips():
     start = ical.parse_when("2030-03-01T09:00", tz="Europe/Berlin")
+    people = [ical.Attendee("ann@spine.test", 'Ann "A" Smith'), ical.Attendee("bob@spine.test")]
     body = build(start=start, end=start + timedelta(minutes=30), rrule="FREQ=WEEKLY;COUNT=3",
-                 description="line 1\nline 2", location="Room 1; east, 2nd floor",
-                 attendees=[ical.Attendee("ann@spine.test", 'Ann "A" Smith'), ical.Attendee("bob@spine.test")])  # fmt: skip
+                 description="line 1\nline 2", location="Room 1; east, 2nd floor", attendees=people)  # fmt: skip
     assert b"BEGIN:VTIMEZONE" in body and b"TZID:Europe/Berlin" in body
     view = find_event(body, "u-1")
     assert view.start == "2030-03-01T09:00:00+01:00" and view.end == "2030-03-01T09:30:00+01:00"
