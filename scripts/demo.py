@@ -30,6 +30,32 @@ DEMO: list[tuple[str, list[str]]] = [
     ("stalwart.dns.expected", []),
     ("stalwart.dkim.ensure", []),  # a dry run: the plan for the missing Ed25519 key
     ("mail.auth.probe", []),
+    # Phase 2: calendars and contacts
+    ("calendar.caldav.ensure", ["--execute"]),
+    ("contacts.carddav.ensure", ["--execute"]),
+    ("calendar.caldav.status", []),
+    ("contacts.carddav.status", []),
+    (
+        "calendar.event.create",
+        [
+            "--summary",
+            "Demo: ops review",
+            "--start",
+            "2031-03-24T09:00",
+            "--tz",
+            "Europe/Berlin",
+            "--rrule",
+            "FREQ=WEEKLY;BYDAY=MO",
+            "--attendee",
+            "Ada <ada@example.org>",
+        ],
+    ),
+    ("contacts.card.create", ["--name", "Ada Lovelace", "--email", "work:ada@example.org", "--org", "Analytical"]),
+    ("contacts.card.list", ["--search", "lovelace"]),
+    ("calendar.sync.plan", []),
+    ("calendar.sync.execute", ["--execute", "--yes"]),
+    ("calendar.sync.execute", ["--execute", "--yes"]),  # the second run: all noop, no write
+    ("calendar.event.list", ["--calendar", "spine-ops", "--from", "2026-02-17", "--to", "2026-02-24"]),
 ]
 
 
