@@ -162,6 +162,26 @@ def dav_contract(lab: Lab) -> str:
     )
 
 
+def inbox_contract(lab: Lab) -> str:
+    """ops@ and alerts@ polled over IMAPS (host, port and CA from the stack contract), items to <root>/mailroom."""
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: the mailboxes spine-comms polls into the mailroom.",
+            "version: 1",
+            "mailboxes:",
+            "  - id: ops",
+            "    folders: [INBOX]",
+            "    after_enqueue: {action: seen}",
+            "  - id: alerts",
+            "policy:",
+            f"  trusted_authserv_id: {AUTHSERV_ID}",
+            "  dmarc_fail: quarantine",
+            "mailroom: {via: filesystem}",
+            "",
+        ]
+    )
+
+
 def runtime_contract(lab: Lab) -> str:
     return "\n".join(
         [
@@ -193,5 +213,6 @@ def write_root(lab: Lab) -> None:
     (bindings / "mailroom.runtime.contract.yaml").write_text(runtime_contract(lab))
     (bindings / "communications.mailauth.contract.yaml").write_text(mailauth_contract(lab))
     (bindings / "communications.dav.contract.yaml").write_text(dav_contract(lab))
+    (bindings / "communications.inbox.contract.yaml").write_text(inbox_contract(lab))
     # The operator's calendar layers (the spine's sample), the source of calendar.sync.*.
     shutil.copyfile(Path(__file__).parent / "data" / "calendar.global.yaml", bindings / "calendar.global.yaml")
