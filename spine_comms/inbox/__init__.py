@@ -1,0 +1,1 @@
+"""Phase 3, mail in: IMAP polling and watching that enqueue every message into the mailroom exactly once."""
