@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from spine_comms.calendar.dav_collections import CALDAV, run_ensure, run_status
+from spine_comms.calendar.dav_collections import run_ensure, run_status
+from spine_comms.calendar.dav_lookup import CALDAV
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Result

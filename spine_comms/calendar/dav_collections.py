@@ -2,42 +2,23 @@
 
 calendar.caldav.status/ensure and contacts.carddav.status/ensure are the same walk
 with a different vocabulary (MKCALENDAR or extended MKCOL, calendar-access or
-addressbook), so the walk lives here once and `Kind` carries the words. Each account
+addressbook), so the walk lives here once and `Kind` (dav_lookup) carries the words. Each account
 is surveyed on its own: one that refuses the login or cannot be reached is an
 `error` check naming it, and the other accounts are still reported.
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from spine_comms.calendar.dav_lookup import Kind, client_for, failure_hint, last_segment, unknown_accounts
 from spine_comms.contracts.dav import DAV_CONTRACT, DavContract
-from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
 
 if TYPE_CHECKING:
     from spine_comms.contracts.dav import Account
     from spine_comms.protocols.dav import Collection, DavClient, Discovery
-
-
-@dataclass(frozen=True)
-class Kind:
-    protocol: str  # caldav | carddav: check id prefix and discovery kind
-    collection: str  # calendar | addressbook: the resourcetype listed
-    dav_class: str  # what OPTIONS must advertise
-    noun: str  # for sentences
-    ensure: str  # the capability that fixes a missing one
-
-    def wanted(self, contract: DavContract, account_id: str) -> list:
-        first = contract.accounts[0].id
-        items = contract.calendars if self.collection == "calendar" else contract.addressbooks
-        return [item for item in items if (item.account or first) == account_id]
-
-
-CALDAV = Kind("caldav", "calendar", "calendar-access", "calendar", "calendar.caldav.ensure")
-CARDDAV = Kind("carddav", "addressbook", "addressbook", "address book", "contacts.carddav.ensure")
 
 
 @dataclass
@@ -53,19 +34,12 @@ class Survey:
         return next((c for c in self.collections if last_segment(c.href) == collection_id), None)
 
 
-def last_segment(href: str) -> str:
-    return urllib.parse.unquote(href.rstrip("/").rsplit("/", 1)[-1])
-
-
 # ---- the contract and the connections ----------------------------------------------------------------
 
 
 def load(ctx, account_ids: list[str] | None) -> tuple[DavContract, list[Account]]:
     contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
-    known = [a.id for a in contract.accounts]
-    unknown = [a for a in account_ids or [] if a not in known]
-    if unknown:
-        raise UsageError(f"--account {', '.join(unknown)}: not in {DAV_CONTRACT} (it has {', '.join(known)})")
+    unknown_accounts(contract, account_ids or [])
     chosen = [contract.account(a) for a in dict.fromkeys(account_ids)] if account_ids else list(contract.accounts)
     return contract, chosen
 
@@ -83,21 +57,9 @@ def resolver_for(ctx):
     return Resolver()
 
 
-def client_for(ctx, contract: DavContract, account: Account) -> DavClient:
-    from spine_comms.protocols.dav import connect
-
-    return connect(ctx, account, first=account.id == contract.accounts[0].id)
-
-
 def account_error(kind: Kind, account: Account, exc) -> Check:
     """A DavError that stops one account: `error` (could not evaluate), naming the account, never a password."""
-    hints = {
-        "auth": "check the account's login and password_ref",
-        "unreachable": "check base_url, server_name, ca_file and that the server is up",
-        "timeout": "the server is slow or unreachable; raise timeout_seconds or check the network",
-        "redirect": "base_url should name the DAV server itself",
-    }
-    hint = hints.get(exc.kind)
+    hint = failure_hint(exc)
     detail = f"account {account.id}: {exc.message}" + (f" ({hint})" if hint else "")
     return Check(f"{kind.protocol}.account.reachable", Status.ERROR, detail, account.id, "answers, login accepted",
                  exc.kind, {"url": exc.url, "status": exc.status, "kind": exc.kind})  # fmt: skip

@@ -1,27 +1,25 @@
 """The calendar an event capability works on, and finding events in it over CalDAV.
 
-`open_calendar` is the shared "resolve the calendar" step: the contract's account (default: the
-first calendar's), discovery to its calendar-home-set, and the calendar found there by its last
-path segment. `locate` finds an event by UID (its own resource name first, then a calendar-query),
-and `query` runs a time-range calendar-query. Hrefs a server returns are used only when they name
-a resource directly inside the calendar, so hostile data cannot point writes anywhere else.
+`open_calendar` is dav_lookup's "resolve the collection" step, for a calendar. `locate` finds an
+event by UID (its own resource name first, then a calendar-query), and `list_events` runs a
+time-range calendar-query. Hrefs a server returns are used only when they name a resource
+directly inside the calendar, so hostile data cannot point writes anywhere else.
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from spine_comms.calendar import ical_read
+from spine_comms.calendar.dav_lookup import CALDAV as CALDAV_KIND
+from spine_comms.calendar.dav_lookup import dav_errors, open_collection
 from spine_comms.calendar.ical import resource_name
 from spine_comms.calendar.ical_read import find_event
-from spine_comms.contracts.dav import DAV_CONTRACT, DavContract, safe_segment
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
 
 if TYPE_CHECKING:
     from spine_comms.contracts.dav import Account
@@ -36,8 +34,6 @@ _XML_FORBIDDEN = re.compile(
     rb"[\x00-\x08\x0b\x0c\x0e-\x1f]"
     rb"|&#(?:0*(?:[0-8]|1[124-9]|2\d|3[01])|[xX]0*(?:[0-8]|[bcefBCEF]|1[0-9a-fA-F]));"
 )
-# DavError kinds that mean "could not ask" rather than "the answer is no": exit 3.
-UNEVALUABLE = ("unreachable", "timeout", "auth", "protocol", "redirect", "too_large")
 
 
 @dataclass
@@ -59,59 +55,11 @@ class Located:
     etag: str | None
 
 
-@contextmanager
-def could_not_evaluate(account_id: str):
-    """A DAV failure that leaves the question open (no answer, refused login) becomes exit 3,
-    naming the account; the message never holds the password."""
-    from spine_comms.protocols.dav import DavError
-
-    try:
-        yield
-    except DavError as exc:
-        if exc.kind in UNEVALUABLE:
-            raise CouldNotEvaluate(f"account {account_id}: {exc.message}") from None
-        raise
-
-
 def open_calendar(ctx: RunContext, account_id: str | None, calendar_id: str | None) -> CalendarTarget:
-    """Resolve --account/--calendar against the contract and the server. A calendar that is not
-    there is a usage error (exit 2) with a hint to run calendar.caldav.ensure."""
-    from spine_comms.protocols.dav import connect, discover, list_collections
-
-    contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
-    ids = [a.id for a in contract.accounts]
-    if account_id is not None and account_id not in ids:
-        raise UsageError(f"no account {account_id!r} in {DAV_CONTRACT}", hint=f"accounts: {', '.join(ids)}")
-    if calendar_id is None:
-        first = contract.accounts[0].id
-        mine = [c for c in contract.calendars if account_id in (None, c.account or first)]
-        if not mine:
-            where = f" for account {account_id}" if account_id else ""
-            raise UsageError(f"{DAV_CONTRACT} names no calendar{where}", hint="give --calendar ID")
-        calendar_id = mine[0].id
-        account_id = account_id or mine[0].account or first
-    if not safe_segment(calendar_id):
-        raise UsageError(f"--calendar {calendar_id[:80]!r} is not a collection name (letters, digits, . _ -)")
-    account = contract.account(account_id)
-    in_contract = contract.calendar(calendar_id, account.id) is not None
-    client = connect(ctx, account, first=account is contract.accounts[0])
-    with could_not_evaluate(account.id):
-        found = discover(client, "caldav")
-        if not found.home_set:
-            raise CouldNotEvaluate(f"account {account.id}: the server named no calendar-home-set")
-        collections = list_collections(client, found.home_set, "calendar")
-    for collection in collections:
-        segment = urllib.parse.unquote(collection.href.rstrip("/").rsplit("/", 1)[-1])
-        if segment == calendar_id and collection.href.startswith("/"):
-            return CalendarTarget(account, calendar_id, in_contract, client, collection.href.rstrip("/") + "/")
-    client.close()
-    there = ", ".join(sorted(c.href.rstrip("/").rsplit("/", 1)[-1] for c in collections)) or "none"
-    hint = (
-        f"run `spine-comms calendar.caldav.ensure --execute` to create the contract's calendars (there: {there})"
-        if in_contract
-        else f"calendars under {found.home_set}: {there}"
-    )
-    raise UsageError(f"no calendar {calendar_id!r} on account {account.id}", hint=hint)
+    """Resolve --account/--calendar against the contract and the server (dav_lookup: exit 2 for a
+    calendar that is not there, with the calendar.caldav.ensure hint; exit 3 for a server that fails)."""
+    opened = open_collection(ctx, CALDAV_KIND, account_id, calendar_id)
+    return CalendarTarget(opened.account, opened.collection_id, opened.in_contract, opened.client, opened.href)
 
 
 def inside(target: CalendarTarget, href: str) -> bool:
@@ -128,7 +76,7 @@ def locate(target: CalendarTarget, uid: str) -> Located | None:
     from spine_comms.protocols.dav import DavError, child_href
 
     client = target.client
-    with could_not_evaluate(target.account.id):
+    with dav_errors(target.account.id):
         href = child_href(target.path, resource_name(uid))
         try:
             body, etag = client.get(href)
@@ -168,7 +116,7 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
     against the range, because Xandikos 0.2 matches a repeating event only by its first instance.
     """
     out = Listing()
-    with could_not_evaluate(target.account.id):
+    with dav_errors(target.account.id):
         in_range = _report(target.client, target.path, _range_query(start, end, expand))
         repeating = _report(target.client, target.path, _calendar_query("<c:calendar-data/>", _HAS_RRULE))
     masters = {r.href: r for r in repeating if _readable(target, r, out)}

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from spine_comms.calendar.dav_lookup import dav_errors
 from spine_comms.calendar.event_options import (
     DEFAULT_DAYS,
     START_HELP,
@@ -34,14 +35,7 @@ from spine_comms.calendar.event_options import (
     UidOpt,
 )
 from spine_comms.calendar.event_outcomes import conflict_of, conflicted, failed, missing, printable, refused
-from spine_comms.calendar.event_store import (
-    CalendarTarget,
-    could_not_evaluate,
-    current,
-    list_events,
-    locate,
-    open_calendar,
-)
+from spine_comms.calendar.event_store import CalendarTarget, current, list_events, locate, open_calendar
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
@@ -89,7 +83,7 @@ def event_create(
             attendees=[ical.parse_attendee(a) for a in attendee or []],
         )
         body = ical.build_calendar(spec, now=ctx.clock())
-    target = _open(ctx, account, calendar)
+    target = open_calendar(ctx, account, calendar)
     href = _child(target, ical.resource_name(spec.uid))
     view = find_event(body, spec.uid)
     result = Result(data={**_where(target), "uid": spec.uid, "href": href, "etag": None, "dry_run": dry_run,
@@ -146,7 +140,7 @@ def event_list(
         finish = _instant(end, tz) if end else begin + timedelta(days=DEFAULT_DAYS)
         if finish <= begin:
             raise ValueError(f"--to ({finish.isoformat()}) must be after --from ({begin.isoformat()})")
-    target = _open(ctx, account, calendar)
+    target = open_calendar(ctx, account, calendar)
     listing = list_events(target, begin, finish, expand=expand)
     events, unreadable, outside, truncated = listing.events, listing.unreadable, listing.outside, listing.truncated
     events.sort(key=lambda e: _sort_key(e["start"]))
@@ -184,7 +178,7 @@ def event_get(
     from spine_comms.calendar.ical_read import find_event, summary_line
 
     uid = _uid(uid)
-    target = _open(ctx, account, calendar)
+    target = open_calendar(ctx, account, calendar)
     found = locate(target, uid)
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": None, "event": None})
     if found is None:
@@ -239,7 +233,7 @@ def event_update(
         if changes.empty():
             raise ValueError("nothing to change: give --summary, --start, --end, --rrule, --description, "
                              "--location, --attendee or --clear-attendees")  # fmt: skip
-    target = _open(ctx, account, calendar)
+    target = open_calendar(ctx, account, calendar)
     found = locate(target, uid)
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": None, "previous_etag": etag,
                           "dry_run": dry_run, "event": None})  # fmt: skip
@@ -292,7 +286,7 @@ def event_delete(
     from spine_comms.calendar.ical_read import find_event, summary_line
 
     uid = _uid(uid)
-    target = _open(ctx, account, calendar)
+    target = open_calendar(ctx, account, calendar)
     found = locate(target, uid)
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": etag, "dry_run": dry_run})
     if found is None:
@@ -327,12 +321,6 @@ def event_delete(
 # ---- shared steps ------------------------------------------------------------------------------------
 
 
-def _open(ctx: RunContext, account: str | None, calendar: str | None) -> CalendarTarget:
-    target = open_calendar(ctx, account, calendar)
-    ctx.log(f"{target.describe()}: {target.client.origin}{target.path}")
-    return target
-
-
 def _child(target: CalendarTarget, name: str) -> str:
     from spine_comms.protocols.dav import child_href
 
@@ -340,7 +328,7 @@ def _child(target: CalendarTarget, name: str) -> str:
 
 
 def _dav(target: CalendarTarget):
-    return could_not_evaluate(target.account.id)
+    return dav_errors(target.account.id)
 
 
 class _usage:

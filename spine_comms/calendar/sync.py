@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from spine_comms.calendar.dav_lookup import client_for, dav_errors
 from spine_comms.calendar.layers import DesiredEvent, Source, desired_events, load_source
 from spine_comms.calendar.sync_plan import Limits, Policy, apply_limits, href_key, plan
 from spine_comms.calendar.sync_report import lock_held, report
@@ -28,7 +29,7 @@ from spine_comms.contracts.dav import DAV_CONTRACT, Account, DavContract, Sync
 from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Result
 
 SourceOpt = Annotated[
@@ -72,7 +73,6 @@ class Setup:
     contract: DavContract
     sync: Sync
     account: Account
-    first_account: bool
     source: Source
     events: list[DesiredEvent]
     layers: list[str]  # written
@@ -205,18 +205,19 @@ def _run(
 def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop, retry) -> Result:
     from spine_comms.calendar.sync_apply import Executor, StateWriteError
     from spine_comms.calendar.sync_remote import locate_and_read, read_suspects, settle_token
-    from spine_comms.protocols.dav import DavError, connect
+    from spine_comms.protocols.dav.model import KINDS
 
     execute = lock is not None
     state = load_state(setup.state_path)
     _check_state_account(state, setup)
-    client = connect(ctx, setup.account, first=setup.first_account)
+    client = client_for(ctx, setup.contract, setup.account)
     account = setup.account.id
     result = Result()
     with client:
-        try:
+        # Every DAV failure here leaves the plan unknown: exit 3, naming the account.
+        with dav_errors(account, kinds=KINDS):
             collection, picture, token, how = locate_and_read(
-                client, setup.sync.target_calendar, state, full_scan, ctx.log
+                client, setup.account, setup.sync.target_calendar, state, full_scan, ctx.log
             )
             if state.calendar and href_key(state.calendar) != href_key(collection):
                 raise UsageError(
@@ -224,8 +225,6 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
                     hint="give --state-path for a new state, or move the old one aside",
                 )
             hashes = read_suspects(client, state, picture)
-        except DavError as exc:
-            raise _could_not_evaluate(account, exc) from None
         actions = plan(
             setup.events,
             state,
@@ -272,15 +271,6 @@ def _check_state_account(state: SyncState, setup: Setup) -> None:
             f"{setup.account.id}",
             hint="give --state-path for a new state, or move the old one aside",
         )
-
-
-def _could_not_evaluate(account: str, exc) -> CouldNotEvaluate:
-    hints = {
-        "auth": f"check login and password_ref of DAV account {account}",
-        "unreachable": "check base_url, server_name and ca_file, and that the server is up",
-        "timeout": "the server is slow or unreachable; raise timeout_seconds if it is just slow",
-    }
-    return CouldNotEvaluate(f"account {account}: {exc.message}", hint=hints.get(exc.kind))
 
 
 def _limits(sync: Sync, chosen) -> Limits:
@@ -333,7 +323,6 @@ def _setup(ctx: RunContext, source_opt: Path | None, layer_opt: list[str] | None
         contract,
         sync,
         account,
-        account is contract.accounts[0],
         source,
         events,
         written,

@@ -9,53 +9,31 @@ sync-collection, falls back to a full listing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import unquote
 
+from spine_comms.calendar.dav_lookup import CALDAV, find, last_segment
 from spine_comms.calendar.layers import payload_hash
 from spine_comms.calendar.sync_plan import RemotePicture, href_key, suspects
 from spine_comms.calendar.sync_state import SyncState
-from spine_comms.core.errors import UsageError
 
 GETETAG = "{DAV:}getetag"
 FATAL = ("auth", "unreachable", "timeout")  # no fallback helps with these
 
 
-def locate_and_read(client, target: str, state: SyncState, full_scan: bool, log: Callable[[str], None]):
+def locate_and_read(client, account, target: str, state: SyncState, full_scan: bool, log: Callable[[str], None]):
     """(collection href, RemotePicture, new sync token or None, how it was read)."""
     from spine_comms.protocols.dav import DavError
 
     token = None if full_scan else state.sync_token
-    if state.calendar and _last_segment(state.calendar) == target:
+    if state.calendar and last_segment(state.calendar) == target:
         try:
             return (state.calendar, *read_picture(client, state.calendar, token, log))
         except DavError as exc:
             if exc.kind != "not_found":
                 raise
             log(f"{state.calendar} is gone; looking for calendar {target} again")
-    collection = find_calendar(client, target)
+    # Not there (or never looked for): discovery and the home set, as every DAV capability finds it.
+    collection = find(client, CALDAV, account, target, in_contract=True).href
     return (collection, *read_picture(client, collection, token if collection == state.calendar else None, log))
-
-
-def find_calendar(client, target: str) -> str:
-    from spine_comms.protocols.dav import DavError, discover, list_collections
-
-    found = discover(client, "caldav")
-    if not found.home_set:
-        raise DavError(
-            "protocol",
-            f"{client.base_url}: no calendar-home-set found (discovery: {'; '.join(s.detail for s in found.steps)})",
-        )
-    for collection in list_collections(client, found.home_set, "calendar"):
-        if _last_segment(collection.href) == target:
-            return collection.href
-    raise UsageError(
-        f"calendar {target} does not exist under {found.home_set}",
-        hint="create it with: spine-comms calendar.caldav.ensure --execute",
-    )
-
-
-def _last_segment(href: str) -> str:
-    return unquote(href_key(href).rstrip("/").rsplit("/", 1)[-1])
 
 
 def read_picture(client, collection: str, token: str | None, log: Callable[[str], None]):

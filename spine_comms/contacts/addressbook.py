@@ -7,18 +7,17 @@ book is skipped, not fetched, and a card that does not parse is still listed wit
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from spine_comms.calendar.dav_lookup import CARDDAV, could_not_evaluate, open_collection
 from spine_comms.contacts.vcard import Contact, parse
-from spine_comms.contracts.dav import DAV_CONTRACT, Account, DavContract
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
 
 if TYPE_CHECKING:
+    from spine_comms.contracts.dav import Account
     from spine_comms.core.context import RunContext
-    from spine_comms.protocols.dav import DavClient, DavError
+    from spine_comms.protocols.dav import DavClient
 
 CARDDAV_NS = "urn:ietf:params:xml:ns:carddav"
 ADDRESS_DATA = f"{{{CARDDAV_NS}}}address-data"
@@ -55,53 +54,12 @@ class Book:
         return f"address book {self.book_id} on account {self.account.id}"
 
 
-def dav_failure(exc: DavError, account: Account) -> CouldNotEvaluate:
-    """A DAV failure that means the run could not do its work (refused login, unreachable ...)."""
-    return CouldNotEvaluate(f"account {account.id}: {exc.message}")
-
-
 def open_book(ctx: RunContext, account_id: str | None, book_id: str | None) -> Book:
-    """The address book `book_id` (default: the contract's first) on `account_id`, via discovery.
-
-    UsageError (exit 2) for an unknown account, no address book named, or one that does not
-    exist on the server; CouldNotEvaluate (exit 3) when the server cannot be asked.
-    """
-    from spine_comms.protocols.dav import DavError, connect, discover, list_collections
-
-    contract = ctx.contracts.load(DAV_CONTRACT, DavContract)
-    ids = [a.id for a in contract.accounts]
-    if account_id is not None and account_id not in ids:
-        raise UsageError(f"account {account_id!r} is not in {DAV_CONTRACT}", hint=f"accounts: {', '.join(ids)}")
-    if book_id is None:
-        candidates = [b for b in contract.addressbooks if account_id in (None, b.account or ids[0])]
-        if not candidates:
-            on = f" on account {account_id}" if account_id else ""
-            raise UsageError(f"no address book named{on}: {DAV_CONTRACT} lists none",
-                             hint="name one with --addressbook ID (the collection's last path segment)")  # fmt: skip
-        book_id = candidates[0].id
-        account_id = account_id or candidates[0].account
-    account = contract.account(account_id)
-    client = connect(ctx, account, first=account.id == ids[0])
-    try:
-        found = discover(client, "carddav")
-        if not found.home_set:
-            raise UsageError(f"account {account.id}: discovery found no addressbook-home-set",
-                             hint="run contacts.carddav.status to see each discovery step")  # fmt: skip
-        books = list_collections(client, found.home_set, "addressbook")
-    except DavError as exc:
-        client.close()
-        raise dav_failure(exc, account) from None
-    segment = lambda href: urllib.parse.unquote(href.rstrip("/").rsplit("/", 1)[-1])  # noqa: E731
-    match = next((b for b in books if segment(b.href) == book_id), None)
-    if match is None:
-        client.close()
-        present = ", ".join(segment(b.href) for b in books) or "none"
-        raise UsageError(
-            f"address book {book_id!r} does not exist on account {account.id} (present: {present})",
-            hint="run contacts.carddav.ensure --execute to create the contract's address books",
-        )
-    ctx.log(f"{book_id}: {match.href} on {client.origin}")
-    return Book(account, book_id, match.href, client, match.display_name)
+    """The address book `book_id` (default: the contract's first) on `account_id`, found by
+    dav_lookup: exit 2 for one that is not there (with the contacts.carddav.ensure hint), exit 3
+    when the server cannot be asked."""
+    opened = open_collection(ctx, CARDDAV, account_id, book_id)
+    return Book(opened.account, opened.collection_id, opened.href, opened.client, opened.display_name)
 
 
 # ---- reading cards -------------------------------------------------------------------------------------
@@ -208,7 +166,7 @@ def list_cards(book: Book, search: str | None = None) -> tuple[list[StoredCard],
                 detail=f"the server's text-match failed (HTTP {exc.status}); matched here over a full listing",
             )
     except DavError as exc:
-        raise dav_failure(exc, book.account) from None
+        raise could_not_evaluate(book.account.id, exc) from None
     # Servers differ in what they match (N, collations); this keeps only what the toolkit would match.
     return [c for c in cards if c.contact.matches(search)], how
 
@@ -229,7 +187,7 @@ def find_by_uid(book: Book, uid: str) -> StoredCard | None:
                 raise
         cards, _ = _listing(book)
     except DavError as exc:
-        raise dav_failure(exc, book.account) from None
+        raise could_not_evaluate(book.account.id, exc) from None
     return next((c for c in cards if c.contact.uid == uid), None)
 
 

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from spine_comms.contacts.addressbook import Book, StoredCard, dav_failure, find_by_email, find_by_uid, list_cards
-from spine_comms.contacts.addressbook import open_book as _open_book
+from spine_comms.calendar.dav_lookup import could_not_evaluate
+from spine_comms.contacts.addressbook import Book, StoredCard, find_by_email, find_by_uid, list_cards, open_book
 from spine_comms.contacts.vcard import (
     CardError,
     Changes,
@@ -91,7 +91,7 @@ RawOpt = Annotated[bool, typer.Option("--raw", help="Include the vCard text as s
 
 
 def _book(ctx: RunContext, account: str | None, addressbook: str | None, result: Result) -> Book:
-    book = _open_book(ctx, account, addressbook)
+    book = open_book(ctx, account, addressbook)
     result.add(Check("contacts.addressbook.found", Status.OK, f"{book.book_id} at {book.href}", book.where,
                      book.book_id, book.href))  # fmt: skip
     result.data.update(account=book.account.id, addressbook=book.book_id, addressbook_href=book.href)
@@ -200,7 +200,7 @@ def card_create(
                 result.summary.append(f"{uid}: not created: {why}")
                 result.data.update(uid=uid, href=href, etag=None, requests=book.client.requests)
                 return result
-            raise dav_failure(exc, book.account) from None
+            raise could_not_evaluate(book.account.id, exc) from None
     card = parse(text)
     result.add(Check("contacts.card.created", Status.OK, f"{href} ETag {etag}", href, "created", "created"))
     result.data.update(uid=uid, href=href, etag=etag, card=card.to_dict(), requests=book.client.requests)
@@ -338,7 +338,7 @@ def card_update(
             if exc.kind in ("forbidden", "conflict", "too_large"):
                 result.add(Check("contacts.card.updated", Status.FAIL, exc.message, card.href, "updated", exc.status))
                 return result
-            raise dav_failure(exc, book.account) from None
+            raise could_not_evaluate(book.account.id, exc) from None
     result.add(Check("contacts.card.updated", Status.OK, f"ETag {expected} -> {new_etag}", card.href, "updated",
                      "updated", {"before": card.contact.summary(), "after": new.summary()}))  # fmt: skip
     result.data.update(etag=new_etag, changed=True, before=card.contact.summary(), card=new.to_dict(),
@@ -381,7 +381,7 @@ def card_delete(
             if exc.kind in ("forbidden", "conflict", "not_found"):
                 result.add(Check("contacts.card.deleted", Status.FAIL, exc.message, card.href, "deleted", exc.status))
                 return result
-            raise dav_failure(exc, book.account) from None
+            raise could_not_evaluate(book.account.id, exc) from None
     result.data.update(deleted=True, card=card.to_dict(), requests=book.client.requests)
     result.add(Check("contacts.card.deleted", Status.OK, f"deleted (If-Match {expected})", card.href, "deleted",
                      "deleted"))  # fmt: skip
