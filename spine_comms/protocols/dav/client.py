@@ -3,48 +3,25 @@
 Redirects are never followed here: a 3xx is an answer the caller sees (discovery
 follows same-origin ones itself). Every request goes to the base URL's origin, so
 the Authorization header never leaves it; an href or Location on another host is
-refused with DavError("redirect"). When the base URL names an address and the
-certificate a host (`server_name`), the socket goes to the address while SNI, the
-certificate check and the Host header use the name (niquests' in-memory resolver).
+refused with DavError("redirect"). The session (TLS verification, timeouts, a
+`server_name` for a base URL that names an address) is protocols.http's.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import ipaddress
 import re
-import socket
 import time
 import urllib.parse
 
 from spine_comms.protocols.dav import xmlwire
 from spine_comms.protocols.dav.model import DavError, DavResource, DavResponse
+from spine_comms.protocols.http import HttpFailure, HttpSession, bracketed, split_base_url
 
 _STATUS_KINDS = {401: "auth", 403: "forbidden", 404: "not_found", 409: "conflict", 412: "precondition",
                  413: "too_large", 507: "too_large"}  # fmt: skip
 _ERROR_BODY_KEPT = 64 * 1024
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _innermost(exc: BaseException) -> str:
-    """The root cause of a niquests error ('Connection refused'), not the pool's wrapper text."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__
-    if getattr(seen, "verify_message", None):
-        return f"certificate verify failed: {seen.verify_message}"
-    text = str(getattr(seen, "strerror", None) or getattr(seen, "reason", None) or seen or type(seen).__name__)
-    if text.startswith("[") and "] " in text:
-        text = text.split("] ", 1)[1]
-    return text.split(" (_ssl.c")[0][:300]
 
 
 class DavClient:
@@ -59,47 +36,29 @@ class DavClient:
         timeout: float = 10.0,
         max_body: int = 25 * 1024 * 1024,
     ):
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DavError("protocol", f"not an http(s) URL: {base_url!r}")
-        if parts.username or parts.password:
-            # The URL ends up in messages and receipts; the password belongs in password_ref.
-            raise DavError("protocol", "the DAV base_url must not carry credentials; use password_ref")
-        self.scheme = parts.scheme
-        self.host = parts.hostname.lower()
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            url = split_base_url(base_url, secret_field="password_ref")
+        except HttpFailure as exc:
+            raise DavError("protocol", f"DAV base_url: {exc.reason}") from None
+        self.scheme = url.scheme
+        self.host = url.host
+        self.port = url.port
         self.server_name = server_name.lower() if server_name else None
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        default_port = self.port == (443 if self.scheme == "https" else 80)
-        self.origin = f"{self.scheme}://{shown}" + ("" if default_port else f":{self.port}")
-        self.base_path = parts.path if parts.path.endswith("/") else (parts.path or "") + "/"
+        self.origin = f"{self.scheme}://{bracketed(self.host)}" + ("" if url.default_port else f":{self.port}")
+        self.base_path = url.path if url.path.endswith("/") else (url.path or "") + "/"
         self.base_url = self.origin + self.base_path
         self.username = username
         self.timeout = timeout
         self.max_body = max_body
         self.requests = 0
-        self.verify: str | bool = ca_file or True
         self._headers = {"User-Agent": "spine-comms"}
         if username and password is not None:
             token = base64.b64encode(f"{username}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
-        resolver = None
-        connect_host = shown
-        if self.server_name and self.server_name != self.host:
-            address = self.host if _is_address(self.host) else self._address_of(self.host)
-            resolver = f"in-memory://default/?hosts={self.server_name}:{address}"
-            connect_host = self.server_name
-        self._wire_origin = f"{self.scheme}://{connect_host}:{self.port}"
-        import niquests
-
-        self._niquests = niquests
-        self._session = niquests.Session(resolver=resolver, retries=0)
-
-    def _address_of(self, host: str) -> str:
         try:
-            return socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)[0][4][0]
-        except OSError as exc:
-            raise DavError("unreachable", f"cannot resolve {host}: {exc.strerror or exc}", url=self.base_url) from None
+            self._http = HttpSession(url, ca_file=ca_file, server_name=server_name, timeout=timeout)
+        except HttpFailure as exc:
+            raise DavError("unreachable", exc.reason, url=self.base_url) from None
 
     # ---- where a path may go ------------------------------------------------------------------------------
 
@@ -161,20 +120,16 @@ class DavClient:
         sent.update(headers or {})
         if depth is not None:
             sent["Depth"] = str(depth)
-        exceptions = self._niquests.exceptions
         started = time.monotonic()
         self.requests += 1
         try:
-            raw = self._session.request(method, self._wire_origin + target, data=body, headers=sent,
-                                        timeout=self.timeout, verify=self.verify, allow_redirects=False,
-                                        stream=True)  # fmt: skip
-            data = self._read(raw, method, shown)
-        except exceptions.Timeout:
-            raise DavError("timeout", f"{method} {shown}: no answer within {self.timeout:g} s", url=shown) from None
-        except exceptions.SSLError as exc:
-            raise DavError("unreachable", f"{shown}: TLS failed: {_innermost(exc)}", url=shown) from None
-        except exceptions.RequestException as exc:
-            raise DavError("unreachable", f"{shown}: {_innermost(exc)}", url=shown) from None
+            raw = self._http.request(method, target, data=body, headers=sent, allow_redirects=False, stream=True)
+            with self._http.failures():  # the body streams in after the headers
+                data = self._read(raw, method, shown)
+        except HttpFailure as exc:
+            kind = "timeout" if exc.kind == "timeout" else "unreachable"
+            where = f"{method} {shown}" if kind == "timeout" else shown
+            raise DavError(kind, f"{where}: {exc.reason}", url=shown) from None
         response = DavResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, data, shown,
                                int((time.monotonic() - started) * 1000))  # fmt: skip
         if ok is not None and response.status not in ok:
@@ -320,7 +275,7 @@ class DavClient:
         return split(response.headers.get("dav")), [m.upper() for m in split(response.headers.get("allow"))]
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> DavClient:
         return self
