@@ -1,0 +1,60 @@
+"""The watcher's secret scan, reproduced so an item is judged before it is written.
+
+The spine's hot-folder watcher parks any item in which `grep -iE` finds (spine-conventions §3.4)
+
+    (api[_-]?key|secret|password|token|bearer|auth)[[:space:]]*[=:][[:space:]]*[^$]
+    sk-[a-zA-Z0-9]{20,} | ghp_[a-zA-Z0-9]{36} | xoxb-...
+
+grep matches line by line, so neither `[[:space:]]` nor `[^$]` crosses a newline here either.
+Note what the first pattern really catches: `[[:space:]]*` may match nothing and let `[^$]`
+take the space, so `password: $VAR` trips it too; only `password:$VAR` and a separator at the
+end of a line do not. The Slack pattern is elided in the reference, so it is matched broadly
+(`xoxb-` and any token characters): flagging more than the watcher costs a redaction,
+flagging less costs a silently parked item.
+
+A finding names the pattern and the line, never the matched text: findings go to receipts.
+"""
+
+from __future__ import annotations
+
+import re
+
+# grep's [[:space:]] on one line: everything but the newline that ends it.
+_SPACE = r"[ \t\r\f\v]"
+ASSIGNMENT = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth){_SPACE}*[=:]{_SPACE}*[^$\n]", re.I)
+TOKENS = {
+    "openai-style key (sk-...)": re.compile(r"sk-[a-zA-Z0-9]{20,}", re.I),
+    "GitHub token (ghp_...)": re.compile(r"ghp_[a-zA-Z0-9]{36}", re.I),
+    "Slack bot token (xoxb-...)": re.compile(r"xoxb-[a-zA-Z0-9-]+", re.I),
+}
+REDACTED = "[REDACTED]"
+# The separator and the value after it: removing the separator is what makes the line pass.
+_ASSIGNED_VALUE = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth)({_SPACE}*)[=:]{_SPACE}*\S*", re.I)
+
+
+def secret_findings(text: str) -> list[str]:
+    """One line per finding: `line N: <what>`; the matched value is never included."""
+    findings = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for match in ASSIGNMENT.finditer(line):
+            findings.append(f"line {number}: a value assigned to {match.group(1).lower()!r} (= or :)")
+        for name, pattern in TOKENS.items():
+            if pattern.search(line):
+                findings.append(f"line {number}: {name}")
+    return findings
+
+
+def redact_secrets(text: str) -> str:
+    """Text the watcher will not park: every assigned value and token replaced by [REDACTED].
+
+    `password: hunter2` becomes `password [REDACTED]`; the separator goes too, since the
+    watcher trips on any character after it. Each pass removes one separator, so it ends.
+    """
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        for pattern in TOKENS.values():
+            line = pattern.sub(REDACTED, line)
+        while ASSIGNMENT.search(line):
+            line = _ASSIGNED_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", line, count=1)
+        lines[i] = line
+    return "\n".join(lines)
