@@ -8,7 +8,6 @@ directly inside the calendar, so hostile data cannot point writes anywhere else.
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,11 +28,6 @@ if TYPE_CHECKING:
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 CALENDAR_DATA = f"{{{CALDAV}}}calendar-data"
 _HAS_RRULE = '<c:prop-filter name="RRULE"/>'  # RFC 4791 9.7.2: the property is defined
-# XML 1.0 forbids C0 controls other than tab, LF and CR, raw or as character references.
-_XML_FORBIDDEN = re.compile(
-    rb"[\x00-\x08\x0b\x0c\x0e-\x1f]"
-    rb"|&#(?:0*(?:[0-8]|1[124-9]|2\d|3[01])|[xX]0*(?:[0-8]|[bcefBCEF]|1[0-9a-fA-F]));"
-)
 
 
 @dataclass
@@ -85,7 +79,7 @@ def locate(target: CalendarTarget, uid: str) -> Located | None:
         except DavError as exc:
             if exc.kind != "not_found":
                 raise
-        for resource in _report(client, target.path, _uid_query(uid)):
+        for resource in client.report(target.path, _uid_query(uid)):
             data = resource.props.get(CALENDAR_DATA)
             readable = resource.status == 200 and isinstance(data, str) and inside(target, resource.href)
             if readable and find_event(data, uid) is not None:
@@ -117,8 +111,8 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
     """
     out = Listing()
     with dav_errors(target.account.id):
-        in_range = _report(target.client, target.path, _range_query(start, end, expand))
-        repeating = _report(target.client, target.path, _calendar_query("<c:calendar-data/>", _HAS_RRULE))
+        in_range = target.client.report(target.path, _range_query(start, end, expand))
+        repeating = target.client.report(target.path, _calendar_query("<c:calendar-data/>", _HAS_RRULE))
     masters = {r.href: r for r in repeating if _readable(target, r, out)}
     seen = set()
     for resource in in_range + [r for r in masters.values() if r.href not in {x.href for x in in_range}]:
@@ -189,17 +183,6 @@ def current(target: CalendarTarget, href: str) -> tuple[bytes | None, str | None
         return target.client.get(href)
     except DavError:
         return None, None
-
-
-def _report(client: DavClient, path: str, body: bytes) -> list[DavResource]:
-    """A REPORT whose answer may carry characters XML 1.0 forbids: servers copy control characters
-    from event text into calendar-data verbatim (Radicale and Xandikos both do), which no XML parser
-    accepts. Removing them (raw or as character references) cannot change a well-formed document."""
-    from dataclasses import replace
-
-    response = client.request("REPORT", path, body=body, depth="1", ok=(200, 207))
-    cleaned = _XML_FORBIDDEN.sub(b"", response.body)
-    return client.multistatus(replace(response, body=cleaned))[0]
 
 
 def _utc(value: datetime) -> str:

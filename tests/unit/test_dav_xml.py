@@ -15,6 +15,7 @@ from spine_comms.protocols.dav.xmlwire import (
     parse_xml,
     propfind_body,
     sync_collection_body,
+    without_forbidden_characters,
 )
 
 IDENTITY = lambda href: href  # noqa: E731
@@ -136,6 +137,21 @@ def test_deep_nesting_is_refused_not_recursed():
     body = b'<multistatus xmlns="DAV:">' + b"<a>" * 5000 + b"</a>" * 5000 + b"</multistatus>"
     with pytest.raises(DavError, match="nested deeper"):
         parse_xml(body)
+
+
+def test_control_characters_servers_copy_from_event_or_card_text_are_removed_before_parsing():
+    # Radicale and Xandikos put calendar-data/address-data into the XML verbatim: a BEL, an ESC
+    # and their character references, all forbidden by XML 1.0, would make the whole answer unreadable.
+    card = "BEGIN:VCARD\r\nFN:bell\x07 &#27;[31m &#x1B;]0;t&#7; tab\tok\r\nEND:VCARD"
+    body = (
+        '<multistatus xmlns="DAV:" xmlns:card="urn:ietf:params:xml:ns:carddav"><response><href>/b/x.vcf</href>'
+        f'<propstat><prop><getetag>"1"</getetag><card:address-data>{card}</card:address-data></prop>'
+        "<status>HTTP/1.1 200 OK</status></propstat></response></multistatus>"
+    ).encode()
+    (resource,), _ = parse_multistatus(body, IDENTITY)
+    data = resource.props["{urn:ietf:params:xml:ns:carddav}address-data"]
+    assert data == "BEGIN:VCARD\n" + "FN:bell [31m ]0;t tab\tok\nEND:VCARD"
+    assert without_forbidden_characters(b"a&#10;b&#x9;c&#xD;&#65;") == b"a&#10;b&#x9;c&#xD;&#65;"
 
 
 @pytest.mark.parametrize("body", [b"", b"<html>oops</html>", b"<?xml version='1.0'?>", b"\xff\xfe\x00"])

@@ -21,6 +21,11 @@ CARDDAV = "urn:ietf:params:xml:ns:carddav"
 CALSERVER = "http://calendarserver.org/ns/"
 APPLE_ICAL = "http://apple.com/ns/ical/"
 
+# XML 1.0 forbids C0 controls other than tab, LF and CR, raw or as character references.
+_XML_FORBIDDEN = re.compile(
+    rb"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+    rb"|&#(?:0*(?:[0-8]|1[124-9]|2\d|3[01])|[xX]0*(?:[0-8]|[bcefBCEF]|1[0-9a-fA-F]));"
+)
 _PREFIXES = {DAV: "d", CALDAV: "c", CARDDAV: "card", CALSERVER: "cs", APPLE_ICAL: "ical"}
 _MAX_DEPTH = 64  # DAV answers nest a handful of levels; anything deeper is refused, not recursed into
 
@@ -34,9 +39,23 @@ def _clark(name: str) -> str:
     return "{" + name if "}" in name else name
 
 
+def without_forbidden_characters(data: bytes) -> bytes:
+    """Servers copy control characters from iCalendar/vCard text into calendar-data and
+    address-data verbatim (Radicale and Xandikos both do), which no XML parser accepts.
+    Removing them, raw or as character references, cannot change a well-formed document.
+    Only byte-wise for UTF-8 and its ASCII-compatible kin: a UTF-16/32 document (a BOM, or NULs
+    in its first characters) is left as it is, since its NUL bytes are part of its characters."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4]:
+        return data
+    return _XML_FORBIDDEN.sub(b"", data)
+
+
 def parse_xml(data: bytes) -> Element:
-    """The document's root element; DavError('protocol') for anything malformed or with a DTD."""
+    """The document's root element; DavError('protocol') for anything malformed or with a DTD.
+    Characters XML 1.0 forbids are removed first (see without_forbidden_characters)."""
     import xml.parsers.expat as expat
+
+    data = without_forbidden_characters(data)
 
     builder = TreeBuilder()
     parser = expat.ParserCreate(namespace_separator="}")
