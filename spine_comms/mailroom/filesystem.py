@@ -25,8 +25,9 @@ from spine_comms.core.atomic import fsync_dir
 
 LANES = ("queued", "running", "done", "failed", "parked", "archived")
 ITEM_SUFFIXES = (".md", ".txt")  # what the watcher picks up
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9._:-]+$")  # the bridge's status endpoint pattern
-SESSION_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]*$")  # no leading dot: a hidden item is never read
+# The bridge's status endpoint pattern; \Z, since Python's $ also matches before a final newline.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9._:-]+\Z")
+SESSION_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]*\Z")  # no leading dot: a hidden item is never read
 MAX_PART = 128
 TEMP_SUFFIX = ".tmp"
 

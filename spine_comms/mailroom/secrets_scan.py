@@ -28,8 +28,9 @@ TOKENS = {
     "Slack bot token (xoxb-...)": re.compile(r"xoxb-[a-zA-Z0-9-]+", re.I),
 }
 REDACTED = "[REDACTED]"
-# The separator and the value after it: removing the separator is what makes the line pass.
-_ASSIGNED_VALUE = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth)({_SPACE}*)[=:]{_SPACE}*\S*", re.I)
+# The separator and the rest of the line: removing the separator is what makes the line pass, and
+# a value may have spaces in it or look like another assignment (`password = auth: x`).
+_ASSIGNED_REST = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth){_SPACE}*[=:].*", re.I)
 
 
 def secret_findings(text: str) -> list[str]:
@@ -47,14 +48,17 @@ def secret_findings(text: str) -> list[str]:
 def redact_secrets(text: str) -> str:
     """Text the watcher will not park: every assigned value and token replaced by [REDACTED].
 
-    `password: hunter2` becomes `password [REDACTED]`; the separator goes too, since the
-    watcher trips on any character after it. Each pass removes one separator, so it ends.
+    `password: hunter2 (new)` becomes `password [REDACTED]`: from the first separator that trips
+    the watcher to the end of the line, since the watcher trips on any character after it and a
+    value's end cannot be told from its text. Other lines are kept as they are.
     """
     lines = text.split("\n")
     for i, line in enumerate(lines):
         for pattern in TOKENS.values():
             line = pattern.sub(REDACTED, line)
-        while ASSIGNMENT.search(line):
-            line = _ASSIGNED_VALUE.sub(lambda m: f"{m.group(1)} {REDACTED}", line, count=1)
+        first = ASSIGNMENT.search(line)
+        if first:
+            head, tail = line[: first.start()], line[first.start() :]
+            line = head + _ASSIGNED_REST.sub(lambda m: f"{m.group(1)} {REDACTED}", tail, count=1)
         lines[i] = line
     return "\n".join(lines)
