@@ -3,8 +3,10 @@
 Implicit TLS (IMAPS, 993) or STARTTLS (143); STARTTLS that the server does not
 offer is an error, never plain text. Certificates are verified against a CA file
 (or the system store) and a `server_name` that may differ from the host dialled.
-Folders are opened read-only (EXAMINE) and bodies fetched with BODY.PEEK, so
-reading never sets \\Seen or changes anything else.
+Folders are opened read-only (EXAMINE) unless the caller means to change them,
+and bodies are always fetched with BODY.PEEK, so reading never sets \\Seen:
+the inbox pipeline flags or moves a message only after its item is durably
+written (DESIGN.md §7), through the explicit write calls at the end of ImapSession.
 
 Protocol only: what to look for and what a missing message means is the caller's.
 Every failure is an ImapError naming its stage; no message ever holds the password.
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from spine_comms.protocols.tls import verified_context
@@ -25,7 +28,7 @@ Security = Literal["tls", "starttls"]
 
 
 class ImapError(Exception):
-    """IMAP failed at `stage`: connect, tls, starttls, auth, select, search or fetch."""
+    """IMAP failed at `stage`: connect, tls, starttls, auth, select, search, fetch or store."""
 
     UNUSABLE = ("connect", "tls", "starttls", "auth")
 
@@ -61,12 +64,37 @@ class FoundMessage:
     waited_ms: int
 
 
+@dataclass(frozen=True)
+class FolderState:
+    """What SELECT/EXAMINE (or STATUS) says about a folder: the checkpoint's counterpart."""
+
+    folder: str
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+    highestmodseq: int | None = None
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """RFC822.SIZE and INTERNALDATE of one UID: fetched before any body, so size caps hold before buffering."""
+
+    uid: int
+    size: int
+    internaldate: datetime | None
+
+
+FETCH_BATCH = 500  # UIDs per FETCH/STORE command: keeps command lines short on any server
+
+
 class ImapSession:
     """A logged-in IMAP connection; use through `session()`."""
 
     def __init__(self, client) -> None:
         self.client = client
         self.folder: str | None = None
+        self.state: FolderState | None = None
 
     def select(self, folder: str = "INBOX") -> int:
         """Open `folder` read-only (EXAMINE); returns its message count."""
@@ -107,11 +135,139 @@ class ImapSession:
                 out[int(uid)] = body
         return out
 
+    # The inbox pipeline's read side ------------------------------------------------------------
+
+    def has(self, capability: str) -> bool:
+        try:
+            return bool(self.client.has_capability(capability))
+        except self._errors():
+            return False
+
+    def open(self, folder: str = "INBOX", *, writable: bool = False) -> FolderState:
+        """SELECT (writable) or EXAMINE `folder`, with CONDSTORE enabled where offered (HIGHESTMODSEQ)."""
+        if self.has("CONDSTORE") and not getattr(self, "_condstore", False):
+            with suppress(*self._errors()):  # an ENABLE refused only costs us HIGHESTMODSEQ
+                self.client.enable("CONDSTORE")
+                self._condstore = True
+        try:
+            info = self.client.select_folder(folder, readonly=not writable)
+        except self._errors() as exc:
+            raise ImapError("select", f"cannot open {folder}: {_text(exc)}") from None
+        self.folder = folder
+        self.state = FolderState(
+            folder,
+            int(info.get(b"UIDVALIDITY", 0) or 0),
+            _int_or_none(info.get(b"UIDNEXT")),
+            int(info.get(b"EXISTS", 0) or 0),
+            _int_or_none(info.get(b"HIGHESTMODSEQ")),
+            writable and b"READ-WRITE" in info,
+        )
+        return self.state
+
+    def status(self, folder: str = "INBOX") -> FolderState:
+        """STATUS without selecting: UIDVALIDITY, UIDNEXT, MESSAGES (health reads this)."""
+        try:
+            info = self.client.folder_status(folder, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"])
+        except self._errors() as exc:
+            raise ImapError("select", f"STATUS {folder} failed: {_text(exc)}") from None
+        return FolderState(
+            folder, int(info.get(b"UIDVALIDITY", 0) or 0), _int_or_none(info.get(b"UIDNEXT")),
+            int(info.get(b"MESSAGES", 0) or 0),
+        )  # fmt: skip
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above `last_uid`, ascending. `n:*` always matches the highest message, so filter."""
+        try:
+            found = self.client.search(["UID", f"{last_uid + 1}:*"])
+        except self._errors() as exc:
+            raise ImapError("search", f"UID SEARCH {last_uid + 1}:* failed: {_text(exc)}") from None
+        return sorted(int(u) for u in found if int(u) > last_uid)
+
+    def search_unseen(self) -> list[int]:
+        try:
+            return sorted(int(u) for u in self.client.search(["UNSEEN"]))
+        except self._errors() as exc:
+            raise ImapError("search", f"SEARCH UNSEEN failed: {_text(exc)}") from None
+
+    def fetch_meta(self, uids: list[int]) -> dict[int, MessageMeta]:
+        """RFC822.SIZE and INTERNALDATE, in batches: cheap, and no body is buffered."""
+        out: dict[int, MessageMeta] = {}
+        for start in range(0, len(uids), FETCH_BATCH):
+            chunk = uids[start : start + FETCH_BATCH]
+            try:
+                fetched = self.client.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"])
+            except self._errors() as exc:
+                raise ImapError("fetch", f"FETCH RFC822.SIZE failed: {_text(exc)}") from None
+            for uid, parts in fetched.items():
+                size = parts.get(b"RFC822.SIZE")
+                if size is not None:
+                    out[int(uid)] = MessageMeta(int(uid), int(size), _utc(parts.get(b"INTERNALDATE")))
+        return out
+
+    def fetch_headers(self, uids: list[int], max_bytes: int = 65536) -> dict[int, bytes]:
+        """At most `max_bytes` of each header (BODY.PEEK[HEADER]): enough to name an oversized message."""
+        if not uids:
+            return {}
+        try:
+            fetched = self.client.fetch(uids, [f"BODY.PEEK[HEADER]<0.{max_bytes}>"])
+        except self._errors() as exc:
+            raise ImapError("fetch", f"FETCH HEADER failed: {_text(exc)}") from None
+        out = {}
+        for uid, parts in fetched.items():
+            body = next((v for k, v in parts.items() if k.startswith(b"BODY[")), None)
+            if isinstance(body, bytes):
+                out[int(uid)] = body
+        return out
+
+    # The post-commit write side: called only after the items are durably written ------------------
+
+    def add_seen(self, uids: list[int]) -> None:
+        """UID STORE +FLAGS.SILENT (\\Seen), in batches."""
+        for start in range(0, len(uids), FETCH_BATCH):
+            chunk = uids[start : start + FETCH_BATCH]
+            try:
+                self.client.add_flags(chunk, [b"\\Seen"], silent=True)
+            except self._errors() as exc:
+                raise ImapError("store", f"STORE +FLAGS \\Seen failed: {_text(exc)}") from None
+
+    def move(self, uids: list[int], folder: str) -> str:
+        """MOVE where offered; else COPY + \\Deleted + UID EXPUNGE (UIDPLUS), which expunges only these
+        UIDs. Without UIDPLUS the copies are flagged \\Deleted and left for the owner's next expunge:
+        a plain EXPUNGE would also remove what someone else marked. Returns the method used."""
+        method = "move" if self.has("MOVE") else ("copy+uid-expunge" if self.has("UIDPLUS") else "copy+deleted")
+        for start in range(0, len(uids), FETCH_BATCH):
+            chunk = uids[start : start + FETCH_BATCH]
+            try:
+                if method == "move":
+                    self.client.move(chunk, folder)
+                    continue
+                self.client.copy(chunk, folder)
+                self.client.add_flags(chunk, [b"\\Deleted"], silent=True)
+                if method == "copy+uid-expunge":
+                    self.client.uid_expunge(chunk)
+            except self._errors() as exc:
+                raise ImapError("store", f"moving to {folder} failed: {_text(exc)}") from None
+        return method
+
     @staticmethod
     def _errors():
         from imapclient.exceptions import IMAPClientError
 
         return (IMAPClientError, OSError, ssl.SSLError)
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _utc(value) -> datetime | None:
+    """INTERNALDATE in UTC; imapclient hands naive local times when normalise_times is on."""
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC)
 
 
 def _text(exc: BaseException) -> str:

@@ -1,0 +1,83 @@
+"""Where items go: the filesystem mailroom or the spine's bridge, behind one small interface.
+
+`put` returns the item's path and whether it was already there. "Already there"
+is how a rerun after a crash recognises an item it wrote but did not get to
+record: the run id is derived from the message, so the same message always
+asks for the same run id, and an existing one is never written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spine_comms.core.atomic import write_atomic
+
+
+@dataclass(frozen=True)
+class Placed:
+    path: str
+    existed: bool  # the item was already in the mailroom (written by an earlier, interrupted run)
+
+
+class FilesystemTarget:
+    """The spine's inbox lanes on this machine (ctx.mailroom.inbox)."""
+
+    via = "filesystem"
+
+    def __init__(self, inbox: Path) -> None:
+        from spine_comms.mailroom.filesystem import Mailroom
+
+        self.mailroom = Mailroom(inbox)
+
+    def put(self, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> Placed:
+        from spine_comms.mailroom.filesystem import ItemExists
+
+        try:
+            item = self.mailroom.enqueue(text, slug=slug, run_id=rid, session_id=session_id, lane=lane)
+        except ItemExists as exc:
+            return Placed(str(exc.existing), True)
+        return Placed(str(item.path), False)
+
+    def writable(self) -> tuple[bool, str]:
+        queued = self.mailroom.lane_dir("queued")
+        probe = queued if queued.is_dir() else queued.parent
+        import os
+
+        if not probe.exists():
+            return False, f"{queued} does not exist (and neither does its parent)"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return False, f"{probe} is not writable by this user"
+        return True, str(queued)
+
+
+class BridgeTarget:
+    """The bridge's /inbox/enqueue. It has no parked lane: parked items stay in the state directory
+    (`<state>/<mailbox>/parked/`), reported in the receipt, for a person to look at."""
+
+    via = "bridge"
+
+    def __init__(self, client, parked_dir: Path) -> None:
+        self.client = client
+        self.parked_dir = parked_dir
+
+    def put(self, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> Placed:
+        from spine_comms.mailroom.filesystem import clean_slug
+
+        stem = f"{session_id}__{clean_slug(slug)}__{rid}"
+        if lane != "queued":
+            path = self.parked_dir / f"{stem}.md"
+            if path.exists():
+                return Placed(str(path), True)
+            write_atomic(path, text, 0o600)
+            return Placed(str(path), False)
+        # The bridge names the file <session>__<slug>__<rid>.md, so its status endpoint finds a
+        # retried message by the same stem: one GET instead of a duplicate.
+        known = self.client.status(stem)
+        if known is not None:
+            return Placed(str(known.get("prompt_path") or stem), True)
+        answer = self.client.enqueue(text, slug=slug, run_id=rid, session_id=session_id)
+        return Placed(str(answer["path"]), False)
+
+    def writable(self) -> tuple[bool, str]:
+        return True, "via bridge (not checked from here)"

@@ -1,0 +1,236 @@
+"""One fetched message through parse -> policy -> dedup -> store -> item -> commit marker.
+
+The message's identity is the sha256 of its bytes (of its capped header and size
+when it was too large to fetch), so the same message has the same identity under
+any UID or UIDVALIDITY; its run id is `R` + 12 hex of sha256(mailbox|identity).
+Exactly once, in this order:
+
+1. a delivery marker for the identity exists: a duplicate, nothing written;
+2. raw .eml, normalized .json, attachments stored (content-addressed, atomic);
+3. the item is put in its lane with that run id; a run id already in the
+   mailroom (an earlier run died before step 4) counts as a duplicate;
+4. the delivery marker is written.
+
+A crash between any two steps leaves a state from which a rerun ends with the
+message exactly once. A message the parser, the policy or the renderer chokes on
+is parked with the reason; only an OSError (disk full, I/O) or an unreachable
+bridge propagates, and then nothing after it is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from spine_comms.contracts.inbox import InboxContract
+from spine_comms.inbox.delivery import Placed
+from spine_comms.inbox.policy import DROPPED, PARKED, QUEUED, Verdict, judge, oversized
+from spine_comms.inbox.store import DeliveryIndex, MessageStore, content_sha256
+
+MAX_TEXT_BYTES = 256 * 1024  # the body an item shows; the whole message stays in the .eml
+HEADER_CAP = 64 * 1024  # what is fetched of an oversized message's header
+
+
+@dataclass
+class Fetched:
+    uid: int
+    size: int
+    internaldate: datetime | None
+    raw: bytes | None = None  # None when over policy.max_message_bytes
+    header: bytes | None = None  # the capped header of an oversized message
+
+
+@dataclass
+class Taken:
+    kind: str  # enqueued | parked | dropped | duplicate
+    record: dict
+    secret: dict | None = None
+
+
+@dataclass
+class _Prepared:
+    lane: str
+    text: str = ""
+    reasons: list[str] = field(default_factory=list)
+    message_id: str | None = None
+    secret: dict | None = None
+
+
+def identity_of(fetched: Fetched) -> str:
+    if fetched.raw is not None:
+        return content_sha256(fetched.raw)
+    return content_sha256(b"oversized\0%d\0" % fetched.size + (fetched.header or b""))
+
+
+def run_id_for(mailbox_id: str, identity: str) -> str:
+    return "R" + hashlib.sha256(f"{mailbox_id}|{identity}".encode()).hexdigest()[:12]
+
+
+def utc_stamp(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+class Intake:
+    def __init__(self, contract: InboxContract, mailbox, state_dir: Path, target, clock) -> None:
+        self.contract = contract
+        self.policy = contract.policy
+        self.mailbox = mailbox
+        self.store = MessageStore(state_dir)
+        self.index = DeliveryIndex(state_dir, mailbox.id)
+        self.target = target
+        self.clock = clock
+
+    def take(self, folder: str, uidvalidity: int, fetched: Fetched) -> Taken:
+        identity = identity_of(fetched)
+        rid = run_id_for(self.mailbox.id, identity)
+        base = {"uid": fetched.uid, "run_id": rid}
+        marker = self.index.get(identity)
+        if marker is not None:
+            return Taken("duplicate", {**base, "lane": marker.get("lane"), "how": "delivery index"})
+        when = fetched.internaldate or self.clock()
+        session_id = f"S{when.astimezone(UTC):%Y%m%d-%H%M%S}"
+        try:
+            prepared = self._prepare(folder, uidvalidity, fetched, identity, rid)
+        except OSError:
+            raise
+        except Exception as exc:  # a hostile message never stops the batch: it is parked with the reason
+            prepared = self._unprocessable(folder, fetched, rid, f"{type(exc).__name__}: {exc}")
+        marker = {
+            **base, "identity": identity, "lane": prepared.lane, "reasons": prepared.reasons,
+            "mailbox": self.mailbox.id, "folder": folder, "uidvalidity": uidvalidity,
+            "message_id": prepared.message_id, "at": utc_stamp(self.clock()),
+        }  # fmt: skip
+        if prepared.lane == DROPPED:
+            self.index.record(identity, marker)
+            return Taken("dropped", {**base, "reasons": prepared.reasons})
+        placed: Placed = self.target.put(
+            prepared.text, slug=self.contract.item.slug, rid=rid, session_id=session_id, lane=prepared.lane
+        )
+        self.index.record(identity, {**marker, "path": placed.path})
+        if placed.existed:
+            return Taken("duplicate", {**base, "lane": prepared.lane, "how": "already in the mailroom"})
+        record = {**base, "path": placed.path}
+        if prepared.lane == PARKED:
+            return Taken("parked", {**record, "reasons": prepared.reasons}, prepared.secret)
+        return Taken("enqueued", record, prepared.secret)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _parse(self, raw: bytes):
+        from spine_comms.mail.message import parse_message
+
+        return parse_message(
+            raw, max_attachment_bytes=self.policy.max_attachment_bytes, max_attachments=self.policy.max_attachments,
+            max_text_bytes=MAX_TEXT_BYTES,
+        )  # fmt: skip
+
+    def _prepare(self, folder: str, uidvalidity: int, fetched: Fetched, identity: str, rid: str) -> _Prepared:
+        if fetched.raw is None:
+            message = self._parse(fetched.header or b"")
+            verdict = oversized(fetched.size, self.policy) or Verdict()
+        else:
+            message = self._parse(fetched.raw)
+            verdict = judge(message, self.policy)
+        eml = self.store.put_raw(identity, fetched.raw if fetched.raw is not None else (fetched.header or b""))
+        stored = []
+        if verdict.lane != DROPPED:
+            for attachment in message.attachments or []:
+                path = self.store.put_attachment(attachment.sha256, attachment.filename, attachment.payload)
+                stored.append({"name": attachment.filename, "type": attachment.content_type,
+                               "size": attachment.size, "path": str(path)})  # fmt: skip
+        normalized = message.to_dict()
+        normalized["spine_comms"] = {
+            "mailbox": self.mailbox.id, "address": self.mailbox.address, "folder": folder, "uid": fetched.uid,
+            "uidvalidity": uidvalidity, "internaldate": utc_stamp(fetched.internaldate), "size": fetched.size,
+            "identity": identity, "run_id": rid, "lane": verdict.lane, "reasons": verdict.reasons,
+            "authentication": verdict.auth_summary, "truncated_to_header": fetched.raw is None,
+        }  # fmt: skip
+        json_path = self.store.put_normalized(identity, normalized)
+        prepared = _Prepared(verdict.lane, reasons=list(verdict.reasons), message_id=message.message_id)
+        if verdict.lane == DROPPED:
+            return prepared
+        from spine_comms.mailroom.items import render_email_item
+
+        text = render_email_item(
+            header=self.contract.item,
+            sender=_sender(message),
+            subject=message.subject or "",
+            received=utc_stamp(fetched.internaldate) or str(message.date_utc or ""),
+            body=message.text or "",
+            attachments=stored,
+            message_ref={
+                "message_id": message.message_id,
+                "mailbox": f"{self.mailbox.address} {folder}",
+                "uid": fetched.uid,
+                "eml": str(eml),
+                "json": str(json_path),
+            },
+            classification=_classification(message),
+            auth_summary=verdict.auth_summary,
+        )
+        prepared.text = self._screen(text, prepared, fetched.uid, rid)
+        return prepared
+
+    def _screen(self, text: str, prepared: _Prepared, uid: int, rid: str) -> str:
+        """The watcher parks, silently, any queued item matching its secret pattern: decide here, and say so."""
+        from spine_comms.mailroom.secrets_scan import redact_secrets, secret_findings
+
+        findings = secret_findings(text)
+        if findings and prepared.lane == QUEUED:
+            if self.policy.secret_match == "redact":
+                redacted = redact_secrets(text)
+                if not secret_findings(redacted):
+                    prepared.secret = {"uid": uid, "run_id": rid, "action": "redacted", "findings": findings}
+                    return redacted
+            prepared.secret = {"uid": uid, "run_id": rid, "action": "parked", "findings": findings}
+            prepared.lane = PARKED
+            prepared.reasons.append(
+                f"the item would trip the mailroom watcher's secret pattern ({len(findings)} finding(s): "
+                + "; ".join(findings[:5])
+                + f"); policy.secret_match: {self.policy.secret_match}"
+            )
+        return _with_reasons(text, prepared)
+
+    def _unprocessable(self, folder: str, fetched: Fetched, rid: str, why: str) -> _Prepared:
+        from spine_comms.mailroom.items import header_block, one_line
+
+        reason = f"could not be processed: {one_line(why, 300)}"
+        lines = header_block(self.contract.item, "Inspect an inbound email spine-comms could not process")
+        lines += ["", "## Event: email_received", "",
+                  f"**Mailbox:** {one_line(self.mailbox.address)} {one_line(folder)}", f"**UID:** {fetched.uid}",
+                  f"**Size:** {fetched.size} bytes", f"**Run:** {rid}", ""]  # fmt: skip
+        return _Prepared(PARKED, _with_reasons("\n".join(lines), _Prepared(PARKED, reasons=[reason])), [reason])
+
+
+def _with_reasons(text: str, prepared: _Prepared) -> str:
+    if prepared.lane != PARKED or not prepared.reasons:
+        return text
+    from spine_comms.mailroom.items import one_line
+
+    lines = ["", "## Parked by spine-comms", "", "Reasons (a person decides whether this goes to the queue):"]
+    lines += [f"- {one_line(r, 600)}" for r in prepared.reasons]
+    return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+
+
+def _sender(message) -> str:
+    senders = message.from_ or []
+    if not senders:
+        return ""
+    first = senders[0]
+    name, address = getattr(first, "name", "") or "", getattr(first, "address", "") or ""
+    shown = f"{name} <{address}>" if name else address
+    return shown + (f" (+{len(senders) - 1} more)" if len(senders) > 1 else "")
+
+
+def _classification(message) -> str:
+    found = getattr(message, "classification", None)
+    if found is None:
+        return "normal"
+    kind = getattr(found, "kind", None) or "normal"
+    details = getattr(found, "details", None) or {}
+    if isinstance(details, dict) and details:
+        shown = ", ".join(f"{k} {v}" for k, v in list(details.items())[:4] if v not in (None, "", [], {}))
+        return f"{kind} ({shown})" if shown else kind
+    return kind

@@ -1,0 +1,290 @@
+"""The inbox pipeline: new messages of a mailbox into the mailroom, each exactly once.
+
+For each folder of the mailbox, under the mailbox's poll lock:
+
+    SELECT (CONDSTORE where offered) -> compare with the checkpoint (UIDVALIDITY, last UID)
+    -> UID SEARCH last+1:* -> FETCH RFC822.SIZE INTERNALDATE (no body yet)
+    -> per batch: FETCH BODY.PEEK[] of what fits policy.max_message_bytes (a capped header of
+       the rest) -> intake (parse, policy, dedup, store, item, marker; see intake.py)
+    -> the post-commit action on the server (none, \\Seen, move) -> the checkpoint advanced
+
+The server is changed only after the batch's items and markers are on disk; the
+checkpoint only after that. A crash anywhere leaves the checkpoint behind, never
+ahead, and what is fetched again is recognised by its delivery marker or its run
+id in the mailroom. A poll with nothing new is SELECT plus one checkpoint write:
+UIDNEXT says there is nothing above the checkpoint, so nothing is searched.
+
+Public entry points (the poll capability and the watch loop use these):
+
+    open_mailbox(ctx, contract, mailbox_id) -> MailboxTarget
+    process_new(ctx, contract, mailbox, session, *, limit=None, stop=None, lock_wait=0.0,
+                baseline=False) -> PollOutcome
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from spine_comms.contracts.inbox import InboxContract
+from spine_comms.core.context import RunContext
+from spine_comms.core.errors import CouldNotEvaluate
+from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock, state_directory
+from spine_comms.inbox.intake import HEADER_CAP, Fetched, Intake, utc_stamp
+from spine_comms.inbox.mailboxes import MailboxTarget, open_mailbox
+from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
+
+__all__ = ["MailboxTarget", "PollOutcome", "inbox_state_dir", "make_target", "open_mailbox", "process_new"]
+
+BATCH_MESSAGES = 100  # bodies per FETCH
+BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
+
+
+def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
+    return state_directory(ctx.mailroom.state, contract.state_directory)
+
+
+def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):
+    """The contract's mailroom target: the filesystem lanes, or the bridge (token resolved, redacted)."""
+    from spine_comms.inbox.delivery import BridgeTarget, FilesystemTarget
+
+    if contract.mailroom.via == "filesystem":
+        return FilesystemTarget(ctx.mailroom.inbox)
+    from spine_comms.mailroom.bridge import BridgeClient
+
+    bridge = contract.mailroom.bridge
+    token = ctx.secrets.resolve(bridge.token_ref, override_env="MAILROOM_BRIDGE_TOKEN", what="mailroom bridge token")
+    client = BridgeClient(bridge.url, token.value, ca_file=bridge.ca_file, timeout=bridge.timeout_seconds)
+    return BridgeTarget(client, inbox_state_dir(ctx, contract) / mailbox_id / "parked")
+
+
+def process_new(
+    ctx: RunContext,
+    contract: InboxContract,
+    mailbox: MailboxTarget,
+    session,
+    *,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    lock_wait: float = 0.0,
+    baseline: bool = False,
+    target=None,
+) -> PollOutcome:
+    """Every message above the checkpoints of `mailbox`'s folders, through the pipeline.
+
+    `session` is an open spine_comms.protocols.imap.ImapSession logged in to the mailbox.
+    `limit` caps the messages considered in this call (None: all); `stop`, when set, ends the
+    run after the message in hand, cleanly. Another process polling the same mailbox: the
+    outcome says `locked` and nothing is done (after waiting up to `lock_wait` seconds).
+    `baseline`: a folder without a checkpoint starts after its current last message.
+    Never raises for a message; IMAP, disk and bridge failures end up in `outcome.error`.
+    """
+    from spine_comms.protocols.imap import ImapError
+
+    state_dir = inbox_state_dir(ctx, contract)
+    target = target or make_target(ctx, contract, mailbox.id)
+    outcome = PollOutcome(mailbox.id, mailbox.address, target.via)
+    try:
+        with poll_lock(state_dir, mailbox.id, wait=lock_wait):
+            run = _Run(ctx, contract, mailbox, session, state_dir, target, stop, baseline)
+            budget = limit
+            for folder in mailbox.folders:
+                if stop is not None and stop.is_set():
+                    outcome.stopped = True
+                    break
+                result = FolderOutcome(folder)
+                outcome.folders.append(result)
+                try:
+                    budget = run.folder(result, budget)
+                except ImapError as exc:
+                    if exc.stage == "select":  # this folder is missing or refused; the others may be fine
+                        result.errors.append({"stage": "select", "error": exc.message})
+                        continue
+                    outcome.error = {"stage": f"imap {exc.stage}", "folder": folder, "error": exc.message}
+                    break
+                except _Halt as halt:
+                    outcome.error = {"stage": halt.stage, "folder": folder, "error": halt.message}
+                    break
+            outcome.stopped = outcome.stopped or run.stopped
+    except LockHeld as exc:
+        outcome.locked = str(exc)
+    except OSError as exc:
+        outcome.error = {"stage": "state", "error": _os_text(exc)}
+    return outcome
+
+
+class _Halt(Exception):
+    """The batch cannot go on (disk full, bridge unreachable): stop, keep the checkpoint behind it."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+
+
+def _os_text(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+class _Run:
+    def __init__(self, ctx, contract, mailbox, session, state_dir, target, stop, baseline) -> None:
+        self.ctx = ctx
+        self.contract = contract
+        self.mailbox = mailbox
+        self.session = session
+        self.checkpoints = CheckpointStore(state_dir, mailbox.id)
+        self.intake = Intake(contract, mailbox, state_dir, target, ctx.clock)
+        self.stop = stop
+        self.baseline = baseline
+        self.stopped = False
+
+    def _stopping(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            self.stopped = True
+        return self.stopped
+
+    def folder(self, result: FolderOutcome, budget: int | None) -> int | None:
+        folder = result.folder
+        try:
+            checkpoint = self.checkpoints.load(folder)
+        except ValueError as exc:
+            result.errors.append({"stage": "checkpoint", "error": str(exc)})
+            return budget
+        result.checkpoint_before = checkpoint.to_dict() if checkpoint else None
+        action = self.mailbox.after_enqueue
+        state = self.session.open(folder, writable=action.action != "none")
+        result.uidvalidity, result.uidnext, result.highestmodseq = state.uidvalidity, state.uidnext, state.highestmodseq
+        now = utc_stamp(self.ctx.clock())
+        if checkpoint is None:
+            start = (state.uidnext or 1) - 1 if self.baseline else 0
+            checkpoint = FolderCheckpoint(folder, state.uidvalidity, start)
+            if self.baseline:
+                result.rebaselined = f"no checkpoint; --baseline starts after UID {start}"
+        elif checkpoint.uidvalidity != state.uidvalidity:
+            result.rebaselined = (
+                f"UIDVALIDITY changed from {checkpoint.uidvalidity} to {state.uidvalidity}: every message is "
+                "read again and matched against the delivery index (none is enqueued twice)"
+            )
+            checkpoint = FolderCheckpoint(folder, state.uidvalidity, 0, None, checkpoint.last_poll_at, now)
+            self._save(checkpoint)
+        if state.uidnext is not None and state.uidnext - 1 <= checkpoint.last_uid:
+            uids: list[int] = []  # UIDNEXT says nothing is above the checkpoint: no SEARCH
+        else:
+            uids = self.session.uids_after(checkpoint.last_uid)
+        result.new = len(uids)
+        if budget is not None:
+            uids, rest = uids[: max(budget, 0)], uids[max(budget, 0) :]
+            result.remaining = len(rest)
+            budget -= len(uids)
+        metas = self.session.fetch_meta(uids) if uids else {}
+        cap = self.contract.policy.max_message_bytes
+        finished = True
+        for batch in _batches(uids, metas, cap):
+            if self._stopping():
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                finished = False
+                break
+            last, halt = self._batch(result, state.uidvalidity, batch, metas, cap)
+            if last is not None:
+                checkpoint.last_uid = max(checkpoint.last_uid, last)
+            checkpoint.highestmodseq = state.highestmodseq
+            if halt is not None:
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                self._save(checkpoint, quiet=True)
+                result.checkpoint_after = checkpoint.to_dict()
+                raise halt
+            self._save(checkpoint)
+            if self.stopped:
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                finished = False
+                break
+        if finished and uids:
+            # Every UID considered is committed or was expunged before its FETCH: pass them all.
+            checkpoint.last_uid = max(checkpoint.last_uid, uids[-1])
+        checkpoint.highestmodseq = state.highestmodseq
+        if not result.errors and not self.stopped:
+            checkpoint.last_poll_at = now
+        self._save(checkpoint)
+        result.checkpoint_after = checkpoint.to_dict()
+        return budget
+
+    def _batch(self, result: FolderOutcome, uidvalidity: int, batch: list[int], metas: dict, cap: int):
+        """(the highest UID up to which everything is committed, a _Halt or None)."""
+        small = [u for u in batch if metas[u].size <= cap]
+        large = [u for u in batch if metas[u].size > cap]
+        bodies = self.session.fetch_raw(small)
+        headers = self.session.fetch_headers(large, HEADER_CAP)
+        done: list[int] = []
+        last, halt = None, None
+        for uid in batch:
+            if self._stopping():
+                break
+            meta = metas[uid]
+            raw, header = bodies.get(uid), headers.get(uid)
+            if raw is None and header is None:
+                result.vanished.append(uid)  # expunged since the SEARCH: it cannot come back under this UID
+                last = uid
+                continue
+            fetched = Fetched(uid, meta.size, meta.internaldate, raw, header)
+            try:
+                taken = self.intake.take(result.folder, uidvalidity, fetched)
+            except OSError as exc:
+                halt = _Halt("store", f"UID {uid}: {_os_text(exc)}; nothing after UID {last or '-'} was committed")
+            except CouldNotEvaluate as exc:  # the bridge: unreachable, refused token
+                halt = _Halt("mailroom", f"UID {uid}: {exc.message}")
+            if halt is not None:
+                result.errors.append({"uid": uid, "stage": halt.stage, "error": halt.message})
+                break
+            {"enqueued": result.enqueued, "parked": result.parked, "dropped": result.dropped,
+             "duplicate": result.duplicates}[taken.kind].append(taken.record)  # fmt: skip
+            if taken.secret:
+                result.secret_matches.append(taken.secret)
+            done.append(uid)
+            last = uid
+        if done:
+            self._post_commit(result, done)
+        return last, halt
+
+    def _post_commit(self, result: FolderOutcome, uids: list[int]) -> None:
+        """Only now, with the items and markers on disk, may the server be changed."""
+        after = self.mailbox.after_enqueue
+        if after.action == "none":
+            return
+        if after.action == "move" and after.folder == result.folder:
+            result.post_commit = {"action": "move", "uids": 0, "method": f"skipped: {after.folder} is the source"}
+            return
+        method = "store +flags \\Seen"
+        if after.action == "seen":
+            self.session.add_seen(uids)
+        else:
+            method = self.session.move(uids, after.folder)
+        done = (result.post_commit or {}).get("uids", 0) + len(uids)
+        result.post_commit = {"action": after.action, "folder": after.folder, "uids": done, "method": method}
+
+    def _save(self, checkpoint: FolderCheckpoint, *, quiet: bool = False) -> None:
+        try:
+            self.checkpoints.save(checkpoint)
+        except OSError as exc:
+            if not quiet:  # behind is safe: the next run fetches again and finds the markers
+                raise _Halt("checkpoint", f"cannot write the checkpoint: {_os_text(exc)}") from None
+
+
+def _batches(uids: list[int], metas: dict, cap: int) -> list[list[int]]:
+    """UIDs with metadata, in order, grouped so no FETCH buffers more than BATCH_BYTES."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for uid in uids:
+        meta = metas.get(uid)
+        if meta is None:
+            continue  # expunged before FETCH RFC822.SIZE
+        cost = min(meta.size, cap)
+        if current and (len(current) >= BATCH_MESSAGES or size + cost > BATCH_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(uid)
+        size += cost
+    if current:
+        out.append(current)
+    return out

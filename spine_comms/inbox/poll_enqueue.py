@@ -1,0 +1,158 @@
+"""`communications.inbox.poll --enqueue`: the pipeline over the contract's mailboxes, and its report.
+
+Per mailbox: new, enqueued, quarantined (parked, with reasons), dropped,
+duplicates, errors, checkpoint before and after per folder, and the items
+written. One check per mailbox (`inbox.poll.mailbox`), plus
+`inbox.poll.secret_match` when an item would have tripped the watcher's secret
+pattern (parked or redacted per policy.secret_match, never silently).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from spine_comms.contracts.inbox import InboxContract
+from spine_comms.core.context import RunContext
+from spine_comms.core.result import Check, Result, Status
+
+
+def enqueue_all(
+    ctx: RunContext,
+    contract: InboxContract,
+    wanted: str | None,
+    *,
+    limit: int | None,
+    dry_run: bool,
+    baseline: bool,
+    lock_wait: float,
+) -> Result:
+    from spine_comms.inbox.mailboxes import open_mailbox, pick_mailbox
+    from spine_comms.inbox.pipeline import inbox_state_dir
+
+    ids = [pick_mailbox(ctx, contract, wanted).id] if wanted else [m.id for m in contract.mailboxes]
+    targets = [open_mailbox(ctx, contract, mailbox_id) for mailbox_id in ids]  # every secret resolved up front
+    result = Result(data={"state_directory": str(inbox_state_dir(ctx, contract)), "mailboxes": []})
+    if not dry_run:
+        result.data["mailroom"] = contract.mailroom.via
+    unreachable = []
+    for target in targets:
+        try:
+            if dry_run:
+                entry = _dry_run(ctx, contract, target)
+                result.add(Check("inbox.poll.mailbox", Status.OK, _dry_line(entry), target.address, None, entry))
+            else:
+                entry = _poll(ctx, contract, target, limit, baseline, lock_wait, result)
+        except _Unreachable as exc:
+            unreachable.append(exc.error)
+            entry = {"mailbox": target.id, "address": target.address, "error": {"stage": "login", "error": str(exc)}}
+            result.add(Check("inbox.poll.login", Status.ERROR, exc.error.message, target.address, "login", None))
+        result.data["mailboxes"].append(entry)
+    if unreachable and len(unreachable) == len(targets):
+        raise unreachable[0]  # nothing could be asked: exit 3 with the account named
+    return result
+
+
+class _Unreachable(Exception):
+    def __init__(self, error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@contextmanager
+def _session(target):
+    """An IMAP session; a failure to connect or log in becomes _Unreachable (exit 3 when all are)."""
+    from spine_comms.inbox.poll import could_not_evaluate
+    from spine_comms.protocols.imap import ImapError, session
+
+    opened = False
+    try:
+        with session(target.imap) as imap:
+            opened = True
+            yield imap
+    except ImapError as exc:
+        if opened:
+            raise
+        raise _Unreachable(could_not_evaluate(target, exc)) from None
+
+
+def _poll(ctx, contract, target, limit, baseline, lock_wait, result: Result) -> dict:
+    from spine_comms.inbox.pipeline import process_new
+
+    ctx.log(f"polling {target.address} ({', '.join(target.folders)}) via {target.where()} as {target.login}")
+    with _session(target) as imap:
+        outcome = process_new(ctx, contract, target, imap, limit=limit, lock_wait=lock_wait, baseline=baseline)
+    entry = outcome.to_dict()
+    status, detail = _verdict(outcome)
+    result.add(Check("inbox.poll.mailbox", status, detail, target.address, "every new message committed", entry["new"],
+                     {"folders": [f.to_dict() for f in outcome.folders], "error": outcome.error}))  # fmt: skip
+    secrets = [s for f in outcome.folders for s in f.secret_matches]
+    if secrets:
+        actions = ", ".join(sorted({s["action"] for s in secrets}))
+        result.add(Check(
+            "inbox.poll.secret_match", Status.WARN,
+            f"{len(secrets)} item(s) would have tripped the mailroom watcher's secret pattern: {actions} "
+            f"(policy.secret_match: {contract.policy.secret_match})",
+            target.address, "no secret-like text in items", len(secrets), secrets,
+        ))  # fmt: skip
+    result.summary.append(f"{target.address}: {detail}")
+    for folder in outcome.folders:
+        for parked in folder.parked:
+            result.summary.append(f"  parked UID {parked['uid']} ({parked['run_id']}): {'; '.join(parked['reasons'])}")
+        for error in folder.errors:
+            result.summary.append(f"  error {error.get('stage')}: {error.get('error')}")
+    if outcome.error:
+        result.summary.append(f"  stopped: {outcome.error['stage']}: {outcome.error['error']}")
+    return entry
+
+
+def _verdict(outcome) -> tuple[Status, str]:
+    if outcome.locked:
+        return Status.WARN, f"another poll holds the lock; nothing done ({outcome.locked})"
+    counts = outcome.to_dict()
+    line = (
+        f"{counts['new']} new, {counts['enqueued']} enqueued, {counts['quarantined']} quarantined, "
+        f"{counts['dropped']} dropped, {counts['duplicates']} duplicates, {counts['errors']} errors"
+    )
+    remaining = sum(f.remaining for f in outcome.folders)
+    if remaining:
+        line += f", {remaining} left for the next run"
+    if outcome.error:
+        return Status.PARTIAL, f"{line}; stopped at {outcome.error['stage']}: {outcome.error['error']}"
+    if outcome.message_errors:
+        return Status.PARTIAL, line
+    return Status.OK, line
+
+
+def _dry_run(ctx, contract, target) -> dict:
+    """What is above each checkpoint, read with EXAMINE; nothing written, nothing locked."""
+    from spine_comms.inbox.checkpoint import CheckpointStore
+    from spine_comms.inbox.pipeline import inbox_state_dir
+    from spine_comms.protocols.imap import ImapError
+
+    store = CheckpointStore(inbox_state_dir(ctx, contract), target.id)
+    folders = []
+    with _session(target) as imap:
+        for folder in target.folders:
+            try:
+                checkpoint = store.load(folder)
+            except ValueError as exc:
+                folders.append({"folder": folder, "error": str(exc)})
+                continue
+            try:
+                state = imap.open(folder)
+            except ImapError as exc:
+                folders.append({"folder": folder, "error": exc.message})
+                continue
+            last = checkpoint.last_uid if checkpoint and checkpoint.uidvalidity == state.uidvalidity else 0
+            uids = imap.uids_after(last) if (state.uidnext or last + 2) - 1 > last else []
+            folders.append({
+                "folder": folder, "uidvalidity": state.uidvalidity, "uidnext": state.uidnext,
+                "checkpoint": checkpoint.to_dict() if checkpoint else None, "new": len(uids),
+                "rebaseline": bool(checkpoint and checkpoint.uidvalidity != state.uidvalidity),
+            })  # fmt: skip
+    return {"mailbox": target.id, "address": target.address, "dry_run": True, "folders": folders}
+
+
+def _dry_line(entry: dict) -> str:
+    new = sum(f.get("new", 0) for f in entry["folders"])
+    return f"{new} new message(s) above the checkpoints of {entry['address']} (dry run: nothing done)"
