@@ -58,6 +58,18 @@ def strip_controls(text: str, *, keep: str = "") -> str:
     return "".join(ch for ch in text if ch in keep or unicodedata.category(ch) != "Cc")
 
 
+def raw_values(msg: Message, name: str) -> list[str]:
+    """A header's values exactly as parsed (8-bit bytes still surrogate-escaped), without the policy's rewriting.
+
+    compat32's `get` turns a value holding 8-bit bytes into a Header whose str() has lost them.
+    """
+    wanted = name.lower()
+    try:
+        return [str(v) for k, v in msg.raw_items() if str(k).lower() == wanted]
+    except Exception:
+        return []
+
+
 def walk_parts(
     message: Message, problems: list[str], *, max_depth: int = MAX_DEPTH, into_messages: bool = False
 ) -> Iterator[tuple[Message, int]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import HeaderParser
 
-from spine_comms.mail.attachments import content_type, leaf_bytes, strip_controls, walk_parts
+from spine_comms.mail.attachments import content_type, leaf_bytes, raw_values, strip_controls, walk_parts
 
 MAX_REPORT_XML = 5 * 2**20  # a decompressed DMARC report larger than this is refused (zip bombs)
 MAX_ZIP_MEMBERS = 8
@@ -61,11 +61,8 @@ def _text(value: object, limit: int = MAX_DETAIL_CHARS) -> str:
 
 
 def _get(msg: Message, name: str) -> str:
-    try:
-        value = msg.get(name)
-    except Exception:
-        return ""
-    return _text(value) if value is not None else ""
+    values = raw_values(msg, name)
+    return _text(values[0]) if values else ""
 
 
 def classify(message: Message) -> Classification:
@@ -82,7 +79,7 @@ def classify(message: Message) -> Classification:
 
 
 def _classify(msg: Message, problems: list[str]) -> Classification:
-    parts = list(walk_parts(msg, problems))
+    parts = list(walk_parts(msg, []))  # cuts are the parser's to report, not the classification's
     bounce = _bounce(msg, parts, problems)
     if bounce is not None:
         return Classification("bounce", bounce)

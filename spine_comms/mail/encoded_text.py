@@ -15,7 +15,7 @@ import quopri
 import re
 from email.message import Message
 
-from spine_comms.mail.attachments import strip_controls
+from spine_comms.mail.attachments import raw_values, strip_controls
 
 MAX_HEADER_CHARS = 64 * 1024  # of one header value, before any decoding
 MAX_ENCODED_WORDS = 400
@@ -40,7 +40,7 @@ def _codec(charset: str | None) -> str | None:
 
 def decode_bytes(data: bytes, charset: str | None, problems: list[str], what: str) -> str:
     """Bytes in a declared charset as text: unknown charsets as UTF-8, lies detected, never raising."""
-    codec = _codec(charset)
+    codec = _codec(charset or "us-ascii")  # RFC 2045: no charset means US-ASCII
     if codec is None:
         if charset:
             problems.append(f"{what}: unknown charset {one_line(charset, 60)!r}, read as UTF-8")
@@ -56,7 +56,11 @@ def decode_bytes(data: bytes, charset: str | None, problems: list[str], what: st
         problems.append(f"{what}: not valid {codec}; it was UTF-8")
         return text
     except UnicodeDecodeError:
-        problems.append(f"{what}: not valid {codec}; undecodable bytes replaced")
+        pass
+    if codec == "ascii":  # 8-bit text with no honest charset: most often Windows-1252 (a superset of Latin-1)
+        problems.append(f"{what}: 8-bit text declared as ASCII; read as Windows-1252")
+        return data.decode("cp1252", "replace")
+    problems.append(f"{what}: not valid {codec}; undecodable bytes replaced")
     try:
         return data.decode(codec, "replace")
     except Exception:
@@ -107,10 +111,7 @@ def decode_words(text: str, problems: list[str]) -> str:
 
 
 def raw_header(msg: Message, name: str, problems: list[str], *, all_values: bool = False) -> list[str]:
-    try:
-        values = msg.get_all(name) or []
-    except Exception:
-        values = []
+    values = raw_values(msg, name)
     result = []
     for value in values if all_values else values[:1]:
         text = header_str(value)

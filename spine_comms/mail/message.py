@@ -224,7 +224,7 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
         for defect in getattr(part, "defects", [])[:10]:
             result.problems.append(f"MIME defect: {type(defect).__name__}")
         ctype = content_type(part)
-        if part.is_multipart() and not ctype.startswith("message/"):
+        if ctype.startswith("multipart/") or (part.is_multipart() and not ctype.startswith("message/")):
             continue
         if _is_body_text(part, ctype):
             estimate = encoded_size_estimate(part)
@@ -267,7 +267,7 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
         result.html_converted = True
     else:
         text = ""
-    text = _clean_text(text, result.problems)
+    text = _clean_text(text, result.problems).strip("\n")
     cap = limits["max_text_bytes"]
     if len(text.encode("utf-8")) > cap:
         text = text.encode("utf-8")[:cap].decode("utf-8", "ignore")
@@ -287,17 +287,19 @@ def _parse_tree(raw: bytes, problems: list[str]) -> Message:
     except Exception as exc:
         problems.append(f"MIME structure could not be parsed ({type(exc).__name__}); only the headers were read")
     try:
-        return BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        headers_only = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        headers_only.set_payload("")  # the unparsed body is not text nor an attachment; the raw .eml keeps it
+        return headers_only
     except Exception:
         return Message()
 
 
 def _line_ending_problems(raw: bytes, problems: list[str]) -> None:
     head = raw[:65536]
-    crlf = head.count(b"\r\n")
-    if head.count(b"\r") > crlf:
+    bare_cr = re.search(rb"\r(?!\n)", raw[:65537])  # one byte more, so a CRLF cut in half is not taken for a CR
+    if bare_cr and bare_cr.start() < 65536:
         problems.append("bare CR line endings")
-    if head.count(b"\n") > crlf and crlf:
+    if re.search(rb"(?<!\r)\n", head) and b"\r\n" in head:
         problems.append("mixed bare LF and CRLF line endings")
 
 
