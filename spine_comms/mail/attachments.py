@@ -130,7 +130,11 @@ def encoded_size_estimate(part: Message) -> int:
     if not isinstance(payload, str | bytes):
         return 0
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-    return len(payload) * 3 // 4 if cte == "base64" else len(payload)
+    if cte != "base64":
+        return len(payload)
+    tail = payload[-8:].rstrip() if isinstance(payload, str) else payload[-8:].decode("latin-1").rstrip()
+    spaces = sum(payload.count(c) for c in ("\n", "\r", " ", "\t")) if isinstance(payload, str) else 0
+    return max(0, (len(payload) - spaces) * 3 // 4 - (len(tail) - len(tail.rstrip("="))))
 
 
 def leaf_bytes(part: Message, problems: list[str]) -> bytes:

@@ -19,7 +19,7 @@ _SKIP = {"script", "style", "head", "title", "template", "noscript", "iframe", "
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _BLOCK = {
     "address", "article", "aside", "blockquote", "div", "dl", "dt", "dd", "fieldset", "figure", "footer",
-    "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre",
+    "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p", "pre",
     "section", "table", "tr", "ul", "br", "center", "figcaption", "details", "summary",
 }  # fmt: skip
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
@@ -43,8 +43,8 @@ class _Converter(HTMLParser):
         values = {k: (v or "") for k, v in attrs}
         if tag in _BLOCK:
             self.out.append("\n")
-        if tag == "li":
-            self.out.append("- ")
+        if tag == "li":  # one item a line; no blank line between items
+            self.out.append("\n- ")
         elif tag == "pre":
             self.pre_depth += 1
         elif tag in ("td", "th"):
