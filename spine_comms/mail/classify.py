@@ -294,7 +294,8 @@ def _dmarc_report(msg: Message, parts: list[tuple[Message, int]], problems: list
     try:
         details.update(parse_report(report_xml(leaf_bytes(candidates[0], problems))))
     except Exception as exc:
-        reason = _text(str(exc), 200) or type(exc).__name__
+        said = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        reason = _text(said, 200)
         details["error"] = reason
         problems.append(f"DMARC report not read: {reason}")
     return details
