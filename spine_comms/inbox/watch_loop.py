@@ -83,8 +83,9 @@ class Heartbeat:
         self.next_due = 0.0
 
     def beat(self, status: str | None = None, *, force: bool = False) -> None:
-        if status is not None:
+        if status is not None and status != self.stats.status:
             self.stats.status = status
+            force = True  # a change of state is written at once; the same state, every `every` seconds
         now = time.monotonic()
         if not force and now < self.next_due:
             return
