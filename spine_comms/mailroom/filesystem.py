@@ -105,16 +105,21 @@ class Mailroom:
         run_id: str | None = None,
         session_id: str | None = None,
         lane: str = "queued",
+        check_run_id: bool = True,
     ) -> EnqueuedItem:
         """Write `text` as a new item. An explicit run id already in any lane raises ItemExists
         (a retried enqueue must not run twice); so does the exact name in the target lane, checked
-        atomically by the hard link. Never leaves a partial file under the final name."""
+        atomically by the hard link. Never leaves a partial file under the final name.
+
+        The run id check lists every lane, so its cost grows with the lanes; a caller that keeps
+        its own index of what it enqueued (the inbox pipeline) may pass check_run_id=False. The
+        check is not atomic across lanes: concurrent writers of one run id need their own lock."""
         slug_clean = clean_slug(slug)
         session = check_part(session_id, SESSION_RE, "session id") if session_id else new_session_id()
         rid = check_part(run_id, RUN_ID_RE, "run id") if run_id else new_run_id()
         directory = self.lane_dir(lane)
         directory.mkdir(parents=True, exist_ok=True)
-        if run_id:
+        if run_id and check_run_id:
             found = self.find(rid)
             if found:
                 raise ItemExists(f"run id {rid} is already in the mailroom ({found[0]}: {found[1]})", found[1],
@@ -165,9 +170,16 @@ class Mailroom:
                     if candidate.is_file():
                         return lane, candidate
                 continue
-            for path in self.items(lane):
-                if path.stem.endswith(f"__{run_id}"):
-                    return lane, path
+            try:
+                entries = os.scandir(directory)
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    stem, dot, suffix = entry.name.rpartition(".")
+                    if (stem.endswith(f"__{run_id}") and f".{suffix}" in ITEM_SUFFIXES and dot
+                            and not entry.name.startswith(".")):  # fmt: skip
+                        return lane, Path(entry.path)
         return None
 
     def exists(self, run_id: str) -> bool:

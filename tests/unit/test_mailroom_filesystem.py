@@ -180,3 +180,12 @@ def test_kill_9_mid_enqueue_leaves_no_partial_item(tmp_path):
             index = int(path.stem.rsplit("__R", 1)[1])
             assert len(data) == expected_size + len(str(index)) and data.endswith(f"END{index}".encode()), path
     assert interrupted >= 1  # otherwise no trial proved anything
+
+
+def test_a_caller_with_its_own_index_may_skip_the_run_id_scan(tmp_path):
+    room = Mailroom(tmp_path)
+    first = room.enqueue("a", slug="t", run_id="R5", session_id="S1")
+    second = room.enqueue("b", slug="t", run_id="R5", session_id="S2", check_run_id=False)
+    assert first.path != second.path and first.path.read_text() == "a"
+    with pytest.raises(ItemExists):  # the exact name is still never replaced
+        room.enqueue("c", slug="t", run_id="R5", session_id="S2", check_run_id=False)
