@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
+FIXED_TIME = (2024, 1, 1, 0, 0, 0)  # zip members carry a date: fixed, so the files come out the same every run
 CASES: list[tuple[str, str, str, bytes]] = []  # (file, what it attacks, expected kind or "-", bytes)
 
 
@@ -345,7 +346,7 @@ REPORT_XML = (
 def _zip(name: str, data: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        archive.writestr(name, data)
+        archive.writestr(zipfile.ZipInfo(name, FIXED_TIME), data, zipfile.ZIP_DEFLATED, 9)
     return buffer.getvalue()
 
 
@@ -353,7 +354,7 @@ def _many_members() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for i in range(500):
-            archive.writestr(f"../m{i}.xml", b"<feedback/>")
+            archive.writestr(zipfile.ZipInfo(f"../m{i}.xml", FIXED_TIME), b"<feedback/>")
     return buffer.getvalue()
 
 
