@@ -64,4 +64,3 @@ AttendeeOpt = Annotated[
         help="`Name <user@example.org>` or `user@example.org`; repeatable (on update: replaces the list).",
     ),
 ]  # fmt: skip
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be written; change nothing.")]

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from spine_comms.calendar.dav_lookup import dav_errors
+from spine_comms.calendar.dav_options import DryRunOpt, would_write
 from spine_comms.calendar.event_options import (
     DEFAULT_DAYS,
     START_HELP,
@@ -24,7 +25,6 @@ from spine_comms.calendar.event_options import (
     CalendarOpt,
     DescriptionFileOpt,
     DescriptionOpt,
-    DryRunOpt,
     EndOpt,
     EtagOpt,
     LocationOpt,
@@ -89,10 +89,8 @@ def event_create(
     result = Result(data={**_where(target), "uid": spec.uid, "href": href, "etag": None, "dry_run": dry_run,
                           "event": view.to_dict() if view else None})  # fmt: skip
     if dry_run:
-        result.data["ical"] = body.decode()
-        result.add(Check("calendar.event.create", Status.OK, f"dry run: would create {spec.uid}", href))
-        result.summary.append(f"dry run: would PUT {href} (If-None-Match: *)")
-        return result
+        return would_write(result, "calendar.event.create", f"create {spec.uid}", method="PUT", href=href,
+                           create_only=True, body=body.decode())  # fmt: skip
     from spine_comms.protocols.dav import DavError
 
     try:
@@ -252,10 +250,9 @@ def event_update(
         return failed(result, "calendar.event.update", found.href, "the server gave no ETag, so the update could "
                        "not be made conditional; refusing to overwrite")  # fmt: skip
     if dry_run:
-        result.data["ical"] = body.decode()
-        result.add(Check("calendar.event.update", Status.OK, f"dry run: would update {uid}", found.href))
-        result.summary.append(f"dry run: would PUT {found.href} (If-Match: {if_match}): {summary_line(view)}")
-        return result
+        result.summary.append(summary_line(view))
+        return would_write(result, "calendar.event.update", f"update {uid}", method="PUT", href=found.href,
+                           if_match=if_match, body=body.decode())  # fmt: skip
     from spine_comms.protocols.dav import DavError
 
     try:
@@ -297,9 +294,8 @@ def event_delete(
         return failed(result, "calendar.event.delete", found.href, "the server gave no ETag, so the delete could "
                        "not be made conditional; refusing")  # fmt: skip
     if dry_run:
-        result.add(Check("calendar.event.delete", Status.OK, f"dry run: would delete {uid}", found.href))
-        result.summary.append(f"dry run: would DELETE {found.href} (If-Match: {if_match})")
-        return result
+        return would_write(result, "calendar.event.delete", f"delete {uid}", method="DELETE", href=found.href,
+                           if_match=if_match)  # fmt: skip
     from spine_comms.protocols.dav import DavError
 
     try:

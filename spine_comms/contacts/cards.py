@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from spine_comms.calendar.dav_lookup import could_not_evaluate
+from spine_comms.calendar.dav_options import DryRunOpt, would_write
 from spine_comms.contacts.addressbook import Book, StoredCard, find_by_email, find_by_uid, list_cards, open_book
 from spine_comms.contacts.vcard import (
     CardError,
@@ -169,9 +170,10 @@ def card_create(
     ] = "4.0",
     account: AccountOpt = None,
     addressbook: BookOpt = None,
+    dry_run: DryRunOpt = False,
 ) -> Result:
     """Create a contact: PUT <addressbook>/<uid>.vcf with If-None-Match: * (never replaces a card).
-    Prints the UID, href and ETag that get/update/delete take."""
+    Prints the UID, href and ETag that get/update/delete take; --dry-run shows the request instead."""
     if not (name or given or family):
         raise UsageError("a contact needs a name: --name 'Full Name' (or --given/--family)")
     uid = uid or str(uuid.uuid4())
@@ -190,6 +192,11 @@ def card_create(
     from spine_comms.protocols.dav import DavError, child_href
 
     href = book.client.path_of(child_href(book.href, f"{uid}.vcf"))
+    result.data.update(dry_run=dry_run, uid=uid, href=href, etag=None, card=parse(text).to_dict())
+    if dry_run:
+        book.client.close()
+        return would_write(result, "contacts.card.created", f"create {uid}", method="PUT", href=href,
+                           create_only=True, body=text)  # fmt: skip
     with book.client:
         try:
             etag = book.client.put(href, text.encode(), VCARD_TYPE, create_only=True)
@@ -198,7 +205,7 @@ def card_create(
                 why = "a card with this UID already exists" if exc.kind == "precondition" else exc.message
                 result.add(Check("contacts.card.created", Status.FAIL, why, href, "created", exc.status))
                 result.summary.append(f"{uid}: not created: {why}")
-                result.data.update(uid=uid, href=href, etag=None, requests=book.client.requests)
+                result.data.update(requests=book.client.requests)
                 return result
             raise could_not_evaluate(book.account.id, exc) from None
     card = parse(text)
@@ -288,10 +295,11 @@ def card_update(
     etag: EtagOpt = None,
     account: AccountOpt = None,
     addressbook: BookOpt = None,
+    dry_run: DryRunOpt = False,
 ) -> Result:
     """Change a contact: read it with its ETag, apply the changes (every property not named is kept),
     PUT with If-Match. A card changed since (412, or a stale --etag) is a conflict (exit 1) with both
-    versions' summaries in data.conflict; nothing is overwritten."""
+    versions' summaries in data.conflict; nothing is overwritten. --dry-run shows the request instead."""
     if not uid:
         raise UsageError("name the card to change with --uid")
     changes = Changes(
@@ -313,7 +321,8 @@ def card_update(
         if card is None:
             return result
         expected = _normal_etag(etag) or card.etag
-        result.data.update(uid=uid, href=card.href, expected_etag=expected, requests=book.client.requests)
+        result.data.update(uid=uid, href=card.href, expected_etag=expected, dry_run=dry_run,
+                           requests=book.client.requests)  # fmt: skip
         try:
             text, notes = revise(card.text, changes)
         except CardError as exc:
@@ -328,6 +337,11 @@ def card_update(
             result.data.update(etag=card.etag, changed=False, card=card.to_dict())
             result.summary.append(f"{uid}: already as asked; nothing written")
             return result
+        if dry_run:
+            result.data.update(changed=True, before=card.contact.summary(), card=new.to_dict())
+            result.summary += [f"  before: {card.contact.summary()}", f"  after:  {new.summary()}"]
+            return would_write(result, "contacts.card.updated", f"update {uid}", method="PUT", href=card.href,
+                               if_match=expected, body=text)  # fmt: skip
         try:
             new_etag = book.client.put(card.href, text.encode(), VCARD_TYPE, etag=expected)
         except DavError as exc:
@@ -351,10 +365,11 @@ def card_update(
 @capability("contacts.card.delete", safety="mutating", approval="auto")
 def card_delete(
     ctx: RunContext, uid: UidOpt = None, etag: EtagOpt = None, account: AccountOpt = None,
-    addressbook: BookOpt = None,
+    addressbook: BookOpt = None, dry_run: DryRunOpt = False,
 ) -> Result:  # fmt: skip
     """Delete a contact with If-Match: the ETag given, else the one just read. A card changed since
-    is a conflict (exit 1) with the server's version summarized; nothing is deleted."""
+    is a conflict (exit 1) with the server's version summarized; nothing is deleted. --dry-run shows
+    the request instead."""
     if not uid:
         raise UsageError("name the card to delete with --uid")
     result = Result()
@@ -366,11 +381,15 @@ def card_delete(
         if card is None:
             return result
         expected = _normal_etag(etag) or card.etag
-        result.data.update(uid=uid, href=card.href, expected_etag=expected)
+        result.data.update(uid=uid, href=card.href, expected_etag=expected, dry_run=dry_run, card=card.to_dict())
         if not expected:
             result.add(Check("contacts.card.deleted", Status.FAIL, "the server gave no ETag, so the delete cannot "
                              "be made conditional; pass --etag", card.href, "deleted", None))  # fmt: skip
             return result
+        if dry_run:
+            result.summary.append(card.contact.summary())
+            return would_write(result, "contacts.card.deleted", f"delete {uid}", method="DELETE", href=card.href,
+                               if_match=expected)  # fmt: skip
         try:
             book.client.delete(card.href, etag=expected)
         except DavError as exc:

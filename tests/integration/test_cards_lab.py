@@ -243,3 +243,54 @@ def test_a_refused_password_is_an_error_naming_the_account_never_the_password(la
     assert sentinel not in out
     for path in receipt.iterdir():
         assert sentinel not in path.read_text(), path
+
+
+# ---- --dry-run: what would be written, and where; nothing changes ------------------------------------------
+
+
+def assert_preview(env: dict, method: str, href: str, condition: str | None) -> dict:
+    data = env["data"]
+    assert env["status"] == "ok" and data["dry_run"] is True, env
+    would = data["would"]
+    assert (would["method"], would["href"], would["condition"]) == (method, href, condition), would
+    assert env["summary"][-1].startswith(f"dry run: would {method} {href}")
+    validate_receipt(Path(env["receipt"]) / "receipt.json")
+    return would
+
+
+def test_create_dry_run_shows_the_card_and_where_and_writes_nothing(lab, lab_root, server, request):
+    uid = f"dry-{request.node.token}"
+    code, env = card(lab_root, server, "contacts.card.create", "--name", "Dry Run", "--uid", uid,
+                     "--email", "dry@example.org", "--dry-run")  # fmt: skip
+    assert code == 0
+    would = assert_preview(env, "PUT", BOOK_PATH[server] + f"{uid}.vcf", "If-None-Match: *")
+    assert f"UID:{uid}" in would["body"] and "EMAIL" in would["body"] and env["data"]["etag"] is None
+    with dav(lab, server) as client, pytest.raises(DavError) as gone:
+        client.get(BOOK_PATH[server] + f"{uid}.vcf")
+    assert gone.value.kind == "not_found"
+
+
+def test_update_dry_run_shows_the_new_card_under_if_match_and_changes_nothing(lab, lab_root, server, request):
+    uid = f"dry-{request.node.token}"
+    code, env = card(lab_root, server, "contacts.card.create", "--name", "Before Name", "--uid", uid)
+    assert code == 0, env
+    etag, href = env["data"]["etag"], env["data"]["href"]
+    code, env = card(lab_root, server, "contacts.card.update", "--uid", uid, "--name", "After Name", "--dry-run")
+    assert code == 0
+    would = assert_preview(env, "PUT", href, f"If-Match: {etag}")
+    assert "FN:After Name" in would["body"] and env["data"]["card"]["full_name"] == "After Name"
+    code, env = card(lab_root, server, "contacts.card.get", "--uid", uid)
+    assert env["data"]["card"]["full_name"] == "Before Name" and env["data"]["etag"] == etag
+
+
+def test_delete_dry_run_names_the_card_and_keeps_it(lab_root, server, request):
+    uid = f"dry-{request.node.token}"
+    code, env = card(lab_root, server, "contacts.card.create", "--name", "Keep Me", "--uid", uid)
+    assert code == 0, env
+    etag, href = env["data"]["etag"], env["data"]["href"]
+    code, env = card(lab_root, server, "contacts.card.delete", "--uid", uid, "--dry-run")
+    assert code == 0
+    would = assert_preview(env, "DELETE", href, f"If-Match: {etag}")
+    assert would["body"] is None and env["data"]["card"]["full_name"] == "Keep Me"
+    code, env = card(lab_root, server, "contacts.card.get", "--uid", uid)
+    assert code == 0 and env["data"]["etag"] == etag

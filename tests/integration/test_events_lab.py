@@ -107,6 +107,27 @@ def test_create_get_update_delete_with_zone_location_and_attendees(on):
     assert code == 1 and env["status"] == "fail" and "no event with UID" in env["checks"][0]["detail"]
 
 
+def test_dry_runs_show_what_would_be_written_and_where_and_change_nothing(lab, on):
+    uid = f"dry-{uuid.uuid4().hex[:8]}"
+    code, env = on("calendar.event.create", "--uid", uid, "--summary", "Dry", "--start", "2031-05-01T10:00Z",
+                   "--dry-run")  # fmt: skip
+    would = env["data"]["would"]
+    assert code == 0 and env["data"]["dry_run"] is True and env["data"]["etag"] is None
+    assert (would["method"], would["href"], would["condition"]) == ("PUT", env["data"]["href"], "If-None-Match: *")
+    assert would["href"].endswith(f"/{uid}.ics") and "SUMMARY:Dry" in would["body"]
+    assert on("calendar.event.get", "--uid", uid)[0] == 1  # not created
+    made = create(on, "--uid", uid, "--summary", "Dry", "--start", "2031-05-01T10:00Z")
+    code, env = on("calendar.event.update", "--uid", uid, "--summary", "Wet", "--dry-run")
+    would = env["data"]["would"]
+    assert code == 0 and (would["method"], would["condition"]) == ("PUT", f"If-Match: {made['etag']}")
+    assert would["href"] == made["href"] and "SUMMARY:Wet" in would["body"]
+    code, env = on("calendar.event.delete", "--uid", uid, "--dry-run")
+    would = env["data"]["would"]
+    assert code == 0 and (would["method"], would["href"], would["body"]) == ("DELETE", made["href"], None)
+    code, env = on("calendar.event.get", "--uid", uid)
+    assert code == 0 and env["data"]["event"]["summary"] == "Dry" and env["data"]["etag"] == made["etag"]
+
+
 def test_all_day_events_list_with_dates_and_an_exclusive_end(on, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("bring:\n- laptop\n- ünïcode\n")
