@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from spine_comms.calendar.dav_collections import run_ensure, run_status
 from spine_comms.calendar.dav_lookup import CALDAV
+from spine_comms.calendar.dav_options import AccountsOpt, ExecuteOpt
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Result
 
-AccountOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--account",
-        metavar="ID",
-        help="Only this account of communications.dav.contract.yaml; repeatable. Default: every account.",
-    ),
-]
-ExecuteOpt = Annotated[
-    bool, typer.Option("--execute", help="Create what is missing. Without it: a dry run that lists the plan.")
-]
-
 
 @capability("calendar.caldav.status", safety="read-only", approval="auto")
-def caldav_status(ctx: RunContext, account: AccountOpt = None) -> Result:
+def caldav_status(ctx: RunContext, account: AccountsOpt = None) -> Result:
     """CalDAV discovery for each contract account (RFC 6764: /.well-known/caldav, SRV/TXT when the
     account names a domain, current-user-principal, calendar-home-set) with each step's URL, status
     and latency; the DAV classes OPTIONS advertises (calendar-access required); the calendars under
@@ -37,7 +22,7 @@ def caldav_status(ctx: RunContext, account: AccountOpt = None) -> Result:
 
 
 @capability("calendar.caldav.ensure", safety="mutating", approval="auto")
-def caldav_ensure(ctx: RunContext, account: AccountOpt = None, execute: ExecuteOpt = False) -> Result:
+def caldav_ensure(ctx: RunContext, account: AccountsOpt = None, execute: ExecuteOpt = False) -> Result:
     """Create the contract's missing calendars under each account's calendar-home-set (MKCALENDAR with
     display name, colour, description and components). A dry run unless --execute; idempotent (a
     second run has nothing to do); after creating it lists the home set again to verify. An existing

@@ -14,6 +14,53 @@ import typer
 
 from spine_comms.core.result import Check, Result, Status
 
+AccountOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        metavar="ID",
+        help="The contract account (accounts[].id in communications.dav.contract.yaml). Default: the account "
+        "of the contract's first calendar or address book; with --calendar/--addressbook, the first account.",
+    ),
+]
+AccountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--account",
+        metavar="ID",
+        help="Only this account of communications.dav.contract.yaml; repeatable. Default: every account.",
+    ),
+]
+CalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        metavar="ID",
+        help="Calendar id: the collection's last path segment under the account's calendar-home-set "
+        "(default: the contract's first calendar for the account).",
+    ),
+]
+AddressBookOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--addressbook",
+        metavar="ID",
+        help="Address book id: the collection's last path segment under the account's addressbook-home-set "
+        "(default: the contract's first address book for the account).",
+    ),
+]
+EtagOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--etag",
+        metavar="ETAG",
+        help="Only if the resource is still this version (the ETag get or list showed); one changed since is "
+        "a conflict (exit 1) and nothing is written. Default: the ETag read just before writing.",
+    ),
+]
+ExecuteOpt = Annotated[
+    bool, typer.Option("--execute", help="Create what is missing. Without it: a dry run that lists the plan.")
+]
 DryRunOpt = Annotated[
     bool,
     typer.Option(
@@ -21,6 +68,15 @@ DryRunOpt = Annotated[
         help="Show what would be written and where (data.would: method, href, condition, body); change nothing.",
     ),
 ]
+
+
+def normal_etag(etag: str | None) -> str | None:
+    """--etag as If-Match wants it: ETags are sent as the server wrote them (quoted, or W/"...");
+    a bare one typed by hand gets its quotes."""
+    if not etag or not etag.strip():
+        return None
+    etag = etag.strip()
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
 
 
 def would_write(

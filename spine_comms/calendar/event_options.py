@@ -9,27 +9,7 @@ import typer
 
 DEFAULT_DAYS = 30  # calendar.event.list without --to
 
-AccountOpt = Annotated[
-    str | None,
-    typer.Option("--account", help="Contract account id (default: the account of the first calendar in the contract)."),
-]
-CalendarOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--calendar",
-        help="Calendar id: the collection's last path segment under the account's calendar-home-set "
-        "(default: the contract's first calendar for the account).",
-    ),
-]
 UidOpt = Annotated[str, typer.Option("--uid", help="The event's UID (as create printed it, or from list).")]
-EtagOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--etag",
-        help="Only if the event is still this version (the ETag you read earlier); a changed event is a conflict. "
-        "Default: the ETag read just before writing.",
-    ),
-]
 SummaryOpt = Annotated[str | None, typer.Option("--summary", help="The event's title.")]
 START_HELP = "ISO-8601 time with an offset (2025-03-01T09:00+01:00, ...Z), or a date for an all-day event."
 StartOpt = Annotated[str | None, typer.Option("--start", help=START_HELP)]

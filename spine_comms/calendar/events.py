@@ -15,18 +15,15 @@ from typing import Annotated
 import typer
 
 from spine_comms.calendar.dav_lookup import dav_errors
-from spine_comms.calendar.dav_options import DryRunOpt, would_write
+from spine_comms.calendar.dav_options import AccountOpt, CalendarOpt, DryRunOpt, EtagOpt, normal_etag, would_write
 from spine_comms.calendar.event_options import (
     DEFAULT_DAYS,
     START_HELP,
-    AccountOpt,
     AllDayOpt,
     AttendeeOpt,
-    CalendarOpt,
     DescriptionFileOpt,
     DescriptionOpt,
     EndOpt,
-    EtagOpt,
     LocationOpt,
     RruleOpt,
     StartOpt,
@@ -237,7 +234,7 @@ def event_update(
                           "dry_run": dry_run, "event": None})  # fmt: skip
     if found is None:
         return failed(result, "calendar.event.update", target.path, missing(uid, target))
-    if_match = etag or found.etag
+    if_match = normal_etag(etag) or found.etag
     result.data.update(href=found.href, previous_etag=if_match)
     try:
         with _usage():
@@ -288,7 +285,7 @@ def event_delete(
     result = Result(data={**_where(target), "uid": uid, "href": None, "etag": etag, "dry_run": dry_run})
     if found is None:
         return failed(result, "calendar.event.delete", target.path, missing(uid, target))
-    if_match = etag or found.etag
+    if_match = normal_etag(etag) or found.etag
     result.data.update(href=found.href, etag=if_match, event=_dict(find_event(found.body, uid)))
     if not if_match:
         return failed(result, "calendar.event.delete", found.href, "the server gave no ETag, so the delete could "

@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from spine_comms.calendar.dav_lookup import could_not_evaluate
-from spine_comms.calendar.dav_options import DryRunOpt, would_write
+from spine_comms.calendar.dav_options import (
+    AccountOpt,
+    AddressBookOpt,
+    DryRunOpt,
+    EtagOpt,
+    normal_etag,
+    would_write,
+)
 from spine_comms.contacts.addressbook import Book, StoredCard, find_by_email, find_by_uid, list_cards, open_book
 from spine_comms.contacts.vcard import (
     CardError,
@@ -34,25 +41,7 @@ from spine_comms.core.result import Check, Result, Status
 
 VCARD_TYPE = "text/vcard; charset=utf-8"
 
-AccountOpt = Annotated[
-    str | None,
-    typer.Option("--account", metavar="ID",
-                 help="The contract account (communications.dav.contract.yaml accounts[].id). Default: the "
-                      "address book's account, else the first."),
-]  # fmt: skip
-BookOpt = Annotated[
-    str | None,
-    typer.Option("--addressbook", metavar="ID",
-                 help="The address book: the last path segment of a collection under the account's "
-                      "addressbook-home-set. Default: the contract's first address book (on --account)."),
-]  # fmt: skip
 UidOpt = Annotated[str | None, typer.Option("--uid", metavar="UID", help="The card's UID.")]
-EtagOpt = Annotated[
-    str | None,
-    typer.Option("--etag", metavar="ETAG",
-                 help="The ETag of the version you saw; the change is refused (conflict, exit 1) if the card "
-                      "changed since. Default: the ETag read just before writing."),
-]  # fmt: skip
 NameOpt = Annotated[str | None, typer.Option("--name", metavar="TEXT", help="Full name (FN); N is derived from it.")]
 GivenOpt = Annotated[str | None, typer.Option("--given", metavar="TEXT", help="Given name (N), instead of deriving.")]
 FamilyOpt = Annotated[str | None, typer.Option("--family", metavar="TEXT", help="Family name (N).")]
@@ -105,14 +94,6 @@ def _usage(function, *args):
         return function(*args)
     except CardError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _normal_etag(etag: str | None) -> str | None:
-    """ETags are sent as the server wrote them; a bare one typed by hand gets its quotes."""
-    if not etag:
-        return None
-    etag = etag.strip()
-    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
 
 
 def _must_find(book: Book, uid: str | None, result: Result, email: str | None = None) -> StoredCard | None:
@@ -169,7 +150,7 @@ def card_create(
         str, typer.Option("--vcard-version", metavar="3.0|4.0", help="vCard version to write.")
     ] = "4.0",
     account: AccountOpt = None,
-    addressbook: BookOpt = None,
+    addressbook: AddressBookOpt = None,
     dry_run: DryRunOpt = False,
 ) -> Result:
     """Create a contact: PUT <addressbook>/<uid>.vcf with If-None-Match: * (never replaces a card).
@@ -222,7 +203,7 @@ def card_list(
     limit: Annotated[int | None, typer.Option("--limit", min=1, metavar="N", help="At most N cards.")] = None,
     raw: RawOpt = False,
     account: AccountOpt = None,
-    addressbook: BookOpt = None,
+    addressbook: AddressBookOpt = None,
 ) -> Result:
     """List the address book's contacts (vCard 3.0 and 4.0), sorted by name, or search them."""
     result = Result()
@@ -259,7 +240,7 @@ def card_get(
     ] = None,
     raw: RawOpt = False,
     account: AccountOpt = None,
-    addressbook: BookOpt = None,
+    addressbook: AddressBookOpt = None,
 ) -> Result:
     """Show one contact by UID (or by email), with its href and ETag (the version update/delete pin)."""
     if (uid is None) == (email is None):
@@ -294,7 +275,7 @@ def card_update(
     note: NoteOpt = None,
     etag: EtagOpt = None,
     account: AccountOpt = None,
-    addressbook: BookOpt = None,
+    addressbook: AddressBookOpt = None,
     dry_run: DryRunOpt = False,
 ) -> Result:
     """Change a contact: read it with its ETag, apply the changes (every property not named is kept),
@@ -320,7 +301,7 @@ def card_update(
         card = _must_find(book, uid, result)
         if card is None:
             return result
-        expected = _normal_etag(etag) or card.etag
+        expected = normal_etag(etag) or card.etag
         result.data.update(uid=uid, href=card.href, expected_etag=expected, dry_run=dry_run,
                            requests=book.client.requests)  # fmt: skip
         try:
@@ -365,7 +346,7 @@ def card_update(
 @capability("contacts.card.delete", safety="mutating", approval="auto")
 def card_delete(
     ctx: RunContext, uid: UidOpt = None, etag: EtagOpt = None, account: AccountOpt = None,
-    addressbook: BookOpt = None, dry_run: DryRunOpt = False,
+    addressbook: AddressBookOpt = None, dry_run: DryRunOpt = False,
 ) -> Result:  # fmt: skip
     """Delete a contact with If-Match: the ETag given, else the one just read. A card changed since
     is a conflict (exit 1) with the server's version summarized; nothing is deleted. --dry-run shows
@@ -380,7 +361,7 @@ def card_delete(
         card = _must_find(book, uid, result)
         if card is None:
             return result
-        expected = _normal_etag(etag) or card.etag
+        expected = normal_etag(etag) or card.etag
         result.data.update(uid=uid, href=card.href, expected_etag=expected, dry_run=dry_run, card=card.to_dict())
         if not expected:
             result.add(Check("contacts.card.deleted", Status.FAIL, "the server gave no ETag, so the delete cannot "

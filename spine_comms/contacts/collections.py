@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from spine_comms.calendar.dav_collections import run_ensure, run_status
 from spine_comms.calendar.dav_lookup import CARDDAV
+from spine_comms.calendar.dav_options import AccountsOpt, ExecuteOpt
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Result
 
-AccountOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--account",
-        metavar="ID",
-        help="Only this account of communications.dav.contract.yaml; repeatable. Default: every account.",
-    ),
-]
-ExecuteOpt = Annotated[
-    bool, typer.Option("--execute", help="Create what is missing. Without it: a dry run that lists the plan.")
-]
-
 
 @capability("contacts.carddav.status", safety="read-only", approval="auto")
-def carddav_status(ctx: RunContext, account: AccountOpt = None) -> Result:
+def carddav_status(ctx: RunContext, account: AccountsOpt = None) -> Result:
     """CardDAV discovery for each contract account (RFC 6764: /.well-known/carddav, SRV/TXT when the
     account names a domain, current-user-principal, addressbook-home-set) with each step's URL, status
     and latency; the DAV classes OPTIONS advertises (addressbook required); the address books under
@@ -37,7 +22,7 @@ def carddav_status(ctx: RunContext, account: AccountOpt = None) -> Result:
 
 
 @capability("contacts.carddav.ensure", safety="mutating", approval="auto")
-def carddav_ensure(ctx: RunContext, account: AccountOpt = None, execute: ExecuteOpt = False) -> Result:
+def carddav_ensure(ctx: RunContext, account: AccountsOpt = None, execute: ExecuteOpt = False) -> Result:
     """Create the contract's missing address books under each account's addressbook-home-set (extended
     MKCOL, RFC 5689, with display name and description). A dry run unless --execute; idempotent (a
     second run has nothing to do); after creating it lists the home set again to verify. An existing
