@@ -20,18 +20,19 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from email.utils import format_datetime
 from pathlib import Path
 
 DOMAIN = "spine.test"
 MAIL_HOST = "mail.spine.test"
 VMAIL_UID = 5000
-WORDS = (
-    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-    "quebec romeo sierra tango uniform victor whiskey xray yankee zulu invoice meeting report server "
-    "queue status weekly review follow up thanks regards please schedule budget team update"
-).split()
+_WORD_TEXT = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar "
+    "papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu invoice meeting report "
+    "server queue status weekly review follow up thanks regards please schedule budget team update"
+)
+WORDS = tuple(_WORD_TEXT.split())
 
 
 def make_message(i: int, size: int, *, tag: str = "fill", attachment: bool = False, rng=None) -> bytes:
@@ -116,10 +117,8 @@ def imap_client(lab: dict, user: str, *, port: int | None = None) -> Iterator:
         client.login(f"{user}@{DOMAIN}", lab["users"][user]["password"])
         yield client
     finally:
-        try:
+        with suppress(Exception):
             client.logout()
-        except Exception:
-            pass
 
 
 def create_folder(lab: dict, user: str, folder: str) -> None:
