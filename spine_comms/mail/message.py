@@ -227,15 +227,16 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
         if ctype.startswith("multipart/") or (part.is_multipart() and not ctype.startswith("message/")):
             continue
         if _is_body_text(part, ctype):
-            estimate = encoded_size_estimate(part)
-            if estimate > 4 * limits["max_text_bytes"] + MAX_HTML_CHARS:
-                result.problems.append(f"a {ctype} part of about {estimate} bytes was too large to read")
-                continue
             try:
                 charset = part.get_content_charset()
             except Exception:
                 charset = None
-            text = decode_bytes(leaf_bytes(part, result.problems), charset, result.problems, ctype)
+            data = leaf_bytes(part, result.problems)  # the whole message is in memory already: decoding is bounded
+            keep = MAX_HTML_CHARS if ctype == "text/html" else 4 * limits["max_text_bytes"]  # enough for the text cap
+            if len(data) > keep:
+                result.problems.append(f"a {ctype} part of {len(data)} bytes: only its first {keep} were read")
+                data = data[:keep]
+            text = decode_bytes(data, charset, result.problems, ctype)
             (plain if ctype == "text/plain" else html).append(text)
             continue
         index += 1
@@ -263,7 +264,7 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
         joined = "\n\n".join(html)
         if len(joined) > MAX_HTML_CHARS:
             result.problems.append(f"HTML longer than {MAX_HTML_CHARS} characters: the rest was not converted")
-        text = html_to_text(joined)
+        text = html_to_text(joined, max_chars=limits["max_text_bytes"])
         result.html_converted = True
     else:
         text = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -290,3 +291,13 @@ def test_never_raises_on_arbitrary_bytes(raw):
     m = parse_message(raw)
     json.dumps(m.to_dict())
     assert "\n" not in m.subject and "\n" not in m.message_id
+
+
+def test_huge_text_parts_are_read_only_as_far_as_needed():
+    dense = message("Content-Type: text/html\r\n", b"<div><b>x</b>" * 400_000)
+    started = time.perf_counter()
+    m = parse_message(dense)
+    assert time.perf_counter() - started < 10
+    assert any("only its first" in p for p in m.problems)
+    plain = parse_message(message("", b"y" * 3_000_000))
+    assert plain.text.startswith("y" * 1000) and "text cut at" in plain.text
