@@ -44,6 +44,7 @@ class FolderOutcome:
             "duplicates": len(self.duplicates),
             "errors": self.errors,
             "remaining": self.remaining,
+            "enqueued_messages": self.enqueued,
             "parked": self.parked,
             "dropped_messages": self.dropped,
             "duplicate_messages": self.duplicates,

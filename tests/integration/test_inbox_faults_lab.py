@@ -1,0 +1,264 @@
+"""Faults in the inbox pipeline, each ending with: every message exactly once across the mailroom's lanes.
+
+kill -9 at random instants, the IMAP connection cut mid-fetch by a proxy (Dovecot
+still serves: the proxy only forwards bytes, then stops), a full disk (a small
+tmpfs as the mailroom), two pollers at once, and a folder recreated under a new
+UIDVALIDITY with the same messages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.inbox_lab import (
+    SPINE_COMMS,
+    assert_exactly_once,
+    checkpoint,
+    clean_env,
+    folder_result,
+    items,
+    make_root,
+    message_ids_in_items,
+    run,
+)
+from tests.mailbox_fill import delete_folder, fill_imap, fill_maildir, folder_uids, imap_client, make_messages
+
+pytestmark = pytest.mark.lab
+
+
+def _folder() -> str:
+    return f"F{uuid.uuid4().hex[:10]}"
+
+
+def _ids(tag: str, n: int) -> set[str]:
+    return {f"<{tag}.{i}@example.org>" for i in range(n)}
+
+
+def _popen(root: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(env),
+    )  # fmt: skip
+
+
+def _no_temporaries(root: Path) -> None:
+    """A killed writer may leave a hidden temporary (the watcher ignores them); never a visible partial."""
+    for lane_dir in (root / "mailroom" / "inbox").glob("*"):
+        for path in lane_dir.iterdir():
+            assert path.name.startswith(".") or path.suffix == ".md", path
+
+
+def test_kill_9_at_random_instants_then_rerun_gives_each_message_once(lab, lab_root, tmp_path) -> None:
+    folder, n, trials = _folder(), 500, 20
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=11, tag="kill", max_bytes=64 * 1024))
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
+    rng = random.Random(int(os.environ.get("KILL_SEED", "20261121")))
+    progress = []
+    for _ in range(trials):
+        child = _popen(root)
+        time.sleep(rng.uniform(0.3, 2.5))  # startup, login, fetch, mid-batch, mid-post-commit...
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        progress.append(len(message_ids_in_items(root)))  # also asserts no visible item is partial
+        _no_temporaries(root)
+    assert progress[-1] > 0, "the kills all landed before any message was processed"
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0, env["summary"]
+    final = folder_result(env)
+    assert final["errors"] == []
+    assert_exactly_once(root, _ids("kill", n))
+    uids = folder_uids(lab, "sink", folder)
+    assert checkpoint(root, "sink", folder)["last_uid"] == max(uids)
+    with imap_client(lab, "sink") as imap:
+        imap.select_folder(folder, readonly=True)
+        assert imap.search(["UNSEEN"]) == []  # every message flagged, each only after its item was written
+    # And the delivery index agrees: one marker per message, no more.
+    markers = list((root / "mailroom/state/communications/inbox/sink/delivered").rglob("*.json"))
+    assert len(markers) == n
+
+
+class CuttingProxy:
+    """Forwards TCP to Dovecot and drops the connection after `cut_after` bytes from the server."""
+
+    def __init__(self, upstream: tuple[str, int], cut_after: int) -> None:
+        self.upstream, self.cut_after = upstream, cut_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        sent = 0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if counted and sent + len(data) > self.cut_after:
+                    sink.sendall(data[: self.cut_after - sent])
+                    self.cuts += 1
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_connection_cut_mid_fetch_then_rerun_gives_each_message_once(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 200
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=12, tag="cut", max_bytes=64 * 1024))
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
+    stages = []
+    for cut_after in (3_000, 40_000, 400_000, 1_500_000, 3_000_000):
+        proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]), cut_after)
+        try:
+            code, env, _ = run(root, "--enqueue", env={"STALWART_IMAP_PORT": str(proxy.port)}, timeout=120)
+        finally:
+            proxy.close()
+        assert code in (1, 3), (cut_after, env["status"], env["summary"])
+        assert proxy.cuts >= 1
+        if code == 1:
+            error = env["data"]["mailboxes"][0]["error"]
+            stages.append(error["stage"])
+            assert error and "imap" in error["stage"], error
+        message_ids_in_items(root)  # no partial item
+    assert any(s == "imap fetch" for s in stages), stages  # at least one cut landed inside a FETCH
+    assert 0 < len(message_ids_in_items(root)) < n
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0, env["summary"]
+    assert_exactly_once(root, _ids("cut", n))
+    assert checkpoint(root, "sink", folder)["last_uid"] == max(folder_uids(lab, "sink", folder))
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        why = done.stderr.strip() or f"exit {done.returncode}"
+        pytest.skip(f"cannot mount a tmpfs here ({why}): the full-disk case needs root")
+
+
+def test_full_disk_writes_no_partial_item_and_keeps_the_checkpoint(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 30
+    messages = make_messages(n, seed=13, tag="full", min_bytes=120 * 1024, max_bytes=140 * 1024, every=0)
+    fill_imap(lab, "sink", folder, messages, connections=2)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
+    mailroom = root / "mailroom"
+    _mount_tmpfs(mailroom, "2m")
+    try:
+        # 1. The disk fills up partway through: what was written is whole, the rest is not started.
+        code, env, _ = run(root, "--enqueue")
+        assert code == 1 and env["status"] == "partial", env["summary"]
+        error = env["data"]["mailboxes"][0]["error"]
+        assert error["stage"] == "store" and "No space left on device" in error["error"]
+        written = message_ids_in_items(root)  # asserts every visible item is complete
+        assert 0 < len(written) < n
+        _no_temporaries(root)
+        cp = checkpoint(root, "sink", folder)
+        committed = [e["uid"] for e in folder_result(env)["enqueued_messages"]]
+        assert len(committed) == len(written)
+        # Advanced exactly to the last written message (or not written at all: the disk was full).
+        assert cp is None or cp["last_uid"] == max(committed)
+        with imap_client(lab, "sink") as imap:
+            imap.select_folder(folder, readonly=True)
+            assert len(imap.search(["UNSEEN"])) == n - len(written)  # only written ones were flagged
+
+        # 2. Full from the start: nothing written, the checkpoint stays where it was, a clear error.
+        filler = mailroom / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
+        before = checkpoint(root, "sink", folder)
+        code, env, _ = run(root, "--enqueue")
+        assert code == 1 and "No space left on device" in json.dumps(env["data"]["mailboxes"][0]["error"])
+        assert message_ids_in_items(root) == written and checkpoint(root, "sink", folder) == before
+        _no_temporaries(root)
+
+        # 3. Space again: the rerun completes, each message exactly once.
+        filler.unlink()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mailroom)], check=True)
+        code, env, _ = run(root, "--enqueue")
+        assert code == 0, env["summary"]
+        assert_exactly_once(root, _ids("full", n))
+    finally:
+        subprocess.run(["umount", "-l", str(mailroom)], check=False)
+
+
+def test_two_pollers_at_once_one_exits_or_waits_and_none_duplicates(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 300
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=14, tag="two", max_bytes=64 * 1024))
+    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    first = _popen(root)
+    time.sleep(1.0)  # the first holds the lock by now (it works for several seconds)
+    second = _popen(root)
+    out2, _ = second.communicate(timeout=120)
+    out1, _ = first.communicate(timeout=300)
+    env1, env2 = json.loads(out1), json.loads(out2)
+    assert first.returncode == 0 and env1["status"] == "ok"
+    assert second.returncode == 0 and env2["status"] == "warn"  # exits without error
+    locked = env2["data"]["mailboxes"][0]["locked"]
+    assert locked and "another poll holds the lock" in locked
+    assert_exactly_once(root, _ids("two", n))
+
+    # With --lock-wait the second waits for the first and then finds nothing left to do.
+    more = make_messages(n + 150, seed=15, tag="two", max_bytes=64 * 1024)[n:]
+    fill_maildir(lab, "sink", folder, more)
+    first, second = _popen(root), None
+    time.sleep(0.8)
+    second = _popen(root, "--lock-wait", "300")
+    env1, env2 = (json.loads(p.communicate(timeout=300)[0]) for p in (first, second))
+    assert first.returncode == 0 and second.returncode == 0
+    assert env2["data"]["mailboxes"][0]["locked"] is None
+    assert env1["data"]["mailboxes"][0]["enqueued"] + env2["data"]["mailboxes"][0]["enqueued"] == 150
+    assert_exactly_once(root, _ids("two", n + 150))
+
+
+def test_uidvalidity_change_rebaselines_without_re_enqueueing(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 20
+    messages = make_messages(n + 2, seed=16, tag="uv", max_bytes=32 * 1024)
+    fill_imap(lab, "sink", folder, messages[:n], connections=1)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0 and folder_result(env)["enqueued"] == n
+    old = checkpoint(root, "sink", folder)
+
+    delete_folder(lab, "sink", folder)
+    time.sleep(1.1)  # Dovecot's UIDVALIDITY is a timestamp: a new second gives a new one
+    fill_imap(lab, "sink", folder, messages, connections=1)  # the same 20, plus 2 new
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0, env["summary"]
+    result = folder_result(env)
+    assert result["uidvalidity"] != old["uidvalidity"]
+    assert result["rebaselined"] and "UIDVALIDITY changed" in result["rebaselined"]
+    assert (result["new"], result["enqueued"], result["duplicates"]) == (n + 2, 2, n)
+    assert_exactly_once(root, _ids("uv", n + 2))
+    cp = checkpoint(root, "sink", folder)
+    assert cp["uidvalidity"] == result["uidvalidity"] and cp["rebaselined_at"]
+    assert len(items(root)["queued"]) == n + 2
