@@ -81,9 +81,8 @@ def test_state_directory_relative_or_absolute(tmp_path: Path) -> None:
 def test_lock_excludes_a_second_holder_and_frees_on_exit(tmp_path: Path) -> None:
     with poll_lock(tmp_path, "ops") as path:
         assert path.read_text().strip() == f"pid {os.getpid()}"
-        with pytest.raises(LockHeld, match="another poll holds the lock") as caught:
-            with poll_lock(tmp_path, "ops"):
-                pass
+        with pytest.raises(LockHeld, match="another poll holds the lock") as caught, poll_lock(tmp_path, "ops"):
+            pass
         assert f"pid {os.getpid()}" in str(caught.value)
         with poll_lock(tmp_path, "alerts"):  # another mailbox is not blocked
             pass
@@ -95,9 +94,8 @@ def test_lock_wait_times_out_then_succeeds_once_freed(tmp_path: Path) -> None:
     holder = _hold_lock_in_child(tmp_path, seconds=1.0)
     try:
         started = time.monotonic()
-        with pytest.raises(LockHeld):
-            with poll_lock(tmp_path, "ops", wait=0.3):
-                pass
+        with pytest.raises(LockHeld), poll_lock(tmp_path, "ops", wait=0.3):
+            pass
         assert 0.25 <= time.monotonic() - started < 0.9
         with poll_lock(tmp_path, "ops", wait=5.0):
             assert time.monotonic() - started >= 0.9  # got it only after the child let go
@@ -107,9 +105,8 @@ def test_lock_wait_times_out_then_succeeds_once_freed(tmp_path: Path) -> None:
 
 def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
     holder = _hold_lock_in_child(tmp_path, seconds=60)
-    with pytest.raises(LockHeld):
-        with poll_lock(tmp_path, "ops"):
-            pass
+    with pytest.raises(LockHeld), poll_lock(tmp_path, "ops"):
+        pass
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     with poll_lock(tmp_path, "ops", wait=2.0):
