@@ -1,0 +1,266 @@
+"""Benchmark: `communications.inbox.poll --enqueue` throughput, and the cost of a poll with nothing new.
+
+A lab of its own. Three measurements, each against a limit measured in the same run:
+
+(a) 10,000 messages of 2-200 KB (skewed small, every 7th with an attachment; tests/mailbox_fill.py)
+    in a folder of sink@: `poll --enqueue` (a real process) in messages/s, as a ratio to the raw
+    limit: a bulk UID FETCH BODY.PEEK[] of the same messages (batches of 200, one connection,
+    imapclient as the pipeline uses) writing each message's bytes to a file. The raw fetch runs
+    before and after the poll (warm caches for everyone); the faster one is the limit. Target >= 0.5.
+(b) getmail6 delivering the same folder to a Maildir (SimpleIMAPSSLRetriever, read_all, no delete):
+    the pipeline's rate must be >= 2x getmail's.
+(c) a poll with nothing new on a 100,000-message folder (checkpoint at the top, set by --baseline):
+    in-process, after a warm-up, median of 5, against LOGIN + SELECT + LOGOUT on the same folder
+    (TLS connect included in both). Target <= 2x. Shown for both the pipeline alone (connect, login,
+    process_new, logout) and the whole capability (contracts, receipt) through the CLI in-process.
+
+    .venv/bin/python bench/inbox_poll.py [--messages 10000] [--big 100000] [--port-base 28000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lab import runner as lab_runner  # noqa: E402
+from lab.layout import Knobs  # noqa: E402
+from tests import mailbox_fill  # noqa: E402
+
+SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
+TARGETS = {"raw_ratio": 0.5, "getmail_ratio": 2.0, "nothing_new_ratio": 2.0}
+
+
+def make_root(info: dict, where: Path, folder: str) -> Path:
+    root = where / f"root-{folder}"
+    shutil.copytree(Path(info["root"]) / "bindings", root / "bindings")
+    (root / "bindings" / "communications.inbox.contract.yaml").write_text(
+        "version: 1\n"
+        "mailboxes:\n"
+        "  - {id: sink, address: sink@spine.test, login: sink@spine.test,\n"
+        f"     password_ref: 'file:{info['lab_dir']}/secrets/sink.password', folders: [{folder}]}}\n"
+        f"policy: {{trusted_authserv_id: {info['authserv_id']}}}\n"
+        "mailroom: {via: filesystem}\n"
+    )
+    return root
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_"))}
+
+
+def client(info: dict):
+    from imapclient import IMAPClient
+
+    context = ssl.create_default_context(cafile=info["tls"]["ca_cert"])
+    context.check_hostname = False  # dialled by address; the certificate also names 127.0.0.1
+    imap = IMAPClient(info["host"], port=info["ports"]["imaps"], ssl_context=context, timeout=60)
+    imap.login("sink@spine.test", info["users"]["sink"]["password"])
+    return imap
+
+
+def raw_fetch(info: dict, folder: str, out: Path) -> tuple[float, int, int]:
+    """(seconds, messages, bytes): every message's bytes written to its own file."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    imap = client(info)
+    imap.select_folder(folder, readonly=True)
+    uids = sorted(imap.search())
+    total = 0
+    for i in range(0, len(uids), 200):
+        for uid, parts in imap.fetch(uids[i : i + 200], ["BODY.PEEK[]"]).items():
+            body = parts[b"BODY[]"]
+            (out / f"{uid}.eml").write_bytes(body)
+            total += len(body)
+    imap.logout()
+    return time.perf_counter() - started, len(uids), total
+
+
+def run_poll(root: Path, *args: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue", "--mailbox", "sink",
+         *args], capture_output=True, text=True, env=clean_env(), check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if not done.stdout.startswith("{"):
+        raise SystemExit(f"poll printed no envelope (exit {done.returncode}): {done.stderr[-2000:]}")
+    return elapsed, json.loads(done.stdout)
+
+
+def run_getmail(info: dict, folder: str, where: Path) -> tuple[float, int]:
+    if not shutil.which("getmail"):
+        raise SystemExit("getmail6 is not installed: `apt-get install -y getmail6` (Debian), then run again")
+    maildir = where / "getmail-Maildir"
+    shutil.rmtree(maildir, ignore_errors=True)
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    as_root = os.geteuid() == 0
+    if as_root:  # getmail refuses to deliver as root; it switches to `user` for the delivery itself
+        where.chmod(0o755)  # mkdtemp made it 0700: the delivery user must reach the Maildir
+        for path in (maildir, *maildir.iterdir()):
+            shutil.chown(path, "nobody")
+    state = where / "getmail-state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir()
+    (state / "getmailrc").write_text(
+        "[retriever]\ntype = SimpleIMAPSSLRetriever\n"
+        f"server = {info['host']}\nport = {info['ports']['imaps']}\nusername = sink@spine.test\n"
+        f"password_command = ('/bin/cat', '{info['lab_dir']}/secrets/sink.password')\n"
+        f"mailboxes = ('{folder}',)\nca_certs = {info['tls']['ca_cert']}\nssl_cert_hostname = mail.spine.test\n"
+        f"[destination]\ntype = Maildir\npath = {maildir}/\n"
+        + ("user = nobody\n" if as_root else "")
+        + "[options]\nread_all = true\ndelete = false\nverbose = 0\nmessage_log_syslog = false\n"
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["getmail", "--getmaildir", str(state), "--rcfile", "getmailrc"], capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    delivered = len(list((maildir / "new").iterdir())) + len(list((maildir / "cur").iterdir()))
+    if done.returncode != 0:
+        raise SystemExit(f"getmail failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return elapsed, delivered
+
+
+def nothing_new(info: dict, root: Path, folder: str, runs: int) -> dict:
+    """Medians of: LOGIN+SELECT+LOGOUT, the pipeline alone, the capability in-process."""
+    from typer.testing import CliRunner
+
+    from spine_comms.cli import app
+    from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
+    from spine_comms.core.context import RunContext
+    from spine_comms.core.options import GlobalOptions
+    from spine_comms.core.root import find_root
+    from spine_comms.inbox.pipeline import open_mailbox, process_new
+    from spine_comms.protocols.imap import session
+
+    os.environ.pop("SPINE_CAP_RUN_KEY", None)
+    ctx = RunContext("communications.inbox.poll", find_root(root), GlobalOptions(str(root), True, False, False, True))
+    contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract)
+    mailbox = open_mailbox(ctx, contract, "sink")
+
+    def base() -> float:
+        started = time.perf_counter()
+        with session(mailbox.imap) as imap:
+            imap.open(folder)
+        return time.perf_counter() - started
+
+    def pipeline() -> float:
+        started = time.perf_counter()
+        with session(mailbox.imap) as imap:
+            outcome = process_new(ctx, contract, mailbox, imap)
+        assert outcome.total("new") == 0 and not outcome.error, outcome.to_dict()
+        return time.perf_counter() - started
+
+    runner = CliRunner()
+    argv = ["communications.inbox.poll", "--root", str(root), "--json", "--enqueue", "--mailbox", "sink"]
+
+    def capability() -> float:
+        started = time.perf_counter()
+        result = runner.invoke(app, argv, env=clean_env())
+        elapsed = time.perf_counter() - started
+        envelope = json.loads(result.stdout[result.stdout.index("{") :])
+        assert envelope["status"] == "ok", envelope
+        return elapsed
+
+    out = {}
+    for name, measure in (("base", base), ("pipeline", pipeline), ("capability", capability)):
+        measure()  # warm-up: imports, TLS session setup, Dovecot's index in memory
+        out[name] = statistics.median(measure() for _ in range(runs))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--port-base", type=int, default=28000)
+    args = parser.parse_args()
+    info = lab_runner.start(None, args.port_base, Knobs())
+    scratch = Path(tempfile.mkdtemp(prefix="inbox-poll."))
+    results: dict[str, float] = {}
+    try:
+        # (a) ---------------------------------------------------------------------------------------
+        folder = "Bench10k"
+        started = time.perf_counter()
+        messages = mailbox_fill.make_messages(args.messages, seed=6, tag="bench")
+        mailbox_fill.fill_maildir(info, "sink", folder, messages)
+        size = sum(len(m) for m in messages)
+        del messages
+        with client(info) as imap:
+            imap.select_folder(folder, readonly=True)  # Dovecot indexes the new files here, outside the timings
+        print(
+            f"filled {folder}: {args.messages} messages, {size / 1e6:.0f} MB, in {time.perf_counter() - started:.0f} s"
+        )
+        raw1, count, raw_bytes = raw_fetch(info, folder, scratch / "raw")
+        root = make_root(info, scratch, folder)
+        poll_s, envelope = run_poll(root)
+        raw2, _, _ = raw_fetch(info, folder, scratch / "raw")
+        enqueued = sum(m.get("enqueued", 0) for m in envelope["data"].get("mailboxes", []))
+        if envelope["status"] not in ("ok", "warn") or enqueued != args.messages:
+            print(f"poll --enqueue: status {envelope['status']}, {enqueued} enqueued", file=sys.stderr)
+            print(json.dumps(envelope["data"], indent=1)[:3000], file=sys.stderr)
+            return 1
+        raw_s = min(raw1, raw2)
+        results["raw_rate"] = count / raw_s
+        results["poll_rate"] = args.messages / poll_s
+        results["raw_ratio"] = results["poll_rate"] / results["raw_rate"]
+        print(f"raw UID FETCH -> files: {count} msgs, {raw_bytes / 1e6:.0f} MB in {raw_s:.1f} s "
+              f"({results['raw_rate']:.0f} msg/s; runs {raw1:.1f} s and {raw2:.1f} s)")  # fmt: skip
+        print(f"poll --enqueue:         {args.messages} msgs in {poll_s:.1f} s ({results['poll_rate']:.0f} msg/s)")
+        print(f"(a) ratio to raw:       {results['raw_ratio']:.2f}  (target >= {TARGETS['raw_ratio']})")
+        # (b) ---------------------------------------------------------------------------------------
+        getmail_s, delivered = run_getmail(info, folder, scratch)
+        results["getmail_rate"] = delivered / getmail_s
+        results["getmail_ratio"] = results["poll_rate"] / results["getmail_rate"]
+        print(f"getmail6 -> Maildir:    {delivered} msgs in {getmail_s:.1f} s ({results['getmail_rate']:.0f} msg/s)")
+        print(f"(b) ratio to getmail6:  {results['getmail_ratio']:.2f}  (target >= {TARGETS['getmail_ratio']})")
+        shutil.rmtree(scratch / "raw", ignore_errors=True)
+        # (c) ---------------------------------------------------------------------------------------
+        big = "Bench100k"
+        started = time.perf_counter()
+        mailbox_fill.fill_maildir(
+            info, "sink", big, mailbox_fill.make_messages(args.big, seed=7, tag="big", max_bytes=4096, every=0)
+        )
+        with client(info) as imap:
+            imap.select_folder(big, readonly=True)
+        big_root = make_root(info, scratch, big)
+        _, envelope = run_poll(big_root, "--baseline")
+        print(f"filled {big}: {args.big} messages in {time.perf_counter() - started:.0f} s; checkpoint at the top")
+        times = nothing_new(info, big_root, big, args.runs)
+        results["nothing_new_ratio"] = times["capability"] / times["base"]
+        pipeline_ratio = times["pipeline"] / times["base"]
+        print(f"LOGIN+SELECT+LOGOUT:    {times['base'] * 1000:.1f} ms (median of {args.runs})")
+        print(f"pipeline, nothing new:  {times['pipeline'] * 1000:.1f} ms  (ratio {pipeline_ratio:.2f})")
+        ratio = results["nothing_new_ratio"]
+        print(f"capability, in-process: {times['capability'] * 1000:.1f} ms  (ratio {ratio:.2f}; "
+              "contract load and receipt included)")  # fmt: skip
+        print(f"(c) ratio:              {results['nothing_new_ratio']:.2f}  (target <= {TARGETS['nothing_new_ratio']})")
+    finally:
+        lab_runner.stop(info["lab_dir"], purge=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    missed = [
+        name
+        for name, target in TARGETS.items()
+        if (results.get(name, 0) < target if name != "nothing_new_ratio" else results.get(name, 99) > target)
+    ]
+    print("targets:", "all met" if not missed else "MISSED " + ", ".join(missed))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
