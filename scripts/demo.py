@@ -56,6 +56,14 @@ DEMO: list[tuple[str, list[str]]] = [
     ("calendar.sync.execute", ["--execute", "--yes"]),
     ("calendar.sync.execute", ["--execute", "--yes"]),  # the second run: all noop, no write
     ("calendar.event.list", ["--calendar", "spine-ops", "--from", "2026-02-17", "--to", "2026-02-24"]),
+    # Phase 3: mail in. The probe above left its mail in ops@'s INBOX: the poll lists it, then
+    # enqueues it (and anything else new) into the mailroom exactly once; a second run finds nothing.
+    ("communications.inbox.poll", ["--mailbox", "ops"]),
+    ("communications.inbox.poll", ["--enqueue"]),
+    ("communications.inbox.poll", ["--enqueue"]),
+    ("mailroom.enqueue", ["--text", "Summarize today's inbound mail for the operator.", "--slug", "digest"]),
+    ("mailroom.status", []),
+    ("communications.inbox.health", []),
 ]
 
 

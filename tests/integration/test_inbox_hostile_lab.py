@@ -1,0 +1,62 @@
+"""The hostile corpus through the real pipeline: every nasty message APPENDed to the lab's Dovecot,
+then one `poll --enqueue`. Each is enqueued or quarantined with a reason, none stops the batch, and
+nothing is written outside the root (the mailroom and its state)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.inbox_lab import checkpoint, folder_result, items, make_root, run
+from tests.mailbox_fill import fill_imap, folder_uids
+
+pytestmark = pytest.mark.lab
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "hostile"
+
+
+def _files_under(directory: Path) -> set[Path]:
+    return {Path(root, name) for root, _, names in os.walk(directory) for name in names}
+
+
+def test_every_hostile_message_is_enqueued_or_parked_and_none_escapes(lab, lab_root, tmp_path):
+    corpus = sorted(p for p in CORPUS.glob("*.eml") if p.stat().st_size > 0)  # IMAP cannot APPEND 0 bytes
+    assert len(corpus) >= 40
+    folder = f"H{uuid.uuid4().hex[:10]}"
+    fill_imap(lab, "sink", folder, [p.read_bytes() for p in corpus], connections=2)
+    uids = folder_uids(lab, "sink", folder)
+    assert len(uids) == len(corpus)
+
+    # A cap under the corpus's megabyte header, so the quarantine path is taken too.
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], policy="  max_message_bytes: 900000")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    before = _files_under(tmp_path) - _files_under(root)
+    # Run from a directory outside the root: a relative path in a hostile name would land here.
+    cwd = Path.cwd()
+    os.chdir(outside)
+    try:
+        code, env, _ = run(root, "--enqueue")
+    finally:
+        os.chdir(cwd)
+
+    result = folder_result(env)
+    lanes = items(root)
+    queued, parked = len(lanes["queued"]), len(lanes["parked"])
+    assert code in (0, 1), env["status"]
+    # None stopped the batch: every UID was taken, and the checkpoint reached the last one.
+    assert queued + parked == len(corpus), (queued, parked, result)
+    assert checkpoint(root, "sink", folder)["last_uid"] == max(uids), result
+    # Every parked item says why.
+    assert parked >= 1
+    for item in lanes["parked"]:
+        text = item.read_text()
+        assert "## Parked by spine-comms" in text and "\nReasons" in text, item.name
+    # Nothing was written outside the root (the corpus names attachments ../, /etc/..., NUL ...).
+    after = _files_under(tmp_path) - _files_under(root)
+    assert after == before, sorted(after - before)
+    assert not any(outside.iterdir())
+    for path in _files_under(root):
+        assert root.resolve() in path.resolve().parents
