@@ -127,10 +127,21 @@ def create_folder(lab: dict, user: str, folder: str) -> None:
             imap.create_folder(folder)
 
 
-def delete_folder(lab: dict, user: str, folder: str) -> None:
-    with imap_client(lab, user) as imap:
-        if imap.folder_exists(folder):
-            imap.delete_folder(folder)
+def delete_folder(lab: dict, user: str, folder: str, attempts: int = 5) -> None:
+    """DELETE, retried: under a loaded test run Dovecot has answered [SERVERBUG] to a Maildir delete
+    while another of its processes still held the folder's index; a moment later it succeeds."""
+    from imapclient.exceptions import IMAPClientError
+
+    for attempt in range(attempts):
+        try:
+            with imap_client(lab, user) as imap:
+                if imap.folder_exists(folder):
+                    imap.delete_folder(folder)
+            return
+        except IMAPClientError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def fill_imap(lab: dict, user: str, folder: str, messages: list[bytes], *, connections: int = 4, chunk: int = 25):
