@@ -299,7 +299,8 @@ def test_connections_cut_mid_stream_reconnect_and_lose_or_duplicate_nothing(lab,
     counts = token_counts(root, token)
     assert set(counts) == {f"{token} #{n}" for n in range(1, 156)}
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
-    assert envelope["data"]["reconnects"] >= 3
+    # The second cut may land before that connection has logged in: a failed attempt, not a reconnect.
+    assert envelope["data"]["reconnects"] >= 2
     assert proxy.accepted >= 4
     assert "reconnect" in stderr
 
