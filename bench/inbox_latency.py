@@ -123,6 +123,7 @@ def main() -> int:
         watch.terminate()
         out, _ = watch.communicate(timeout=30)
         envelope = json.loads(out)
+        shutil.rmtree(scratch, ignore_errors=True)  # kept only when something failed, for watch.log
     finally:
         if watch is not None and watch.poll() is None:
             watch.kill()
