@@ -10,6 +10,7 @@ RootOpt = Annotated[
     str | None,
     typer.Option(
         "--root",
+        metavar="DIR",
         help="The root: this project's layout or the spine's. Default: $SPINE_ROOT, else the current directory.",
         show_default=False,
     ),
