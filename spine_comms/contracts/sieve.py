@@ -1,0 +1,267 @@
+"""The routing contract: `communications.sieve.contract.yaml`.
+
+Per mailbox (a stack mailbox id; login, password and the ManageSieve endpoint
+default from the stack contract), the Sieve script's name and an ordered list
+of named rules. A rule is `anyof` or `allof` a list of conditions, then its
+actions:
+
+    mailboxes:
+      - id: ops
+        script: spine-routing
+        rules:
+          - name: alerts
+            anyof:
+              - {address: From, is: alerts@spine.test}
+              - {header: Subject, contains: "[ALERT]"}
+            actions:
+              - addflag: ["\\\\Flagged"]
+              - {fileinto: Alerts, create: true}
+              - stop: true
+
+A condition names one of header / address / envelope (one name or a list), one
+of is / contains / matches (one value or a list), and optionally `part`
+(all | localpart | domain, for address and envelope) and `not: true`.
+Values are plain text: the renderer escapes them, and control characters (CR,
+LF...) are refused here because a Sieve string cannot carry a bare one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from spine_comms.core.contracts import ContractModel
+
+SIEVE_CONTRACT = "communications.sieve.contract.yaml"
+RESERVED_NAMES = {"vacation"}  # Stalwart keeps JMAP's VacationResponse under it (reference/stalwart.md §5)
+BACKUP_SUFFIX = ".previous"
+MATCH_TYPES = ("is", "contains", "matches")
+SUBJECTS = ("header", "address", "envelope")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
+_FLAG = re.compile(r"^\\?[!#$&'+\-.0-9A-Z^_`a-z|~]+$")  # an IMAP flag atom, system flags with their backslash
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # TAB is allowed in a Sieve string; CR, LF and the rest not
+
+
+def _text(value: str, what: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} holds a control character (a newline?); Sieve strings cannot carry one")
+    return value
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class Condition(ContractModel):
+    """One test: `header`/`address`/`envelope` names, a match type and the values it compares with."""
+
+    test: Literal["header", "address", "envelope"]
+    names: list[str] = Field(min_length=1)
+    match: Literal["is", "contains", "matches"]
+    values: list[str] = Field(min_length=1)
+    part: Literal["all", "localpart", "domain"] = "all"
+    negate: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "test" in data:
+            return data
+        data = dict(data)
+        subjects = [k for k in SUBJECTS if k in data]
+        matches = [k for k in MATCH_TYPES if k in data]
+        if len(subjects) != 1:
+            raise ValueError("a condition names exactly one of header, address, envelope")
+        if len(matches) != 1:
+            raise ValueError("a condition has exactly one of is, contains, matches")
+        out = {"test": subjects[0], "names": _listed(data.pop(subjects[0])), "match": matches[0],
+               "values": _listed(data.pop(matches[0]))}  # fmt: skip
+        if "part" in data:
+            out["part"] = data.pop("part")
+        if "not" in data:
+            out["negate"] = data.pop("not")
+        if data:
+            raise ValueError(f"unknown key(s) in a condition: {', '.join(map(str, data))}")
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> Condition:
+        for name in self.names:
+            if self.test == "envelope":
+                if name.lower() not in ("from", "to"):
+                    raise ValueError(f"envelope part {name!r} is not from or to")
+            elif not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a header field name")
+        if self.test == "header" and self.part != "all":
+            raise ValueError("part (localpart, domain) applies to address and envelope, not header")
+        for value in self.values:
+            _text(value, "value")
+        return self
+
+    def to_canonical(self) -> dict:
+        names = [n.lower() for n in self.names]  # header names and envelope parts are case-insensitive
+        return {"test": self.test, "names": names, "match": self.match, "values": list(self.values),
+                "part": self.part, "not": self.negate}  # fmt: skip
+
+
+ACTIONS = ("fileinto", "addflag", "setflag", "redirect", "keep", "discard", "stop")
+
+
+class Action(ContractModel):
+    kind: Literal["fileinto", "addflag", "setflag", "redirect", "keep", "discard", "stop"]
+    mailbox: str | None = None  # fileinto
+    create: bool = False  # fileinto :create (RFC 5490): without it a missing folder means INBOX on Stalwart
+    specialuse: str | None = None  # fileinto :specialuse (RFC 8579), e.g. \\Junk
+    flags: list[str] = Field(default_factory=list)  # addflag, setflag
+    address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")  # redirect
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "kind" in data:
+            return data
+        data = dict(data)
+        kinds = [k for k in ACTIONS if k in data]
+        if len(kinds) != 1:
+            raise ValueError(f"an action is exactly one of {', '.join(ACTIONS)}")
+        kind = kinds[0]
+        value = data.pop(kind)
+        out: dict[str, Any] = {"kind": kind}
+        if kind == "fileinto":
+            out["mailbox"] = value
+            for key in ("create", "specialuse"):
+                if key in data:
+                    out[key] = data.pop(key)
+        elif kind in ("addflag", "setflag"):
+            out["flags"] = _listed(value)
+        elif kind == "redirect":
+            out["address"] = value
+        elif value is not True:
+            raise ValueError(f"write `{kind}: true` (it takes no value)")
+        if data:
+            raise ValueError(f"unknown key(s) in a {kind} action: {', '.join(map(str, data))}")
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> Action:
+        if self.kind == "fileinto":
+            if not self.mailbox:
+                raise ValueError("fileinto needs a folder name")
+            _text(self.mailbox, "folder")
+            if self.specialuse is not None and not re.fullmatch(r"\\[A-Za-z]+", self.specialuse):
+                raise ValueError(f"specialuse {self.specialuse!r} is not a special-use flag such as \\Junk")
+        if self.kind in ("addflag", "setflag"):
+            if not self.flags:
+                raise ValueError(f"{self.kind} needs at least one flag")
+            for flag in self.flags:
+                if not _FLAG.match(flag):
+                    raise ValueError(f"{flag!r} is not an IMAP flag (\\Flagged, \\Seen, $Label ...)")
+        if self.kind == "redirect" and not self.address:
+            raise ValueError("redirect needs an address")
+        return self
+
+    def to_canonical(self) -> dict:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "fileinto":
+            out.update(mailbox=self.mailbox, create=self.create, specialuse=self.specialuse)
+        elif self.kind in ("addflag", "setflag"):
+            out["flags"] = list(self.flags)
+        elif self.kind == "redirect":
+            out["address"] = self.address
+        return out
+
+
+_DELIVERING = ("fileinto", "redirect", "keep")
+
+
+class Rule(ContractModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it goes in a comment: no spaces, no newline
+    anyof: list[Condition] | None = None
+    allof: list[Condition] | None = None
+    actions: list[Action] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if (self.anyof is None) == (self.allof is None) or not (self.anyof or self.allof):
+            raise ValueError("a rule has exactly one of anyof, allof, with at least one condition")
+        kinds = [a.kind for a in self.actions]
+        if "stop" in kinds[:-1]:
+            raise ValueError("stop ends a rule: put it last")
+        delivered = False
+        for kind in kinds:
+            if kind in ("addflag", "setflag") and delivered:
+                raise ValueError(
+                    f"{kind} after fileinto/redirect/keep does not flag what was already filed (RFC 5232): "
+                    f"put {kind} first"
+                )
+            delivered = delivered or kind in _DELIVERING
+        return self
+
+    @property
+    def combine(self) -> str:
+        return "anyof" if self.anyof is not None else "allof"
+
+    @property
+    def conditions(self) -> list[Condition]:
+        return self.anyof if self.anyof is not None else self.allof
+
+    def to_canonical(self) -> dict:
+        return {"name": self.name, "combine": self.combine,
+                "conditions": [c.to_canonical() for c in self.conditions],
+                "actions": [a.to_canonical() for a in self.actions]}  # fmt: skip
+
+
+class ManageSieveEndpoint(ContractModel):
+    """Where to manage scripts; each field defaults to the stack contract (the ManageSieve port ...)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    server_name: str | None = None
+    ca_file: str | None = None
+    timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+
+class SieveMailbox(ContractModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    login: str | None = None
+    password_ref: str | None = None
+    managesieve: ManageSieveEndpoint = Field(default_factory=ManageSieveEndpoint)
+    script: str = Field(default="spine-routing", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("script")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved (Stalwart keeps the JMAP vacation response under it)")
+        if value.lower().endswith(BACKUP_SUFFIX):
+            raise ValueError(f"names ending in {BACKUP_SUFFIX} are kept for the backup of the previous script")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> SieveMailbox:
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique within a mailbox")
+        return self
+
+    @property
+    def backup_name(self) -> str:
+        return self.script + BACKUP_SUFFIX
+
+
+class SieveContract(ContractModel):
+    version: int | str
+    mailboxes: list[SieveMailbox] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SieveContract:
+        ids = [m.id for m in self.mailboxes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("mailbox ids must be unique")
+        return self
+
+    def mailbox(self, mailbox_id: str) -> SieveMailbox | None:
+        return next((m for m in self.mailboxes if m.id == mailbox_id), None)
