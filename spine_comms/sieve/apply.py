@@ -55,8 +55,9 @@ def sieve_apply(
     ] = False,
     allow_extension: Annotated[
         list[str] | None,
-        typer.Option("--allow-extension", help="Treat this Sieve extension as supported though the server does not "
-                     "advertise it (servers can under-advertise); its CHECKSCRIPT still has the last word."),
+        typer.Option("--allow-extension", metavar="NAME", help="Treat this Sieve extension as supported though "
+                     "the server does not advertise it (servers can under-advertise); its CHECKSCRIPT still has "
+                     "the last word."),
     ] = None,
     timeout: TimeoutOpt = None,
 ) -> Result:  # fmt: skip

@@ -30,11 +30,17 @@ if TYPE_CHECKING:
 
 MailboxOpt = Annotated[
     list[str] | None,
-    typer.Option("--mailbox", help="Only this contract mailbox id (repeatable). Default: every mailbox."),
+    typer.Option("--mailbox", metavar="ID", help="Only this contract mailbox id (repeatable). Default: every mailbox."),
 ]
 TimeoutOpt = Annotated[
     float | None,
-    typer.Option("--timeout", min=0.5, max=300, help="Seconds per ManageSieve answer (default: the contract's, 15)."),
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        min=0.5,
+        max=300,
+        help="Seconds per ManageSieve answer (default: the contract's, 15).",
+    ),
 ]
 
 
