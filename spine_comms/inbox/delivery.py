@@ -8,16 +8,37 @@ asks for the same run id, and an existing one is never written twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from spine_comms.core.atomic import write_atomic
+from spine_comms.inbox.staging import NEW, BatchWriter, Staged
 
 
 @dataclass(frozen=True)
 class Placed:
     path: str
     existed: bool  # the item was already in the mailroom (written by an earlier, interrupted run)
+
+
+@dataclass
+class PendingItem:
+    """An item of a batch not yet committed: already there, staged as a file, or to send (bridge)."""
+
+    existing: Placed | None = None
+    staged: Staged | None = None
+    send: Callable[[], Placed] | None = None
+
+    def commit(self, batch: BatchWriter) -> Placed:
+        """Place the staged file (its bytes already synced) or send the item; durable after batch.sync()."""
+        if self.existing is not None:
+            return self.existing
+        if self.staged is not None:
+            batch.place(self.staged)
+            return Placed(str(self.staged.final), self.staged.existed)
+        assert self.send is not None
+        return self.send()
 
 
 class FilesystemTarget:
@@ -46,6 +67,15 @@ class FilesystemTarget:
         except ItemExists as exc:
             return Placed(str(exc.existing), True)
         return Placed(str(item.path), False)
+
+    def stage(self, batch: BatchWriter, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> PendingItem:
+        """As put, for a batch: the item is written to a hidden temporary in its lane (the watcher
+        skips dotfiles) and linked to its name only once the batch's files are synced."""
+        final = self.mailroom.item_path(slug=slug, run_id=rid, session_id=session_id, lane=lane)
+        found = self.mailroom.find(final.stem)  # the same few stat calls as put
+        if found:
+            return PendingItem(existing=Placed(str(found[1]), True))
+        return PendingItem(staged=batch.stage(final, text, 0o600, NEW))
 
     def writable(self) -> tuple[bool, str]:
         queued = self.mailroom.lane_dir("queued")
@@ -86,6 +116,18 @@ class BridgeTarget:
             return Placed(str(known.get("prompt_path") or stem), True)
         answer = self.client.enqueue(text, slug=slug, run_id=rid, session_id=session_id)
         return Placed(str(answer["path"]), False)
+
+    def stage(self, batch: BatchWriter, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> PendingItem:
+        """Parked items are staged files; a queued one is sent at the commit, after the batch's
+        stored messages are synced (the item names them)."""
+        from spine_comms.mailroom.filesystem import clean_slug
+
+        if lane != "queued":
+            path = self.parked_dir / f"{session_id}__{clean_slug(slug)}__{rid}.md"
+            if path.exists():
+                return PendingItem(existing=Placed(str(path), True))
+            return PendingItem(staged=batch.stage(path, text, 0o600, NEW))
+        return PendingItem(send=lambda: self.put(text, slug=slug, rid=rid, session_id=session_id, lane=lane))
 
     def writable(self) -> tuple[bool, str]:
         return True, "via bridge (not checked from here)"

@@ -3,13 +3,15 @@
 The message's identity is the sha256 of its bytes (of its capped header and size
 when it was too large to fetch), so the same message has the same identity under
 any UID or UIDVALIDITY; its run id is `R` + 12 hex of sha256(mailbox|identity).
-Exactly once, in this order:
+Exactly once, in this order, for a whole FETCH batch at a time (stage, then commit;
+durability is paid per batch, not per file: staging.py):
 
 1. a delivery marker for the identity exists: a duplicate, nothing written;
-2. raw .eml, normalized .json, attachments stored (content-addressed, atomic);
-3. the item is put in its lane with that run id; a run id already in the
+2. raw .eml, normalized .json, attachments and the item staged as hidden temporaries;
+3. commit: their bytes synced; the stored files placed and synced; the items linked
+   into their lanes (or sent to the bridge) and synced; a run id already in the
    mailroom (an earlier run died before step 4) counts as a duplicate;
-4. the delivery marker is written.
+4. the delivery markers written and synced.
 
 A crash between any two steps leaves a state from which a rerun ends with the
 message exactly once. A message the parser, the policy or the renderer chokes on
@@ -25,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spine_comms.contracts.inbox import InboxContract
-from spine_comms.inbox.delivery import Placed
+from spine_comms.inbox.delivery import PendingItem, Placed
 from spine_comms.inbox.policy import DROPPED, PARKED, QUEUED, Verdict, judge, oversized
+from spine_comms.inbox.staging import NEW, BatchWriter
 from spine_comms.inbox.store import DeliveryIndex, MessageStore, content_sha256
 
 MAX_TEXT_BYTES = 256 * 1024  # the body an item shows; the whole message stays in the .eml
@@ -58,6 +61,41 @@ class _Prepared:
     secret: dict | None = None
 
 
+@dataclass
+class _Pending:
+    uid: int
+    taken: Taken | None  # decided at once (a duplicate); else committed with the batch
+    identity: str = ""
+    marker: dict = field(default_factory=dict)
+    prepared: _Prepared | None = None
+    item: PendingItem | None = None
+
+
+@dataclass
+class IntakeBatch:
+    """The messages of one FETCH batch between stage() and commit()."""
+
+    writer: BatchWriter = field(default_factory=BatchWriter)
+    pending: list[_Pending] = field(default_factory=list)
+    identities: set[str] = field(default_factory=set)
+
+    def close(self) -> None:
+        self.writer.close()  # temporaries never placed (the batch stopped) are removed
+
+
+def _taken(pending: _Pending, placed: Placed | None) -> Taken:
+    base = {"uid": pending.uid, "run_id": pending.marker["run_id"]}
+    prepared = pending.prepared
+    if placed is None:
+        return Taken("dropped", {**base, "reasons": prepared.reasons})
+    if placed.existed:
+        return Taken("duplicate", {**base, "lane": prepared.lane, "how": "already in the mailroom"})
+    record = {**base, "path": placed.path}
+    if prepared.lane == PARKED:
+        return Taken("parked", {**record, "reasons": prepared.reasons}, prepared.secret)
+    return Taken("enqueued", record, prepared.secret)
+
+
 def identity_of(fetched: Fetched) -> str:
     if fetched.raw is not None:
         return content_sha256(fetched.raw)
@@ -82,17 +120,27 @@ class Intake:
         self.target = target
         self.clock = clock
 
-    def take(self, folder: str, uidvalidity: int, fetched: Fetched) -> Taken:
+    def begin(self) -> IntakeBatch:
+        return IntakeBatch()
+
+    def stage(self, batch: IntakeBatch, folder: str, uidvalidity: int, fetched: Fetched) -> None:
+        """Parse, judge, render one message and stage its files in `batch`; nothing is visible yet.
+        Only an OSError (disk full) propagates: what was staged before it can still be committed."""
         identity = identity_of(fetched)
         rid = run_id_for(self.mailbox.id, identity)
         base = {"uid": fetched.uid, "run_id": rid}
         marker = self.index.get(identity)
         if marker is not None:
-            return Taken("duplicate", {**base, "lane": marker.get("lane"), "how": "delivery index"})
+            batch.pending.append(_Pending(fetched.uid, Taken("duplicate", {**base, "lane": marker.get("lane"),
+                                                                        "how": "delivery index"})))  # fmt: skip
+            return
+        if identity in batch.identities:  # the same bytes twice in one batch: the first one counts
+            batch.pending.append(_Pending(fetched.uid, Taken("duplicate", {**base, "how": "delivery index"})))
+            return
         when = fetched.internaldate or self.clock()
         session_id = f"S{when.astimezone(UTC):%Y%m%d-%H%M%S}"
         try:
-            prepared = self._prepare(folder, uidvalidity, fetched, identity, rid)
+            prepared = self._prepare(folder, uidvalidity, fetched, identity, rid, batch.writer)
         except OSError:
             raise
         except Exception as exc:  # a hostile message never stops the batch: it is parked with the reason
@@ -102,19 +150,43 @@ class Intake:
             "mailbox": self.mailbox.id, "folder": folder, "uidvalidity": uidvalidity,
             "message_id": prepared.message_id, "at": utc_stamp(self.clock()),
         }  # fmt: skip
-        if prepared.lane == DROPPED:
-            self.index.record(identity, marker)
-            return Taken("dropped", {**base, "reasons": prepared.reasons})
-        placed: Placed = self.target.put(
-            prepared.text, slug=self.contract.item.slug, rid=rid, session_id=session_id, lane=prepared.lane
-        )
-        self.index.record(identity, {**marker, "path": placed.path})
-        if placed.existed:
-            return Taken("duplicate", {**base, "lane": prepared.lane, "how": "already in the mailroom"})
-        record = {**base, "path": placed.path}
-        if prepared.lane == PARKED:
-            return Taken("parked", {**record, "reasons": prepared.reasons}, prepared.secret)
-        return Taken("enqueued", record, prepared.secret)
+        item = None
+        if prepared.lane != DROPPED:
+            item = self.target.stage(batch.writer, prepared.text, slug=self.contract.item.slug, rid=rid,
+                                     session_id=session_id, lane=prepared.lane)  # fmt: skip
+        batch.identities.add(identity)
+        batch.pending.append(_Pending(fetched.uid, None, identity, marker, prepared, item))
+
+    def commit(self, batch: IntakeBatch) -> list[tuple[int, Taken]]:
+        """Make the staged messages durable and visible, in the order that keeps them exactly once:
+        stored files synced and placed, synced; items placed (or sent), synced; markers written, synced.
+        An exception leaves markers missing, never ahead of their items: a rerun finds the items."""
+        writer = batch.writer
+        writer.sync()  # the bytes of every staged file: .eml, .json, attachments, items
+        for staged in writer.staged:
+            if staged.how != NEW and not staged.placed:
+                writer.place(staged)
+        writer.sync()  # their names: an item never points at a stored message a crash could lose
+        taken: list[tuple[int, Taken]] = []
+        placed_items: dict[int, Placed] = {}
+        for pending in batch.pending:
+            if pending.item is not None:
+                placed_items[pending.uid] = pending.item.commit(writer)
+        writer.sync()  # items visible and durable: only now may their markers say "committed"
+        for pending in batch.pending:
+            if pending.taken is not None:
+                taken.append((pending.uid, pending.taken))
+                continue
+            placed = placed_items.get(pending.uid)
+            marker = pending.marker if placed is None else {**pending.marker, "path": placed.path}
+            self.index.record(pending.identity, marker, batch=writer)
+            taken.append((pending.uid, _taken(pending, placed)))
+        writer.sync()
+        for staged in writer.staged:
+            if not staged.placed:
+                writer.place(staged)
+        writer.sync()
+        return taken
 
     # ----------------------------------------------------------------------------------------
 
@@ -126,18 +198,20 @@ class Intake:
             max_text_bytes=MAX_TEXT_BYTES,
         )  # fmt: skip
 
-    def _prepare(self, folder: str, uidvalidity: int, fetched: Fetched, identity: str, rid: str) -> _Prepared:
+    def _prepare(
+        self, folder: str, uidvalidity: int, fetched: Fetched, identity: str, rid: str, writer: BatchWriter
+    ) -> _Prepared:
         if fetched.raw is None:
             message = self._parse(fetched.header or b"")
             verdict = oversized(fetched.size, self.policy) or Verdict()
         else:
             message = self._parse(fetched.raw)
             verdict = judge(message, self.policy)
-        eml = self.store.put_raw(identity, fetched.raw if fetched.raw is not None else (fetched.header or b""))
+        eml = self.store.put_raw(identity, fetched.raw if fetched.raw is not None else (fetched.header or b""), writer)
         stored = []
         if verdict.lane != DROPPED:
             for attachment in message.attachments or []:
-                path = self.store.put_attachment(attachment.sha256, attachment.filename, attachment.payload)
+                path = self.store.put_attachment(attachment.sha256, attachment.filename, attachment.payload, writer)
                 stored.append({"name": attachment.filename, "type": attachment.content_type,
                                "size": attachment.size, "path": str(path)})  # fmt: skip
         normalized = message.to_dict()
@@ -147,7 +221,7 @@ class Intake:
             "identity": identity, "run_id": rid, "lane": verdict.lane, "reasons": verdict.reasons,
             "authentication": verdict.auth_summary, "truncated_to_header": fetched.raw is None,
         }  # fmt: skip
-        json_path = self.store.put_normalized(identity, normalized)
+        json_path = self.store.put_normalized(identity, normalized, writer)
         prepared = _Prepared(verdict.lane, reasons=list(verdict.reasons), message_id=message.message_id)
         if verdict.lane == DROPPED:
             return prepared

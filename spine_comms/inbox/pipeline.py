@@ -215,36 +215,50 @@ class _Run:
         large = [u for u in batch if metas[u].size > cap]
         bodies = self.session.fetch_raw(small)
         headers = self.session.fetch_headers(large, HEADER_CAP)
-        done: list[int] = []
-        last, halt = None, None
-        for uid in batch:
-            if self._stopping():
-                break
-            meta = metas[uid]
-            raw, header = bodies.get(uid), headers.get(uid)
-            if raw is None and header is None:
-                result.vanished.append(uid)  # expunged since the SEARCH: it cannot come back under this UID
-                last = uid
-                continue
-            fetched = Fetched(uid, meta.size, meta.internaldate, raw, header)
+        staged = self.intake.begin()
+        considered: list[int] = []  # in UID order: staged, or expunged since the SEARCH
+        halt = None
+        try:
+            for uid in batch:
+                if self._stopping():
+                    break
+                meta = metas[uid]
+                raw, header = bodies.get(uid), headers.get(uid)
+                if raw is None and header is None:
+                    result.vanished.append(uid)  # expunged since the SEARCH: it cannot come back under this UID
+                    considered.append(uid)
+                    continue
+                try:
+                    self.intake.stage(staged, result.folder, uidvalidity, Fetched(uid, meta.size, meta.internaldate,
+                                                                                  raw, header))  # fmt: skip
+                except OSError as exc:
+                    done = considered[-1] if considered else None
+                    halt = _Halt("store", f"UID {uid}: {_os_text(exc)}; nothing after UID {done or '-'} was committed")
+                    result.errors.append({"uid": uid, "stage": halt.stage, "error": halt.message})
+                    break
+                considered.append(uid)
             try:
-                taken = self.intake.take(result.folder, uidvalidity, fetched)
+                taken = self.intake.commit(staged)
             except OSError as exc:
-                halt = _Halt("store", f"UID {uid}: {_os_text(exc)}; nothing after UID {last or '-'} was committed")
+                failed = _Halt("store", f"{_os_text(exc)}; nothing of this batch was committed")
+                return None, self._failed(result, failed)
             except CouldNotEvaluate as exc:  # the bridge: unreachable, refused token
-                halt = _Halt("mailroom", f"UID {uid}: {exc.message}")
-            if halt is not None:
-                result.errors.append({"uid": uid, "stage": halt.stage, "error": halt.message})
-                break
+                return None, self._failed(result, _Halt("mailroom", f"{exc.message}; this batch was not committed"))
+        finally:
+            staged.close()
+        for _uid, item in taken:
             {"enqueued": result.enqueued, "parked": result.parked, "dropped": result.dropped,
-             "duplicate": result.duplicates}[taken.kind].append(taken.record)  # fmt: skip
-            if taken.secret:
-                result.secret_matches.append(taken.secret)
-            done.append(uid)
-            last = uid
-        if done:
-            self._post_commit(result, done)
-        return last, halt
+             "duplicate": result.duplicates}[item.kind].append(item.record)  # fmt: skip
+            if item.secret:
+                result.secret_matches.append(item.secret)
+        if taken:
+            self._post_commit(result, [uid for uid, _ in taken])
+        return (considered[-1] if considered else None), halt
+
+    @staticmethod
+    def _failed(result: FolderOutcome, halt: _Halt) -> _Halt:
+        result.errors.append({"stage": halt.stage, "error": halt.message})
+        return halt
 
     def _post_commit(self, result: FolderOutcome, uids: list[int]) -> None:
         """Only now, with the items and markers on disk, may the server be changed."""

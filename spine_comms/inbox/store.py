@@ -8,7 +8,8 @@ rewrites nothing it already has:
     attachments/<sha[:2]>/<sha>/<safe name> each attachment, under its own content hash
     <mailbox>/delivered/<id[:2]>/<id>.json  one marker per message identity: committed, and how
 
-Every file is written atomically (temporary file, fsync, rename). Names come
+Every file is written atomically (temporary file, fsync, rename), or staged in the batch's
+BatchWriter and made durable with the rest of the batch (staging.py). Names come
 from hashes and from the parser's safe attachment names, which are checked
 again here: nothing a message says can name a path outside this directory.
 """
@@ -21,6 +22,7 @@ import re
 from pathlib import Path
 
 from spine_comms.core.atomic import write_atomic
+from spine_comms.inbox.staging import REPLACE, SAME, BatchWriter
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"^[^/\\\x00]{1,255}$")
@@ -41,19 +43,20 @@ class MessageStore:
             raise ValueError(f"not a sha256: {sha!r}")
         return self.root / "messages" / sha[:2] / f"{sha}{suffix}"
 
-    def put_raw(self, sha: str, raw: bytes) -> Path:
+    def put_raw(self, sha: str, raw: bytes, batch: BatchWriter | None = None) -> Path:
+        """With `batch`, staged for the batch's commit; a file already there is neither written nor synced."""
         path = self._message_path(sha, ".eml")
         if not path.exists():
-            write_atomic(path, raw, 0o600)
+            _write(path, raw, SAME, batch)
         return path
 
-    def put_normalized(self, sha: str, normalized: dict) -> Path:
+    def put_normalized(self, sha: str, normalized: dict, batch: BatchWriter | None = None) -> Path:
         path = self._message_path(sha, ".json")
         # Rewritten each time: the same bytes give the same JSON, and a newer parser may know more.
-        write_atomic(path, json.dumps(normalized, indent=1, ensure_ascii=False, default=str) + "\n", 0o600)
+        _write(path, json.dumps(normalized, indent=1, ensure_ascii=False, default=str) + "\n", REPLACE, batch)
         return path
 
-    def put_attachment(self, sha: str, filename: str, payload: bytes) -> Path:
+    def put_attachment(self, sha: str, filename: str, payload: bytes, batch: BatchWriter | None = None) -> Path:
         if not _HEX.match(sha):
             raise ValueError(f"not a sha256: {sha!r}")
         name = filename if _SAFE_NAME.match(filename or "") and filename not in (".", "..") else "attachment.bin"
@@ -63,7 +66,7 @@ class MessageStore:
         if path.resolve().parent != directory.resolve():
             path = directory / "attachment.bin"
         if not path.exists():
-            write_atomic(path, payload, 0o600)
+            _write(path, payload, SAME, batch)
         return path
 
 
@@ -90,7 +93,14 @@ class DeliveryIndex:
             return {"damaged": True}
         return data if isinstance(data, dict) else {"damaged": True}
 
-    def record(self, identity: str, entry: dict) -> Path:
+    def record(self, identity: str, entry: dict, batch: BatchWriter | None = None) -> Path:
         path = self.path(identity)
-        write_atomic(path, json.dumps(entry, indent=1, ensure_ascii=False, default=str) + "\n", 0o600)
+        _write(path, json.dumps(entry, indent=1, ensure_ascii=False, default=str) + "\n", REPLACE, batch)
         return path
+
+
+def _write(path: Path, data: str | bytes, how: str, batch: BatchWriter | None) -> None:
+    if batch is None:
+        write_atomic(path, data, 0o600)
+    else:
+        batch.stage(path, data, 0o600, how)

