@@ -182,6 +182,29 @@ def inbox_contract(lab: Lab) -> str:
     )
 
 
+def sieve_contract(lab: Lab) -> str:
+    """Routing at the server: alert mail to ops@ is flagged and filed into Alerts (applied by sieve.apply)."""
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: Sieve routing rules, applied with sieve.apply.",
+            "version: 1",
+            "mailboxes:",
+            "  - id: ops",
+            "    script: spine-routing",
+            "    rules:",
+            "      - name: alerts",
+            "        anyof:",
+            f"          - {{address: From, is: alerts@{DOMAIN}}}",
+            '          - {header: Subject, contains: "[ALERT]"}',
+            "        actions:",
+            '          - addflag: "\\\\Flagged"',
+            "          - {fileinto: Alerts, create: true}",
+            "          - stop: true",
+            "",
+        ]
+    )
+
+
 def runtime_contract(lab: Lab) -> str:
     return "\n".join(
         [
@@ -214,5 +237,6 @@ def write_root(lab: Lab) -> None:
     (bindings / "communications.mailauth.contract.yaml").write_text(mailauth_contract(lab))
     (bindings / "communications.dav.contract.yaml").write_text(dav_contract(lab))
     (bindings / "communications.inbox.contract.yaml").write_text(inbox_contract(lab))
+    (bindings / "communications.sieve.contract.yaml").write_text(sieve_contract(lab))
     # The operator's calendar layers (the spine's sample), the source of calendar.sync.*.
     shutil.copyfile(Path(__file__).parent / "data" / "calendar.global.yaml", bindings / "calendar.global.yaml")

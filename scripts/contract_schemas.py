@@ -16,9 +16,15 @@ from pathlib import Path
 from spine_comms.contracts.dav import DAV_CONTRACT, DavContract
 from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "spine_comms" / "schemas"
-MODELS = {INBOX_CONTRACT: InboxContract, DAV_CONTRACT: DavContract, MAILAUTH_CONTRACT: MailAuthContract}
+MODELS = {
+    INBOX_CONTRACT: InboxContract,
+    DAV_CONTRACT: DavContract,
+    MAILAUTH_CONTRACT: MailAuthContract,
+    SIEVE_CONTRACT: SieveContract,
+}
 
 
 def schema_path(contract: str) -> Path:

@@ -64,7 +64,43 @@ DEMO: list[tuple[str, list[str]]] = [
     ("mailroom.enqueue", ["--text", "Summarize today's inbound mail for the operator.", "--slug", "digest"]),
     ("mailroom.status", []),
     ("communications.inbox.health", []),
+    # Phase 3: routing at the server. The plan, then the rules applied; the alert mail that follows
+    # (sent by alert_routed below) is filed by them.
+    ("sieve.apply", []),
+    ("sieve.apply", ["--execute", "--yes"]),
+    ("sieve.status", []),
 ]
+
+
+def alert_routed(info: dict) -> tuple[str, str, int, str]:
+    """Send an [ALERT] mail to ops@ through Postfix and show the Sieve rule filed it into Alerts, flagged."""
+    import smtplib
+    import ssl
+
+    from imapclient import IMAPClient
+
+    ops = info["users"]["ops"]
+    context = ssl.create_default_context(cafile=info["tls"]["ca_cert"])
+    context.check_hostname = False  # the lab's certificate names mail.spine.test; we dial 127.0.0.1
+    subject = f"[ALERT] disk full on demo-{int(time.time())}"
+    message = f"From: {ops['address']}\r\nTo: {ops['address']}\r\nSubject: {subject}\r\n\r\ndemo\r\n"
+    with smtplib.SMTP_SSL("127.0.0.1", info["ports"]["submissions"], context=context, timeout=10) as smtp:
+        smtp.login(ops["login"], ops["password"])
+        smtp.sendmail(ops["address"], [ops["address"]], message.encode())
+    deadline = time.monotonic() + 20
+    with IMAPClient("127.0.0.1", port=info["ports"]["imaps"], ssl_context=context, timeout=10) as imap:
+        imap.login(ops["login"], ops["password"])
+        while time.monotonic() < deadline:
+            if imap.folder_exists("Alerts"):
+                imap.select_folder("Alerts", readonly=True)
+                found = imap.search(["SUBJECT", subject])
+                if found:
+                    flags = imap.fetch(found, ["FLAGS"])[found[0]][b"FLAGS"]
+                    print(f"    {subject!r} is in Alerts with flags {flags}", file=sys.stderr)
+                    return ("sieve routing: alert filed", "ok" if b"\\Flagged" in flags else "fail", 0, "Alerts")
+            time.sleep(0.5)
+    print(f"    {subject!r} did not reach Alerts within 20 s", file=sys.stderr)
+    return ("sieve routing: alert filed", "fail", 1, "-")
 
 
 def fake_stalwart(lab_dir: str, root: str):
@@ -114,6 +150,8 @@ def main() -> int:
             for line in envelope.get("summary") or []:
                 print(f"    {line}", file=sys.stderr)
             rows.append((capability, envelope["status"], done.returncode, envelope["receipt"]))
+        print("$ (send an [ALERT] mail to ops@ and look in its Alerts folder)", file=sys.stderr)
+        rows.append(alert_routed(info))
     finally:
         fake.stop()
         lab("stop", "--dir", lab_dir)
