@@ -89,8 +89,22 @@ class CheckpointStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"checkpoint {path} is not a checkpoint: {exc}") from None
 
-    def save(self, checkpoint: FolderCheckpoint) -> None:
-        write_atomic(self.path(checkpoint.folder), json.dumps(checkpoint.to_dict(), indent=2) + "\n")
+    def save(self, checkpoint: FolderCheckpoint, *, durable: bool = True) -> None:
+        """Atomically. `durable=False` skips the fsync: for a poll that only refreshes last_poll_at
+        (nothing new), where a crash losing the refresh loses nothing but a timestamp health reads."""
+        path = self.path(checkpoint.folder)
+        text = json.dumps(checkpoint.to_dict(), indent=2) + "\n"
+        if durable:
+            write_atomic(path, text)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one poller per mailbox: the lock says so
+        try:
+            temp.write_text(text, "utf-8")
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
 
 class LockHeld(Exception):

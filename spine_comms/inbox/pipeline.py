@@ -156,6 +156,7 @@ class _Run:
         state = self.session.open(folder, writable=action.action != "none")
         result.uidvalidity, result.uidnext, result.highestmodseq = state.uidvalidity, state.uidnext, state.highestmodseq
         now = utc_stamp(self.ctx.clock())
+        existed = checkpoint is not None
         if checkpoint is None:
             start = (state.uidnext or 1) - 1 if self.baseline else 0
             checkpoint = FolderCheckpoint(folder, state.uidvalidity, start)
@@ -168,6 +169,7 @@ class _Run:
             )
             checkpoint = FolderCheckpoint(folder, state.uidvalidity, 0, None, checkpoint.last_poll_at, now)
             self._save(checkpoint)
+        loaded = checkpoint.to_dict() if existed else {}  # what is on disk
         if state.uidnext is not None and state.uidnext - 1 <= checkpoint.last_uid:
             uids: list[int] = []  # UIDNEXT says nothing is above the checkpoint: no SEARCH
         else:
@@ -203,9 +205,11 @@ class _Run:
             # Every UID considered is committed or was expunged before its FETCH: pass them all.
             checkpoint.last_uid = max(checkpoint.last_uid, uids[-1])
         checkpoint.highestmodseq = state.highestmodseq
+        only_time = checkpoint.to_dict() | {"last_poll_at": None} == loaded | {"last_poll_at": None}
         if not result.errors and not self.stopped:
             checkpoint.last_poll_at = now
-        self._save(checkpoint)
+        # Nothing new: only last_poll_at moves (health reads it), and a timestamp needs no fsync.
+        self._save(checkpoint, durable=not only_time)
         result.checkpoint_after = checkpoint.to_dict()
         return budget
 
@@ -276,9 +280,9 @@ class _Run:
         done = (result.post_commit or {}).get("uids", 0) + len(uids)
         result.post_commit = {"action": after.action, "folder": after.folder, "uids": done, "method": method}
 
-    def _save(self, checkpoint: FolderCheckpoint, *, quiet: bool = False) -> None:
+    def _save(self, checkpoint: FolderCheckpoint, *, quiet: bool = False, durable: bool = True) -> None:
         try:
-            self.checkpoints.save(checkpoint)
+            self.checkpoints.save(checkpoint, durable=durable)
         except OSError as exc:
             if not quiet:  # behind is safe: the next run fetches again and finds the markers
                 raise _Halt("checkpoint", f"cannot write the checkpoint: {_os_text(exc)}") from None
