@@ -37,6 +37,10 @@ from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
 __all__ = ["MailboxTarget", "PollOutcome", "inbox_state_dir", "make_target", "open_mailbox", "process_new"]
 
 BATCH_MESSAGES = 100  # bodies per FETCH
+# The first batches are small and grow to BATCH_MESSAGES: the first items are visible (and the
+# checkpoint moves) within a fraction of a second, so a poll killed early still makes progress,
+# while a long backlog pays its syncs per hundred messages.
+FIRST_BATCH_MESSAGES = 10
 BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
 
 
@@ -292,15 +296,15 @@ def _batches(uids: list[int], metas: dict, cap: int) -> list[list[int]]:
     """UIDs with metadata, in order, grouped so no FETCH buffers more than BATCH_BYTES."""
     out: list[list[int]] = []
     current: list[int] = []
-    size = 0
+    size, most = 0, FIRST_BATCH_MESSAGES
     for uid in uids:
         meta = metas.get(uid)
         if meta is None:
             continue  # expunged before FETCH RFC822.SIZE
         cost = min(meta.size, cap)
-        if current and (len(current) >= BATCH_MESSAGES or size + cost > BATCH_BYTES):
+        if current and (len(current) >= most or size + cost > BATCH_BYTES):
             out.append(current)
-            current, size = [], 0
+            current, size, most = [], 0, min(most * 2, BATCH_MESSAGES)
         current.append(uid)
         size += cost
     if current:
