@@ -173,6 +173,10 @@ def fill_maildir(lab: dict, user: str, folder: str, messages: list[bytes]) -> Pa
     owned by the vmail uid. Dovecot indexes them at the next SELECT. Returns the folder's directory."""
     home = Path(lab["lab_dir"]) / "mail" / DOMAIN / user / "Maildir"
     directory = home if folder == "INBOX" else home / f".{folder}"
+    # Directories made here for a user Dovecot has not served yet (the user's home above the Maildir
+    # too) must be vmail's: a root-owned home made Dovecot answer [SERVERBUG] to a later DELETE (it
+    # could not lock dovecot-attributes there).
+    made = [p for p in (home.parent.parent, home.parent, home) if not p.exists()]
     for sub in ("tmp", "new", "cur"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     if folder != "INBOX":
@@ -184,7 +188,7 @@ def fill_maildir(lab: dict, user: str, folder: str, messages: list[bytes]) -> Pa
         tmp = directory / "tmp" / name
         tmp.write_bytes(raw)
         os.replace(tmp, directory / "cur" / f"{name}:2,")
-    for path in [home, directory, *directory.rglob("*")]:
+    for path in [*made, home, directory, *directory.rglob("*")]:
         try:
             os.chown(path, VMAIL_UID, VMAIL_UID)
         except PermissionError:

@@ -52,6 +52,19 @@ def _popen(root: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _wait_for_lock_holder(root: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until `proc` holds the mailbox's poll lock: it writes its pid into the lock file once it has the flock."""
+    lock = root / "mailroom" / "state" / "communications" / "inbox" / "sink.lock"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if lock.read_text().strip() == f"pid {proc.pid}":
+                return
+        assert proc.poll() is None, "the first poll ended before it was seen holding the lock"
+        time.sleep(0.01)
+    raise AssertionError(f"{lock} never named pid {proc.pid}")
+
+
 def _no_temporaries(root: Path) -> None:
     """A killed writer may leave a hidden temporary (the watcher ignores them); never a visible partial."""
     for lane_dir in (root / "mailroom" / "inbox").glob("*"):
@@ -137,7 +150,7 @@ def test_connection_cut_mid_fetch_then_rerun_gives_each_message_once(lab, lab_ro
     fill_maildir(lab, "sink", folder, make_messages(n, seed=12, tag="cut", max_bytes=64 * 1024))
     root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
     stages = []
-    for cut_after in (3_000, 40_000, 400_000, 1_500_000, 3_000_000):
+    for cut_after in (3_000, 40_000, 400_000, 800_000, 1_500_000):
         proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]), cut_after)
         try:
             code, env, _ = run(root, "--enqueue", env={"STALWART_IMAP_PORT": str(proxy.port)}, timeout=120)
@@ -216,9 +229,15 @@ def test_two_pollers_at_once_one_exits_or_waits_and_none_duplicates(lab, lab_roo
     fill_maildir(lab, "sink", folder, make_messages(n, seed=14, tag="two", max_bytes=64 * 1024))
     root = make_root(tmp_path, lab, lab_root, folders=[folder])
     first = _popen(root)
-    time.sleep(1.0)  # the first holds the lock by now (it works for several seconds)
-    second = _popen(root)
-    out2, _ = second.communicate(timeout=120)
+    # Once the first holds the lock it is paused, so the second surely starts while it is held (a fast
+    # first poll could otherwise finish before the second process has even imported its modules).
+    _wait_for_lock_holder(root, first)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = _popen(root)
+        out2, _ = second.communicate(timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     out1, _ = first.communicate(timeout=300)
     env1, env2 = json.loads(out1), json.loads(out2)
     assert first.returncode == 0 and env1["status"] == "ok"
