@@ -226,6 +226,11 @@ class CuttingProxy:
             for s in pair:
                 try:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    # close() alone does not end a connection a pump thread is blocked in recv() on: the
+                    # kernel keeps the socket until that recv returns, and a watch waiting for an answer
+                    # then waited for its socket timeout. shutdown() wakes the pumps at once.
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
                     s.close()
                 except OSError:
                     pass
