@@ -83,6 +83,11 @@ class Endpoints(ContractModel):
     dns: DnsServer | None = None
 
 
+def mailbox_env(mailbox_id: str, what: str = "PASSWORD") -> str:
+    """The spine's override variable for a stack mailbox: STALWART_OPS_PASSWORD, STALWART_OPS_USER ..."""
+    return f"STALWART_{mailbox_id.upper().replace('-', '_')}_{what}"
+
+
 class StackContract(ContractModel):
     version: int | str
     updated_at: dt.date | str | None = None

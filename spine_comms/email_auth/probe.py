@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract, ProbeTarget
-from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, mailbox_env
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
@@ -199,10 +199,6 @@ def mail_auth_probe(
 # Contract reading -------------------------------------------------------------------------------
 
 
-def _override_env(mailbox_id: str) -> str:
-    return f"STALWART_{mailbox_id.upper().replace('-', '_')}_PASSWORD"
-
-
 def _mailbox(stack: StackContract, mailbox_id: str, role: str) -> Mailbox:
     box = stack.mailbox(mailbox_id)
     if box is None:
@@ -238,7 +234,7 @@ def _submission(stack: StackContract, protocol: str, box: Mailbox) -> Endpoint:
     host, server_name, ca_file, timeout = _connection(stack)
     return Endpoint(
         host, port.host, _SECURITY[protocol], server_name, ca_file, max(timeout, 10.0),
-        box.login or box.address, box.password_ref, _override_env(box.id),
+        box.login or box.address, box.password_ref, mailbox_env(box.id),
     )  # fmt: skip
 
 
@@ -251,7 +247,7 @@ def _stack_imap(stack: StackContract, box: Mailbox) -> Endpoint:
     host, server_name, ca_file, timeout = _connection(stack)
     return Endpoint(
         host, port.host, security, server_name, ca_file, max(timeout, 10.0),
-        box.login or box.address, box.password_ref, _override_env(box.id),
+        box.login or box.address, box.password_ref, mailbox_env(box.id),
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContract
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
+from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, UsageError
 
@@ -37,10 +37,6 @@ class MailboxTarget:
 
     def where(self) -> str:
         return f"{self.imap.host}:{self.imap.port} ({self.imap.security})"
-
-
-def env_name(mailbox_id: str, what: str) -> str:
-    return f"STALWART_{mailbox_id.upper().replace('-', '_')}_{what}"
 
 
 def load_inbox_contract(ctx: RunContext, *, required: bool) -> InboxContract:
@@ -84,9 +80,9 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
     address = box.address or (sbox.address if sbox else None)
     if not address:
         raise ContractError(f"mailbox {box.id}: no address in the inbox contract, and none in the stack contract")
-    login = ctx.env.get(env_name(box.id, "USER")) or box.login or (sbox.login if sbox else None) or address
+    login = ctx.env.get(mailbox_env(box.id, "USER")) or box.login or (sbox.login if sbox else None) or address
     password_ref = box.password_ref or (sbox.password_ref if sbox else None)
-    override = env_name(box.id, "PASSWORD")
+    override = mailbox_env(box.id, "PASSWORD")
     password = ctx.secrets.resolve(password_ref, override_env=override, what=f"password of mailbox {box.id}")
 
     imap = box.imap

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spine_comms.mail.dmarc import aligned, evaluate_dmarc, organizational_domain, parse_dmarc
-from tests.unit.test_spf import zone
+from tests.unit.test_spf import InFlight, zone
 
 
 @pytest.mark.parametrize(
@@ -191,18 +189,7 @@ def test_lookups_run_concurrently() -> None:
     together, not as wall time, so a loaded machine cannot fail it and a serial evaluator must."""
     rua = ",".join(f"mailto:r@d{n}.net" for n in range(4))
     slow = zone({("_dmarc.example.com", "TXT"): [f"v=DMARC1; p=reject; rua={rua}"]}, delay=0.05)
-    lock, in_flight, most = threading.Lock(), [0], [0]
-
-    def query(name: str, rdtype: str):
-        with lock:
-            in_flight[0] += 1
-            most[0] = max(most[0], in_flight[0])
-        try:
-            return slow(name, rdtype)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
+    query = InFlight(slow)
     report = evaluate_dmarc("mail.example.com", query)
     assert len(report.external_destinations) == 4
-    assert most[0] >= 4, f"at most {most[0]} lookups were in flight at once: not concurrent"
+    assert query.most >= 4, f"at most {query.most} lookups were in flight at once: not concurrent"
