@@ -1,0 +1,1 @@
+"""Mail out: the durable, idempotent send (communications.mail.send), its outbox and bounces."""

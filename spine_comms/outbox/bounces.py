@@ -1,0 +1,159 @@
+"""Bounces that arrive as mail: DSNs the inbox pipeline classified, matched to the send they report.
+
+`note_bounce` is what the pipeline calls for every committed message it classified as a
+bounce. It first writes the note durably (dsn-pending/), then applies it under the send's
+lock and removes it; a note left behind (lock busy, process killed) is applied by the next
+`communications.outbox.flush`. Correlation: the original Message-ID the DSN quotes, else
+the failed recipient and time (the latest accepted send to that address within
+MATCH_WINDOW). A failed DSN marks the send bounced (permanent), logs it and enqueues the
+bounce notice; a delayed DSN only records the delay. Applying the same DSN twice changes
+nothing (keyed by the DSN's own Message-ID).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from spine_comms.outbox.store import BOUNCED, DELIVERED, OutboxStore, normalize_message_id
+
+MATCH_WINDOW = timedelta(days=7)
+LOCK_WAIT = 5.0
+
+
+def note_bounce(state_root: Path, normalized: dict, *, now: datetime) -> str | None:
+    """The send id the DSN in `normalized` (parse_message(...).to_dict()) was matched to, or None.
+    `state_root` is the mailroom state directory (ctx.mailroom.state). Never raises on odd input."""
+    classification = (normalized or {}).get("classification") or {}
+    if classification.get("kind") != "bounce":
+        return None
+    store = OutboxStore(state_root)
+    if not store.sends.is_dir():
+        return None  # nothing was ever sent from this mailroom
+    note = _note(normalized, classification.get("details") or {}, now)
+    path = store.put_pending_dsn(note)
+    return apply_note(store, path, now=now)
+
+
+def _note(normalized: dict, details: dict, now: datetime) -> dict:
+    recipients = [r for r in details.get("recipients") or [] if isinstance(r, dict)]
+    if not recipients and (details.get("recipient") or details.get("status")):
+        recipients = [{"recipient": details.get("recipient"), "action": details.get("action"),
+                       "status": details.get("status")}]  # fmt: skip
+    return {
+        "dsn_message_id": normalized.get("message_id"),
+        "original_message_id": details.get("original_message_id"),
+        "recipients": recipients[:50],
+        "reporting_mta": details.get("reporting_mta"),
+        "heuristic": bool(details.get("heuristic")),
+        "dsn_date": normalized.get("date_utc"),
+        "noted_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "text": (normalized.get("text") or "")[:4000],
+    }
+
+
+def apply_pending(state_root: Path, *, now: datetime) -> list[str]:
+    """Apply the notes a busy lock or a crash left behind; the send ids matched."""
+    store = OutboxStore(state_root)
+    matched = []
+    for path in store.pending_dsns():
+        send_id = apply_note(store, path, now=now)
+        if send_id:
+            matched.append(send_id)
+    return matched
+
+
+def apply_note(store: OutboxStore, path: Path, *, now: datetime) -> str | None:
+    try:
+        note = json.loads(path.read_text("utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        path.unlink(missing_ok=True)
+        return None
+    send_id = correlate(store, note, now)
+    if send_id is None:
+        path.unlink(missing_ok=True)  # not one of ours (another client's mail, or long forgotten)
+        return None
+    with store.locked(send_id, wait=LOCK_WAIT) as held:
+        if not held:
+            return send_id  # left pending; the next flush applies it
+        record = store.load(send_id)
+        if record is not None:
+            _apply(store, record, note, now)
+        path.unlink(missing_ok=True)
+    return send_id
+
+
+def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
+    by_id = store.by_message_id(note.get("original_message_id"))
+    if by_id and store.record_path(by_id).exists():
+        note["correlated_by"] = "message_id"
+        return by_id
+    failed = {(r.get("recipient") or "").strip().lower() for r in note.get("recipients", [])} - {""}
+    if not failed:
+        return None
+    best, best_at = None, ""
+    for record in store.records():
+        if not failed & {a.lower() for a in record.get("recipients", [])}:
+            continue
+        accepted = [a.get("finished_at") or "" for a in record.get("attempts", []) if a.get("outcome") == DELIVERED]
+        if not accepted:
+            continue
+        at = max(accepted)
+        when = _parse(at)
+        if when and now - MATCH_WINDOW <= when <= now + timedelta(minutes=5) and at > best_at:
+            best, best_at = record["send_id"], at
+    if best:
+        note["correlated_by"] = "recipient_time"
+    return best
+
+
+def _parse(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _apply(store: OutboxStore, record: dict, note: dict, now: datetime) -> None:
+    from spine_comms.outbox.delivery_log import append_events
+    from spine_comms.outbox.notice import enqueue_notice
+
+    dsn_id = normalize_message_id(note.get("dsn_message_id")) or json.dumps(note, sort_keys=True)[:200]
+    seen = {normalize_message_id(b.get("dsn_message_id")) for b in record.get("dsn", [])}
+    if dsn_id in seen:
+        return
+    entries = note.get("recipients") or [{}]
+    failed = [r for r in entries if (r.get("action") == "failed" or str(r.get("status") or "").startswith("5"))]
+    delayed = [r for r in entries if r.get("action") == "delayed"]
+    kind = "failed" if failed else ("delayed" if delayed else "report")
+    record.setdefault("dsn", []).append({
+        "kind": kind, "dsn_message_id": note.get("dsn_message_id"), "correlated_by": note.get("correlated_by"),
+        "recipients": entries, "reporting_mta": note.get("reporting_mta"), "noted_at": note.get("noted_at"),
+    })  # fmt: skip
+    record["updated_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    log = record.get("delivery_log")
+    if kind == "delayed":
+        record.setdefault("delays", []).append({"at": note.get("noted_at"), "recipients": delayed})
+        store.save(record)
+        if log:
+            append_events(Path(log), record, "delayed", now, recipients=[r.get("recipient") or "" for r in delayed],
+                          extra={"dsn_message_id": note.get("dsn_message_id")})  # fmt: skip
+        return
+    if kind != "failed":
+        store.save(record)
+        return
+    record["status"] = BOUNCED
+    record["bounced_recipients"] = sorted({r.get("recipient") or "" for r in failed} - {""})
+    statuses = ", ".join(f"{r.get('recipient')}: {r.get('status')}" for r in failed)
+    record["last_error"] = f"bounced ({statuses}) reported by {note.get('reporting_mta') or 'a DSN'}"
+    store.save(record)
+    if log:
+        append_events(Path(log), record, BOUNCED, now, error=record["last_error"],
+                      recipients=record["bounced_recipients"] or None,
+                      extra={"dsn_message_id": note.get("dsn_message_id"),
+                             "correlated_by": note.get("correlated_by")})  # fmt: skip
+    item = enqueue_notice(record, record["last_error"], note.get("text") or "")
+    if item:
+        record["notice_item"] = item
+        store.save(record)
