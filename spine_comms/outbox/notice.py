@@ -46,8 +46,8 @@ def render_notice(record: dict, reason: str, evidence: str) -> str:
             fence,
             "",
             "This mail was not delivered and will not be retried. Check the address or the content, then",
-            f"send again with a new idempotency key if it should go out. History: spine-comms communications.outbox.status "
-            f"--send {record['send_id']}",
+            "send again with a new idempotency key if it should go out. History:",
+            f"spine-comms communications.outbox.status --send {record['send_id']}",
             "",
         ]
     )

@@ -16,7 +16,7 @@ import contextlib
 import re
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -135,11 +135,15 @@ def submit(
     recipients: Sequence[str],
     message: bytes,
     timeout: float = 10.0,
+    before_data: Callable[[], None] | None = None,
 ) -> SmtpReply:
     """Submit `message` for `recipients` with envelope `sender`; returns the reply to the end of DATA.
 
     Without login, no AUTH is attempted. Raises SmtpError on any failure; every
     recipient must be accepted (a partial send is an error, nothing is sent).
+    `before_data` is called once every recipient is accepted, just before DATA: until
+    then the server cannot have taken the message, which lets a durable caller tell an
+    interrupted attempt that surely sent nothing from one whose outcome is unknown.
     """
     if security not in ("tls", "starttls"):
         raise ValueError(f"security must be 'tls' or 'starttls', not {security!r}")
@@ -173,6 +177,8 @@ def submit(
                 _reset(smtp)
                 raise SmtpError("rcpt", f"recipient {recipient} refused", SmtpReply.parse(code, text))
         stage = "data"
+        if before_data is not None:
+            before_data()
         code, text = smtp.data(message)
         reply = SmtpReply.parse(code, text)
         if code != 250:
