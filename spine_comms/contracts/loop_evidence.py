@@ -1,0 +1,97 @@
+"""The loop evidence contract: `loop.evidence.contract.yaml`, which receipts prove which part of a loop scope.
+
+Keyed by loop id. Each step (by its id in the scope's table), each phase's
+Definition of Done (by phase number) and each success criterion (by its number)
+maps to one proof or a list of proofs, all of which must hold:
+
+    version: 1
+    loops:
+      LOOP-COMMS-AGENTIC-LAYER-20260223:
+        max_age_hours: 168            # default freshness for this loop's proofs
+        steps:
+          "1.4": {capability: mail.auth.probe, max_age_hours: 24}
+        dod:
+          "2": [{capability: calendar.caldav.status}, {capability: calendar.event.create}]
+        criteria:
+          "5": {capability: verify.pack.run, args: [communications]}
+
+A proof names the capability (or a list: a receipt of any of them counts),
+the receipt statuses that pass (default ok), its freshness, arguments that
+the run must have had, and for verify receipts a gate id that must be PASS in
+that receipt. A bare capability id is a proof with the defaults. The latest
+matching receipt decides: a newer failure disproves
+an older success. Quote step ids ("1.10"): unquoted, YAML reads 1.10 as 1.1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from spine_comms.core.contracts import ContractModel
+
+LOOP_EVIDENCE_CONTRACT = "loop.evidence.contract.yaml"
+RECEIPT_STATUSES = ("ok", "warn", "fail", "partial", "error")
+DEFAULT_MAX_AGE_HOURS = 168.0
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+class Proof(ContractModel):
+    capability: list[str] = Field(min_length=1, description="Capability id, or a list: a receipt of any of them")
+    status: list[Literal["ok", "warn", "fail", "partial", "error"]] = Field(
+        default_factory=lambda: ["ok"], min_length=1, description="Receipt statuses that count as passing"
+    )
+    max_age_hours: float | None = Field(default=None, gt=0, description="Freshness; default: the loop's")
+    args: list[str] = Field(default_factory=list, description="Arguments the run must have had (each one present)")
+    gate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Gate id that must be PASS")
+    note: str = ""
+
+    _listed = field_validator("capability", "status", "args", mode="before")(
+        classmethod(lambda cls, v: _one_or_many(v))
+    )
+
+
+Proofs = list[Proof]
+
+
+class LoopMapping(ContractModel):
+    scope: str | None = Field(default=None, description="The scope file (relative to the root); default: the mailroom")
+    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0)
+    steps: dict[str, Proofs] = Field(default_factory=dict)
+    dod: dict[str, Proofs] = Field(default_factory=dict)
+    criteria: dict[str, Proofs] = Field(default_factory=dict)
+
+    @field_validator("steps", "dod", "criteria", mode="before")
+    @classmethod
+    def _keys_and_lists(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {_key(k): [_proof(p) for p in _one_or_many(v)] if v is not None else v for k, v in value.items()}
+
+
+def _proof(value: Any) -> Any:
+    """`"1.1": mail.auth.probe` is short for `"1.1": {capability: mail.auth.probe}`."""
+    return {"capability": value} if isinstance(value, str) else value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool) or not isinstance(key, str | int | float):
+        raise ValueError(f"key {key!r} is not a step id, phase or criterion number")
+    return str(key)
+
+
+class LoopEvidenceContract(ContractModel):
+    version: int = 1
+    loops: dict[str, LoopMapping] = Field(min_length=1)
+
+    @field_validator("loops")
+    @classmethod
+    def _loop_ids(cls, value: dict[str, LoopMapping]) -> dict[str, LoopMapping]:
+        for loop_id in value:
+            if not loop_id.startswith("LOOP-"):
+                raise ValueError(f"{loop_id!r} is not a loop id (LOOP-...)")
+        return value
