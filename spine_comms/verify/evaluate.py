@@ -39,8 +39,29 @@ _DEFECTS = ("fail", "partial")
 _SUCCESS = ("ok", "warn", "done")
 
 
+def installed(capability: str) -> str | None:
+    """Why `capability` cannot run here (None when it can): not registered, or its code not installed."""
+    import importlib.util
+
+    from spine_comms.core.registry import load_registry
+
+    spec = load_registry().get(capability)
+    if spec is None:
+        return "not in the capability registry"
+    try:
+        found = importlib.util.find_spec(spec.module)
+    except ImportError:
+        found = None
+    return None if found is not None else f"registered, but its code ({spec.module}) is not installed"
+
+
 def run_gate(gate: Gate, root: Root, env: dict[str, str]) -> GateResult:
     spec = gate.run
+    missing = installed(spec.capability)
+    if missing is not None:
+        # A typo in the gates contract is a defect; a capability whose code is not installed yet proves
+        # nothing either way: SKIP, with the reason.
+        return verdict(gate, FAIL if missing.startswith("not in") else SKIP, f"{spec.capability} is {missing}")
     argv = [sys.executable, "-m", "spine_comms", spec.capability, "--root", str(root.path), "--json", *spec.args]
     # The child must write a receipt of its own: with the spine's run key it would overwrite ours.
     child_env = {k: v for k, v in env.items() if k != "SPINE_CAP_RUN_KEY"}
