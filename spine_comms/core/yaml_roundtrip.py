@@ -438,7 +438,8 @@ def _scalar(value: Any, content_col: int, *, allow_block: bool, style: str | Non
             return ".nan"
         if value in (float("inf"), float("-inf")):
             return ".inf" if value > 0 else "-.inf"
-        return repr(value)
+        text = repr(value)  # Python writes 1e-05; YAML 1.1 reads that as a string, 1.0e-05 as a float
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()  # plain, so it reads back as a date
     if isinstance(value, dict | list) and not value:
@@ -451,7 +452,7 @@ def _scalar(value: Any, content_col: int, *, allow_block: bool, style: str | Non
             if block is not None:
                 return block
         return _double(value)
-    if style == "'" and _PRINTABLE.fullmatch(value or " ") and all(_PRINTABLE.match(c) for c in value):
+    if style == "'" and all(_PRINTABLE.match(c) for c in value):
         return "'" + value.replace("'", "''") + "'"
     if style in (None, "") and not flow and value and _plain_ok(value):
         return value
@@ -463,11 +464,16 @@ def _plain_ok(value: str, *, as_key: bool = False) -> bool:
         return False
     if ": " in value or " #" in value or value.endswith(":") or "\t" in value:
         return False
-    probe = f"{value}: 1" if as_key else f"k: {value}"
+    if as_key:
+        return _reads_back(f"{value}: 1", {value: 1})
+    return _reads_back(f"k: {value}", {"k": value}) and _reads_back(f"- {value}", [value])
+
+
+def _reads_back(text: str, expected: Any) -> bool:
+    """Both PyYAML loaders (libyaml and pure Python; they differ at the edges) read `expected`."""
+    loaders = {yaml.SafeLoader, _COMPOSER}
     try:
-        return _same(yaml.safe_load(probe), {value: 1} if as_key else {"k": value}) and (
-            as_key or _same(yaml.safe_load(f"- {value}"), [value])
-        )
+        return all(_same(yaml.load(text, Loader=loader), expected) for loader in loaders)
     except yaml.YAMLError:
         return False
 
@@ -489,11 +495,7 @@ def _literal(value: str, col: int) -> str | None:
             "\n" + (" " * at + line if line else "") for line in body.split("\n")
         )
 
-    try:
-        probe = yaml.safe_load("k: " + block(2) + "\n")
-    except yaml.YAMLError:
-        return None
-    return block(col) if _same(probe, {"k": value}) else None
+    return block(col) if _reads_back("k: " + block(2) + "\n", {"k": value}) else None
 
 
 def _double(value: str) -> str:
