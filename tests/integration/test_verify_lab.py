@@ -97,7 +97,7 @@ def verify_root(lab, lab_root, tmp_path_factory):
 
     def dav(contract):
         contract["calendars"] = [{"id": collection, "display_name": "Verify", "components": ["VEVENT"]}]
-        contract["addressbooks"] = [{"id": collection, "display_name": "Verify"}]
+        contract["addressbooks"] = [{"id": f"{collection}-book", "display_name": "Verify"}]  # Radicale: one home
         contract["sync"]["target_calendar"] = collection
 
     def sieve(contract):
@@ -120,9 +120,9 @@ def verify_root(lab, lab_root, tmp_path_factory):
                         client.setactive("")
                     client.deletescript(name)
         with radicale(lab) as client:
-            for kind in ("caldav", "carddav"):
+            for kind, name in (("caldav", collection), ("carddav", f"{collection}-book")):
                 with suppress(DavError):
-                    client.request("DELETE", f"{discover(client, kind).home_set}{collection}/")
+                    client.request("DELETE", f"{discover(client, kind).home_set}{name}/")
 
 
 def test_a_clean_baseline_passes_every_gate_with_junit_and_prometheus_files(verify_root, tmp_path):
