@@ -261,3 +261,6 @@ def test_an_unreachable_server_is_skip_and_a_refused_password_is_fail(lab, verif
     gate = envelope["data"]["gates"][0]
     assert code == 1 and gate["status"] == "FAIL", gate
     assert "credentials refused" in gate["detail"] and "not-the-password" not in json.dumps(envelope)
+    # The password is the sentinel: neither verify's receipt nor the gate's own run may hold it.
+    leaked = [p for p in (root / "receipts").rglob("*") if p.is_file() and b"not-the-password" in p.read_bytes()]
+    assert leaked == [] and (root / "receipts").is_dir()
