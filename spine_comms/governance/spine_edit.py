@@ -76,9 +76,7 @@ def _update(edits: Edits, doc: RoundTripYaml, path: tuple, wanted: dict, keys: t
         return
     for key in changed_keys(current, wanted, keys):
         value, have = wanted.get(key), current.get(key)
-        if value is None:
-            edits.by_hand.append(f"{plan.cap_id}: remove `{key}` from {_where(doc)} (round-trip edits only add)")
-        elif not isinstance(value, list):
+        if not isinstance(value, list):
             doc.set_scalar((*path, key), value)
         elif have is None:
             doc.add_entry(path, key, value)

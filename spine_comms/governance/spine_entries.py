@@ -34,6 +34,8 @@ def changed_keys(existing: Any, wanted: dict[str, Any], keys: tuple[str, ...]) -
         return list(keys)
     out = []
     for key in keys:
+        if wanted.get(key) is None:
+            continue  # absence is not owned: a spine entry's own touches_api and requires stay
         if key in DOC_LISTS:
             if existing.get(key) is None and wanted.get(key) is not None:
                 out.append(key)
