@@ -1,0 +1,71 @@
+"""Bounces that come back as mail: a real DSN from the lab's Postfix, correlated to its send.
+
+gone@spine.test passes Postfix's recipient check, then Dovecot's LMTP refuses it (no such
+user), so Postfix returns a DSN to the sender after the submission was accepted: the
+"accepted, then bounced" path. The sender is alerts@ (its INBOX is nobody else's test data).
+The DSN is fetched over IMAP, parsed by the inbox pipeline's parser and given to note_bounce
+exactly as the pipeline does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from spine_comms.mail.message import parse_message
+from spine_comms.outbox.bounces import apply_pending, note_bounce
+from tests.integration.test_outbox_support import log_lines, own_root, records, run
+
+pytestmark = pytest.mark.lab
+
+
+def _dsn_for(read_mailbox, message_id: str) -> bytes:
+    found = read_mailbox("alerts", wait_for=lambda msgs: any(message_id.encode() in m and b"delivery-status" in m
+                                                             for m in msgs), timeout=60)  # fmt: skip
+    return next(m for m in found if message_id.encode() in m and b"delivery-status" in m)
+
+
+def test_real_dsn_marks_the_send_bounced_and_notifies_the_sender(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    title = f"outbox bounce {uuid.uuid4().hex[:10]}"
+    code, out, err = run(root, "communications.mail.send", "--from", "alerts", "--to", "gone@spine.test",
+                         "--subject", title, "--body", "to nobody\n", "--execute", env=env)  # fmt: skip
+    assert code == 0, err
+    send_id, message_id = out["data"]["send_id"], out["data"]["message_id"]
+    assert out["data"]["status"] == "delivered"  # accepted: the failure comes later, as mail
+
+    normalized = parse_message(_dsn_for(read_mailbox, message_id)).to_dict()
+    assert normalized["classification"]["kind"] == "bounce"
+    state = tmp_path / "mailroom" / "state"
+    now = datetime.now(UTC)
+    assert note_bounce(state, normalized, now=now) == send_id
+    record = records(tmp_path)[send_id]
+    assert record["status"] == "bounced" and record["bounced_recipients"] == ["gone@spine.test"]
+    assert record["dsn"][0]["correlated_by"] == "message_id"
+    assert log_lines(tmp_path)[-1]["status"] == "failed" and log_lines(tmp_path)[-1]["outcome"] == "bounced"
+    items = list((tmp_path / "mailroom" / "inbox" / "queued").glob("*mail-bounce*.md"))
+    assert len(items) == 1
+    text = items[0].read_text()
+    assert send_id in text and "```untrusted-bounce" in text and "UNTRUSTED" in text
+
+    # The same DSN again (a re-poll): nothing changes, no second notice.
+    assert note_bounce(state, normalized, now=now) == send_id
+    assert len(records(tmp_path)[send_id]["dsn"]) == 1
+    assert len(list((tmp_path / "mailroom" / "inbox" / "queued").glob("*mail-bounce*.md"))) == 1
+    code, status, _ = run(root, "communications.outbox.status", env=env)
+    assert code == 1 and status["data"]["counts"] == {"bounced": 1}
+
+
+def test_dsn_without_message_id_correlates_by_recipient_and_time(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    title = f"outbox bounce-rt {uuid.uuid4().hex[:10]}"
+    out = run(root, "communications.mail.send", "--from", "alerts", "--to", "gone@spine.test", "--subject", title,
+              "--body", "x\n", "--execute", env=env)[1]  # fmt: skip
+    normalized = parse_message(_dsn_for(read_mailbox, out["data"]["message_id"])).to_dict()
+    normalized["classification"]["details"]["original_message_id"] = None  # a DSN that quotes no headers
+    state = tmp_path / "mailroom" / "state"
+    assert note_bounce(state, normalized, now=datetime.now(UTC)) == out["data"]["send_id"]
+    assert records(tmp_path)[out["data"]["send_id"]]["dsn"][0]["correlated_by"] == "recipient_time"
+    assert apply_pending(state, now=datetime.now(UTC)) == []  # nothing left pending
