@@ -44,6 +44,15 @@ PORT_OFFSETS = {
     "opendmarc": 8893,
 }
 
+# Mail-out tests: flaky@ has its RCPT checked by a policy service on base + this offset, which
+# only a test runs (nothing listens otherwise, so Postfix answers 451 4.3.5: a transient failure
+# made at will). Kept out of PORT_OFFSETS: the lab waits for those to accept, and nothing
+# listens here. 26 is free modulo 100 (see above). gone@ is accepted at RCPT but has no Dovecot
+# user: LMTP refuses it after the fact, so Postfix returns a real DSN to the sender.
+POLICY_PORT_OFFSET = 6026
+FLAKY_USER = "flaky"  # an alias of sink, guarded by the policy service
+GONE_USER = "gone"  # accepted by Postfix, unknown to Dovecot: a bounce
+
 # unix socket paths are limited to 108 bytes; the deepest lab socket adds ~45.
 MAX_DIR_LEN = 60
 
@@ -85,6 +94,10 @@ class Lab:
 
     def port(self, name: str) -> int:
         return self.base + PORT_OFFSETS[name]
+
+    @property
+    def policy_port(self) -> int:
+        return self.base + POLICY_PORT_OFFSET
 
     @property
     def ports(self) -> dict[str, int]:

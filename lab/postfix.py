@@ -17,7 +17,7 @@ import os
 import pwd
 import time
 
-from lab.layout import ALIASES, DOMAIN, MAIL_HOST, MX_HOST, USERS, Lab
+from lab.layout import ALIASES, DOMAIN, FLAKY_USER, GONE_USER, MAIL_HOST, MX_HOST, USERS, Lab
 from lab.process import ENV_MARK, Daemon
 
 IMPORT_ENV = f"MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME {ENV_MARK}"
@@ -86,6 +86,16 @@ smtpd_sasl_authenticated_header = yes
 smtpd_sender_login_maps = texthash:{etc}/senders
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
 
+# Mail-out tests (lab/layout.py POLICY_PORT_OFFSET): RCPT to flaky@ on the submission
+# services asks a policy service only a test runs; with nobody listening Postfix answers
+# 451 4.3.5, and a test's server can say DUNNO (accept) or hold the reply.
+smtpd_restriction_classes = flaky_policy
+flaky_policy = check_policy_service inet:127.0.0.1:{lab.policy_port}
+smtpd_policy_service_timeout = 60s
+# A new connection per request: a test's server comes and goes, and a connection kept from
+# the last one would fail the next request without asking the new server.
+smtpd_policy_service_request_limit = 1
+
 milter_protocol = 6
 # A milter that is down must not let unsigned or unchecked mail through.
 milter_default_action = tempfail
@@ -103,6 +113,7 @@ def master_cf(lab: Lab) -> str:
   -o smtpd_helo_restrictions=
   -o smtpd_sender_restrictions={sender_check}permit_sasl_authenticated,reject
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=check_recipient_access,texthash:{lab.etc}/postfix/policy_recipients
   -o milter_macro_daemon_name=ORIGINATING
   -o smtpd_milters={dkim}
   -o content_filter=mxloop:[127.0.0.1]:{p("smtp")}"""
@@ -154,8 +165,9 @@ postlog unix-dgram n - n - 1 postlogd
 
 
 def tables(lab: Lab) -> dict[str, str]:
-    mailboxes = "".join(f"{u}@{DOMAIN} OK\n" for u in USERS)
-    aliases = "".join(f"{a}@{DOMAIN} {u}@{DOMAIN}\n" for a, u in ALIASES.items())
+    # gone@ passes Postfix's recipient check, then Dovecot refuses it: a bounce after acceptance.
+    mailboxes = "".join(f"{u}@{DOMAIN} OK\n" for u in (*USERS, GONE_USER))
+    aliases = "".join(f"{a}@{DOMAIN} {u}@{DOMAIN}\n" for a, u in {**ALIASES, FLAKY_USER: "sink"}.items())
     # Who may use which envelope sender: each user itself, ops also its aliases.
     owners = {f"{u}@{DOMAIN}": f"{u}@{DOMAIN}" for u in USERS}
     owners.update({f"{a}@{DOMAIN}": f"{u}@{DOMAIN}" for a, u in ALIASES.items()})
@@ -167,6 +179,7 @@ def tables(lab: Lab) -> dict[str, str]:
         "aliases": aliases,
         "senders": senders,
         "sink.regexp": sink,
+        "policy_recipients": f"{FLAKY_USER}@{DOMAIN} flaky_policy\n",
     }
 
 
