@@ -347,3 +347,32 @@ def test_a_gate_whose_contract_is_absent_is_skip_and_an_unknown_pack_is_a_usage_
     assert gate["detail"] == "contract communications.inbox.contract.yaml absent from the root's bindings"
     bad = cli("verify.pack.run", "nightly", "--root", str(root))
     assert bad.exit_code == 2 and "no verify pack 'nightly'" in bad.stdout + bad.stderr
+
+
+def test_a_live_gate_writes_its_own_receipt_even_under_the_spines_runner(cli, root):
+    # Under the spine's runner verify adopts SPINE_CAP_RUN_KEY; the gate's capability must not adopt it too,
+    # or its receipt.json would replace verify's own.
+    write_gates(root, [{"id": "D920", "run": {"capability": "mailroom.status"}, "ring": "instant"}])
+    adopted = "CAP-20310301-120000__verify.core.run__Rspine001"
+    (root / "receipts" / "sessions" / f"R{adopted}").mkdir(parents=True)
+    result = cli("verify.core.run", "--root", str(root), "--json", env={"SPINE_CAP_RUN_KEY": adopted})
+    gate = result.json()["data"]["gates"][0]
+    assert result.exit_code == 0 and gate["status"] == "PASS", gate
+    assert gate["run_key"] != adopted and "__mailroom.status__" in gate["run_key"]
+    assert json.loads((Path(gate["receipt"]) / "receipt.json").read_text())["capability"] == "mailroom.status"
+    mine = json.loads((root / "receipts" / "sessions" / f"R{adopted}" / "receipt.json").read_text())
+    assert mine["capability"] == "verify.core.run" and mine["run_key"] == adopted
+
+
+def test_a_failing_gate_is_a_junit_failure_with_its_fix_hint(cli, root, tmp_path):
+    import xmlschema
+
+    write_gates(root, [{"id": "D921", "run": {"capability": "mailroom.status", "expect_data": {"nothing.here": 1}},
+                        "ring": "instant", "fix_hint": "put something here"}])  # fmt: skip
+    junit = tmp_path / "v.xml"
+    result = cli("verify.core.run", "--root", str(root), "--junit", str(junit))
+    assert result.exit_code == 1 and "D921 FAIL: mailroom.status: nothing.here is None, expected 1" in result.stdout
+    suite = xmlschema.XMLSchema(JUNIT_XSD).to_dict(str(junit))["testsuite"][0]
+    case = suite["testcase"][0]
+    assert case["@name"] == "D921 g" and case["failure"][0]["@type"] == "high"
+    assert "fix: put something here" in case["failure"][0]["$"]
