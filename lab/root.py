@@ -229,6 +229,34 @@ def write_secrets(lab: Lab, passwords: dict[str, str]) -> None:
             out.write(password)  # no newline: readers take the file content as the secret
 
 
+def outbox_contract(lab: Lab) -> str:
+    """Mail out in the lab: retries a second apart so tests and the demo never wait long."""
+    return "\n".join(
+        [
+            "# Written by the spine-comms lab: how communications.mail.send submits and retries.",
+            "version: 1",
+            "submission: {form: SMTPS, timeout_seconds: 20}",
+            "retry: {backoff_seconds: [1], max_attempts: 5, time_to_live_seconds: 3600}",
+            "bounce_notice: {enabled: true}",
+            "unknown_outcome: {lookup_folders: [Sent]}",
+            "",
+        ]
+    )
+
+
+def write_loop_evidence(lab: Lab) -> None:
+    """The loop the toolkit was built to close: its scope in the mailroom state (where loop.evidence finds a
+    loop id) and the contract mapping its steps to receipts, both as spine-comms ships them."""
+    import spine_comms
+
+    shipped = Path(spine_comms.__file__).parent / "governance" / "loops"
+    scopes = lab.root / "mailroom" / "state" / "loop-scopes"
+    scopes.mkdir(parents=True, exist_ok=True)
+    for scope in shipped.glob("LOOP-*.scope.md"):
+        shutil.copyfile(scope, scopes / scope.name)
+    shutil.copyfile(shipped / "loop.evidence.contract.yaml", lab.root / "bindings" / "loop.evidence.contract.yaml")
+
+
 def write_root(lab: Lab) -> None:
     bindings = lab.root / "bindings"
     bindings.mkdir(parents=True, exist_ok=True)
@@ -238,5 +266,7 @@ def write_root(lab: Lab) -> None:
     (bindings / "communications.dav.contract.yaml").write_text(dav_contract(lab))
     (bindings / "communications.inbox.contract.yaml").write_text(inbox_contract(lab))
     (bindings / "communications.sieve.contract.yaml").write_text(sieve_contract(lab))
+    write_loop_evidence(lab)
+    (bindings / "communications.outbox.contract.yaml").write_text(outbox_contract(lab))
     # The operator's calendar layers (the spine's sample), the source of calendar.sync.*.
     shutil.copyfile(Path(__file__).parent / "data" / "calendar.global.yaml", bindings / "calendar.global.yaml")

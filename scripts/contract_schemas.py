@@ -15,8 +15,11 @@ from pathlib import Path
 
 from spine_comms.contracts.dav import DAV_CONTRACT, DavContract
 from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
+from spine_comms.contracts.loop_evidence import LOOP_EVIDENCE_CONTRACT, LoopEvidenceContract
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
 from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
+from spine_comms.contracts.verify import VERIFY_CONTRACT, VerifyContract
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "spine_comms" / "schemas"
 MODELS = {
@@ -24,11 +27,16 @@ MODELS = {
     DAV_CONTRACT: DavContract,
     MAILAUTH_CONTRACT: MailAuthContract,
     SIEVE_CONTRACT: SieveContract,
+    VERIFY_CONTRACT: VerifyContract,
+    LOOP_EVIDENCE_CONTRACT: LoopEvidenceContract,
+    OUTBOX_CONTRACT: OutboxContract,
 }
 
 
 def schema_path(contract: str) -> Path:
-    return SCHEMAS / contract.replace(".contract.yaml", ".contract.schema.json")
+    # communications.inbox.contract.yaml -> communications.inbox.contract.schema.json; verify.gates.yaml ->
+    # verify.gates.contract.schema.json (a contract whose file name does not say so).
+    return SCHEMAS / (contract.removesuffix(".yaml").removesuffix(".contract") + ".contract.schema.json")
 
 
 def render(contract: str) -> str:

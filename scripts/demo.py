@@ -16,6 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SPINE_COMMS = str(Path(PY).parent / "spine-comms")
 
+# Phase 3 mail out: one mail from ops@ to noreply@ (a dry run, the send, the same send again).
+DEMO_MAIL = ["--from", "ops", "--to", "noreply@spine.test", "--subject", "Demo: via the outbox"]
+DEMO_MAIL += ["--body", "Sent by make demo through the outbox."]
+
 # (capability, extra options). Run in this order against the lab's root; {lab_dir} and
 # {root} in an option are filled in from the running lab.
 DEMO: list[tuple[str, list[str]]] = [
@@ -69,6 +73,22 @@ DEMO: list[tuple[str, list[str]]] = [
     ("sieve.apply", []),
     ("sieve.apply", ["--execute", "--yes"]),
     ("sieve.status", []),
+    # Phase 3: mail out. A dry run (the headers that would go), the send through the durable outbox
+    # (delivered: accepted by the lab's Postfix), the same send again (one message, not two), a flush
+    # with nothing due, and the outbox's history.
+    ("communications.mail.send", DEMO_MAIL),
+    ("communications.mail.send", [*DEMO_MAIL, "--execute"]),
+    ("communications.mail.send", [*DEMO_MAIL, "--execute"]),
+    ("communications.outbox.flush", []),
+    ("communications.outbox.status", []),
+    # Phase 4: governance. Registry parity with the spine's D67/D63 rules, the core verify gates and the
+    # weekly hygiene pack (step 4.4 of the loop).
+    ("capabilities.verify", []),
+    ("verify.core.run", []),
+    ("verify.pack.run", ["hygiene-weekly"]),
+    ("verify.pack.run", ["communications"]),  # the check: every communications gate PASS
+    # The very last step: every Definition of Done of the loop proven by the receipts the steps above wrote.
+    ("loop.evidence", ["LOOP-COMMS-AGENTIC-LAYER-20260223"]),
 ]
 
 
