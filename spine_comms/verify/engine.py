@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spine_comms.contracts.verify import Gate
@@ -29,7 +29,6 @@ class RunReport:
     results: list[GateResult]
     max_in_flight: int
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def budget_exceeded(self) -> bool:

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -209,10 +208,3 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def timed(function, *args) -> GateResult:
-    started = time.monotonic()
-    result = function(*args)
-    result.elapsed = time.monotonic() - started
-    return result

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from spine_comms.core.atomic import write_atomic
 from spine_comms.verify.engine import RunReport
 from spine_comms.verify.gates import FAIL, PASS, SKIP
 
@@ -111,7 +109,3 @@ def _label(value: str) -> str:
 
 def _number(value: float) -> str:
     return repr(float(value)) if value != int(value) else str(int(value))
-
-
-def write_report(path: Path, text: str) -> None:
-    write_atomic(path, text)

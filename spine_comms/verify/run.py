@@ -122,8 +122,9 @@ def _evaluator(ctx: RunContext):
 
 
 def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> Result:
+    from spine_comms.core.atomic import write_atomic
     from spine_comms.verify.evaluate import last_success
-    from spine_comms.verify.reports import budget_line, junit_xml, prometheus_text, write_report
+    from spine_comms.verify.reports import budget_line, junit_xml, prometheus_text
 
     keys = report.summary_keys()
     finished = ctx.clock()
@@ -140,12 +141,12 @@ def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> R
                      report.ring, f"<= {report.budget:g} s", round(report.elapsed, 3)))  # fmt: skip
     files = {}
     if junit is not None:
-        write_report(junit, junit_xml(report, finished))
+        write_atomic(junit, junit_xml(report, finished))
         files["junit"] = str(junit)
     if prom is not None:
         capabilities = sorted({r.capability for r in report.results if r.capability})
         successes = {c: last_success(ctx.root.receipts_dir, c) for c in capabilities}
-        write_report(prom, prometheus_text(report, finished, successes))
+        write_atomic(prom, prometheus_text(report, finished, successes))
         files["prom"] = str(prom)
     # The spine's summary keys sit in a mapping of their own: the text view prints top-level scalars as
     # `key: value`, and a line `fail: 0` is what the spine's mixed-status heuristic reads as `^FAIL:`.
