@@ -194,7 +194,11 @@ def _lock(ctx: RunContext, given: float | None) -> GitLock:
         wait = given if given is not None else (float(raw) if raw.strip() else DEFAULT_WAIT_SECONDS)
     except ValueError:
         raise UsageError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from None
-    return GitLock(ctx.root.path, "gaps", wait)
+
+    def waiting(holder: str) -> None:
+        ctx.log(f"waiting up to {wait:g} s for the gaps lock ({holder})")
+
+    return GitLock(ctx.root.path, "gaps", wait, on_wait=waiting)
 
 
 def _write(ctx: RunContext, doc: RoundTripYaml, path: Path, existed: bool, commit: bool, message: str,

@@ -43,21 +43,26 @@ def _pid_alive(pid: int) -> bool:
 class GitLock:
     """Held across read, allocate and write. `wait_seconds` bounds the wait for another holder."""
 
-    def __init__(self, root: Path, lock_type: str, wait_seconds: float, clock=time.time):
+    def __init__(self, root: Path, lock_type: str, wait_seconds: float, clock=time.time, on_wait=None):
         self.path = lock_dir(root, lock_type)
         self.wait_seconds = wait_seconds
         self.clock = clock
+        self.on_wait = on_wait  # told once, with the holder, when the lock is busy
         self.reclaimed: list[str] = []  # what was taken over from a dead owner, for the result
 
     def __enter__(self) -> GitLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max(self.wait_seconds, 0)
+        told = False
         while True:
             try:
                 self.path.mkdir()
             except FileExistsError:
                 if self._reclaim_if_stale():
                     continue
+                if not told and self.on_wait is not None and self.wait_seconds > 0:
+                    self.on_wait(self._holder())
+                    told = True
                 if time.monotonic() >= deadline:
                     raise LockHeld(
                         f"the gaps lock {self.path} is held ({self._holder()})",
