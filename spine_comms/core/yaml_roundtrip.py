@@ -50,6 +50,7 @@ def _dotted(path: PathKey) -> str:
 class RoundTripYaml:
     def __init__(self, text: str, source: str, node: yaml.Node | None, data: Any):
         self.text = text
+        self.original = text  # as loaded: diff() shows what the edits changed
         self.source = source
         self.data = data
         self._node = node
@@ -149,6 +150,48 @@ class RoundTripYaml:
             end = start
             text = lead + self._emit_with(path, _item, item, dash, offset) + "\n"
         self._splice(start, end, text, path, lambda data: _list_at(data, path).append(item))
+
+    def merge(self, path: PathKey, wanted: dict) -> list[str]:
+        """Make the mapping at `path` hold `wanted`, recursively: absent keys added at the end,
+        differing scalars replaced, lists extended when the old list is their start. Keys not in
+        `wanted` stay. Returns the dotted paths that cannot change round-trip (a list to shorten or
+        reorder, a scalar to become a mapping); they are left as they were, for a person."""
+        path = tuple(path)
+        left: list[str] = []
+        for key, value in wanted.items():
+            current = self._value_at(path)
+            here = (*path, key)
+            if not isinstance(current, dict) or key not in current:
+                self.add_entry(path, key, value)
+                continue
+            old = current[key]
+            if _same(old, value):
+                continue
+            if isinstance(value, dict) and isinstance(old, dict):
+                left += self.merge(here, value)
+            elif isinstance(value, list) and isinstance(old, list) and _same(old, value[: len(old)]):
+                for item in value[len(old) :]:
+                    self.append_item(here, item)
+            elif not isinstance(value, dict | list) and not isinstance(old, dict | list):
+                self.set_scalar(here, value)
+            else:
+                left.append(_dotted(here))
+        return left
+
+    def _value_at(self, path: PathKey) -> Any:
+        value = self.data
+        for part in path:
+            value = value[part]
+        return value
+
+    def diff(self, label: str | None = None) -> str:
+        """A unified diff from the text as loaded to the text now ("" when nothing changed)."""
+        import difflib
+
+        name = label or self.source
+        lines = difflib.unified_diff(self.original.splitlines(keepends=True), self.text.splitlines(keepends=True),
+                                     f"a/{name}", f"b/{name}")  # fmt: skip
+        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
     def save(self, path: Path) -> None:
         """Write atomically, keeping the file's permission bits when it exists."""
