@@ -83,3 +83,31 @@ def test_flush_gives_up_past_ttl_or_max_attempts(lab, tmp_path, change, final, w
     assert entry["status"] == final and why in entry["last_error"]
     assert len(records(tmp_path)[out["send_id"]]["attempts"]) == len(change.get("attempts", record["attempts"]))
     assert len(list((tmp_path / "mailroom" / "inbox" / "queued").glob("*mail-bounce*.md"))) == 1
+
+
+def test_a_held_send_is_left_alone_by_flush_and_send(lab, tmp_path):
+    from spine_comms.outbox.store import OutboxStore
+
+    root, env = own_root(lab, tmp_path)
+    args = ("--to", "flaky@spine.test", "--subject", f"held {uuid.uuid4().hex[:8]}", "--body", "x", "--execute")
+    out = run(root, SEND, *args, env=env)[1]["data"]
+    store = OutboxStore(tmp_path / "mailroom" / "state")
+    with store.locked(out["send_id"]) as held:  # as another flush in the middle of an attempt would
+        assert held
+        flushed = run(root, "communications.outbox.flush", "--ignore-backoff", env=env)[1]
+        again = run(root, SEND, *args, env=env)[1]
+    assert flushed["data"]["sends"] == [{"send_id": out["send_id"], "status": "deferred", "busy": True}]
+    assert again["data"]["in_progress"] is True and again["status"] == "warn"
+    assert len(records(tmp_path)[out["send_id"]]["attempts"]) == 1
+
+
+def test_bcc_is_delivered_but_never_in_the_headers(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    out = run(root, SEND, "--to", "sink@spine.test", "--bcc", "alerts@spine.test", "--subject",
+              f"bcc {uuid.uuid4().hex[:8]}", "--body", "x", "--execute", env=env)[1]["data"]  # fmt: skip
+    needle = out["message_id"].encode()
+    for user in ("sink", "alerts"):
+        (copy,) = [m for m in read_mailbox(user, wait_for=needle) if needle in m]
+        msg = email.message_from_bytes(copy, policy=policy.default)
+        assert msg["Bcc"] is None and msg["To"] == "sink@spine.test" and msg["Cc"] is None
+        assert b"alerts@spine.test" not in copy.split(b"\r\n\r\n", 1)[0].split(b"\r\nFrom: ", 1)[1]
