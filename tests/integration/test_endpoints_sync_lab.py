@@ -57,7 +57,7 @@ def evidence(lab_root: Path, fake: FakeStalwart, tmp_path_factory) -> Path:
     contract["stalwart"] = {"url": fake.url, "username": fake.admin_login, "secret_ref": f"file:{secret}"}
     mailauth.write_text(yaml.safe_dump(contract, sort_keys=False))
     for capability in STATUS_CAPS:
-        code, envelope = run(root, capability)
+        _, envelope = run(root, capability)
         assert envelope["status"] != "error", (capability, envelope.get("error"))  # reached, whatever it found
     return root
 
