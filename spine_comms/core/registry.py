@@ -127,62 +127,45 @@ def discover_code() -> dict[str, CapabilityCode]:
     return dict(marks._BY_ID)
 
 
-REQUIRED_FIELDS = (
-    "description",
-    "command",
-    "safety",
-    "approval",
-    "lifecycle",
-    "outputs",
-    "domain",
-    "plane",
-    "arg_protocol",
-)
-ENUMS = {
-    "safety": ("read-only", "mutating", "destructive"),
-    "approval": ("auto", "manual", "operator"),
+# This project's own rules on top of the spine's D67/D63 (core/registry_rules.py): every
+# entry carries the fields the spine makes optional, with the spine's enums.
+PROJECT_FIELDS = ("lifecycle", "outputs", "domain", "plane", "arg_protocol")
+PROJECT_ENUMS = {
     "lifecycle": ("ready", "experimental"),
     "plane": ("fabric", "domain_external"),
-    "arg_protocol": ("passthrough", "argparse", "positional", "none"),
 }
 
 
 def parity_problems(registry: Registry) -> list[str]:
-    """Where the YAML registry, the map and the code disagree (ids, safety, approval, fields).
+    """Where the YAML registry, the map and the code disagree.
 
-    The same rules as the spine's D67 (map parity) and D63 (metadata), plus the code.
-    """
+    The spine's D67 (map parity) and D63 (metadata) rules, the fields this project
+    always fills, and the code: every capability in the code registered, with the
+    registry's safety and approval."""
+    from spine_comms.core.registry_rules import RegistryFiles, d63, d67
+
+    files = RegistryFiles("project", Path("."), Path("capabilities.yaml"), Path("capability_map.yaml"),
+                          registry.raw, registry.raw_map, baseline_note="required for every capability")  # fmt: skip
     problems = []
-    mapped = set((registry.raw_map.get("capabilities") or {}).keys())
-    listed = set(registry.capabilities)
-    problems += [f"MISSING from map: {cap}" for cap in sorted(listed - mapped)]
-    problems += [f"PHANTOM in map: {cap}" for cap in sorted(mapped - listed)]
-    problems += [f"UNREGISTERED in code: {cap}" for cap in sorted(set(discover_code()) - listed)]
+    for outcome in [d67(files), *d63(files)]:
+        for cap_id, message in outcome.violations:
+            problems.append(f"{message}: {cap_id}" if outcome.gate == "D67" else f"{cap_id}: {message}")
+    mapped = set(files.mapped)
+    problems += [f"UNREGISTERED in code: {cap}" for cap in sorted(set(discover_code()) - set(registry.capabilities))]
     for cap_id, spec in sorted(registry.capabilities.items()):
         entry = spec.entry
-        for name in REQUIRED_FIELDS:
-            if entry.get(name) in (None, "", []):
-                problems.append(f"{cap_id}: missing {name}")
-        for name, allowed in ENUMS.items():
+        problems += [f"{cap_id}: missing {name}" for name in PROJECT_FIELDS if entry.get(name) in (None, "", [])]
+        for name, allowed in PROJECT_ENUMS.items():
             if entry.get(name) is not None and entry[name] not in allowed:
                 problems.append(f"{cap_id}: {name} {entry[name]!r} not in {allowed}")
-        if not isinstance(entry.get("outputs"), list):
-            problems.append(f"{cap_id}: outputs must be a non-empty list")
-        for required in entry.get("requires") or []:
-            if required not in registry.capabilities:
-                problems.append(f"{cap_id}: requires unknown capability {required}")
-        if entry.get("touches_api") is True:
-            for needed in ("secrets.binding", "secrets.auth.status"):
-                if needed not in (entry.get("requires") or []):
-                    problems.append(f"{cap_id}: touches_api needs requires {needed}")
         if spec.phase and spec.phase not in registry.phases:
             problems.append(f"{cap_id}: unknown phase {spec.phase!r}")
-        if cap_id in mapped and spec.map_entry.get("safety") != spec.safety:
+        if cap_id not in mapped:
+            continue
+        if spec.map_entry.get("safety") != spec.safety:
             problems.append(
                 f"{cap_id}: safety {spec.safety!r} in the registry, {spec.map_entry.get('safety')!r} in the map"
             )
-        if cap_id not in mapped:
-            continue
         try:
             code = spec.load()
         except (ImportError, LookupError) as exc:

@@ -26,7 +26,7 @@ from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, Problem, UsageError
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.governance import shim
-from spine_comms.governance.registry_rules import (
+from spine_comms.core.registry_rules import (
     RegistryFiles,
     RuleOutcome,
     command_target,

@@ -76,8 +76,8 @@ def test_spine_rules_on_fields(tmp_path):
 
     problems = _doctored(tmp_path, change)
     assert any("plane 'sideways'" in p for p in problems)
-    assert any("touches_api needs requires secrets.binding" in p for p in problems)
-    assert any("missing outputs" in p for p in problems)
+    assert any("touches_api: true but requires lacks secrets.binding" in p for p in problems)
+    assert any("outputs None is not a non-empty list" in p for p in problems)
 
 
 def test_the_readme_documents_every_capability_and_exit_code():
