@@ -3,9 +3,10 @@
 `note_bounce` is what the pipeline calls for every committed message it classified as a
 bounce. It first writes the note durably (dsn-pending/), then applies it under the send's
 lock and removes it; a note left behind (lock busy, process killed) is applied by the next
-`communications.outbox.flush`. Correlation: the original Message-ID the DSN quotes, else
-the failed recipient and time (the latest accepted send to that address within
-MATCH_WINDOW). A failed DSN marks the send bounced (permanent), logs it and enqueues the
+`communications.outbox.flush`. Correlation: the original Message-ID the DSN quotes; only
+when it quotes none, the failed recipient and time (the latest send to that address accepted
+within MATCH_WINDOW and before the DSN's Date). A DSN quoting a Message-ID that is not ours
+is not ours, whatever its recipient. A failed DSN marks the send bounced (permanent), logs it and enqueues the
 bounce notice; a delayed DSN only records the delay. Applying the same DSN twice changes
 nothing (keyed by the DSN's own Message-ID).
 """
@@ -89,6 +90,10 @@ def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
     if by_id and store.record_path(by_id).exists():
         note["correlated_by"] = "message_id"
         return by_id
+    if note.get("original_message_id"):
+        return None  # it names the message it reports, and that is not one of ours: no guessing
+    # The DSN cannot report a message accepted after it was written (its Date, else when we saw it).
+    latest = min(now, _parse(note.get("dsn_date") or "") or now) + timedelta(minutes=5)
     failed = {(r.get("recipient") or "").strip().lower() for r in note.get("recipients", [])} - {""}
     if not failed:
         return None
@@ -101,7 +106,7 @@ def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
             continue
         at = max(accepted)
         when = _parse(at)
-        if when and now - MATCH_WINDOW <= when <= now + timedelta(minutes=5) and at > best_at:
+        if when and now - MATCH_WINDOW <= when <= latest and at > best_at:
             best, best_at = record["send_id"], at
     if best:
         note["correlated_by"] = "recipient_time"

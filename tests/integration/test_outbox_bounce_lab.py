@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,23 @@ def test_dsn_without_message_id_correlates_by_recipient_and_time(lab, tmp_path, 
     assert note_bounce(state, normalized, now=datetime.now(UTC)) == out["data"]["send_id"]
     assert records(tmp_path)[out["data"]["send_id"]]["dsn"][0]["correlated_by"] == "recipient_time"
     assert apply_pending(state, now=datetime.now(UTC)) == []  # nothing left pending
+
+
+def _pipeline_calls_note_bounce() -> bool:
+    inbox = Path(__file__).resolve().parents[2] / "spine_comms" / "inbox"
+    return any("note_bounce" in p.read_text() for p in inbox.glob("*.py"))
+
+
+@pytest.mark.skipif(not _pipeline_calls_note_bounce(), reason="the inbox pipeline does not call note_bounce yet")
+def test_inbox_poll_correlates_the_dsn_end_to_end(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    title = f"outbox bounce-e2e {uuid.uuid4().hex[:10]}"
+    out = run(root, "communications.mail.send", "--from", "alerts", "--to", "gone@spine.test", "--subject", title,
+              "--body", "x\n", "--execute", env=env)[1]["data"]  # fmt: skip
+    _dsn_for(read_mailbox, out["message_id"])
+    code, _, err = run(root, "communications.inbox.poll", "--enqueue", "--mailbox", "alerts", env=env)
+    assert code in (0, 1), err
+    record = records(tmp_path)[out["send_id"]]
+    assert record["status"] == "bounced" and record["dsn"][0]["correlated_by"] == "message_id"
+    notices = list((tmp_path / "mailroom" / "inbox" / "queued").glob("*mail-bounce*.md"))
+    assert len(notices) == 1 and out["send_id"] in notices[0].read_text()

@@ -169,3 +169,13 @@ def test_notice_switch_off_and_unmatched_dsn(tmp_path):
     late = NOW + timedelta(days=30)
     stale = _dsn("failed", "5.1.1", original=None)
     assert note_bounce(tmp_path / "state", stale, now=late) is None  # too long after the send to guess
+
+
+def test_no_guessing_when_the_dsn_names_another_message_or_predates_the_send(tmp_path):
+    _sent(tmp_path)
+    foreign = _dsn("failed", "5.1.1", original="<someone-elses@spine.test>")  # same recipient, not our message
+    assert note_bounce(tmp_path / "state", foreign, now=NOW) is None
+    earlier = _dsn("failed", "5.1.1", original=None)
+    earlier["date_utc"] = "2026-03-01T11:00:00Z"  # written before our send was accepted (11:59)
+    assert note_bounce(tmp_path / "state", earlier, now=NOW) is None
+    assert OutboxStore(tmp_path / "state").pending_dsns() == []
