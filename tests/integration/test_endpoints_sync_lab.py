@@ -109,6 +109,8 @@ def test_dry_run_shows_the_diff_execute_writes_and_a_second_run_changes_nothing(
     code, again = run(root, "contract.endpoints.sync", "--execute", "--yes")
     assert code == 0 and again["data"]["diff"] == [] and again["data"]["written"] is False
     assert (root / STACK).read_text() == after
+    written = after + "".join(p.read_text() for p in Path(done["receipt"]).iterdir())
+    assert FakeStalwart().admin_password not in written  # the API's secret is never what the sync copies
 
 
 def fake_url(evidence: Path) -> str:
