@@ -264,3 +264,17 @@ def test_save_is_atomic_and_keeps_the_file_mode(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["stack.yaml"]  # no temporary file left behind
     assert changed_lines(STACK_SAMPLE.read_text(), doc.text)[0][0] == "insert"
     assert len(changed_lines(STACK_SAMPLE.read_text(), doc.text)) == 1
+
+
+def test_merge_adds_replaces_extends_and_leaves_what_it_cannot_do_round_trip():
+    text = "s:\n  a: 1  # keep\n  l:\n    - x\n  m:\n    k: v\n  other: kept\n  short:\n    - p\n    - q\n"
+    doc = edit(text)
+    left = doc.merge(("s",), {"a": 2, "l": ["x", "y"], "m": {"k": "v", "n": {"deep": True}}, "short": ["q"],
+                              "new": "z"})  # fmt: skip
+    assert left == ["s.short"]
+    assert doc.text == (
+        "s:\n  a: 2  # keep\n  l:\n    - x\n    - y\n  m:\n    k: v\n    n:\n      deep: true\n  other: kept\n"
+        "  short:\n    - p\n    - q\n  new: z\n"
+    )
+    merged = doc.text
+    assert doc.merge(("s",), {"a": 2, "new": "z"}) == [] and doc.text == merged  # a second merge: nothing
