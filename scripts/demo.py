@@ -20,6 +20,11 @@ SPINE_COMMS = str(Path(PY).parent / "spine-comms")
 DEMO_MAIL = ["--from", "ops", "--to", "noreply@spine.test", "--subject", "Demo: via the outbox"]
 DEMO_MAIL += ["--body", "Sent by make demo through the outbox."]
 
+# Phase 4 gaps: the gap the endpoint sync closes, filed under the loop (its discoverer).
+DEMO_GAP = ["--type", "missing-entry", "--severity", "medium", "--discovered-by", "LOOP-COMMS-AGENTIC-LAYER-20260223"]
+DEMO_GAP += ["--doc", "bindings/communications.stack.contract.yaml", "--description"]
+DEMO_GAP += ["Stack contract lacks the CalDAV, CardDAV, ManageSieve, IMAP-poll and admin endpoints (loop step 4.5)."]
+
 # (capability, extra options). Run in this order against the lab's root; {lab_dir} and
 # {root} in an option are filled in from the running lab.
 DEMO: list[tuple[str, list[str]]] = [
@@ -81,6 +86,14 @@ DEMO: list[tuple[str, list[str]]] = [
     ("communications.mail.send", [*DEMO_MAIL, "--execute"]),
     ("communications.outbox.flush", []),
     ("communications.outbox.status", []),
+    # Phase 4: gaps and contract updates (loop step 4.5). The missing endpoints are filed as a gap under
+    # the loop, the sync shows its diff and then writes what the status receipts above proved into the
+    # stack contract, and the gap is closed as fixed by it.
+    ("gaps.file", DEMO_GAP),
+    ("gaps.list", []),
+    ("contract.endpoints.sync", []),
+    ("contract.endpoints.sync", ["--execute", "--yes"]),
+    ("gaps.close", ["--id", "GAP-OP-1", "--status", "fixed", "--fixed-in", "contract.endpoints.sync", "--yes"]),
     # Phase 4: governance. Registry parity with the spine's D67/D63 rules, the core verify gates and the
     # weekly hygiene pack (step 4.4 of the loop).
     ("capabilities.verify", []),
