@@ -6,7 +6,9 @@ comments, key order, quoting and blank lines must survive. ruamel.yaml keeps
 comments but re-indents and re-quotes untouched parts, which a byte-diff review
 would show as noise. So edits here are text splices located by PyYAML's node
 marks: a scalar's span is replaced, a new entry or item is inserted after the
-last line of its mapping or sequence, and nothing else is touched.
+last line of its mapping or sequence, and nothing else is touched. How the new
+values are written (block style in the file's own indentation, quoting that reads
+back the same) is core.yaml_emit's part.
 
 Every edit is checked: the new text is parsed again and must equal the old data
 with exactly the intended change (types and key order included). Anything else
@@ -17,8 +19,6 @@ never corrupt a file silently.
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,9 @@ import yaml
 
 from spine_comms.core.atomic import write_atomic
 from spine_comms.core.errors import ContractError, Problem
+from spine_comms.core.yaml_emit import COMPOSER, emit_entry, emit_item, emit_scalar, file_layout, same
 
 PathKey = tuple[str | int, ...]
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# What PyYAML's reader refuses, plus the characters YAML treats as line breaks.
-_UNSAFE_IN_BLOCK = re.compile("[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x85": "\\N", "\u2028": "\\L",
-            "\u2029": "\\P", "\x00": "\\0"}  # fmt: skip
-_PRINTABLE = re.compile("[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class RoundTripError(ContractError):
@@ -123,12 +118,12 @@ class RoundTripYaml:
             if node.value:
                 raise self._error(path, "is a flow-style mapping {...} with entries; only block style is edited")
             col = self._empty_flow_col(node, path)
-            text = "\n" + self._emit_with(path, _entry, key, value, col)
+            text = "\n" + self._emit_with(path, emit_entry, key, value, col)
             start, end = self._flow_span(node)
         else:
             start, lead = self._insert_point(node)
             end = start
-            text = lead + self._emit_with(path, _entry, key, value, node.start_mark.column) + "\n"
+            text = lead + self._emit_with(path, emit_entry, key, value, node.start_mark.column) + "\n"
         self._splice(start, end, text, (*path, key), lambda data: _dict_at(data, path).__setitem__(key, value))
 
     def append_item(self, path: PathKey, item: Any) -> None:
@@ -141,14 +136,14 @@ class RoundTripYaml:
             if node.value:
                 raise self._error(path, "is a flow-style sequence [...] with items; only block style is edited")
             dash = self._empty_flow_col(node, path, sequence=True)
-            text = "\n" + self._emit_with(path, _item, item, dash, 2)
+            text = "\n" + self._emit_with(path, emit_item, item, dash, 2)
             start, end = self._flow_span(node)
         else:
             dash = node.start_mark.column
             offset = max(node.value[0].start_mark.column - dash, 2)
             start, lead = self._insert_point(node)
             end = start
-            text = lead + self._emit_with(path, _item, item, dash, offset) + "\n"
+            text = lead + self._emit_with(path, emit_item, item, dash, offset) + "\n"
         self._splice(start, end, text, path, lambda data: _list_at(data, path).append(item))
 
     def merge(self, path: PathKey, wanted: dict) -> list[str]:
@@ -165,11 +160,11 @@ class RoundTripYaml:
                 self.add_entry(path, key, value)
                 continue
             old = current[key]
-            if _same(old, value):
+            if same(old, value):
                 continue
             if isinstance(value, dict) and isinstance(old, dict):
                 left += self.merge(here, value)
-            elif isinstance(value, list) and isinstance(old, list) and _same(old, value[: len(old)]):
+            elif isinstance(value, list) and isinstance(old, list) and same(old, value[: len(old)]):
                 for item in value[len(old) :]:
                     self.append_item(here, item)
             elif not isinstance(value, dict | list) and not isinstance(old, dict | list):
@@ -215,7 +210,7 @@ class RoundTripYaml:
             return None, 0, 0, "the document is empty"
         for depth, part in enumerate(path):
             if isinstance(node, yaml.MappingNode):
-                found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and _same(_construct(k), part)]
+                found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and same(_construct(k), part)]
                 if not found:
                     return node, owner_col, depth, "not found"
                 owner_col, node = found[0][0].start_mark.column, found[0][1]
@@ -230,7 +225,7 @@ class RoundTripYaml:
         return node, owner_col, len(path), None
 
     def _child(self, node: yaml.MappingNode, key: Any, path: PathKey):
-        matches = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and _same(_construct(k), key)]
+        matches = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and same(_construct(k), key)]
         if len(matches) > 1:
             raise self._error(path, f"the key appears {len(matches)} times; refusing to guess which to edit")
         return matches[0] if matches else None
@@ -246,7 +241,7 @@ class RoundTripYaml:
 
     def _emit(self, path: PathKey, value: Any, col: int, **how) -> str:
         try:
-            return _scalar(value, col, **how)
+            return emit_scalar(value, col, **how)
         except TypeError as exc:
             raise self._error(path, str(exc)) from None
 
@@ -273,10 +268,10 @@ class RoundTripYaml:
         return col + (self._seq_offset() if sequence else self._step())
 
     def _step(self) -> int:
-        return _layout(self._node)[0]
+        return file_layout(self._node)[0]
 
     def _seq_offset(self) -> int:
-        return _layout(self._node)[1]
+        return file_layout(self._node)[1]
 
     # ---- the one way text changes ---------------------------------------------------------------
 
@@ -293,7 +288,7 @@ class RoundTripYaml:
             node, data = _parse(text, self.source)
         except ContractError as exc:
             raise self._error(path, f"the edit would not parse ({exc.lines()[0]}); file left as it was") from None
-        if not _same(data, expected):
+        if not same(data, expected):
             raise self._error(path, "the edit would change more than intended; file left as it was")
         self.text, self._node, self.data = text, node, data
 
@@ -306,12 +301,12 @@ class RoundTripYaml:
         return node.start_mark.line + 1 if node is not None else None
 
 
-# ---- parsing and comparing --------------------------------------------------------------------
+# ---- parsing and locating ---------------------------------------------------------------------
 
 
 def _parse(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     try:
-        nodes = [n for n in yaml.compose_all(text, Loader=_COMPOSER) if n is not None]
+        nodes = [n for n in yaml.compose_all(text, Loader=COMPOSER) if n is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = exc.problem or exc.context or "invalid YAML"
@@ -335,19 +330,6 @@ def _construct(node: yaml.Node) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, with the same types (True is not 1) and the same key order."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and a != a:
-        return b != b
-    return a == b
 
 
 def _kind(node: yaml.Node | None) -> str:
@@ -400,158 +382,3 @@ def _block_content_col(text: str, start: int, end: int) -> int | None:
         if line.strip():
             return len(line) - len(line.lstrip(" "))
     return None
-
-
-def _layout(root: yaml.Node | None) -> tuple[int, int]:
-    """(indent step, offset of a block sequence under its key) as the file itself uses them."""
-    step, seq = None, None
-    stack = [root] if root is not None else []
-    while stack and (step is None or seq is None):
-        node = stack.pop()
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        if not isinstance(node, yaml.MappingNode) or node.flow_style:
-            continue
-        for key, value in node.value:
-            stack.append(value)
-            if value.start_mark.line <= key.start_mark.line or getattr(value, "flow_style", True) or not value.value:
-                continue
-            offset = value.start_mark.column - key.start_mark.column
-            if isinstance(value, yaml.MappingNode) and step is None and offset > 0:
-                step = offset
-            elif isinstance(value, yaml.SequenceNode) and seq is None and offset >= 0:
-                seq = offset
-    return step or 2, 2 if seq is None else seq
-
-
-# ---- emitting ---------------------------------------------------------------------------------
-
-
-def _entry(key: Any, value: Any, col: int, step: int, seq: int) -> str:
-    """`key: value` at column `col`, as complete lines without the final newline."""
-    head = " " * col + _key(key) + ":"
-    if isinstance(value, dict) and value:
-        return head + "\n" + _mapping(value, col + step, step, seq)
-    if isinstance(value, list) and value:
-        return head + "\n" + _sequence(value, col + seq, step, seq)
-    return head + " " + _scalar(value, col + step, allow_block=True)
-
-
-def _mapping(value: dict, col: int, step: int, seq: int) -> str:
-    return "\n".join(_entry(k, v, col, step, seq) for k, v in value.items())
-
-
-def _sequence(value: list, dash: int, step: int, seq: int) -> str:
-    return "\n".join(_item(v, dash, 2, step, seq) for v in value)
-
-
-def _item(value: Any, dash: int, offset: int, step: int, seq: int) -> str:
-    """One `- item` with its dash at `dash` and its content at `dash + offset`."""
-    col = dash + offset
-    if isinstance(value, dict) and value:
-        body = _mapping(value, col, step, seq)
-    elif isinstance(value, list) and value:
-        body = _sequence(value, col, step, seq)
-    else:
-        return " " * dash + "-" + " " * (offset - 1) + _scalar(value, col, allow_block=True)
-    return " " * dash + "-" + " " * (offset - 1) + body[col:]
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, str) and key and _plain_ok(key, as_key=True):
-        return key
-    if isinstance(key, str):
-        return _double(key)
-    if isinstance(key, int) and not isinstance(key, bool):
-        return str(key)
-    raise TypeError(f"cannot write a key of type {type(key).__name__}")
-
-
-def _scalar(value: Any, content_col: int, *, allow_block: bool, style: str | None = None, flow: bool = False) -> str:
-    """A scalar's text. Multi-line strings become `|` blocks (content at content_col) where that
-    reads back the same; other strings are plain when that reads back the same, else double-quoted."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value:
-            return ".nan"
-        if value in (float("inf"), float("-inf")):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)  # Python writes 1e-05; YAML 1.1 reads that as a string, 1.0e-05 as a float
-        return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()  # plain, so it reads back as a date
-    if isinstance(value, dict | list) and not value:
-        return "{}" if isinstance(value, dict) else "[]"
-    if not isinstance(value, str):
-        raise TypeError(f"cannot write a value of type {type(value).__name__}")
-    if "\n" in value:
-        if allow_block:
-            block = _literal(value, content_col)
-            if block is not None:
-                return block
-        return _double(value)
-    if style == "'" and all(_PRINTABLE.match(c) for c in value):
-        return "'" + value.replace("'", "''") + "'"
-    if style in (None, "") and not flow and value and _plain_ok(value):
-        return value
-    return _double(value)
-
-
-def _plain_ok(value: str, *, as_key: bool = False) -> bool:
-    if value != value.strip() or not all(_PRINTABLE.match(c) for c in value) or value[0] in "-?:,[]{}#&*!|>'\"%@`":
-        return False
-    if ": " in value or " #" in value or value.endswith(":") or "\t" in value:
-        return False
-    if as_key:
-        return _reads_back(f"{value}: 1", {value: 1})
-    return _reads_back(f"k: {value}", {"k": value}) and _reads_back(f"- {value}", [value])
-
-
-def _reads_back(text: str, expected: Any) -> bool:
-    """Both PyYAML loaders (libyaml and pure Python; they differ at the edges) read `expected`."""
-    loaders = {yaml.SafeLoader, _COMPOSER}
-    try:
-        return all(_same(yaml.load(text, Loader=loader), expected) for loader in loaders)
-    except yaml.YAMLError:
-        return False
-
-
-def _literal(value: str, col: int) -> str | None:
-    """`|` or `|-` with the lines at column `col`; None when a literal block cannot hold the text
-    (then it is double-quoted). `|+` is never written: kept trailing blank lines would swallow the
-    blank lines that follow in the file."""
-    if _UNSAFE_IN_BLOCK.search(value):
-        return None
-    body = value.rstrip("\n")
-    trailing = len(value) - len(body)
-    first = next((line for line in body.split("\n") if line.strip()), "")
-    if trailing > 1 or not first or first[0] in " \t":
-        return None
-
-    def block(at: int) -> str:
-        return ("|" if trailing else "|-") + "".join(
-            "\n" + (" " * at + line if line else "") for line in body.split("\n")
-        )
-
-    return block(col) if _reads_back("k: " + block(2) + "\n", {"k": value}) else None
-
-
-def _double(value: str) -> str:
-    out = []
-    for char in value:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif _PRINTABLE.match(char):
-            out.append(char)
-        elif ord(char) <= 0xFF:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) <= 0xFFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return '"' + "".join(out) + '"'
