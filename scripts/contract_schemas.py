@@ -13,24 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from spine_comms.contracts.dav import DAV_CONTRACT, DavContract
-from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
-from spine_comms.contracts.loop_evidence import LOOP_EVIDENCE_CONTRACT, LoopEvidenceContract
-from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
-from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
-from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
-from spine_comms.contracts.verify import VERIFY_CONTRACT, VerifyContract
+from spine_comms.contracts.catalog import introduced_models
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "spine_comms" / "schemas"
-MODELS = {
-    INBOX_CONTRACT: InboxContract,
-    DAV_CONTRACT: DavContract,
-    MAILAUTH_CONTRACT: MailAuthContract,
-    SIEVE_CONTRACT: SieveContract,
-    VERIFY_CONTRACT: VerifyContract,
-    LOOP_EVIDENCE_CONTRACT: LoopEvidenceContract,
-    OUTBOX_CONTRACT: OutboxContract,
-}
+MODELS = introduced_models()
 
 
 def schema_path(contract: str) -> Path:

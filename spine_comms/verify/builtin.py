@@ -21,29 +21,14 @@ from spine_comms.core.yamlfile import load_yaml
 from spine_comms.verify.gates import FAIL, PASS, SKIP, GateResult, verdict
 
 
-def known_models() -> dict[str, type]:
-    """Contract file name -> its model; a new contract belongs here so this gate validates it."""
-    from spine_comms.calendar.layers import CalendarSource
-    from spine_comms.contracts.dav import DAV_CONTRACT, DavContract
-    from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
-    from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
-    from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-    from spine_comms.contracts.verify import VERIFY_CONTRACT, VerifyContract
-
-    return {
-        STACK_CONTRACT: StackContract, MAILAUTH_CONTRACT: MailAuthContract, DAV_CONTRACT: DavContract,
-        INBOX_CONTRACT: InboxContract, SIEVE_CONTRACT: SieveContract, VERIFY_CONTRACT: VerifyContract,
-        "calendar.global.yaml": CalendarSource,
-    }  # fmt: skip
-
-
 def contracts_valid(gate: Gate, root: Root) -> GateResult:
     bindings = root.bindings_dir
     if not bindings.is_dir():
         return verdict(gate, SKIP, f"no bindings directory at {bindings}")
     files = sorted(p for p in bindings.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    models = known_models()
+    from spine_comms.contracts.catalog import contract_models
+
+    models = contract_models()
     problems: list[str] = []
     typed = 0
     for path in files:
