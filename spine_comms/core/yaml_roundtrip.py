@@ -150,7 +150,8 @@ class RoundTripYaml:
         """Make the mapping at `path` hold `wanted`, recursively: absent keys added at the end,
         differing scalars replaced, lists extended when the old list is their start. Keys not in
         `wanted` stay. Returns the dotted paths that cannot change round-trip (a list to shorten or
-        reorder, a scalar to become a mapping); they are left as they were, for a person."""
+        reorder, a flow list `[a, b]` to extend, a scalar to become a mapping); they are left as they
+        were, for a person."""
         path = tuple(path)
         left: list[str] = []
         for key, value in wanted.items():
@@ -165,6 +166,9 @@ class RoundTripYaml:
             if isinstance(value, dict) and isinstance(old, dict):
                 left += self.merge(here, value)
             elif isinstance(value, list) and isinstance(old, list) and same(old, value[: len(old)]):
+                if self._is_filled_flow(here):  # append_item would refuse it: report, not raise
+                    left.append(_dotted(here))
+                    continue
                 for item in value[len(old) :]:
                     self.append_item(here, item)
             elif not isinstance(value, dict | list) and not isinstance(old, dict | list):
@@ -172,6 +176,10 @@ class RoundTripYaml:
             else:
                 left.append(_dotted(here))
         return left
+
+    def _is_filled_flow(self, path: PathKey) -> bool:
+        node, _ = self._find(path)
+        return bool(getattr(node, "flow_style", False) and node.value)
 
     def _value_at(self, path: PathKey) -> Any:
         value = self.data

@@ -1,21 +1,21 @@
 """The edits spine.install makes to a spine checkout's registry files, round-trip.
 
 ops/capabilities.yaml, ops/bindings/capability_map.yaml and ops/plugins/MANIFEST.yaml
-are edited as text with core.yaml_roundtrip: new entries appended to their
-mapping, changed scalars replaced in place, lists only extended. Every other
-byte (the spine's comment banners, its quoting, its blank lines) stays as it was.
-What cannot be done that way (an item to remove from a list) is reported for
-the operator to do by hand instead of being rewritten.
+are edited as text with core.yaml_roundtrip, an existing entry through
+RoundTripYaml.merge: new entries appended to their mapping, changed scalars
+replaced in place, lists only extended. Every other byte (the spine's comment
+banners, its quoting, its blank lines) stays as it was. What merge cannot do
+(an item to remove from a list, a flow list to extend) is reported for the
+operator to do by hand instead of being rewritten.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spine_comms.core.yaml_roundtrip import RoundTripError, RoundTripYaml
+from spine_comms.core.yaml_roundtrip import RoundTripYaml
 from spine_comms.governance import shim
 from spine_comms.governance.spine_entries import MAP_KEYS, REGISTRY_KEYS, CapPlan, changed_keys
 
@@ -27,22 +27,17 @@ WRITES = ("add", "update", "take-over")
 
 @dataclass
 class Edits:
-    """The three files before and after, and what could not be edited round-trip."""
+    """The three files as edited (each keeps its text as loaded), and what could not be edited round-trip."""
 
     root: Path
     docs: dict[str, RoundTripYaml] = field(default_factory=dict)
-    before: dict[str, str] = field(default_factory=dict)
     by_hand: list[str] = field(default_factory=list)
 
     def changed(self) -> list[str]:
-        return [rel for rel, doc in self.docs.items() if doc.text != self.before[rel]]
+        return [rel for rel, doc in self.docs.items() if doc.text != doc.original]
 
     def diff(self) -> list[str]:
-        lines: list[str] = []
-        for rel in self.changed():
-            old, new = self.before[rel].splitlines(keepends=True), self.docs[rel].text.splitlines(keepends=True)
-            lines += [line.rstrip("\n") for line in difflib.unified_diff(old, new, f"a/{rel}", f"b/{rel}", n=2)]
-        return lines
+        return [line for rel in self.changed() for line in self.docs[rel].diff(rel).splitlines()]
 
 
 def load(root: Path) -> Edits:
@@ -50,7 +45,6 @@ def load(root: Path) -> Edits:
     for rel in (REGISTRY, MAP, MANIFEST):
         if (root / rel).is_file():
             edits.docs[rel] = RoundTripYaml.load(root / rel)
-            edits.before[rel] = edits.docs[rel].text
     return edits
 
 
@@ -63,7 +57,7 @@ def apply(edits: Edits, plans: list[CapPlan], today: str) -> None:
         elif plan.action in ("update", "take-over"):
             _update(edits, registry, ("capabilities", plan.cap_id), plan.entry, REGISTRY_KEYS, plan)
             _update(edits, cmap, ("capabilities", plan.cap_id), plan.map_entry, MAP_KEYS, plan)
-    if registry.text != edits.before[REGISTRY]:
+    if REGISTRY in edits.changed():
         registry.set_scalar(("updated",), today)
     if MANIFEST in edits.docs:
         _manifest(edits, edits.docs[MANIFEST], [p for p in plans if p.action in (*WRITES, "same")])
@@ -75,19 +69,10 @@ def _update(edits: Edits, doc: RoundTripYaml, path: tuple, wanted: dict, keys: t
         doc.add_entry(path[:-1], path[-1], wanted)  # only in the map: the registry had it (or the reverse)
         return
     for key in changed_keys(current, wanted, keys):
-        value, have = wanted.get(key), current.get(key)
-        if not isinstance(value, list):
-            doc.set_scalar((*path, key), value)
-        elif have is None:
-            doc.add_entry(path, key, value)
-        elif isinstance(have, list) and value[: len(have)] == have:
-            try:
-                for item in value[len(have) :]:
-                    doc.append_item((*path, key), item)
-            except RoundTripError:  # a flow list `[a, b]`: the editor extends only block lists
-                edits.by_hand.append(f"{plan.cap_id}: set `{key}` to {value} in {_where(doc)} (it is {have})")
-        else:
-            edits.by_hand.append(f"{plan.cap_id}: set `{key}` to {value} in {_where(doc)} (it is {have})")
+        # One key at a time, so what merge leaves (a list to shorten, a flow list) is named per key.
+        value = wanted[key]
+        if doc.merge(path, {key: value}):
+            edits.by_hand.append(f"{plan.cap_id}: set `{key}` to {value} in {_where(doc)} (it is {current.get(key)})")
 
 
 def _manifest(edits: Edits, doc: RoundTripYaml, plans: list[CapPlan]) -> None:
@@ -107,14 +92,9 @@ def _manifest(edits: Edits, doc: RoundTripYaml, plans: list[CapPlan]) -> None:
     for key, wanted in (("scripts", scripts), ("capabilities", caps)):
         have = plugin.get(key)
         missing = [w for w in wanted if not isinstance(have, list) or w not in have]
-        if not missing:
-            continue
-        if key not in plugin:
-            doc.add_entry(("plugins", index), key, missing)
-        elif isinstance(have, list):  # a block list, or an empty flow one (`[]`), which becomes a block list
-            for item in missing:
-                doc.append_item(("plugins", index, key), item)
-        else:
+        # The operator's own order and items stay: ours are appended (a missing key is added).
+        extended = [*have, *missing] if isinstance(have, list) else missing
+        if missing and doc.merge(("plugins", index), {key: extended}):
             edits.by_hand.append(f"add {', '.join(missing)} to the communications plugin's {key} in {_where(doc)}")
 
 
