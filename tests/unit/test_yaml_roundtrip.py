@@ -278,3 +278,9 @@ def test_merge_adds_replaces_extends_and_leaves_what_it_cannot_do_round_trip():
     )
     merged = doc.text
     assert doc.merge(("s",), {"a": 2, "new": "z"}) == [] and doc.text == merged  # a second merge: nothing
+
+
+def test_merge_reports_a_flow_list_it_cannot_extend():
+    doc = RoundTripYaml.from_text("a: [x]  # keep\nb: []\n")
+    assert doc.merge((), {"a": ["x", "y"], "b": ["z"]}) == ["a"]
+    assert doc.text == "a: [x]  # keep\nb:\n  - z\n"
