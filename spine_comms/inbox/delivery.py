@@ -30,6 +30,13 @@ class PendingItem:
     staged: Staged | None = None
     send: Callable[[], Placed] | None = None
 
+    @property
+    def path(self) -> str | None:
+        """Where the item is or will be; None for an item the bridge names when it is sent."""
+        if self.existing is not None:
+            return self.existing.path
+        return str(self.staged.final) if self.staged is not None else None
+
     def commit(self, batch: BatchWriter) -> Placed:
         """Place the staged file (its bytes already synced) or send the item; durable after batch.sync()."""
         if self.existing is not None:
@@ -72,7 +79,7 @@ class FilesystemTarget:
         """As put, for a batch: the item is written to a hidden temporary in its lane (the watcher
         skips dotfiles) and linked to its name only once the batch's files are synced."""
         final = self.mailroom.item_path(slug=slug, run_id=rid, session_id=session_id, lane=lane)
-        found = self.mailroom.find(final.stem)  # the same few stat calls as put
+        found = self.mailroom.find(final.stem, suffixes=(".md",))  # a stat per lane: its items are .md
         if found:
             return PendingItem(existing=Placed(str(found[1]), True))
         return PendingItem(staged=batch.stage(final, text, 0o600, NEW))

@@ -7,11 +7,12 @@ Exactly once, in this order, for a whole FETCH batch at a time (stage, then comm
 durability is paid per batch, not per file: staging.py):
 
 1. a delivery marker for the identity exists: a duplicate, nothing written;
-2. raw .eml, normalized .json, attachments and the item staged as hidden temporaries;
+2. raw .eml, attachments, the item and the normalized .json (which also says how the
+   message is delivered: lane, reasons, item path) staged as hidden temporaries;
 3. commit: their bytes synced; the stored files placed and synced; the items linked
    into their lanes (or sent to the bridge) and synced; a run id already in the
    mailroom (an earlier run died before step 4) counts as a duplicate;
-4. the delivery markers written and synced.
+4. the delivery markers, hard links to the .json files, made and synced.
 
 A crash between any two steps leaves a state from which a rerun ends with the
 message exactly once. A message the parser, the policy or the renderer chokes on
@@ -59,6 +60,7 @@ class _Prepared:
     reasons: list[str] = field(default_factory=list)
     message_id: str | None = None
     secret: dict | None = None
+    normalized: dict = field(default_factory=dict)  # written as the .json once the item is staged
 
 
 @dataclass
@@ -75,12 +77,21 @@ class _Pending:
 class IntakeBatch:
     """The messages of one FETCH batch between stage() and commit()."""
 
-    writer: BatchWriter = field(default_factory=BatchWriter)
+    writer: BatchWriter
     pending: list[_Pending] = field(default_factory=list)
     identities: set[str] = field(default_factory=set)
 
     def close(self) -> None:
-        self.writer.close()  # temporaries never placed (the batch stopped) are removed
+        self.writer.reset()  # temporaries never placed (the batch stopped) are removed
+
+    def bounces(self, taken: list[tuple[int, Taken]]) -> list[dict]:
+        """The normalized form of each DSN bounce this commit delivered (not the duplicates)."""
+        delivered = {uid for uid, t in taken if t.kind in ("enqueued", "parked", "dropped")}
+        return [
+            p.prepared.normalized for p in self.pending
+            if p.uid in delivered and p.prepared is not None
+            and (p.prepared.normalized.get("classification") or {}).get("kind") == "bounce"
+        ]  # fmt: skip
 
 
 def _taken(pending: _Pending, placed: Placed | None) -> Taken:
@@ -119,9 +130,14 @@ class Intake:
         self.index = DeliveryIndex(state_dir, mailbox.id)
         self.target = target
         self.clock = clock
+        self.writer = BatchWriter()  # one for the whole run: see BatchWriter
 
     def begin(self) -> IntakeBatch:
-        return IntakeBatch()
+        self.writer.reset()
+        return IntakeBatch(self.writer)
+
+    def close(self) -> None:
+        self.writer.close()
 
     def stage(self, batch: IntakeBatch, folder: str, uidvalidity: int, fetched: Fetched) -> None:
         """Parse, judge, render one message and stage its files in `batch`; nothing is visible yet.
@@ -154,6 +170,9 @@ class Intake:
         if prepared.lane != DROPPED:
             item = self.target.stage(batch.writer, prepared.text, slug=self.contract.item.slug, rid=rid,
                                      session_id=session_id, lane=prepared.lane)  # fmt: skip
+        # The .json carries the delivery record too: the marker, made at the commit, is a link to it.
+        prepared.normalized.setdefault("spine_comms", {})["delivery"] = {**marker, "path": item and item.path}
+        self.store.put_normalized(identity, prepared.normalized, batch.writer)
         batch.identities.add(identity)
         batch.pending.append(_Pending(fetched.uid, None, identity, marker, prepared, item))
 
@@ -177,15 +196,9 @@ class Intake:
             if pending.taken is not None:
                 taken.append((pending.uid, pending.taken))
                 continue
-            placed = placed_items.get(pending.uid)
-            marker = pending.marker if placed is None else {**pending.marker, "path": placed.path}
-            self.index.record(pending.identity, marker, batch=writer)
-            taken.append((pending.uid, _taken(pending, placed)))
-        writer.sync()
-        for staged in writer.staged:
-            if not staged.placed:
-                writer.place(staged)
-        writer.sync()
+            self.index.link(pending.identity, self.store.normalized_path(pending.identity))
+            taken.append((pending.uid, _taken(pending, placed_items.get(pending.uid))))
+        writer.sync()  # the markers: these messages are committed
         return taken
 
     # ----------------------------------------------------------------------------------------
@@ -221,8 +234,9 @@ class Intake:
             "identity": identity, "run_id": rid, "lane": verdict.lane, "reasons": verdict.reasons,
             "authentication": verdict.auth_summary, "truncated_to_header": fetched.raw is None,
         }  # fmt: skip
-        json_path = self.store.put_normalized(identity, normalized, writer)
-        prepared = _Prepared(verdict.lane, reasons=list(verdict.reasons), message_id=message.message_id)
+        json_path = self.store.normalized_path(identity)  # written by stage(), with the delivery record
+        prepared = _Prepared(verdict.lane, reasons=list(verdict.reasons), message_id=message.message_id,
+                             normalized=normalized)  # fmt: skip
         if verdict.lane == DROPPED:
             return prepared
         from spine_comms.mailroom.items import render_email_item
@@ -275,7 +289,11 @@ class Intake:
         lines += ["", "## Event: email_received", "",
                   f"**Mailbox:** {one_line(self.mailbox.address)} {one_line(folder)}", f"**UID:** {fetched.uid}",
                   f"**Size:** {fetched.size} bytes", f"**Run:** {rid}", ""]  # fmt: skip
-        return _Prepared(PARKED, _with_reasons("\n".join(lines), _Prepared(PARKED, reasons=[reason])), [reason])
+        text = _with_reasons("\n".join(lines), _Prepared(PARKED, reasons=[reason]))
+        normalized = {"message_id": None, "problems": [reason], "spine_comms": {
+            "mailbox": self.mailbox.id, "folder": folder, "uid": fetched.uid, "size": fetched.size, "run_id": rid,
+            "lane": PARKED, "reasons": [reason]}}  # fmt: skip
+        return _Prepared(PARKED, text, [reason], normalized=normalized)
 
 
 def _with_reasons(text: str, prepared: _Prepared) -> str:

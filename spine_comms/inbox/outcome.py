@@ -24,6 +24,8 @@ class FolderOutcome:
     vanished: list[int] = field(default_factory=list)  # expunged between SEARCH and FETCH
     post_commit: dict | None = None  # {action, uids, method}
     remaining: int = 0  # new UIDs left for the next run (limit, stop, or an error)
+    # DSN bounces handed to the outbox (note_bounce): noted, matched to a send, failed inside the outbox
+    bounces: dict = field(default_factory=lambda: {"noted": 0, "matched": 0, "errors": 0})
 
     def committed(self) -> int:
         return len(self.enqueued) + len(self.parked) + len(self.dropped) + len(self.duplicates)
@@ -51,6 +53,7 @@ class FolderOutcome:
             "secret_matches": self.secret_matches,
             "vanished": self.vanished,
             "post_commit": self.post_commit,
+            "bounces": dict(self.bounces),
             "items": [e["path"] for e in self.enqueued] + [p["path"] for p in self.parked if p.get("path")],
         }
 
@@ -68,6 +71,9 @@ class PollOutcome:
     def total(self, name: str) -> int:
         return sum(len(getattr(f, name)) if name != "new" else f.new for f in self.folders)
 
+    def bounces(self) -> dict:
+        return {key: sum(f.bounces[key] for f in self.folders) for key in ("noted", "matched", "errors")}
+
     @property
     def message_errors(self) -> int:
         return sum(len(f.errors) for f in self.folders)
@@ -83,6 +89,7 @@ class PollOutcome:
             "dropped": self.total("dropped"),
             "duplicates": self.total("duplicates"),
             "errors": self.message_errors + (1 if self.error else 0),
+            "bounces": self.bounces(),
             "locked": self.locked,
             "stopped": self.stopped,
             "error": self.error,

@@ -5,7 +5,8 @@ For each folder of the mailbox, under the mailbox's poll lock:
     SELECT (CONDSTORE where offered) -> compare with the checkpoint (UIDVALIDITY, last UID)
     -> UID SEARCH last+1:* -> FETCH RFC822.SIZE INTERNALDATE (no body yet)
     -> per batch: FETCH BODY.PEEK[] of what fits policy.max_message_bytes (a capped header of
-       the rest) -> intake (parse, policy, dedup, store, item, marker; see intake.py)
+       the rest; the next batch's FETCH runs on a second thread while this one is processed:
+       prefetch.py) -> intake (parse, policy, dedup, store, item, marker; see intake.py)
     -> the post-commit action on the server (none, \\Seen, move) -> the checkpoint advanced
 
 The server is changed only after the batch's items and markers are on disk; the
@@ -30,9 +31,10 @@ from spine_comms.contracts.inbox import InboxContract
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate
 from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock, state_directory
-from spine_comms.inbox.intake import HEADER_CAP, Fetched, Intake, utc_stamp
+from spine_comms.inbox.intake import Fetched, Intake, utc_stamp
 from spine_comms.inbox.mailboxes import MailboxTarget, open_mailbox
 from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
+from spine_comms.inbox.prefetch import Prefetch
 
 __all__ = ["MailboxTarget", "PollOutcome", "inbox_state_dir", "make_target", "open_mailbox", "process_new"]
 
@@ -89,8 +91,8 @@ def process_new(
     target = target or make_target(ctx, contract, mailbox.id)
     outcome = PollOutcome(mailbox.id, mailbox.address, target.via)
     try:
-        with poll_lock(state_dir, mailbox.id, wait=lock_wait):
-            run = _Run(ctx, contract, mailbox, session, state_dir, target, stop, baseline)
+        with poll_lock(state_dir, mailbox.id, wait=lock_wait), _Run(ctx, contract, mailbox, session, state_dir,
+                                                                     target, stop, baseline) as run:  # fmt: skip
             budget = limit
             for folder in mailbox.folders:
                 if stop is not None and stop.is_set():
@@ -143,6 +145,12 @@ class _Run:
         self.baseline = baseline
         self.stopped = False
 
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.intake.close()
+
     def _stopping(self) -> bool:
         if self.stop is not None and self.stop.is_set():
             self.stopped = True
@@ -185,26 +193,14 @@ class _Run:
             budget -= len(uids)
         metas = self.session.fetch_meta(uids) if uids else {}
         cap = self.contract.policy.max_message_bytes
-        finished = True
-        for batch in _batches(uids, metas, cap):
-            if self._stopping():
-                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
-                finished = False
-                break
-            last, halt = self._batch(result, state.uidvalidity, batch, metas, cap)
-            if last is not None:
-                checkpoint.last_uid = max(checkpoint.last_uid, last)
-            checkpoint.highestmodseq = state.highestmodseq
-            if halt is not None:
-                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
-                self._save(checkpoint, quiet=True)
-                result.checkpoint_after = checkpoint.to_dict()
-                raise halt
-            self._save(checkpoint)
-            if self.stopped:
-                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
-                finished = False
-                break
+        batches = _batches(uids, metas, cap)
+        ahead = Prefetch(self.session, metas, cap)
+        if batches:
+            ahead.start(batches[0])
+        try:
+            finished = self._batches(result, checkpoint, state, uids, batches, metas, ahead)
+        finally:
+            ahead.idle()  # a batch fetched for nothing (stopped, halted) must not hold the connection
         if finished and uids:
             # Every UID considered is committed or was expunged before its FETCH: pass them all.
             checkpoint.last_uid = max(checkpoint.last_uid, uids[-1])
@@ -217,12 +213,33 @@ class _Run:
         result.checkpoint_after = checkpoint.to_dict()
         return budget
 
-    def _batch(self, result: FolderOutcome, uidvalidity: int, batch: list[int], metas: dict, cap: int):
+    def _batches(self, result, checkpoint, state, uids, batches, metas, ahead: Prefetch) -> bool:
+        """Every batch in turn; False when stopped before the last one. A _Halt propagates."""
+        for number, batch in enumerate(batches):
+            if self._stopping():
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                return False
+            fetched = ahead.take()
+            if number + 1 < len(batches):
+                ahead.start(batches[number + 1])  # fetched while this batch is parsed and written
+            last, halt = self._batch(result, state.uidvalidity, batch, metas, fetched, ahead)
+            if last is not None:
+                checkpoint.last_uid = max(checkpoint.last_uid, last)
+            checkpoint.highestmodseq = state.highestmodseq
+            if halt is not None:
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                self._save(checkpoint, quiet=True)
+                result.checkpoint_after = checkpoint.to_dict()
+                raise halt
+            self._save(checkpoint)
+            if self.stopped:
+                result.remaining += len([u for u in uids if u > checkpoint.last_uid])
+                return False
+        return True
+
+    def _batch(self, result: FolderOutcome, uidvalidity: int, batch: list[int], metas: dict, fetched, ahead):
         """(the highest UID up to which everything is committed, a _Halt or None)."""
-        small = [u for u in batch if metas[u].size <= cap]
-        large = [u for u in batch if metas[u].size > cap]
-        bodies = self.session.fetch_raw(small)
-        headers = self.session.fetch_headers(large, HEADER_CAP)
+        bodies, headers = fetched
         staged = self.intake.begin()
         considered: list[int] = []  # in UID order: staged, or expunged since the SEARCH
         halt = None
@@ -259,9 +276,30 @@ class _Run:
              "duplicate": result.duplicates}[item.kind].append(item.record)  # fmt: skip
             if item.secret:
                 result.secret_matches.append(item.secret)
+        bounces = staged.bounces(taken)
+        if bounces:
+            self._note_bounces(result, bounces)
         if taken:
+            ahead.idle()  # the connection is this thread's again
             self._post_commit(result, [uid for uid, _ in taken])
         return (considered[-1] if considered else None), halt
+
+    def _note_bounces(self, result: FolderOutcome, bounces: list[dict]) -> None:
+        """Committed DSNs to the outbox, which matches them to what it sent. Never stops the intake."""
+        from datetime import UTC
+
+        from spine_comms.outbox.bounces import note_bounce
+
+        for normalized in bounces:
+            try:
+                matched = note_bounce(self.ctx.mailroom.state, normalized, now=self.ctx.clock().astimezone(UTC))
+            except Exception as exc:  # the outbox's trouble; the message itself is safely delivered
+                result.bounces["errors"] += 1
+                self.ctx.log(f"{result.folder}: bounce {normalized.get('message_id')} not noted by the outbox: "
+                             f"{type(exc).__name__}: {exc}")  # fmt: skip
+                continue
+            result.bounces["noted"] += 1
+            result.bounces["matched"] += matched is not None
 
     @staticmethod
     def _failed(result: FolderOutcome, halt: _Halt) -> _Halt:

@@ -49,7 +49,9 @@ _SYNCFS = _syncfs_function()
 
 
 class BatchWriter:
-    """The staged files of one batch. Not thread-safe; one per batch, closed at the end."""
+    """The staged files of a batch. Not thread-safe. Reused batch after batch (`reset`), so the
+    directories known to exist and the file systems' descriptors are found once per run, not
+    once per batch; closed at the end."""
 
     def __init__(self) -> None:
         self.staged: list[Staged] = []
@@ -66,9 +68,14 @@ class BatchWriter:
             self._watch(directory)
             self._directories.add(directory)
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
         try:
-            os.fchmod(fd, mode)
+            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
+        except FileNotFoundError:  # removed since it was made (by hand, between batches): make it again
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
+        try:
+            if mode != 0o600:  # mkstemp made it 0600 already
+                os.fchmod(fd, mode)
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
@@ -122,6 +129,11 @@ class BatchWriter:
             if not staged.placed:
                 staged.temp.unlink(missing_ok=True)
         self.staged = [s for s in self.staged if s.placed]
+
+    def reset(self) -> None:
+        """Ready for the next batch: what was not placed is removed; directories and descriptors stay."""
+        self.discard()
+        self.staged, self._unsynced = [], []
 
     def close(self) -> None:
         self.discard()

@@ -162,20 +162,21 @@ class Mailroom:
             if not e.name.startswith(".") and e.name.endswith(ITEM_SUFFIXES) and e.is_file(follow_symlinks=False)
         )  # fmt: skip
 
-    def find(self, run_id: str) -> tuple[str, Path] | None:
+    def find(self, run_id: str, *, suffixes: tuple[str, ...] = ITEM_SUFFIXES) -> tuple[str, Path] | None:
         """The lane and path of an item, by its stem (`S...__slug__R...`) or by its run id part
         (`R...`). Lanes are searched in the watcher's order; the outbox result is not a lane (see
-        mailroom.status)."""
+        mailroom.status). A stem is looked up with each of `suffixes` (a writer that knows its
+        items' suffix saves the other stat per lane)."""
         if not run_id or not RUN_ID_RE.match(run_id):
             return None
         by_stem = "__" in run_id
         for lane in LANES:
             directory = self.inbox / lane
             if by_stem:
-                for suffix in ITEM_SUFFIXES:
-                    candidate = directory / f"{run_id}{suffix}"
-                    if candidate.is_file():
-                        return lane, candidate
+                for suffix in suffixes:
+                    candidate = f"{directory}/{run_id}{suffix}"  # os.path on a str: pathlib costs more than the stat
+                    if os.path.isfile(candidate):
+                        return lane, Path(candidate)
                 continue
             try:
                 entries = os.scandir(directory)

@@ -39,41 +39,47 @@ _ASSIGNED_REST = re.compile(rf"(api[_-]?key|secret|password|token|bearer|auth){_
 ANY_FINDING = re.compile("|".join(f"(?:{p.pattern})" for p in (ASSIGNMENT, *TOKENS.values())), re.I)
 
 
-# The same alternation without IGNORECASE, for ASCII text lower-cased first (same length, same
-# offsets). Every match contains one of these words; a substring test is a memchr-speed scan,
-# where the regex engine steps through a 100 KB text character by character (a millisecond).
-_ANY_LOWER = re.compile(ANY_FINDING.pattern)
+# Which lines can hold a finding, found without a regex over the whole text (a 100 KB item took
+# milliseconds that way; each email item says "Authentication-Results" once, so a pre-check for
+# the words alone did not help). No match crosses a newline, and every match holds one of these
+# separators literally: `=` or `:` (an assignment), `-` or `_` (sk-, ghp_, xoxb-); no character
+# case-folds to them. Finding them is memchr-speed; only their lines are looked at further.
+_SEPARATORS = ("=", ":", "-", "_")
+# Every match also holds one of these words, in any case.
 _WORDS = ("api", "secret", "password", "token", "bearer", "auth", "sk-", "ghp_", "xoxb-")
 
 
-def _suspects(text: str):
-    if not text.isascii():
-        return ANY_FINDING.finditer(text)  # outside ASCII, case folding has surprises (the Kelvin sign matches k)
-    lowered = text.lower()
-    if not any(word in lowered for word in _WORDS):
-        return iter(())
-    return _ANY_LOWER.finditer(lowered)
+def _candidate_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line that may hold a finding, in order; `end` excludes the newline."""
+    spans: dict[int, int] = {}
+    for separator in _SEPARATORS:
+        at = text.find(separator)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end
+            if start not in spans:
+                line = text[start:end]
+                # Outside ASCII, case folding has surprises (the Kelvin sign matches k): no word pre-check.
+                if not line.isascii() or any(word in line.lower() for word in _WORDS):
+                    spans[start] = end
+            at = text.find(separator, end)  # the rest of this line is decided
+    return sorted(spans.items())
 
 
 def secret_findings(text: str) -> list[str]:
     """One line per finding: `line N: <what>`; the matched value is never included."""
     findings: list[str] = []
-    matches = list(_suspects(text))
-    if not matches:
-        return findings
-    # Line numbers and texts of the matching lines only, by C-level counts: a Python loop over
-    # every line of a long body cost more than all the scanning.
-    first_match_on_line: dict[int, int] = {}
-    for match in matches:
-        first_match_on_line.setdefault(text.count("\n", 0, match.start()) + 1, match.start())
-    for number, at in sorted(first_match_on_line.items()):
-        end = text.find("\n", at)
-        line = text[text.rfind("\n", 0, at) + 1 : end if end >= 0 else len(text)]
-        for match in ASSIGNMENT.finditer(line):
-            findings.append(f"line {number}: a value assigned to {match.group(1).lower()!r} (= or :)")
-        for name, pattern in TOKENS.items():
-            if pattern.search(line):
-                findings.append(f"line {number}: {name}")
+    number, counted_to = 1, 0
+    for start, end in _candidate_lines(text):
+        line = text[start:end]
+        found = [f"a value assigned to {m.group(1).lower()!r} (= or :)" for m in ASSIGNMENT.finditer(line)]
+        found += [name for name, pattern in TOKENS.items() if pattern.search(line)]
+        if found:
+            # Line numbers by C-level counts, only up to the lines that matter.
+            number += text.count("\n", counted_to, start)
+            counted_to = start
+            findings += [f"line {number}: {what}" for what in found]
     return findings
 
 

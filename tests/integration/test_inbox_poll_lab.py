@@ -141,8 +141,17 @@ def test_policy_sends_each_message_to_its_lane(lab, lab_root, tmp_path) -> None:
     assert "This is big 1" not in big_item  # the body over the cap was never fetched
     assert_exactly_once(root, set(messages), dropped={"<denied@example.org>"})
     # The dropped message is recorded in state only.
-    markers = list((root / "mailroom/state/communications/inbox/sink/delivered").rglob("*.json"))
-    assert sum(json.loads(m.read_text())["lane"] == "dropped" for m in markers) == 1
+    from spine_comms.inbox.store import DeliveryIndex
+
+    index = DeliveryIndex(root / "mailroom/state/communications/inbox", "sink")
+    markers = list(index.directory.rglob("*.json"))
+    assert len(markers) == len(messages)
+    assert sum(index.get(m.stem)["lane"] == "dropped" for m in markers) == 1
+    # A marker is a second name of the message's normalized .json, which says how it was delivered.
+    dropped = next(m for m in markers if index.get(m.stem)["lane"] == "dropped")
+    stored = root / "mailroom/state/communications/inbox/messages" / dropped.stem[:2] / dropped.name
+    assert dropped.stat().st_ino == stored.stat().st_ino
+    assert json.loads(stored.read_text())["spine_comms"]["delivery"]["message_id"] == "<denied@example.org>"
 
 
 def test_secret_match_redact_keeps_the_item_in_the_queue(lab, lab_root, tmp_path) -> None:

@@ -1,0 +1,140 @@
+"""DSN bounces through the inbox pipeline reach the outbox (issue 8's bounce handling, the inbox side).
+
+After a batch is committed, every message classified `bounce` is handed to
+spine_comms.outbox.bounces.note_bounce with the mailroom state directory and its normalized
+form; the poll reports `bounces: {noted, matched, errors}`. A failure inside the outbox never
+stops the intake: the message stays delivered, the failure is counted and logged.
+
+1. End to end: a send from alerts@ to gone@spine.test is accepted by the lab's Postfix, then
+   refused by Dovecot (no such user), so Postfix mails a real DSN back to alerts@. Polling
+   alerts@ with --enqueue delivers the DSN and the outbox marks the send bounced.
+2. In-process, note_bounce made to fail: the DSN is still enqueued exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.inbox_lab import capability, items, make_root, run
+from tests.integration.test_outbox_support import own_root, records
+from tests.mailbox_fill import delete_folder, fill_imap
+
+pytestmark = pytest.mark.lab
+
+INBOX_CONTRACT = """version: 1
+mailboxes:
+  - id: alerts
+    folders: [INBOX]
+    after_enqueue: {{action: none}}
+policy:
+  trusted_authserv_id: {authserv}
+mailroom: {{via: filesystem}}
+"""
+
+
+def test_a_real_dsn_polled_with_enqueue_marks_the_send_bounced(lab, tmp_path) -> None:
+    root, env = own_root(lab, tmp_path)
+    (root / "bindings" / "communications.inbox.contract.yaml").write_text(
+        INBOX_CONTRACT.format(authserv=lab["authserv_id"])
+    )
+    title = f"inbox bounce {uuid.uuid4().hex[:10]}"
+    code, sent, _ = capability(root, "communications.mail.send", "--from", "alerts", "--to", "gone@spine.test",
+                               "--subject", title, "--body", "to nobody\n", "--execute", env=env)  # fmt: skip
+    assert code == 0, sent["summary"]
+    send_id, message_id = sent["data"]["send_id"], sent["data"]["message_id"]
+
+    # Poll until the DSN has come back and was matched (Postfix mails it within a second or two).
+    noted = matched = errors = 0
+    deadline = time.monotonic() + 90
+    while True:
+        code, env_poll, _ = run(root, "--enqueue", "--mailbox", "alerts", env=env)
+        assert code == 0, env_poll["summary"]
+        bounces = env_poll["data"]["bounces"]
+        noted, matched, errors = noted + bounces["noted"], matched + bounces["matched"], errors + bounces["errors"]
+        if matched or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert matched >= 1 and noted >= matched and errors == 0, env_poll["data"]["bounces"]
+    assert env_poll["data"]["mailboxes"][0]["bounces"] == bounces  # the total is the sum over mailboxes
+    record = records(tmp_path)[send_id]
+    assert record["status"] == "bounced" and record["bounced_recipients"] == ["gone@spine.test"]
+    # The DSN itself is an item like any other mail, classified as a bounce of our message.
+    # (The outbox adds a notice item of its own, `mail-bounce`, for the sender's side.)
+    received = [p.read_text() for p in items(tmp_path)["queued"] if "__email_received__" in p.name]
+    dsn_items = [t for t in received if "**Classification:** bounce" in t and "gone@spine.test" in t]
+    assert len(dsn_items) == 1, "the DSN was not enqueued exactly once"
+    stored = re.search(r"^- Normalized message \(\.json\): (.+)$", dsn_items[0], re.M).group(1)
+    details = json.loads(Path(stored).read_text())["classification"]["details"]
+    assert details["original_message_id"] == message_id
+    assert any("__mail-bounce__" in p.name for p in items(tmp_path)["queued"])
+
+
+def _dsn(original_id: str, recipient: str) -> bytes:
+    boundary = "dsn-boundary-1"
+    return (
+        "From: MAILER-DAEMON@mail.spine.test (Mail Delivery System)\r\n"
+        "To: sink@spine.test\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <dsn.{uuid.uuid4().hex}@mail.spine.test>\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mail.spine.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: sink@spine.test\r\nTo: {recipient}\r\nMessage-ID: {original_id}\r\n\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+
+
+def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkeypatch) -> None:
+    from spine_comms.contracts.inbox import INBOX_CONTRACT as NAME
+    from spine_comms.contracts.inbox import InboxContract
+    from spine_comms.core.context import RunContext
+    from spine_comms.core.options import GlobalOptions
+    from spine_comms.core.root import find_root
+    from spine_comms.inbox.pipeline import open_mailbox, process_new
+    from spine_comms.outbox import bounces as outbox_bounces
+    from spine_comms.protocols.imap import session
+
+    folder = f"Bounce{uuid.uuid4().hex[:8]}"
+    original = f"<orig.{uuid.uuid4().hex[:8]}@spine.test>"
+    fill_imap(lab, "sink", folder, [_dsn(original, "nobody@example.org")], connections=1)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    calls: list[dict] = []
+
+    def broken(state_root: Path, normalized: dict, *, now):
+        details = normalized["classification"]["details"]
+        calls.append({"state": state_root, "kind": normalized["classification"]["kind"], "tz": now.tzinfo,
+                      "original": details.get("original_message_id")})  # fmt: skip
+        raise RuntimeError("the outbox is broken")
+
+    monkeypatch.setattr(outbox_bounces, "note_bounce", broken)
+    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
+        monkeypatch.delenv(name)
+    try:
+        options = GlobalOptions(str(root), True, False, False, True)
+        ctx = RunContext("communications.inbox.poll", find_root(root), options)
+        contract = ctx.contracts.load(NAME, InboxContract)
+        mailbox = open_mailbox(ctx, contract, "sink")
+        with session(mailbox.imap) as imap:
+            outcome = process_new(ctx, contract, mailbox, imap)
+        assert outcome.error is None and outcome.total("enqueued") == 1
+        assert outcome.bounces() == {"noted": 0, "matched": 0, "errors": 1}
+        assert calls == [{"state": ctx.mailroom.state, "kind": "bounce", "tz": calls[0]["tz"], "original": original}]
+        assert calls[0]["tz"] is not None  # timezone-aware, as the outbox expects
+        # Committed all the same: a second poll finds nothing new and does not call the outbox again.
+        with session(mailbox.imap) as imap:
+            again = process_new(ctx, contract, mailbox, imap)
+        assert again.total("new") == 0 and len(calls) == 1
+        (item,) = items(root)["queued"]
+        assert "**Classification:** bounce" in item.read_text()
+    finally:
+        delete_folder(lab, "sink", folder)
