@@ -38,10 +38,10 @@ from spine_comms.inbox.prefetch import Prefetch
 
 __all__ = ["MailboxTarget", "PollOutcome", "inbox_state_dir", "make_target", "open_mailbox", "process_new"]
 
-BATCH_MESSAGES = 100  # bodies per FETCH
+BATCH_MESSAGES = 200  # bodies per FETCH
 # The first batches are small and grow to BATCH_MESSAGES: the first items are visible (and the
 # checkpoint moves) within a fraction of a second, so a poll killed early still makes progress,
-# while a long backlog pays its syncs per hundred messages.
+# while a long backlog pays its syncs per two hundred messages.
 FIRST_BATCH_MESSAGES = 10
 BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
 

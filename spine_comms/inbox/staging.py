@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class BatchWriter:
         # writeback error that happened after the descriptor was opened, so it must come first.
         self._filesystems: dict[int, int] = {}
         self._directories: set[Path] = set()
+        self._tag = f"{os.getpid()}-{secrets.token_hex(3)}-"  # temporaries of two writers never collide
+        self._count = 0
 
     def stage(self, final: Path, data: str | bytes, mode: int = 0o600, how: str = REPLACE) -> Staged:
         directory = final.parent
@@ -69,10 +71,10 @@ class BatchWriter:
             self._directories.add(directory)
         payload = data.encode("utf-8") if isinstance(data, str) else data
         try:
-            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
+            fd, temp = self._create(directory, final.name)
         except FileNotFoundError:  # removed since it was made (by hand, between batches): make it again
             directory.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory)
+            fd, temp = self._create(directory, final.name)
         try:
             if mode != 0o600:  # mkstemp made it 0600 already
                 os.fchmod(fd, mode)
@@ -84,10 +86,21 @@ class BatchWriter:
             os.unlink(temp)  # a half-written temporary (disk full) goes at once
             raise
         os.close(fd)
-        staged = Staged(Path(temp), final, how)
+        staged = Staged(temp, final, how)
         self.staged.append(staged)
         self._unsynced.append(staged)
         return staged
+
+    def _create(self, directory: Path, name: str) -> tuple[int, Path]:
+        """A new hidden temporary, 0600, never an existing file: what mkstemp does, without its
+        Python-level name generation (a writer stages three files per message)."""
+        while True:
+            self._count += 1
+            temp = directory / f".{name}.{self._tag}{self._count}.tmp"
+            try:
+                return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), temp
+            except FileExistsError:  # left by a killed run that had the same pid: the next number
+                continue
 
     def _watch(self, directory: Path) -> None:
         device = os.stat(directory).st_dev
