@@ -24,8 +24,6 @@ import typer
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, Problem, UsageError
-from spine_comms.core.result import Check, Result, Status
-from spine_comms.governance import shim
 from spine_comms.core.registry_rules import (
     RegistryFiles,
     RuleOutcome,
@@ -35,6 +33,8 @@ from spine_comms.core.registry_rules import (
     d279,
     spine_lines,
 )
+from spine_comms.core.result import Check, Result, Status
+from spine_comms.governance import shim
 
 SPINE_REGISTRY = "ops/capabilities.yaml"
 SPINE_MAP = "ops/bindings/capability_map.yaml"

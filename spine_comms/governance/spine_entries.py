@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from spine_comms.core.registry import CapabilitySpec
-from spine_comms.governance import shim
 from spine_comms.core.registry_rules import SECRETS_PRECONDITIONS
+from spine_comms.governance import shim
 
 # The keys spine.install owns in a registry entry, in the order the spine writes them.
 REGISTRY_KEYS = ("description", "tags", "command", "cwd", "safety", "approval", "lifecycle", "outputs", "domain",

@@ -28,10 +28,10 @@ from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.registry_rules import RegistryFiles, RuleOutcome, d63, d67, d279, spine_lines
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.governance import spine_edit
 from spine_comms.governance.registry_parity import cli_commands, merge_base_capabilities, read_spine
-from spine_comms.core.registry_rules import RegistryFiles, RuleOutcome, d63, d67, d279, spine_lines
 from spine_comms.governance.spine_entries import CapPlan, plan_capability
 
 # The spine's own lock for registry edits (ops/lib/git-lock.sh, type capability_register): while we hold
