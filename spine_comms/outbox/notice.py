@@ -20,9 +20,12 @@ def notice_run_id(send_id: str) -> str:
 def render_notice(record: dict, reason: str, evidence: str) -> str:
     from spine_comms.contracts.inbox import Item
     from spine_comms.mailroom.items import body_text, fence_for, header_block, one_line
+    from spine_comms.mailroom.secrets_scan import redact_secrets
 
     header = Item(mode="TRIAGE", outcome="Tell the sender its mail was not delivered", slug=SLUG)
-    text = body_text(evidence) or "(no text)"
+    # A DSN quotes the returned mail; a credential in it would make the watcher park the notice
+    # (and should not travel further anyway), so it is redacted as the inbox's `redact` policy does.
+    text = redact_secrets(body_text(evidence) or "(no text)")
     fence = fence_for(text)
     recipients = ", ".join(record.get("recipients", []))
     return "\n".join(

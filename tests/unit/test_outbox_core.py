@@ -157,6 +157,16 @@ def test_failed_dsn_bounces_and_the_notice_defuses_the_text(tmp_path):
     assert "RAG:ON" not in text and "```untrusted-bounce" in text
 
 
+def test_the_notice_never_carries_what_the_watcher_would_park():
+    from spine_comms.mailroom.secrets_scan import secret_findings
+    from spine_comms.outbox.notice import render_notice
+
+    record = {"send_id": "snd-1", "recipients": ["a@spine.test"], "subject": "s", "message_id": "<m@x>"}
+    quoted = "Returned message follows:\npassword: hunter2-sentinel\n"
+    text = render_notice(record, "550 5.1.1 unknown user", quoted)
+    assert "hunter2-sentinel" not in text and secret_findings(text) == []
+
+
 def test_notice_switch_off_and_unmatched_dsn(tmp_path):
     record = _sent(tmp_path, notice_enabled=False)
     assert note_bounce(tmp_path / "state", _dsn("failed", "5.1.1"), now=NOW) == record["send_id"]
