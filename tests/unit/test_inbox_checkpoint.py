@@ -148,6 +148,31 @@ def test_delivery_index_records_and_finds(tmp_path: Path) -> None:
         index.path("../../etc/passwd")
 
 
+def test_delivery_marker_is_a_link_to_the_normalized_json(tmp_path: Path, monkeypatch) -> None:
+    store, index = MessageStore(tmp_path), DeliveryIndex(tmp_path, "ops")
+    identity = content_sha256(b"message")
+    delivery = {"run_id": "Rabc", "lane": "parked", "path": "/x/item.md"}
+    stored = store.put_normalized(identity, {"message_id": "<m@x>", "spine_comms": {"delivery": delivery}})
+    assert index.get(identity) is None
+    marker = index.link(identity, stored)  # the first marker under its prefix: the directory is made
+    assert marker.stat().st_ino == stored.stat().st_ino and index.get(identity) == delivery
+    assert index.link(identity, stored) == marker  # linking again changes nothing
+    # A newer parser rewriting the .json (a new file) leaves the marker with what was delivered.
+    store.put_normalized(identity, {"message_id": "<m@x>", "spine_comms": {"delivery": {"lane": "queued"}}})
+    assert index.get(identity) == delivery
+
+    # Where hard links do not work, the marker is a copy.
+    other = content_sha256(b"other")
+    stored = store.put_normalized(other, {"spine_comms": {"delivery": delivery}})
+
+    def no_links(source, target):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    marker = index.link(other, stored)
+    assert marker.stat().st_ino != stored.stat().st_ino and index.get(other) == delivery
+
+
 def test_store_is_content_addressed_and_keeps_names_inside(tmp_path: Path) -> None:
     store = MessageStore(tmp_path)
     sha = content_sha256(b"raw")

@@ -21,16 +21,20 @@ from spine_comms.mail.message import parse_message
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpus" / "hostile").glob("*.eml"))
 
 
-def slow(raw: bytes, monkeypatch) -> dict:
-    with monkeypatch.context() as patched:
-        patched.setattr(message_module, "_single_part", lambda raw: None)
+def slow(raw: bytes) -> dict:
+    """parse_message with the single-part fast path switched off: the feed parser reads it all."""
+    fast_path = message_module._single_part
+    message_module._single_part = lambda raw: None
+    try:
         return parse_message(raw).to_dict()
+    finally:
+        message_module._single_part = fast_path
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
-def test_hostile_corpus_reads_the_same_either_way(path: Path, monkeypatch) -> None:
+def test_hostile_corpus_reads_the_same_either_way(path: Path) -> None:
     raw = path.read_bytes()
-    assert parse_message(raw).to_dict() == slow(raw, monkeypatch)
+    assert parse_message(raw).to_dict() == slow(raw)
 
 
 def test_the_fast_path_is_taken_for_plain_single_part_mail_only() -> None:
@@ -60,13 +64,7 @@ BREAKS = st.sampled_from(["\r\n", "\n", "\r"])
 @given(st.lists(HEADER_LINES, max_size=8), st.lists(st.tuples(BODY_PIECES, BREAKS), max_size=12), BREAKS, BREAKS)
 def test_generated_messages_read_the_same_either_way(headers, body, eol, separator) -> None:
     raw = (eol.join(headers) + eol + separator + "".join(p + b for p, b in body)).encode("utf-8", "surrogateescape")
-    fast = parse_message(raw).to_dict()
-    message_module_single_part = message_module._single_part
-    try:
-        message_module._single_part = lambda raw: None
-        assert fast == parse_message(raw).to_dict()
-    finally:
-        message_module._single_part = message_module_single_part
+    assert parse_message(raw).to_dict() == slow(raw)
 
 
 @settings(max_examples=300, deadline=None)
@@ -76,3 +74,34 @@ def test_strip_controls_ascii_path_matches_the_general_one(text, keep) -> None:
 
     expected = "".join(ch for ch in text if ch in keep or unicodedata.category(ch) != "Cc")
     assert strip_controls(text, keep=keep) == expected
+
+
+def _old_line_ending_problems(raw: bytes) -> list[str]:
+    """The three counts the fast check replaced, kept here as the reference."""
+    problems, head = [], raw[:65536]
+    pairs = raw[:65537].count(b"\r\n")
+    if head.count(b"\r") > pairs:
+        problems.append("bare CR line endings")
+    head_pairs = head.count(b"\r\n")
+    if head_pairs and head.count(b"\n") > head_pairs:
+        problems.append("mixed bare LF and CRLF line endings")
+    return problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"x" * 1000]), max_size=80), st.integers(0, 65540))
+def test_line_ending_check_matches_the_reference(pieces, pad) -> None:
+    for raw in (b"".join(pieces), b"y" * pad + b"".join(pieces)):  # CRLF pairs straddling the 64 KiB edge too
+        problems: list[str] = []
+        message_module._line_ending_problems(raw, problems)
+        assert problems == _old_line_ending_problems(raw)
+
+
+TEXT_CHARS = ["a", " ", "\t", "\n", "\r", "\x00", "\x07", "\x0b", "\x1f", "\x7f", "\x85", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(TEXT_CHARS)))
+def test_clean_text_matches_the_regex_it_replaced(text) -> None:
+    expected = message_module._CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    assert message_module._clean_text(text, []) == expected
