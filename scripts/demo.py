@@ -25,6 +25,9 @@ DEMO_GAP = ["--type", "missing-entry", "--severity", "medium", "--discovered-by"
 DEMO_GAP += ["--doc", "bindings/communications.stack.contract.yaml", "--description"]
 DEMO_GAP += ["Stack contract lacks the CalDAV, CardDAV, ManageSieve, IMAP-poll and admin endpoints (loop step 4.5)."]
 
+# Not a capability: the demo's own check that the Sieve rule files an [ALERT] mail (alert_routed).
+ALERT_CHECK = ("alert.routed", [])
+
 # (capability, extra options). Run in this order against the lab's root; {lab_dir} and
 # {root} in an option are filled in from the running lab.
 DEMO: list[tuple[str, list[str]]] = [
@@ -78,6 +81,7 @@ DEMO: list[tuple[str, list[str]]] = [
     ("sieve.apply", []),
     ("sieve.apply", ["--execute", "--yes"]),
     ("sieve.status", []),
+    ALERT_CHECK,  # an [ALERT] mail to ops@, filed by the rule just applied
     # Phase 3: mail out. A dry run (the headers that would go), the send through the durable outbox
     # (delivered: accepted by the lab's Postfix), the same send again (one message, not two), a flush
     # with nothing due, and the outbox's history.
@@ -96,6 +100,11 @@ DEMO: list[tuple[str, list[str]]] = [
     ("gaps.close", ["--id", "GAP-OP-1", "--status", "fixed", "--fixed-in", "contract.endpoints.sync", "--yes"]),
     # Phase 4: governance. Registry parity with the spine's D67/D63 rules, the core verify gates and the
     # weekly hygiene pack (step 4.4 of the loop).
+    # Adoption: the toolkit registered into a spine checkout (a synthetic one built from the operator's
+    # registry files, see spine_checkout below): the diff, the install, and the spine's own D67/D63/D279.
+    ("spine.install", ["--spine-root", "{lab_dir}/spine"]),
+    ("spine.install", ["--spine-root", "{lab_dir}/spine", "--execute", "--yes"]),
+    ("capabilities.verify", ["--spine-root", "{lab_dir}/spine"]),
     ("capabilities.verify", []),
     ("verify.core.run", []),
     ("verify.pack.run", ["hygiene-weekly"]),
@@ -156,6 +165,14 @@ def fake_stalwart(lab_dir: str, root: str):
     return fake
 
 
+def spine_checkout(lab_dir: str) -> None:
+    """A spine checkout for spine.install: the operator's registry files (tests/fixtures/spine/) in git."""
+    sys.path.insert(0, str(REPO))
+    from tests.spine_checkout import build_spine_checkout
+
+    build_spine_checkout(Path(lab_dir) / "spine")
+
+
 def lab(*args: str) -> dict:
     done = subprocess.run([PY, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0 and args[0] == "start":
@@ -170,8 +187,13 @@ def main() -> int:
     print(f"lab up in {time.monotonic() - started:.1f} s at {lab_dir}; root {root}", file=sys.stderr)
     rows = []
     fake = fake_stalwart(lab_dir, root)
+    spine_checkout(lab_dir)
     try:
         for capability, options in DEMO:
+            if (capability, options) == ALERT_CHECK:
+                print("$ (send an [ALERT] mail to ops@ and look in its Alerts folder)", file=sys.stderr)
+                rows.append(alert_routed(info))
+                continue
             extra = [o.format(lab_dir=lab_dir, root=root) for o in options]
             argv = [SPINE_COMMS, capability, "--root", root, "--json", *extra]
             print(f"$ spine-comms {capability} --root {root} {' '.join(extra)}".rstrip(), file=sys.stderr)
@@ -183,8 +205,6 @@ def main() -> int:
             for line in envelope.get("summary") or []:
                 print(f"    {line}", file=sys.stderr)
             rows.append((capability, envelope["status"], done.returncode, envelope["receipt"]))
-        print("$ (send an [ALERT] mail to ops@ and look in its Alerts folder)", file=sys.stderr)
-        rows.append(alert_routed(info))
     finally:
         fake.stop()
         lab("stop", "--dir", lab_dir)
