@@ -13,7 +13,6 @@ import base64
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -22,7 +21,7 @@ from typing import Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract, ProbeTarget
-from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, MailboxEndpoint, StackContract, mailbox_endpoint
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
@@ -32,25 +31,6 @@ TOKEN_HEADER = "X-Spine-Probe"
 MAX_FETCH_BYTES = 2 * 1024 * 1024  # a probe is a few KiB; anything near this is not ours
 MAX_RECEIPT_BYTES = 512 * 1024
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext
-_SECURITY = {"SMTPS": "tls", "STARTTLS": "starttls"}
-
-
-@dataclass
-class Endpoint:
-    """Where to connect and how to verify it (the password is resolved separately)."""
-
-    host: str
-    port: int
-    security: str
-    server_name: str | None
-    ca_file: str | None
-    timeout: float
-    login: str
-    password_ref: str | None
-    override_env: str | None
-
-    def where(self) -> str:
-        return f"{self.host}:{self.port} ({self.security})"
 
 
 @capability("mail.auth.probe", safety="mutating", approval="auto")
@@ -207,60 +187,30 @@ def _mailbox(stack: StackContract, mailbox_id: str, role: str) -> Mailbox:
     return box
 
 
-def _port(stack: StackContract, protocol: str):
-    return next((p for p in stack.pilot.ports if p.protocol.value == protocol), None)
+def _timeout(stack: StackContract) -> float:
+    # A probe waits for a whole SMTP transaction or an IMAP search, not a greeting: at least 10 s.
+    return max(stack.endpoints.timeout_seconds if stack.endpoints else 10.0, 10.0)
 
 
-def _connection(stack: StackContract) -> tuple[str, str | None, str | None, float]:
-    host = stack.connect_host()
-    if not host:
-        raise ContractError("the stack contract gives no host (endpoints.host or pilot.vm_target.lan_ip)")
-    endpoints = stack.endpoints
-    return (
-        host,
-        stack.server_name(),
-        endpoints.ca_file if endpoints else None,
-        (endpoints.timeout_seconds if endpoints else 10.0),
-    )
+def _submission(stack: StackContract, protocol: str, box: Mailbox) -> MailboxEndpoint:
+    return mailbox_endpoint(stack, box, [protocol], timeout=_timeout(stack), why="submission",
+                            hint="add it, or set probe.submission to the one it has (SMTPS or STARTTLS)")  # fmt: skip
 
 
-def _submission(stack: StackContract, protocol: str, box: Mailbox) -> Endpoint:
-    port = _port(stack, protocol)
-    if port is None:
-        raise ContractError(
-            f"the stack contract has no {protocol} port for submission (pilot.ports)",
-            hint="add it, or set probe.submission to the one it has (SMTPS or STARTTLS)",
-        )
-    host, server_name, ca_file, timeout = _connection(stack)
-    return Endpoint(
-        host, port.host, _SECURITY[protocol], server_name, ca_file, max(timeout, 10.0),
-        box.login or box.address, box.password_ref, mailbox_env(box.id),
-    )  # fmt: skip
+def _stack_imap(stack: StackContract, box: Mailbox) -> MailboxEndpoint:
+    return mailbox_endpoint(stack, box, ["IMAPS", "IMAP"], timeout=_timeout(stack), why="reading the probe target")
 
 
-def _stack_imap(stack: StackContract, box: Mailbox) -> Endpoint:
-    port, security = _port(stack, "IMAPS"), "tls"
-    if port is None:
-        port, security = _port(stack, "IMAP"), "starttls"
-    if port is None:
-        raise ContractError("the stack contract has no IMAPS or IMAP port to read the probe target")
-    host, server_name, ca_file, timeout = _connection(stack)
-    return Endpoint(
-        host, port.host, security, server_name, ca_file, max(timeout, 10.0),
-        box.login or box.address, box.password_ref, mailbox_env(box.id),
-    )  # fmt: skip
-
-
-def _external_imap(target: ProbeTarget, address: str) -> Endpoint:
+def _external_imap(target: ProbeTarget, address: str) -> MailboxEndpoint:
     # An outside mailbox is verified against its own ca_file, else the system store: the stack's CA
     # vouches only for the stack.
-    return Endpoint(
+    return MailboxEndpoint(
         target.imap_host or "", target.imap_port, target.imap_security, target.server_name or target.imap_host,
         target.ca_file, 30.0, target.login or address, target.password_ref, None,
     )  # fmt: skip
 
 
-def _target(stack: StackContract, target: ProbeTarget, to: str | None) -> tuple[str, Endpoint]:
+def _target(stack: StackContract, target: ProbeTarget, to: str | None) -> tuple[str, MailboxEndpoint]:
     """(address to send to, where to read it), from --to or the contract's probe.target."""
     wanted = to or target.mailbox or target.address or ""
     if "@" not in wanted:
@@ -317,7 +267,7 @@ def _message(sender: str, to: str, token: str, message_id: str, date: str, extra
     return message.as_bytes(policy=SMTP)
 
 
-def _wait(ctx: RunContext, reading: Endpoint, folder: str, token: str, timeout: float, interval: float):
+def _wait(ctx: RunContext, reading: MailboxEndpoint, folder: str, token: str, timeout: float, interval: float):
     from spine_comms.protocols.imap import ImapError, ImapTarget, wait_for_header
 
     password = ctx.secrets.resolve(reading.password_ref, override_env=reading.override_env, what="target password")

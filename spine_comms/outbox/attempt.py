@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from spine_comms.contracts.stack import MailboxEndpoint
 from spine_comms.core.context import RunContext
 from spine_comms.outbox import outcome as oc
 from spine_comms.outbox.delivery_log import append_events
-from spine_comms.outbox.settings import Endpoint, Settings
+from spine_comms.outbox.settings import Settings
 from spine_comms.outbox.store import (
     ATTEMPTING,
     DEFERRED,
@@ -53,7 +54,7 @@ class Attempter:
         self.ctx, self.settings, self.store = ctx, settings, store
         self._passwords: dict[str, str] = {}
 
-    def password(self, mailbox_id: str, endpoint: Endpoint) -> str:
+    def password(self, mailbox_id: str, endpoint: MailboxEndpoint) -> str:
         if mailbox_id not in self._passwords:
             secret = self.ctx.secrets.resolve(endpoint.password_ref, override_env=endpoint.override_env,
                                               what=f"password of mailbox {mailbox_id}")  # fmt: skip

@@ -7,29 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
-from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, mailbox_env
+from spine_comms.contracts.stack import (
+    STACK_CONTRACT,
+    Mailbox,
+    MailboxEndpoint,
+    StackContract,
+    mailbox_endpoint,
+    mailbox_env,
+)
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, UsageError
-
-_SECURITY = {"SMTPS": "tls", "STARTTLS": "starttls"}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A server to dial for a mailbox; the password is resolved only when a connection is made."""
-
-    host: str
-    port: int
-    security: str
-    server_name: str | None
-    ca_file: str | None
-    timeout: float
-    login: str
-    password_ref: str | None
-    override_env: str
-
-    def where(self) -> str:
-        return f"{self.host}:{self.port} ({'implicit TLS' if self.security == 'tls' else 'STARTTLS'})"
+from spine_comms.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -53,25 +40,16 @@ class Settings:
             raise UsageError(f"--from {mailbox_id!r} is not a mailbox of the stack contract (known: {known})")
         return box
 
-    def submission(self, box: Mailbox, env: dict[str, str]) -> Endpoint:
+    def submission(self, box: Mailbox, env: dict[str, str]) -> MailboxEndpoint:
         form = self.outbox.submission.form
         return self._endpoint(box, env, [form], self.outbox.submission.timeout_seconds, f"submission.form {form}")
 
-    def imap(self, box: Mailbox, env: dict[str, str]) -> Endpoint:
+    def imap(self, box: Mailbox, env: dict[str, str]) -> MailboxEndpoint:
         return self._endpoint(box, env, ["IMAPS", "IMAP"], 30.0, "reading the sender's Sent folder")
 
     def _endpoint(self, box: Mailbox, env: dict[str, str], protocols: list[str], timeout: float, why: str):
-        port = next((p for proto in protocols for p in self.stack.pilot.ports if p.protocol.value == proto), None)
-        if port is None:
-            raise ContractError(f"the stack contract has no {' or '.join(protocols)} port (pilot.ports) for {why}")
-        host = self.stack.connect_host()
-        if not host:
-            raise ContractError("the stack contract gives no host (endpoints.host or pilot.vm_target.lan_ip)")
-        ends = self.stack.endpoints
-        security = _SECURITY.get(port.protocol.value) or ("tls" if port.protocol.value == "IMAPS" else "starttls")
-        login = env.get(mailbox_env(box.id, "USER")) or box.login or box.address
-        return Endpoint(host, port.host, security, self.stack.server_name(), ends.ca_file if ends else None,
-                        timeout, login, box.password_ref, mailbox_env(box.id))  # fmt: skip
+        login = env.get(mailbox_env(box.id, "USER"))
+        return mailbox_endpoint(self.stack, box, protocols, timeout=timeout, why=why, login=login)
 
 
 def load_settings(ctx: RunContext) -> Settings:
