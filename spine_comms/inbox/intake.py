@@ -12,10 +12,12 @@ durability is paid per batch, not per file: staging.py):
 3. commit: their bytes synced; the stored files placed and synced; the items linked
    into their lanes (or sent to the bridge) and synced; a run id already in the
    mailroom (an earlier run died before step 4) counts as a duplicate;
-4. the delivery markers, hard links to the .json files, made and synced.
+4. the DSN bounces among them handed to the outbox (`bounce` hook: note_bounce), before any
+   marker: a repeated DSN is a no-op there, so a run killed before its markers notes it again;
+5. the delivery markers, hard links to the .json files, made and synced.
 
 A crash between any two steps leaves a state from which a rerun ends with the
-message exactly once. A message the parser, the policy or the renderer chokes on
+message exactly once (and each DSN noted at least once). A message the parser, the policy or the renderer chokes on
 is parked with the reason; only an OSError (disk full, I/O) or an unreachable
 bridge propagates, and then nothing after it is committed.
 """
@@ -84,12 +86,13 @@ class IntakeBatch:
     def close(self) -> None:
         self.writer.reset()  # temporaries never placed (the batch stopped) are removed
 
-    def bounces(self, taken: list[tuple[int, Taken]]) -> list[dict]:
-        """The normalized form of each DSN bounce this commit delivered (not the duplicates)."""
-        delivered = {uid for uid, t in taken if t.kind in ("enqueued", "parked", "dropped")}
+    def bounces(self) -> list[dict]:
+        """The normalized form of each DSN bounce this commit is about to mark: every message without a
+        marker yet, including one whose item an earlier, killed run had already placed (it never got
+        its marker, so it may never have been noted). A message with a marker is not among them."""
         return [
             p.prepared.normalized for p in self.pending
-            if p.uid in delivered and p.prepared is not None
+            if p.taken is None and p.prepared is not None
             and (p.prepared.normalized.get("classification") or {}).get("kind") == "bounce"
         ]  # fmt: skip
 
@@ -176,10 +179,11 @@ class Intake:
         batch.identities.add(identity)
         batch.pending.append(_Pending(fetched.uid, None, identity, marker, prepared, item))
 
-    def commit(self, batch: IntakeBatch) -> list[tuple[int, Taken]]:
+    def commit(self, batch: IntakeBatch, bounce=None) -> list[tuple[int, Taken]]:
         """Make the staged messages durable and visible, in the order that keeps them exactly once:
-        stored files synced and placed, synced; items placed (or sent), synced; markers written, synced.
-        An exception leaves markers missing, never ahead of their items: a rerun finds the items."""
+        stored files synced and placed, synced; items placed (or sent), synced; `bounce(normalized list)`
+        called; markers written, synced. An exception leaves markers missing, never ahead of their
+        items: a rerun finds the items. `bounce` must not raise for a bounce it could not note."""
         writer = batch.writer
         writer.sync()  # the bytes of every staged file: .eml, .json, attachments, items
         for staged in writer.staged:
@@ -192,6 +196,11 @@ class Intake:
             if pending.item is not None:
                 placed_items[pending.uid] = pending.item.commit(writer)
         writer.sync()  # items visible and durable: only now may their markers say "committed"
+        bounces = batch.bounces()
+        if bounce is not None and bounces:
+            # Before the markers, not after: a kill in between must leave the DSN unmarked, so the
+            # rerun notes it again (the outbox ignores a DSN it has already applied).
+            bounce(bounces)
         for pending in batch.pending:
             if pending.taken is not None:
                 taken.append((pending.uid, pending.taken))

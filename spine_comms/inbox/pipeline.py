@@ -263,7 +263,7 @@ class _Run:
                     break
                 considered.append(uid)
             try:
-                taken = self.intake.commit(staged)
+                taken = self.intake.commit(staged, bounce=lambda found: self._note_bounces(result, found))
             except OSError as exc:
                 failed = _Halt("store", f"{_os_text(exc)}; nothing of this batch was committed")
                 return None, self._failed(result, failed)
@@ -276,16 +276,14 @@ class _Run:
              "duplicate": result.duplicates}[item.kind].append(item.record)  # fmt: skip
             if item.secret:
                 result.secret_matches.append(item.secret)
-        bounces = staged.bounces(taken)
-        if bounces:
-            self._note_bounces(result, bounces)
         if taken:
             ahead.idle()  # the connection is this thread's again
             self._post_commit(result, [uid for uid, _ in taken])
         return (considered[-1] if considered else None), halt
 
     def _note_bounces(self, result: FolderOutcome, bounces: list[dict]) -> None:
-        """Committed DSNs to the outbox, which matches them to what it sent. Never stops the intake."""
+        """DSNs whose items are placed, to the outbox, which matches them to what it sent; called by the
+        commit just before their markers are written. Never stops the intake."""
         from datetime import UTC
 
         from spine_comms.outbox.bounces import note_bounce

@@ -1,6 +1,7 @@
 """DSN bounces through the inbox pipeline reach the outbox (issue 8's bounce handling, the inbox side).
 
-After a batch is committed, every message classified `bounce` is handed to
+Once a batch's items are placed and synced, and before its delivery markers are written, every
+message classified `bounce` is handed to
 spine_comms.outbox.bounces.note_bounce with the mailroom state directory and its normalized
 form; the poll reports `bounces: {noted, matched, errors}`. A failure inside the outbox never
 stops the intake: the message stays delivered, the failure is counted and logged.
@@ -9,6 +10,7 @@ stops the intake: the message stays delivered, the failure is counted and logged
    refused by Dovecot (no such user), so Postfix mails a real DSN back to alerts@. Polling
    alerts@ with --enqueue delivers the DSN and the outbox marks the send bounced.
 2. In-process, note_bounce made to fail: the DSN is still enqueued exactly once.
+3. In-process, the markers made to fail after note_bounce: the rerun notes the DSN again.
 """
 
 from __future__ import annotations
@@ -140,5 +142,69 @@ def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkey
         assert again.total("new") == 0 and len(calls) == 1
         (item,) = items(root)["queued"]
         assert "**Classification:** bounce" in item.read_text()
+    finally:
+        delete_folder(lab, "sink", folder)
+
+
+def test_a_dsn_is_noted_before_its_marker_so_a_rerun_after_a_failed_marker_notes_it_again(
+    lab, lab_root, tmp_path, monkeypatch
+) -> None:
+    """The gap a kill between the markers and note_bounce used to open, made observable: the markers
+    fail (as if the process died there); the DSN was noted already, with its item placed and no marker;
+    the rerun finds the item ("already in the mailroom"), notes the DSN again and only then marks it."""
+    import errno
+
+    from spine_comms.contracts.inbox import INBOX_CONTRACT as NAME
+    from spine_comms.contracts.inbox import InboxContract
+    from spine_comms.core.context import RunContext
+    from spine_comms.core.options import GlobalOptions
+    from spine_comms.core.root import find_root
+    from spine_comms.inbox.pipeline import inbox_state_dir, open_mailbox, process_new
+    from spine_comms.inbox.store import DeliveryIndex
+    from spine_comms.outbox import bounces as outbox_bounces
+    from spine_comms.protocols.imap import session
+
+    folder = f"Bounce{uuid.uuid4().hex[:8]}"
+    original = f"<orig.{uuid.uuid4().hex[:8]}@spine.test>"
+    fill_imap(lab, "sink", folder, [_dsn(original, "nobody@example.org")], connections=1)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    calls: list[dict] = []
+
+    def seen(state_root: Path, normalized: dict, *, now):
+        identity = normalized["spine_comms"]["identity"]
+        calls.append({"original": normalized["classification"]["details"].get("original_message_id"),
+                      "items": sum(len(v) for v in items(root).values()),
+                      "marked": DeliveryIndex(state_dir, "sink").get(identity) is not None})  # fmt: skip
+        return None
+
+    real_link = DeliveryIndex.link
+
+    def no_room(self, identity, normalized):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path(identity)))
+
+    monkeypatch.setattr(outbox_bounces, "note_bounce", seen)
+    monkeypatch.setattr(DeliveryIndex, "link", no_room)
+    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
+        monkeypatch.delenv(name)
+    try:
+        options = GlobalOptions(str(root), True, False, False, True)
+        ctx = RunContext("communications.inbox.poll", find_root(root), options)
+        contract = ctx.contracts.load(NAME, InboxContract)
+        state_dir = inbox_state_dir(ctx, contract)
+        mailbox = open_mailbox(ctx, contract, "sink")
+        with session(mailbox.imap) as imap:
+            first = process_new(ctx, contract, mailbox, imap)
+        assert first.error is not None and first.total("enqueued") == 0  # the markers failed: nothing committed
+        assert calls == [{"original": original, "items": 1, "marked": False}]  # noted, item placed, no marker
+
+        monkeypatch.setattr(DeliveryIndex, "link", real_link)
+        with session(mailbox.imap) as imap:
+            again = process_new(ctx, contract, mailbox, imap)
+        assert again.error is None and again.total("duplicates") == 1 and again.bounces()["noted"] == 1
+        assert calls[1:] == [{"original": original, "items": 1, "marked": False}]  # noted again, then marked
+        with session(mailbox.imap) as imap:
+            third = process_new(ctx, contract, mailbox, imap)
+        assert third.total("new") == 0 and len(calls) == 2  # marked now: never noted a third time
+        assert len(items(root)["queued"]) == 1
     finally:
         delete_folder(lab, "sink", folder)
