@@ -46,7 +46,7 @@ def inbox_health(
     _mailroom_check(ctx, contract, result, make_target)
     unreachable = []
     for target in targets:
-        entry = {"mailbox": target.id, "address": target.address, "folders": []}
+        entry = {"mailbox": target.id, "address": target.address, "endpoint": target.endpoint(), "folders": []}
         result.data["mailboxes"].append(entry)
         error = _mailbox_checks(ctx, contract, target, state_dir, result, entry)
         if error is not None:

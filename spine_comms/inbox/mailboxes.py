@@ -38,6 +38,11 @@ class MailboxTarget:
     def where(self) -> str:
         return f"{self.imap.host}:{self.imap.port} ({self.imap.security})"
 
+    def endpoint(self) -> dict:
+        """The IMAP endpoint as resolved (contract, stack, environment): what a receipt records so that
+        contract.endpoints.sync can copy it into the stack contract (governance/endpoints_sync.py: _imap)."""
+        return {"host": self.imap.host, "port": self.imap.port, "security": self.imap.security}
+
 
 def load_inbox_contract(ctx: RunContext, *, required: bool) -> InboxContract:
     """The inbox contract; without one (and when not required) a default that reads the stack's ops@."""

@@ -84,7 +84,7 @@ def _poll(ctx, contract, target, limit, baseline, lock_wait, result: Result) -> 
     ctx.log(f"polling {target.address} ({', '.join(target.folders)}) via {target.where()} as {target.login}")
     with _session(target) as imap:
         outcome = process_new(ctx, contract, target, imap, limit=limit, lock_wait=lock_wait, baseline=baseline)
-    entry = outcome.to_dict()
+    entry = {**outcome.to_dict(), "endpoint": target.endpoint()}  # read by contract.endpoints.sync
     status, detail = _verdict(outcome)
     # The evidence without the per-message lists: data has them, and the envelope is printed and
     # kept in the receipt with an indent (json's slow Python encoder), so a second copy of ten
@@ -167,7 +167,8 @@ def _dry_run(ctx, contract, target) -> dict:
                 "checkpoint": checkpoint.to_dict() if checkpoint else None, "new": len(uids),
                 "rebaseline": bool(checkpoint and checkpoint.uidvalidity != state.uidvalidity),
             })  # fmt: skip
-    return {"mailbox": target.id, "address": target.address, "dry_run": True, "folders": folders}
+    return {"mailbox": target.id, "address": target.address, "endpoint": target.endpoint(), "dry_run": True,
+            "folders": folders}  # fmt: skip
 
 
 def _dry_line(entry: dict) -> str:

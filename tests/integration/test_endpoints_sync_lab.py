@@ -100,6 +100,8 @@ def test_dry_run_shows_the_diff_execute_writes_and_a_second_run_changes_nothing(
     assert found["carddav"]["xandikos"]["home_set"] == "/ops/contacts/"
     assert found["managesieve"]["ops"]["port"] == ports["sieve"] and found["managesieve"]["ops"]["host"] == "127.0.0.1"
     assert found["imap_poll"]["ops"]["address"] == "ops@spine.test" and "INBOX" in found["imap_poll"]["ops"]["folders"]
+    assert {k: found["imap_poll"]["ops"][k] for k in ("host", "port", "security")} == {
+        "host": "127.0.0.1", "port": ports["imaps"], "security": "tls"}  # fmt: skip
     assert found["admin_api"] == {"url": fake_url(evidence), "api": "jmap", "version": found["admin_api"]["version"],
                                   "jmap_session": fake_url(evidence).rstrip("/") + "/.well-known/jmap",
                                   "verified_by": "stalwart.status"}  # fmt: skip

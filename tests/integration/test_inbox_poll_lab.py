@@ -202,9 +202,14 @@ def test_health_sees_fresh_stale_and_unprocessed(lab, lab_root, tmp_path) -> Non
                      extra="health: {max_heartbeat_age_seconds: 5, max_unprocessed_minutes: 10}")  # fmt: skip
     code, env, _ = capability(root, "communications.inbox.health")
     assert code == 1 and _status(env, "inbox.health.fresh") == "fail"  # never polled
-    assert run(root, "--enqueue")[0] == 0
+    code, polled, _ = run(root, "--enqueue")
+    assert code == 0
+    # Both say which endpoint they reached: contract.endpoints.sync copies it into the stack contract.
+    endpoint = {"host": "127.0.0.1", "port": lab["ports"]["imaps"], "security": "tls"}
+    assert [m["endpoint"] for m in polled["data"]["mailboxes"]] == [endpoint]
     code, env, _ = capability(root, "communications.inbox.health")
     assert code == 0, env["checks"]
+    assert [m["endpoint"] for m in env["data"]["mailboxes"]] == [endpoint]
     assert {c["id"] for c in env["checks"]} >= {
         "inbox.health.login", "inbox.health.checkpoint", "inbox.health.fresh", "inbox.health.unprocessed",
         "inbox.health.mailroom",
