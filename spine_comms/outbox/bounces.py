@@ -13,6 +13,7 @@ nothing (keyed by the DSN's own Message-ID).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -120,20 +121,29 @@ def _parse(text: str) -> datetime | None:
         return None
 
 
+def _dsn_key(note: dict) -> str:
+    """What makes two notes one DSN: its Message-ID, else a hash of what it says (never when it was noted)."""
+    message_id = normalize_message_id(note.get("dsn_message_id"))
+    if message_id:
+        return message_id
+    said = {k: v for k, v in note.items() if k != "noted_at"}
+    return "sha256:" + hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _apply(store: OutboxStore, record: dict, note: dict, now: datetime) -> None:
     from spine_comms.outbox.delivery_log import append_events
     from spine_comms.outbox.notice import enqueue_notice
 
-    dsn_id = normalize_message_id(note.get("dsn_message_id")) or json.dumps(note, sort_keys=True)[:200]
-    seen = {normalize_message_id(b.get("dsn_message_id")) for b in record.get("dsn", [])}
-    if dsn_id in seen:
-        return
+    dsn_id = _dsn_key(note)
+    if dsn_id in {b.get("dsn_key") or normalize_message_id(b.get("dsn_message_id")) for b in record.get("dsn", [])}:
+        return  # the same DSN noted again (a rerun after a kill): nothing more to do
     entries = note.get("recipients") or [{}]
     failed = [r for r in entries if (r.get("action") == "failed" or str(r.get("status") or "").startswith("5"))]
     delayed = [r for r in entries if r.get("action") == "delayed"]
     kind = "failed" if failed else ("delayed" if delayed else "report")
     record.setdefault("dsn", []).append({
-        "kind": kind, "dsn_message_id": note.get("dsn_message_id"), "correlated_by": note.get("correlated_by"),
+        "kind": kind, "dsn_key": dsn_id, "dsn_message_id": note.get("dsn_message_id"),
+        "correlated_by": note.get("correlated_by"),
         "recipients": entries, "reporting_mta": note.get("reporting_mta"), "noted_at": note.get("noted_at"),
     })  # fmt: skip
     record["updated_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -152,13 +162,14 @@ def _apply(store: OutboxStore, record: dict, note: dict, now: datetime) -> None:
     record["bounced_recipients"] = sorted({r.get("recipient") or "" for r in failed} - {""})
     statuses = ", ".join(f"{r.get('recipient')}: {r.get('status')}" for r in failed)
     record["last_error"] = f"bounced ({statuses}) reported by {note.get('reporting_mta') or 'a DSN'}"
+    # The notice before the record: a kill in between leaves the DSN unapplied, so the rerun applies it
+    # and finds the notice already there (one per send), instead of a bounced send with no notice.
+    item = enqueue_notice(record, record["last_error"], note.get("text") or "")
+    if item:
+        record["notice_item"] = item
     store.save(record)
     if log:
         append_events(Path(log), record, BOUNCED, now, error=record["last_error"],
                       recipients=record["bounced_recipients"] or None,
                       extra={"dsn_message_id": note.get("dsn_message_id"),
                              "correlated_by": note.get("correlated_by")})  # fmt: skip
-    item = enqueue_notice(record, record["last_error"], note.get("text") or "")
-    if item:
-        record["notice_item"] = item
-        store.save(record)

@@ -189,3 +189,33 @@ def test_no_guessing_when_the_dsn_names_another_message_or_predates_the_send(tmp
     earlier["date_utc"] = "2026-03-01T11:00:00Z"  # written before our send was accepted (11:59)
     assert note_bounce(tmp_path / "state", earlier, now=NOW) is None
     assert OutboxStore(tmp_path / "state").pending_dsns() == []
+
+
+def test_a_dsn_without_message_id_noted_twice_is_applied_once(tmp_path):
+    from datetime import timedelta
+
+    record = _sent(tmp_path)
+    dsn = _dsn("delayed", "4.4.1")
+    dsn.pop("message_id")
+    for later in (NOW, NOW + timedelta(minutes=5)):  # a rerun notes it again, at another time
+        assert note_bounce(tmp_path / "state", dsn, now=later) == record["send_id"]
+    saved = OutboxStore(tmp_path / "state").load(record["send_id"])
+    assert len(saved["dsn"]) == 1 and len(saved["delays"]) == 1
+
+
+def test_a_kill_while_the_notice_is_written_still_leaves_one_notice(tmp_path, monkeypatch):
+    from spine_comms.outbox import notice
+
+    record = _sent(tmp_path)
+    real = notice.enqueue_notice
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while the notice was written")
+
+    monkeypatch.setattr(notice, "enqueue_notice", killed)
+    with pytest.raises(KeyboardInterrupt):
+        note_bounce(tmp_path / "state", _dsn("failed", "5.1.1"), now=NOW)
+    monkeypatch.setattr(notice, "enqueue_notice", real)
+    assert note_bounce(tmp_path / "state", _dsn("failed", "5.1.1"), now=NOW) == record["send_id"]
+    assert OutboxStore(tmp_path / "state").load(record["send_id"])["status"] == "bounced"
+    assert len(list((tmp_path / "inbox" / "queued").glob("*.md"))) == 1
