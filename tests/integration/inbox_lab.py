@@ -4,14 +4,12 @@ the CLI run as a subprocess, and the exactly-once audit over every mailroom lane
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
+from tests.cli_process import run_capability
+
 LANES = ("queued", "running", "done", "failed", "parked", "archived")
 MESSAGE_ID_LINE = re.compile(r"^- Message-ID: (.+)$", re.M)
 
@@ -53,29 +51,14 @@ mailroom: {{via: filesystem}}
     return root
 
 
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_", "MAILROOM_"))}
-    return {**env, **(extra or {})}
-
-
 def run(root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, dict, str]:
-    done = subprocess.run(
-        [SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env=clean_env(env),
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, "communications.inbox.poll", *args, env=env, timeout=timeout)
+    return done.code, done.envelope, done.stderr
 
 
 def capability(root: Path, cap: str, *args: str, env=None, timeout: float = 120) -> tuple[int, dict, str]:
-    done = subprocess.run(
-        [SPINE_COMMS, cap, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env=clean_env(env),
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, cap, *args, env=env, timeout=timeout)
+    return done.code, done.envelope, done.stderr
 
 
 def items(root: Path) -> dict[str, list[Path]]:

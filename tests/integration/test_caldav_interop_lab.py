@@ -9,8 +9,6 @@ CalDAV client on a real server (Radicale, over its plain port, which shares the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,17 +16,14 @@ from pathlib import Path
 import caldav
 import pytest
 
+from tests.cli_process import run_capability
+
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 
 
 def run(root: Path, capability: str, *args: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout)
+    done = run_capability(root, capability, *args)
+    return done.code, done.envelope
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,10 +17,10 @@ import pytest
 import yaml
 
 from spine_comms.protocols.dav import DavClient, child_href, discover
+from tests.cli_process import run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SERVERS = ["radicale", "xandikos"]
 SPINE_EVENTS = {"infra-backup-window", "automation-daily-control", "spine-verification-window",
                 "spine-weekly-hygiene-cadence"}  # fmt: skip
@@ -58,12 +55,8 @@ class Site:
                          ca_file=self.account.get("ca_file"), server_name=self.account.get("server_name"))  # fmt: skip
 
     def run(self, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
-        done = subprocess.run(
-            [SPINE_COMMS, capability, "--root", str(self.root), "--json", *args],
-            capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        assert done.stdout.startswith("{"), done.stderr
-        return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+        done = run_capability(self.root, capability, *args, env=env)
+        return done.code, done.envelope, done.stdout + done.stderr
 
     def execute(self, *args: str) -> tuple[int, dict]:
         code, envelope, _ = self.run("calendar.sync.execute", "--execute", "--yes", *args)

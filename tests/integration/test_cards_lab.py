@@ -6,21 +6,17 @@ are PUT raw with the protocol client, as iOS (3.0) and a 4.0 client store them.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from spine_comms.protocols.dav import DavClient, DavError
+from tests.cli_process import run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SERVERS = ["radicale", "xandikos"]
 # Xandikos has no address book in the contract: its default collection, named by segment.
 BOOK_ARGS = {"radicale": [], "xandikos": ["--account", "xandikos", "--addressbook", "addressbook"]}
@@ -28,13 +24,8 @@ BOOK_PATH = {"radicale": "/ops%40spine.test/spine-contacts/", "xandikos": "/ops/
 
 
 def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
-    environment = {k: v for k, v in os.environ.items() if k != "CALENDAR_HOME_PASSWORD"} | (env or {})
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False, env=environment,
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+    done = run_capability(root, capability, *args, env=env)
+    return done.code, done.envelope, done.stdout + done.stderr
 
 
 def dav(lab: dict, server: str) -> DavClient:

@@ -8,10 +8,6 @@ servers on 127.0.0.1 and 127.0.0.2, both loopback.
 from __future__ import annotations
 
 import http.server
-import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from contextlib import contextmanager, suppress
@@ -21,23 +17,18 @@ import pytest
 import yaml
 
 from spine_comms.protocols.dav import DavClient, DavError, discover
+from tests.cli_process import run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 CONTRACT = "communications.dav.contract.yaml"
 KINDS = {"caldav": ("calendar.caldav.status", "calendar.caldav.ensure"),
          "carddav": ("contacts.carddav.status", "contacts.carddav.ensure")}  # fmt: skip
 
 
 def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
-    environment = {k: v for k, v in os.environ.items() if k != "CALENDAR_HOME_PASSWORD"} | (env or {})
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False, env=environment,
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+    done = run_capability(root, capability, *args, env=env)
+    return done.code, done.envelope, done.stdout + done.stderr
 
 
 def checks(envelope: dict, check_id: str, subject: str | None = None) -> list[dict]:

@@ -12,7 +12,6 @@ import datetime
 import json
 import secrets
 import subprocess
-import sys
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -23,11 +22,11 @@ from cryptography.hazmat.primitives import serialization
 
 from spine_comms.mail.dkim_record import parse_dkim_record, private_key_matches
 from spine_comms.protocols.dns import Resolver
+from tests.cli_process import SPINE_COMMS
 from tests.dns_update import replaced
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 DOMAIN = "spine.test"
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import run_capability
 from tests.dns_update import replaced
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 
 # Eleven DNS-querying terms, each naming a host that exists: only the count is wrong.
 SPF_11_LOOKUPS = (
@@ -24,12 +22,8 @@ SPF_11_LOOKUPS = (
 
 
 def run(root: Path, capability: str, *args: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout)
+    done = run_capability(root, capability, *args)
+    return done.code, done.envelope
 
 
 def by_id(envelope: dict, check_id: str) -> list[dict]:

@@ -7,22 +7,18 @@ spine's own sample stack contract, round-trip.
 from __future__ import annotations
 
 import difflib
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from spine_comms.contracts.stack import StackContract
+from tests.cli_process import run_capability
 from tests.stalwart_fake import FakeStalwart
 
 pytestmark = pytest.mark.lab
 
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SAMPLE = Path("/work/shared/reference/spine-samples/communications.stack.contract.yaml")
 STACK = "bindings/communications.stack.contract.yaml"
 STATUS_CAPS = ["calendar.caldav.status", "contacts.carddav.status", "sieve.status", "communications.inbox.health",
@@ -30,12 +26,8 @@ STATUS_CAPS = ["calendar.caldav.status", "contacts.carddav.status", "sieve.statu
 
 
 def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINE_", "OPS_CAP"))}
-    full_env.update(env or {})
-    done = subprocess.run([SPINE_COMMS, capability, "--root", str(root), "--json", *args], capture_output=True,
-                          text=True, timeout=180, env=full_env, check=False)  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout)
+    done = run_capability(root, capability, *args, env=env, timeout=180)
+    return done.code, done.envelope
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +13,10 @@ import pytest
 import yaml
 
 from spine_comms.protocols.dav import DavClient, child_href, discover
+from tests.cli_process import SPINE_COMMS, run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 ACCOUNTS = ["radicale", "xandikos"]
 CONTRACT = "communications.dav.contract.yaml"
 
@@ -28,11 +26,8 @@ def command(root: Path, capability: str, *args: str) -> list[str]:
 
 
 def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
-    done = subprocess.run(command(root, capability, *args), capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
+    done = run_capability(root, capability, *args, env=env)
+    return done.code, done.envelope, done.stdout + done.stderr
 
 
 def client_for(lab: dict, account: str) -> DavClient:

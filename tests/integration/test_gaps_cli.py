@@ -17,22 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli_process import SPINE_COMMS, run_capability
 from tests.receipt_audit import validate_receipt
 
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SAMPLE = Path("/work/shared/reference/spine-samples/operational.gaps.excerpt.yaml")
 LOOP = "LOOP-COMMS-AGENTIC-LAYER-20260223"
 
 
 def run(root: Path, capability: str, *args: str, env: dict | None = None, json_out: bool = True):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINE_", "GAPS_", "OPS_CAP"))}
-    full_env.update(env or {})
-    done = subprocess.run([SPINE_COMMS, capability, "--root", str(root), *(["--json"] if json_out else []), *args],
-                          capture_output=True, text=True, timeout=120, env=full_env, check=False)  # fmt: skip
-    if not json_out:
-        return done.returncode, done.stdout, done.stderr
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, capability, *args, env=env, json_out=json_out)
+    return done.code, done.envelope if json_out else done.stdout, done.stderr
 
 
 @pytest.fixture

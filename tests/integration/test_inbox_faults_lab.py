@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import SPINE_COMMS, clean_env
 from tests.integration.inbox_lab import (
-    SPINE_COMMS,
     assert_exactly_once,
     checkpoint,
-    clean_env,
     folder_result,
     items,
     make_root,

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_process import SPINE_COMMS, clean_env
+
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 LANES = ("queued", "running", "done", "failed", "parked")
 
 
@@ -54,11 +53,6 @@ def make_root(tmp_path: Path, lab: dict, *, folder: str = "INBOX", port: int | N
         f"watch: {json.dumps(settings)}\n"
     )
     return root
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_"))}
-    return {**env, **extra}
 
 
 class Watch:
@@ -361,7 +355,7 @@ def test_a_refused_password_exits_3_without_showing_it(lab, tmp_path, watches):
     root = make_root(tmp_path, lab)
     sentinel = "Sentinel-" + uuid.uuid4().hex
     code, envelope, stderr = watches(
-        root, "--max-runtime", "30", env=clean_env(STALWART_SINK_PASSWORD=sentinel)
+        root, "--max-runtime", "30", env=clean_env({"STALWART_SINK_PASSWORD": sentinel})
     ).finish(sig=None)
     assert code == 3, stderr
     assert envelope["status"] == "error"

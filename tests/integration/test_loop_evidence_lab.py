@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.inbox_lab import SPINE_COMMS, capability, clean_env, make_root
+from tests.cli_process import SPINE_COMMS, clean_env
+from tests.integration.inbox_lab import capability, make_root
 from tests.mailbox_fill import fill_imap
 from tests.receipt_audit import validate_receipt
 

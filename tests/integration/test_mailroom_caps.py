@@ -9,35 +9,24 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from spine_comms.mailroom.bridge import BridgeClient, BridgeRejected
+from tests.cli_process import run_capability
 from tests.mailroom_bridge_fake import FakeBridge
 from tests.receipt_audit import validate_receipt
 
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SENTINEL = "Sentinel7fQ2xLmZ"  # a value that must never be printed or stored
 TOKEN = "bridge-token-Kx81sentinel"
 
 
 def run(root: Path, capability: str, *args: str, stdin=None, input: str | None = None, env: dict | None = None,
         json_out: bool = True) -> tuple[int, dict | str, str]:  # fmt: skip
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINE_", "MAILROOM_"))}
-    full_env.update(env or {})
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), *(["--json"] if json_out else []), *args],
-        input=input, stdin=stdin if input is None else None, capture_output=True, text=True, timeout=60,
-        env=full_env, check=False,
-    )  # fmt: skip
-    if not json_out:
-        return done.returncode, done.stdout, done.stderr
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, capability, *args, env=env, json_out=json_out, input=input, stdin=stdin, timeout=60)
+    return done.code, done.envelope if json_out else done.stdout, done.stderr
 
 
 @pytest.fixture

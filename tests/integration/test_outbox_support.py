@@ -8,14 +8,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from lab.layout import POLICY_PORT_OFFSET, PORT_OFFSETS
-
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
+from tests.cli_process import SPINE_COMMS, run_capability
 
 
 def own_root(lab: dict, tmp_path: Path, outbox_contract: str | None = None) -> tuple[Path, dict[str, str]]:
@@ -30,13 +28,8 @@ def own_root(lab: dict, tmp_path: Path, outbox_contract: str | None = None) -> t
 
 
 def run(root: Path, capability: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_"))}
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env={**clean, **(env or {})},
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, capability, *args, env=env, timeout=timeout)
+    return done.code, done.envelope, done.stderr
 
 
 def start(root: Path, capability: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,22 +13,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.cli_process import run_capability
 from tests.dns_update import current, set_records
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 KEY_NAME = "lab._domainkey.spine.test"
 
 
 def probe(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_"))}
-    done = subprocess.run(
-        [SPINE_COMMS, "mail.auth.probe", "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=90, check=False, env={**clean, **(env or {})},
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, "mail.auth.probe", *args, env=env, timeout=90)
+    return done.code, done.envelope, done.stderr
 
 
 def checks_by_id(envelope: dict) -> dict[str, list[dict]]:

@@ -8,10 +8,7 @@ whose scripts no other test touches, and leave it with no script at all.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,21 +17,16 @@ import yaml
 
 from lab.layout import MAIL_HOST
 from spine_comms.protocols.managesieve import connect
+from tests.cli_process import run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 USER = "noreply"
 
 
 def run(root: Path, capability: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_", "OPS_"))}
-    done = subprocess.run(
-        [SPINE_COMMS, capability, "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False, env={**clean, **(env or {})},
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stdout + done.stderr
-    return done.returncode, json.loads(done.stdout), done.stderr
+    done = run_capability(root, capability, *args, env=env)
+    return done.code, done.envelope, done.stderr
 
 
 def checks(envelope: dict) -> dict[str, dict]:

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import SPINE_COMMS
 from tests.receipt_audit import validate_receipt
 from tests.spine_checkout import build_spine_checkout
 
 pytestmark = pytest.mark.lab
 
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 BIN = "ops/plugins/communications/bin"
 
 

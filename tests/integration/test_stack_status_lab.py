@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import run_capability
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 
 
 def run(root: Path, *args: str) -> tuple[int, dict]:
-    done = subprocess.run(
-        [SPINE_COMMS, "communications.stack.status", "--root", str(root), "--json", *args],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.stdout.startswith("{"), done.stderr
-    return done.returncode, json.loads(done.stdout)
+    done = run_capability(root, "communications.stack.status", *args)
+    return done.code, done.envelope
 
 
 def test_every_lab_endpoint_is_ok(lab_root):

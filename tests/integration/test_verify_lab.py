@@ -9,11 +9,8 @@ module's own, deleted at the end. DNS changes are undone by tests/dns_update.rep
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import uuid
 from contextlib import suppress
 from pathlib import Path
@@ -24,21 +21,18 @@ import yaml
 from lab.layout import DKIM_SELECTOR, DOMAIN, MAIL_HOST
 from spine_comms.protocols.dav import DavClient, DavError, discover
 from spine_comms.protocols.managesieve import connect
+from tests.cli_process import run_capability
 from tests.dns_update import replaced
 from tests.receipt_audit import validate_receipt
 
 pytestmark = pytest.mark.lab
-SPINE_COMMS = str(Path(sys.executable).parent / "spine-comms")
 SIEVE_USER = "alerts"
 COMMUNICATIONS = ["D901", "D902", "D903", "D904", "D905", "D906", "D907", "D908", "D909"]
 
 
 def run(root: Path, capability: str, *args: str, timeout: float = 120) -> tuple[int, dict]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_", "CALENDAR_HOME"))}
-    done = subprocess.run([SPINE_COMMS, capability, "--root", str(root), "--json", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False, env=clean)  # fmt: skip
-    assert done.stdout.startswith("{"), done.stdout + done.stderr
-    return done.returncode, json.loads(done.stdout)
+    done = run_capability(root, capability, *args, timeout=timeout)
+    return done.code, done.envelope
 
 
 def verify(root: Path, *args: str) -> tuple[int, dict]:
