@@ -75,6 +75,12 @@ class FilesystemTarget:
             return Placed(str(exc.existing), True)
         return Placed(str(item.path), False)
 
+    @property
+    def staging_homes(self) -> list[Path]:
+        """Where a batch may make its item files ahead of need: a hidden directory beside the lanes,
+        so no lane ever shows them (the watcher, `mailroom.status`), and a link puts an item in any lane."""
+        return [self.mailroom.inbox / ".ahead"]
+
     def stage(self, batch: BatchWriter, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> PendingItem:
         """As put, for a batch: the item is written to a hidden temporary in its lane (the watcher
         skips dotfiles) and linked to its name only once the batch's files are synced."""
@@ -123,6 +129,8 @@ class BridgeTarget:
             return Placed(str(known.get("prompt_path") or stem), True)
         answer = self.client.enqueue(text, slug=slug, run_id=rid, session_id=session_id)
         return Placed(str(answer["path"]), False)
+
+    staging_homes: tuple[Path, ...] = ()  # parked items go under the state directory, a home of its own
 
     def stage(self, batch: BatchWriter, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> PendingItem:
         """Parked items are staged files; a queued one is sent at the commit, after the batch's

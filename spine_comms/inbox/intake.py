@@ -133,7 +133,8 @@ class Intake:
         self.index = DeliveryIndex(state_dir, mailbox.id)
         self.target = target
         self.clock = clock
-        self.writer = BatchWriter()  # one for the whole run: see BatchWriter
+        # One for the whole run: see BatchWriter. Its files are made ahead where most of them go.
+        self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes])
 
     def begin(self) -> IntakeBatch:
         self.writer.reset()

@@ -1,0 +1,92 @@
+"""BatchWriter with files made ahead of need: where they come from, where they go, what is left."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from spine_comms.inbox.staging import AHEAD_PREFIX, NEW, REPLACE, BatchWriter, sweep
+
+
+def _leftovers(*homes: Path) -> list[str]:
+    return sorted(p.name for home in homes if home.exists() for p in home.iterdir())
+
+
+def test_files_made_ahead_are_written_placed_and_the_rest_removed_on_close(tmp_path) -> None:
+    state, inbox = tmp_path / "state", tmp_path / "inbox"
+    homes = [state / ".ahead", inbox / ".ahead"]
+    writer = BatchWriter(homes=homes)
+    finals = [state / "messages" / f"{i:02x}" / f"m{i}.eml" for i in range(120)]
+    items = [inbox / "queued" / f"S1__x__R{i}.md" for i in range(40)]
+    staged = [writer.stage(path, f"message {i}".encode()) for i, path in enumerate(finals)]
+    staged += [writer.stage(path, f"item {i}", 0o600, NEW) for i, path in enumerate(items)]
+    from_ahead = [s for s in staged if s.temp.name.startswith(AHEAD_PREFIX)]
+    assert from_ahead, "no staged file used a file made ahead"
+    for s in from_ahead:  # each from the home whose parent holds its final name
+        assert s.final.is_relative_to(s.temp.parent.parent)
+    writer.sync()
+    for s in staged:
+        writer.place(s)
+    writer.sync()
+    assert [p.read_bytes() for p in finals] == [f"message {i}".encode() for i in range(120)]
+    assert [p.read_text() for p in items] == [f"item {i}" for i in range(40)]
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in finals + items)
+    writer.close()
+    assert _leftovers(*homes) == [] and not any(home.exists() for home in homes)
+
+
+def test_a_final_name_outside_every_home_gets_its_temporary_beside_it(tmp_path) -> None:
+    writer = BatchWriter(homes=[tmp_path / "state" / ".ahead"])
+    elsewhere = tmp_path / "other" / "x.json"
+    staged = writer.stage(elsewhere, b"{}", 0o600, REPLACE)
+    assert staged.temp.parent == elsewhere.parent and not staged.temp.name.startswith(AHEAD_PREFIX)
+    writer.sync()
+    writer.place(staged)
+    assert elsewhere.read_bytes() == b"{}"
+    writer.close()
+
+
+def test_the_deepest_home_serves_a_nested_tree(tmp_path) -> None:
+    outer, inner = tmp_path / ".ahead", tmp_path / "state" / ".ahead"
+    writer = BatchWriter(homes=[outer, inner])
+    for sub in ("state/messages", "inbox/queued"):
+        (tmp_path / sub).mkdir(parents=True)
+    assert writer._home_for(tmp_path / "state" / "messages") == inner
+    assert writer._home_for(tmp_path / "inbox" / "queued") == outer
+    writer.close()
+
+
+def test_a_discarded_batch_leaves_nothing_in_the_homes(tmp_path) -> None:
+    home = tmp_path / ".ahead"
+    writer = BatchWriter(homes=[home])
+    for i in range(30):
+        writer.stage(tmp_path / "d" / f"f{i}", b"x")
+    writer.reset()  # the batch stopped before its commit
+    writer.close()
+    assert _leftovers(home) == [] and not (tmp_path / "d" / "f0").exists()
+
+
+def test_sweep_removes_only_what_a_dead_process_made_ahead(tmp_path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    for name in (f"{AHEAD_PREFIX}{dead_pid}-abc-1.tmp", f"{AHEAD_PREFIX}{os.getpid()}-abc-2.tmp", ".other.tmp", "x.md"):
+        (tmp_path / name).write_bytes(b"")
+    sweep(tmp_path)
+    assert _leftovers(tmp_path) == sorted([f"{AHEAD_PREFIX}{os.getpid()}-abc-2.tmp", ".other.tmp", "x.md"])
+
+
+def test_a_new_writer_sweeps_what_a_killed_one_left(tmp_path) -> None:
+    home = tmp_path / ".ahead"
+    code = (
+        "import os, sys, time; sys.path.insert(0, sys.argv[2]);"
+        "from pathlib import Path; from spine_comms.inbox.staging import BatchWriter;"
+        "w = BatchWriter(homes=[Path(sys.argv[1])]); w.stage(Path(sys.argv[1]).parent / 'f', b'x');"
+        "time.sleep(0.3); os._exit(9)"  # no close(): as if killed
+    )
+    repo = str(Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code, str(home), repo], check=False, timeout=60)
+    assert _leftovers(home), "the killed writer made nothing ahead"
+    BatchWriter(homes=[home]).close()
+    assert _leftovers(home) == []
