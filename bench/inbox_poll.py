@@ -63,9 +63,12 @@ def clean_env() -> dict[str, str]:
 def client(info: dict):
     from imapclient import IMAPClient
 
+    from spine_comms.protocols.imap import quiet_protocol_log
+
     context = ssl.create_default_context(cafile=info["tls"]["ca_cert"])
     context.check_hostname = False  # dialled by address; the certificate also names 127.0.0.1
     imap = IMAPClient(info["host"], port=info["ports"]["imaps"], ssl_context=context, timeout=60)
+    quiet_protocol_log(imap)  # as the pipeline's session does: the limit must not carry a cost the pipeline avoids
     imap.login("sink@spine.test", info["users"]["sink"]["password"])
     return imap
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+from spine_comms.inbox import staging
 from spine_comms.inbox.staging import AHEAD_PREFIX, NEW, REPLACE, BatchWriter, sweep
+from spine_comms.protocols.imap import quiet_protocol_log
 
 
 def _leftovers(*homes: Path) -> list[str]:
@@ -90,3 +94,41 @@ def test_a_new_writer_sweeps_what_a_killed_one_left(tmp_path) -> None:
     assert _leftovers(home), "the killed writer made nothing ahead"
     BatchWriter(homes=[home]).close()
     assert _leftovers(home) == []
+
+
+def test_an_item_never_replaces_one_already_there_with_or_without_renameat2(tmp_path, monkeypatch) -> None:
+    for variant in ("renameat2", "link and unlink"):
+        if variant != "renameat2":
+            monkeypatch.setattr(staging, "_RENAMEAT2", None)
+        where = tmp_path / variant.replace(" ", "-")
+        writer = BatchWriter(homes=[where / ".ahead"])
+        (where / "queued").mkdir(parents=True)
+        (where / "queued" / "old.md").write_text("an earlier run's item")
+        kept = writer.stage(where / "queued" / "old.md", "a rerun's copy", 0o600, NEW)
+        fresh = writer.stage(where / "queued" / "new.md", "a new item", 0o600, NEW)
+        writer.sync()
+        writer.place(kept)
+        writer.place(fresh)
+        assert kept.existed and not fresh.existed
+        assert (where / "queued" / "old.md").read_text() == "an earlier run's item"
+        assert (where / "queued" / "new.md").read_text() == "a new item"
+        assert not kept.temp.exists() and not fresh.temp.exists()
+        writer.close()
+
+
+def test_the_imaplib_protocol_log_is_off_unless_its_logger_would_print_it() -> None:
+    class Client:  # the one attribute quiet_protocol_log reads: imapclient's imaplib connection
+        def __init__(self) -> None:
+            self._imap = types.SimpleNamespace(debug=5)  # what imapclient sets
+
+    logger = logging.getLogger("imapclient.imaplib")
+    quiet = Client()
+    quiet_protocol_log(quiet)
+    assert quiet._imap.debug == 0
+    logger.setLevel(logging.DEBUG)
+    try:
+        debugging = Client()
+        quiet_protocol_log(debugging)
+        assert debugging._imap.debug == 5
+    finally:
+        logger.setLevel(logging.NOTSET)
