@@ -26,9 +26,35 @@ sys.path.insert(0, str(REPO))  # the lab package lives in the repo, it is not in
 from lab import runner as lab_runner  # noqa: E402
 from lab.layout import DOMAIN, MAIL_HOST, Knobs  # noqa: E402
 
+# Where a lab that saw a test fail leaves its daemons' state and the ends of their logs, for .ci/run
+# to print: the lab itself is purged, and a flaky failure is rarely there again to look at.
+DIAGNOSTICS = Path(os.environ.get("LAB_DIAGNOSTICS", "/tmp/spine-lab-diagnostics"))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab: needs the loopback lab of real servers")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist): a clean slate
+        for old in DIAGNOSTICS.glob("*.txt"):
+            old.unlink(missing_ok=True)
+
+
+def _keep_diagnostics(info: dict) -> None:
+    import json
+
+    lines = [f"lab {info['lab_dir']} (port base {info.get('port_base')}), after a failed test",
+             json.dumps(lab_runner.status(info["lab_dir"]), default=str)]  # fmt: skip
+    for log in sorted((Path(info["lab_dir"]) / "log").glob("*")):
+        tail = log.read_text(errors="replace").splitlines()
+        milter = [line for line in tail if "milter" in line.lower()][-30:]
+        lines += [f"--- {log.name}: last 40 lines", *tail[-40:]]
+        if milter:
+            lines += [f"--- {log.name}: last lines about milters", *milter]
+    DIAGNOSTICS.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    (DIAGNOSTICS / f"{worker}-{os.getpid()}.txt").write_text("\n".join(lines) + "\n")
 
 
 def _address(user: str) -> str:
@@ -59,7 +85,7 @@ def _start_lab() -> dict:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[dict]:
+def lab(request: pytest.FixtureRequest) -> Iterator[dict]:
     """The JSON `python -m lab start` prints (endpoints, users, CA, root, ...)."""
     base = worker_port_base()
     try:
@@ -73,6 +99,8 @@ def lab() -> Iterator[dict]:
     try:
         yield info
     finally:
+        if request.session.testsfailed:
+            _keep_diagnostics(info)
         result = lab_runner.stop(info["lab_dir"], purge=not os.environ.get("LAB_KEEP"))
         assert not result["left_running"], f"lab processes left running: {result}"
 
