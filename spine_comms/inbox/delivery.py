@@ -78,12 +78,13 @@ class FilesystemTarget:
     @property
     def staging_homes(self) -> list[Path]:
         """Where a batch may make its item files ahead of need: a hidden directory beside the lanes,
-        so no lane ever shows them (the watcher, `mailroom.status`), and a link puts an item in any lane."""
+        so no lane ever shows them (the watcher, `mailroom.status`), and a rename puts an item in any lane."""
         return [self.mailroom.inbox / ".ahead"]
 
     def stage(self, batch: BatchWriter, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> PendingItem:
-        """As put, for a batch: the item is written to a hidden temporary in its lane (the watcher
-        skips dotfiles) and linked to its name only once the batch's files are synced."""
+        """As put, for a batch: the item is written to a hidden temporary (in the inbox's `.ahead`
+        home, or in its lane: the watcher skips dotfiles) and renamed to its name only once the
+        batch's files are synced."""
         final = self.mailroom.item_path(slug=slug, run_id=rid, session_id=session_id, lane=lane)
         found = self.mailroom.find(final.stem, suffixes=(".md",))  # a stat per lane: its items are .md
         if found:

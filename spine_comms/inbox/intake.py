@@ -136,6 +136,10 @@ class Intake:
         # One for the whole run: see BatchWriter. Its files are made ahead where most of them go.
         self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes])
 
+    def expect(self, messages: int) -> None:
+        """`messages` new ones are about to be staged (see BatchWriter.expect)."""
+        self.writer.expect(messages)
+
     def begin(self) -> IntakeBatch:
         self.writer.reset()
         return IntakeBatch(self.writer)

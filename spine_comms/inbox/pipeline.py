@@ -194,6 +194,7 @@ class _Run:
         metas = self.session.fetch_meta(uids) if uids else {}
         cap = self.contract.policy.max_message_bytes
         batches = _batches(uids, metas, cap)
+        self.intake.expect(len(uids))
         ahead = Prefetch(self.session, metas, cap)
         if batches:
             ahead.start(batches[0])

@@ -19,7 +19,8 @@ Making a new file is the costly step on some file systems. On the lab machine's 
 journal, the kernel skips every free inode deleted in the last 12 hours whose table block is
 cached (ext4's recently_deleted, seen with perf), so creating a file took 0.05 to 0.8 ms of kernel
 time after a day of tests, against 0.02 ms for a rename or a link. So a writer given
-`homes` has a thread make empty hidden files there ahead of need (`Ahead`), while the batch is
+`homes` and told of a backlog (`expect`) has a thread make empty hidden files there ahead of
+need (`Ahead`), while the batch is
 parsed and rendered; the system call runs without Python's lock, on the other CPU. A file staged
 anywhere under a home's parent takes one of them and is later renamed to its final
 name, which is the same cheap step as before. When none is ready the writer makes its own.
@@ -102,23 +103,27 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 AHEAD_PREFIX = ".ahead-"
 
 
+AHEAD_FROM = 30  # messages: fewer (a watch cycle, a small poll) are not worth a thread
+
+
 class Ahead:
-    """Empty hidden files (0600) made by a daemon thread in each home directory, up to `depth` ready.
+    """Empty hidden files (0600) made by a daemon thread in each home directory, up to `depth` ready
+    and `budget` in all per home.
 
     Named `.ahead-<pid>-<tag>-<n>.tmp`: a later writer removes those of a process that is gone
     (`sweep`), so a killed run leaves nothing behind for long."""
 
-    def __init__(self, homes: Iterable[Path], tag: str, most: int = 256) -> None:
-        # The depth starts small and doubles whenever the files ready fall below half of it: a
-        # watch cycle with one message makes a few files, a backlog of thousands soon `most`.
+    def __init__(self, homes: Iterable[Path], tag: str, budget: int, most: int = 256) -> None:
+        # The depth starts small and doubles whenever the files ready fall below half of it.
         self.depth = 8
         self.most = most
         self._tag = tag
         self._ready: dict[Path, deque[Path]] = {}
+        self._left: dict[Path, int] = {}  # what each home may still make: no pile to remove at the end
         for home in homes:
             home.mkdir(parents=True, exist_ok=True)
-            sweep(home)
             self._ready[home] = deque()
+            self._left[home] = budget
         self._count = 0
         self._wanted = threading.Event()
         self._stopping = False
@@ -137,15 +142,12 @@ class Ahead:
             self._wanted.set()
         return path
 
-    @property
-    def homes(self) -> list[Path]:
-        return list(self._ready)
-
     def _fill(self) -> None:
         while self._wanted.wait() and not self._stopping:
             self._wanted.clear()
             for home, ready in self._ready.items():
-                while len(ready) < self.depth and not self._stopping:
+                while len(ready) < self.depth and self._left[home] > 0 and not self._stopping:
+                    self._left[home] -= 1
                     self._count += 1
                     path = home / f"{AHEAD_PREFIX}{self._tag}{self._count}.tmp"
                     try:
@@ -155,20 +157,17 @@ class Ahead:
                     ready.append(path)
 
     def close(self) -> None:
-        """Stop the thread, then remove what it made and nobody took, and each home left empty
-        (another writer may still be using one: then it stays)."""
+        """Stop the thread, then remove what it made and nobody took."""
         self._stopping = True
         self._wanted.set()
         self._thread.join()
-        for home, ready in self._ready.items():
+        for ready in self._ready.values():
             while ready:
                 ready.popleft().unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                home.rmdir()
 
 
 def sweep(home: Path) -> None:
-    """Remove the files made ahead by processes that are no longer running."""
+    """Remove the files made ahead by processes that are no longer running (a missing home: nothing)."""
     with contextlib.suppress(OSError), os.scandir(home) as entries:
         for entry in entries:
             if not entry.name.startswith(AHEAD_PREFIX):
@@ -203,9 +202,17 @@ class BatchWriter:
         self._directories: set[Path] = set()
         self._tag = f"{os.getpid()}-{secrets.token_hex(3)}-"  # temporaries of two writers never collide
         self._count = 0
-        homes = list(homes)
-        self._ahead = Ahead(homes, self._tag) if homes else None
+        self._homes = list(homes)
+        for home in self._homes:
+            sweep(home)
+        self._ahead: Ahead | None = None  # made by expect() for a backlog
         self._home_of: dict[Path, Path | None] = {}  # directory -> the home whose files it may take
+
+    def expect(self, messages: int) -> None:
+        """`messages` are about to be staged: for a backlog, start making their files ahead (each
+        message stages two or three files, in at most two homes)."""
+        if self._ahead is None and self._homes and messages >= AHEAD_FROM:
+            self._ahead = Ahead(self._homes, self._tag, budget=2 * messages)
 
     def stage(self, final: Path, data: str | bytes, mode: int = 0o600, how: str = REPLACE) -> Staged:
         directory = final.parent
@@ -253,7 +260,7 @@ class BatchWriter:
     def _home_for(self, directory: Path) -> Path | None:
         """The home with the deepest parent that holds `directory`, on the same file system: a rename
         from there to the final name stays one cheap step."""
-        candidates = [home for home in self._ahead.homes if directory.is_relative_to(home.parent)]
+        candidates = [home for home in self._homes if directory.is_relative_to(home.parent)]
         if not candidates:
             return None
         home = max(candidates, key=lambda h: len(h.parts))
@@ -316,6 +323,10 @@ class BatchWriter:
         self.discard()
         if self._ahead is not None:
             self._ahead.close()
+            self._ahead = None
+        for home in self._homes:  # left empty: gone (another writer still using one: it stays)
+            with contextlib.suppress(OSError):
+                home.rmdir()
         for fd in self._filesystems.values():
             os.close(fd)
         self._filesystems = {}

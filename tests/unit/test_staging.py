@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -18,10 +19,20 @@ def _leftovers(*homes: Path) -> list[str]:
     return sorted(p.name for home in homes if home.exists() for p in home.iterdir())
 
 
+def _made_ahead(home: Path, timeout: float = 10.0) -> None:
+    """Wait until the thread has made a first file in `home` (it runs beside the test)."""
+    deadline = time.monotonic() + timeout
+    while not _leftovers(home):
+        assert time.monotonic() < deadline, f"nothing made ahead in {home}"
+        time.sleep(0.005)
+
+
 def test_files_made_ahead_are_written_placed_and_the_rest_removed_on_close(tmp_path) -> None:
     state, inbox = tmp_path / "state", tmp_path / "inbox"
     homes = [state / ".ahead", inbox / ".ahead"]
     writer = BatchWriter(homes=homes)
+    writer.expect(120)
+    _made_ahead(homes[0])
     finals = [state / "messages" / f"{i:02x}" / f"m{i}.eml" for i in range(120)]
     items = [inbox / "queued" / f"S1__x__R{i}.md" for i in range(40)]
     staged = [writer.stage(path, f"message {i}".encode()) for i, path in enumerate(finals)]
@@ -55,6 +66,7 @@ def test_a_final_name_outside_every_home_gets_its_temporary_beside_it(tmp_path) 
 def test_the_deepest_home_serves_a_nested_tree(tmp_path) -> None:
     outer, inner = tmp_path / ".ahead", tmp_path / "state" / ".ahead"
     writer = BatchWriter(homes=[outer, inner])
+    writer.expect(100)
     for sub in ("state/messages", "inbox/queued"):
         (tmp_path / sub).mkdir(parents=True)
     assert writer._home_for(tmp_path / "state" / "messages") == inner
@@ -65,6 +77,7 @@ def test_the_deepest_home_serves_a_nested_tree(tmp_path) -> None:
 def test_a_discarded_batch_leaves_nothing_in_the_homes(tmp_path) -> None:
     home = tmp_path / ".ahead"
     writer = BatchWriter(homes=[home])
+    writer.expect(30)
     for i in range(30):
         writer.stage(tmp_path / "d" / f"f{i}", b"x")
     writer.reset()  # the batch stopped before its commit
@@ -86,14 +99,32 @@ def test_a_new_writer_sweeps_what_a_killed_one_left(tmp_path) -> None:
     code = (
         "import os, sys, time; sys.path.insert(0, sys.argv[2]);"
         "from pathlib import Path; from spine_comms.inbox.staging import BatchWriter;"
-        "w = BatchWriter(homes=[Path(sys.argv[1])]); w.stage(Path(sys.argv[1]).parent / 'f', b'x');"
+        "w = BatchWriter(homes=[Path(sys.argv[1])]); w.expect(100); w.stage(Path(sys.argv[1]).parent / 'f', b'x');"
         "time.sleep(0.3); os._exit(9)"  # no close(): as if killed
     )
     repo = str(Path(__file__).resolve().parents[2])
     subprocess.run([sys.executable, "-c", code, str(home), repo], check=False, timeout=60)
     assert _leftovers(home), "the killed writer made nothing ahead"
     BatchWriter(homes=[home]).close()
-    assert _leftovers(home) == []
+    assert _leftovers(home) == [] and not home.exists()
+
+
+def test_a_few_messages_get_no_thread_and_a_backlog_no_more_files_than_it_needs(tmp_path) -> None:
+    home = tmp_path / ".ahead"
+    few = BatchWriter(homes=[home])
+    few.expect(3)  # a watch cycle
+    staged = few.stage(tmp_path / "d" / "f", b"x")
+    assert not home.exists() and not staged.temp.name.startswith(AHEAD_PREFIX)
+    few.close()
+    backlog = BatchWriter(homes=[home])
+    backlog.expect(40)
+    _made_ahead(home)
+    for i in range(200):  # more than the 2 x 40 it was told of
+        backlog.stage(tmp_path / "d" / f"g{i}", b"x")
+    made = len(_leftovers(home))  # taken (staged, still in the home until placed) and ready
+    assert any(s.temp.name.startswith(AHEAD_PREFIX) for s in backlog.staged) and made <= 80
+    backlog.close()
+    assert not home.exists()
 
 
 def test_an_item_never_replaces_one_already_there_with_or_without_renameat2(tmp_path, monkeypatch) -> None:
