@@ -47,9 +47,9 @@ def _keep_diagnostics(info: dict) -> None:
     lines = [f"lab {info['lab_dir']} (port base {info.get('port_base')}), after a failed test",
              json.dumps(lab_runner.status(info["lab_dir"]), default=str)]  # fmt: skip
     for log in sorted((Path(info["lab_dir"]) / "log").glob("*")):
-        tail = log.read_text(errors="replace").splitlines()
-        milter = [line for line in tail if "milter" in line.lower()][-30:]
-        lines += [f"--- {log.name}: last 40 lines", *tail[-40:]]
+        logged = log.read_text(errors="replace").splitlines()
+        milter = [line for line in logged if "milter" in line.lower()][-30:]
+        lines += [f"--- {log.name}: last 40 lines", *logged[-40:]]
         if milter:
             lines += [f"--- {log.name}: last lines about milters", *milter]
     DIAGNOSTICS.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[dict]:
         yield info
     finally:
         if request.session.testsfailed:
-            _keep_diagnostics(info)
+            try:
+                _keep_diagnostics(info)
+            except Exception as exc:  # never at the cost of stopping the lab
+                print(f"lab diagnostics not kept: {exc}", file=sys.stderr)
         result = lab_runner.stop(info["lab_dir"], purge=not os.environ.get("LAB_KEEP"))
         assert not result["left_running"], f"lab processes left running: {result}"
 

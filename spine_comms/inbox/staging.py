@@ -18,12 +18,11 @@ file, and a crash leaves at most hidden temporaries (the watcher skips dotfiles)
 Making a new file is the costly step on some file systems. On the lab machine's ext4, which has no
 journal, the kernel skips every free inode deleted in the last 12 hours whose table block is
 cached (ext4's recently_deleted, seen with perf), so creating a file took 0.05 to 0.8 ms of kernel
-time after a day of tests, against 0.02 ms for a rename or a link. So a writer given
-`homes` and told of a backlog (`expect`) has a thread make empty hidden files there ahead of
-need (`Ahead`), while the batch is
-parsed and rendered; the system call runs without Python's lock, on the other CPU. A file staged
-anywhere under a home's parent takes one of them and is later renamed to its final
-name, which is the same cheap step as before. When none is ready the writer makes its own.
+time after a day of tests, against 0.02 ms for a rename or a link. So a writer given `homes` and
+told of a backlog (`expect`) has a thread make empty hidden files there ahead of need (`Ahead`),
+while the batch is parsed and rendered; the system call runs without Python's lock, on the other
+CPU. A file staged anywhere under a home's parent takes one of them and is later renamed to its
+final name, which is the same cheap step as before. When none is ready the writer makes its own.
 """
 
 from __future__ import annotations
@@ -101,8 +100,6 @@ def _place_new(temp: Path, final: Path) -> bool:
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 AHEAD_PREFIX = ".ahead-"
-
-
 AHEAD_FROM = 30  # messages: fewer (a watch cycle, a small poll) are not worth a thread
 
 
