@@ -19,6 +19,12 @@ from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs with HYPOTHESIS_PROFILE=ci (.ci/run): the same examples every run, so a landing never
+# depends on the draw. A run by hand explores new examples each time.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the lab package lives in the repo, it is not installed
