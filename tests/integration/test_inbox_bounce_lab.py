@@ -100,20 +100,35 @@ def _dsn(original_id: str, recipient: str) -> bytes:
     ).encode()
 
 
-def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkeypatch) -> None:
-    from spine_comms.contracts.inbox import INBOX_CONTRACT as NAME
-    from spine_comms.contracts.inbox import InboxContract
-    from spine_comms.core.context import RunContext
-    from spine_comms.core.options import GlobalOptions
-    from spine_comms.core.root import find_root
-    from spine_comms.inbox.pipeline import open_mailbox, process_new
-    from spine_comms.outbox import bounces as outbox_bounces
-    from spine_comms.protocols.imap import session
-
+def _dsn_folder(lab, lab_root, tmp_path) -> tuple[str, str, Path]:
+    """A new folder of sink@ holding one DSN, and a root that polls it: (folder, the original's id, root)."""
     folder = f"Bounce{uuid.uuid4().hex[:8]}"
     original = f"<orig.{uuid.uuid4().hex[:8]}@spine.test>"
     fill_imap(lab, "sink", folder, [_dsn(original, "nobody@example.org")], connections=1)
-    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    return folder, original, make_root(tmp_path, lab, lab_root, folders=[folder])
+
+
+def _in_process(root: Path, monkeypatch):
+    """The poll's pipeline in this process (so a test can replace a step): (ctx, contract, mailbox)."""
+    from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
+    from spine_comms.core.context import RunContext
+    from spine_comms.core.options import GlobalOptions
+    from spine_comms.core.root import find_root
+    from spine_comms.inbox.pipeline import open_mailbox
+
+    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
+        monkeypatch.delenv(name)
+    ctx = RunContext("communications.inbox.poll", find_root(root), GlobalOptions(str(root), True, False, False, True))
+    contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract)
+    return ctx, contract, open_mailbox(ctx, contract, "sink")
+
+
+def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkeypatch) -> None:
+    from spine_comms.inbox.pipeline import process_new
+    from spine_comms.outbox import bounces as outbox_bounces
+    from spine_comms.protocols.imap import session
+
+    folder, original, root = _dsn_folder(lab, lab_root, tmp_path)
     calls: list[dict] = []
 
     def broken(state_root: Path, normalized: dict, *, now):
@@ -123,13 +138,8 @@ def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkey
         raise RuntimeError("the outbox is broken")
 
     monkeypatch.setattr(outbox_bounces, "note_bounce", broken)
-    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
-        monkeypatch.delenv(name)
     try:
-        options = GlobalOptions(str(root), True, False, False, True)
-        ctx = RunContext("communications.inbox.poll", find_root(root), options)
-        contract = ctx.contracts.load(NAME, InboxContract)
-        mailbox = open_mailbox(ctx, contract, "sink")
+        ctx, contract, mailbox = _in_process(root, monkeypatch)
         with session(mailbox.imap) as imap:
             outcome = process_new(ctx, contract, mailbox, imap)
         assert outcome.error is None and outcome.total("enqueued") == 1
@@ -154,20 +164,12 @@ def test_a_dsn_is_noted_before_its_marker_so_a_rerun_after_a_failed_marker_notes
     the rerun finds the item ("already in the mailroom"), notes the DSN again and only then marks it."""
     import errno
 
-    from spine_comms.contracts.inbox import INBOX_CONTRACT as NAME
-    from spine_comms.contracts.inbox import InboxContract
-    from spine_comms.core.context import RunContext
-    from spine_comms.core.options import GlobalOptions
-    from spine_comms.core.root import find_root
-    from spine_comms.inbox.pipeline import inbox_state_dir, open_mailbox, process_new
+    from spine_comms.inbox.pipeline import inbox_state_dir, process_new
     from spine_comms.inbox.store import DeliveryIndex
     from spine_comms.outbox import bounces as outbox_bounces
     from spine_comms.protocols.imap import session
 
-    folder = f"Bounce{uuid.uuid4().hex[:8]}"
-    original = f"<orig.{uuid.uuid4().hex[:8]}@spine.test>"
-    fill_imap(lab, "sink", folder, [_dsn(original, "nobody@example.org")], connections=1)
-    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    folder, original, root = _dsn_folder(lab, lab_root, tmp_path)
     calls: list[dict] = []
 
     def seen(state_root: Path, normalized: dict, *, now):
@@ -184,14 +186,9 @@ def test_a_dsn_is_noted_before_its_marker_so_a_rerun_after_a_failed_marker_notes
 
     monkeypatch.setattr(outbox_bounces, "note_bounce", seen)
     monkeypatch.setattr(DeliveryIndex, "link", no_room)
-    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
-        monkeypatch.delenv(name)
     try:
-        options = GlobalOptions(str(root), True, False, False, True)
-        ctx = RunContext("communications.inbox.poll", find_root(root), options)
-        contract = ctx.contracts.load(NAME, InboxContract)
+        ctx, contract, mailbox = _in_process(root, monkeypatch)
         state_dir = inbox_state_dir(ctx, contract)
-        mailbox = open_mailbox(ctx, contract, "sink")
         with session(mailbox.imap) as imap:
             first = process_new(ctx, contract, mailbox, imap)
         assert first.error is not None and first.total("enqueued") == 0  # the markers failed: nothing committed

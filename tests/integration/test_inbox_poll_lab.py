@@ -258,3 +258,23 @@ def test_hostile_attachment_names_stay_in_the_state_directory(lab, lab_root, tmp
     assert len(stored) == 5 and all(state in p.resolve().parents for p in stored)
     assert not Path("/tmp/escaped-by-mail.txt").exists() and not Path("/etc/cron.d/evil").exists()
     assert_exactly_once(root, {"<names@example.org>"})
+
+
+def test_imaplibs_protocol_log_is_off_unless_its_logger_would_print_it(lab, lab_credentials) -> None:
+    """imapclient sets imaplib's debug level to 5, which formats every response, bodies included."""
+    import logging
+
+    from spine_comms.protocols.imap import ImapTarget, session
+
+    target = ImapTarget(lab["host"], lab["ports"]["imaps"], "tls", "mail.spine.test", lab["tls"]["ca_cert"],
+                        "sink@spine.test", lab_credentials["sink"])  # fmt: skip
+    with session(target) as imap:
+        assert imap.client._imap.debug == 0
+        assert imap.select("INBOX") >= 0  # the protocol works as before with it off
+    logger = logging.getLogger("imapclient.imaplib")
+    logger.setLevel(logging.DEBUG)  # someone debugging the protocol: the log stays on
+    try:
+        with session(target) as imap:
+            assert imap.client._imap.debug == 5
+    finally:
+        logger.setLevel(logging.NOTSET)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 from spine_comms.inbox import staging
 from spine_comms.inbox.staging import AHEAD_PREFIX, NEW, REPLACE, BatchWriter, sweep
-from spine_comms.protocols.imap import quiet_protocol_log
 
 
 def _leftovers(*homes: Path) -> list[str]:
@@ -145,21 +142,3 @@ def test_an_item_never_replaces_one_already_there_with_or_without_renameat2(tmp_
         assert (where / "queued" / "new.md").read_text() == "a new item"
         assert not kept.temp.exists() and not fresh.temp.exists()
         writer.close()
-
-
-def test_the_imaplib_protocol_log_is_off_unless_its_logger_would_print_it() -> None:
-    class Client:  # the one attribute quiet_protocol_log reads: imapclient's imaplib connection
-        def __init__(self) -> None:
-            self._imap = types.SimpleNamespace(debug=5)  # what imapclient sets
-
-    logger = logging.getLogger("imapclient.imaplib")
-    quiet = Client()
-    quiet_protocol_log(quiet)
-    assert quiet._imap.debug == 0
-    logger.setLevel(logging.DEBUG)
-    try:
-        debugging = Client()
-        quiet_protocol_log(debugging)
-        assert debugging._imap.debug == 5
-    finally:
-        logger.setLevel(logging.NOTSET)
