@@ -23,7 +23,8 @@ REDACTED = "[REDACTED]"
 # must not get it into output. From BEGIN to END, or, cut short, to the end of its base64 run; JSON's
 # escaped line breaks (\\n) count as part of the run.
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]|\\[nr])*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=[^A-Za-z0-9+/=\s:,\\-])|$)"
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]|\\[nr])*?"
+    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=[^A-Za-z0-9+/=\s:,\\-])|$)"
 )
 CMD_TIMEOUT_SECONDS = 30
 

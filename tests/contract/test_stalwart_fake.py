@@ -392,9 +392,10 @@ def test_015_dns_records_are_a_list_of_fqdn_records(v015):
     assert {"type": "TXT", "name": "example.test.", "content": "v=spf1 mx ra=postmaster -all"} in records
     # build_dns_records does not look the domain up: an unknown domain gets records all the same.
     status, _, body = raw(v015, "GET", "/api/dns/records/nope.test", headers=admin(v015))
-    assert status == 200 and {"type": "MX", "name": "nope.test.", "content": "10 mail.example.test."} in json.loads(
-        body
-    )["data"]
+    assert (
+        status == 200
+        and {"type": "MX", "name": "nope.test.", "content": "10 mail.example.test."} in json.loads(body)["data"]
+    )
 
 
 def test_015_has_no_api_account(v015):

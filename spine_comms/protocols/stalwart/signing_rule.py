@@ -127,10 +127,7 @@ def _ids(expression: str, domain: str) -> set[str] | None:
     text = expression.strip()
     if text == "false":
         return set()
-    if text.startswith("[") and text.endswith("]"):
-        items = _split_list(text[1:-1])
-    else:
-        items = [text]
+    items = _split_list(text[1:-1]) if text.startswith("[") and text.endswith("]") else [text]
     out = set()
     for item in items:
         if not _TERM.match(item):
