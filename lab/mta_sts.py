@@ -13,7 +13,6 @@ status and headers, for the answers a policy host must not give (redirects, othe
 
 from __future__ import annotations
 
-
 from lab.layout import DOMAIN, MX_HOST, Lab
 from lab.process import Daemon
 
