@@ -163,6 +163,15 @@ class MailAuthContract(ContractModel):
     stalwart: Stalwart | None = None
     probe: Probe | None = None
 
+    @model_validator(mode="after")
+    def _domains_once(self) -> MailAuthContract:
+        names = [d.domain.rstrip(".").lower() for d in self.domains]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            # Each domain gets one verdict per check; two entries would give two, possibly contradictory.
+            raise ValueError(f"domains: {', '.join(twice)} listed more than once")
+        return self
+
     def domain(self, name: str) -> Domain | None:
         name = name.rstrip(".").lower()
         return next((d for d in self.domains if d.domain.lower() == name), None)

@@ -193,7 +193,7 @@ def _select(contract: MailAuthContract, only: list[str] | None) -> list[Domain]:
     if not only:
         return [d.model_copy(deep=True) for d in contract.domains]
     chosen, unknown = [], []
-    for name in only:
+    for name in dict.fromkeys(n.rstrip(".").lower() for n in only):  # `--domain x --domain x` is one domain
         cfg = contract.domain(name)
         (chosen.append(cfg.model_copy(deep=True)) if cfg else unknown.append(name))
     if unknown:

@@ -9,6 +9,7 @@ the domain's real MX set.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from spine_comms.contracts.mailauth import Domain, MtaStsFetch, Presence
@@ -181,6 +182,7 @@ def _get(url: str, host: str, address: str, settings: MtaStsFetch, evidence: dic
         server_name=host,
         timeout=settings.timeout_seconds,
     )
+    deadline = time.monotonic() + settings.timeout_seconds
     try:
         with session.failures():
             raw = session.request("GET", POLICY_PATH, allow_redirects=False, stream=True,
@@ -189,6 +191,11 @@ def _get(url: str, host: str, address: str, settings: MtaStsFetch, evidence: dic
             body = b""
             for chunk in raw.iter_content(16 * 1024):
                 body += chunk
+                if time.monotonic() > deadline:  # a server that drips the body stays within each read's timeout
+                    raw.close()
+                    fetched.status = "error"
+                    fetched.detail = f"{url}: no complete policy within {settings.timeout_seconds:g} s"
+                    return fetched
                 if len(body) > MAX_POLICY_BYTES:
                     raw.close()
                     fetched.status = "fail"

@@ -47,6 +47,9 @@ OTHER_RECORDS = {
     "dmarc-sp-none": {(f"_dmarc.{D}", "TXT"): ["v=DMARC1; p=reject; sp=none; pct=50"]},
     "sts-broken": {(f"_mta-sts.{D}", "TXT"): ["id=1; v=STSv1", "v=spf1 -all"]},
     "sts-two": {(f"_mta-sts.{D}", "TXT"): ["v=STSv1; id=1", "v=STSv1; id=2"]},
+    "dmarc-two-addresses-one-destination": {
+        (f"_dmarc.{D}", "TXT"): ["v=DMARC1; p=reject; rua=mailto:a@reports.net,mailto:b@reports.net"]
+    },
     "tlsrpt-bad": {(f"_smtp._tls.{D}", "TXT"): ["v=TLSRPTv1; rua=ftp://x/y,t@example.com"]},
     "everything-servfail": {
         (f"_dmarc.{D}", "TXT"): "SERVFAIL",
@@ -85,7 +88,7 @@ def _all_checks(cfg: Domain, query) -> list:
     list(itertools.product(MX_SETS, OTHER_RECORDS, (True, False))),
 )
 def test_one_check_id_gives_one_verdict_per_subject(mx: str, other: str, receives: bool) -> None:
-    cfg = Domain(domain=D, mail_host="mx.example.com", dkim_selectors=["sel"], mta_sts="required",
+    cfg = Domain(domain=D, mail_host="mx.example.com", dkim_selectors=["sel", "sel"], mta_sts="required",
                  tls_rpt="required", receives_mail=receives)  # fmt: skip
     checks = _all_checks(cfg, _zone(MX_SETS[mx], OTHER_RECORDS[other]))
     seen: dict[tuple[str, str], str] = {}
@@ -152,3 +155,12 @@ def test_an_optional_mta_sts_without_a_record_fetches_nothing() -> None:
 
     (record,) = transport_checks.mta_sts_checks(Domain(domain=D, mta_sts="optional"), query)
     assert record.status == "ok" and set(asked) == {f"_mta-sts.{D}"}  # no policy host, no MX
+
+
+def test_a_contract_listing_a_domain_twice_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from spine_comms.contracts.mailauth import MailAuthContract
+
+    with pytest.raises(ValidationError, match="listed more than once"):
+        MailAuthContract.model_validate({"version": 1, "domains": [{"domain": "a.example"}, {"domain": "A.example"}]})
