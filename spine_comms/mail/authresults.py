@@ -6,8 +6,8 @@ quoted `header.i`), and anything else a header may hold: a header is text from
 the outside, so the parser never raises. What it cannot make sense of goes into
 `problems` and parsing resumes at the next `;`.
 
-Whether to believe a header is not decided here: only the receiver's own
-authserv-id may be trusted (see mail.authentication).
+Which headers to believe is decided here too (`sort_by_trust`), from the whole
+header in order: RFC 8601 §5 and §7.1 (see that function).
 """
 
 from __future__ import annotations
@@ -245,3 +245,155 @@ def _resinfo(cur: _Cursor) -> MethodResult | None:
 def from_headers(values: list[str]) -> list[AuthResults]:
     """Every Authentication-Results header of a message, top (newest) first, as the message lists them."""
     return [parse_authentication_results(v) for v in values]
+
+
+# Which headers the receiver wrote ------------------------------------------------------------------
+
+AR_NAME = "authentication-results"
+# Fields a receiving system writes on top of a message before (above) its Authentication-Results:
+# Dovecot/Postfix add Return-Path, Delivered-To, X-Original-To and an LMTP Received at delivery;
+# Stalwart writes its Received, then its A-R (crates/smtp/src/inbound/data.rs), Delivered-To on top.
+_RECEIVER_TRACE = frozenset(
+    ("return-path", "delivered-to", "x-original-to", "x-delivered-to", "received", "received-spf",
+     "arc-seal", "arc-message-signature", "arc-authentication-results")
+)  # fmt: skip
+_ARC = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+
+
+@dataclass
+class Untrusted:
+    header: AuthResults
+    why: str  # one line: why this header is not the receiver's
+
+    def to_dict(self) -> dict:
+        return {**self.header.to_dict(), "why": self.why}
+
+
+@dataclass
+class TrustSorting:
+    """The receiver's own Authentication-Results (`trusted`), and every other one with the reason."""
+
+    trusted_id: str | None
+    trusted: list[AuthResults] = field(default_factory=list)
+    untrusted: list[Untrusted] = field(default_factory=list)
+    note: str = ""  # why nothing is trusted, when nothing is
+
+    def method(self, name: str) -> list[MethodResult]:
+        """The receiver's results for one method: from the topmost trusted header that carries it
+        (each receiver component writes one header; a second one below is not the receiver's word)."""
+        for ar in self.trusted:
+            found = ar.of(name)
+            if found:
+                return found
+        return []
+
+    def to_dict(self) -> dict:
+        return {
+            "trusted_authserv_id": self.trusted_id,
+            "trusted": [a.to_dict() for a in self.trusted],
+            "untrusted": [u.to_dict() for u in self.untrusted],
+            "note": self.note,
+        }
+
+
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """Every header field of a message, top first, values as received (folded, never RFC 2047-decoded)."""
+    import email.parser
+    import email.policy
+
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return [(str(name), str(value)) for name, value in parsed.items()]
+
+
+def sort_by_trust(fields: list[tuple[str, str]], trusted_id: str | None) -> TrustSorting:
+    """RFC 8601 §5 and §7.1: believe only the Authentication-Results the receiving server itself wrote.
+
+    A header is the receiver's when (1) its authserv-id is the configured one exactly: the same
+    characters, unquoted, no case folding, no trailing dot (a look-alike is someone else's; RFC 8601
+    §2.5 leaves the choice of id to the receiver, who writes it the same way every time), (2) its
+    version, if written, is 1 (§2.2), and (3) it sits in the receiver's block: the first run of
+    consecutive Authentication-Results fields from the top of the message, with only delivery trace
+    fields (Received, Return-Path, Delivered-To ...) above it and a Received field of the receiver
+    right above it (Stalwart) or right below it (Postfix milters). A receiver prepends its block to
+    what the sender wrote, so anything further down is the sender's text (Stalwart never removes
+    those: stalwart.md §2), and a message with no Received at all (an IMAP APPEND) has no block.
+    """
+    out = TrustSorting(trusted_id)
+    ar_positions = [i for i, (name, _) in enumerate(fields) if name.strip().lower() == AR_NAME]
+    parsed = {i: parse_authentication_results(fields[i][1]) for i in ar_positions}
+    if not trusted_id:
+        out.note = "no trusted authserv-id is configured"
+        out.untrusted = [Untrusted(parsed[i], "no trusted authserv-id is configured") for i in ar_positions]
+        return out
+    block = _receiver_block([name.strip().lower() for name, _ in fields], ar_positions)
+    for i in ar_positions:
+        header = parsed[i]
+        why = _not_ours(header, fields[i][1], trusted_id)
+        if why is None and i not in block.run:
+            why = block.why_not(i)
+        if why is None:
+            out.trusted.append(header)
+        else:
+            out.untrusted.append(Untrusted(header, why))
+    if not out.trusted:
+        out.note = block.problem or f"no Authentication-Results from {trusted_id} in the receiver's block"
+    return out
+
+
+def _not_ours(header: AuthResults, raw_value: str, trusted_id: str) -> str | None:
+    shown = header.authserv_id or "(none)"
+    head = _head(raw_value)
+    if head == "quoted":
+        return f'authserv-id "{shown}" is quoted; {trusted_id} writes it as a plain token'
+    if header.authserv_id != trusted_id:
+        return f"authserv-id {shown!r} is not {trusted_id!r}"
+    if head == "garbled":
+        return f"text after the authserv-id {shown!r} that is neither a version nor ';'"
+    if header.version not in (None, "1"):
+        return f"version {header.version} is unknown (RFC 8601 §2.2: only 1 is defined)"
+    return None
+
+
+def _head(raw_value: str) -> str:
+    """How the part before the first result reads: "quoted" id, "garbled" (something between the id
+    and its `;`), or "clean". A receiver writes it clean; anything else is not its header."""
+    cur = _Cursor(_NAME.sub("", _FOLD.sub("", raw_value), count=1))
+    cur.skip_cfws()
+    if cur.peek() == '"':
+        return "quoted"
+    cur.value()
+    cur.skip_cfws()
+    if cur.peek().isdigit():
+        cur.token()
+        cur.skip_cfws()
+    return "clean" if cur.at_end() or cur.peek() == ";" else "garbled"
+
+
+@dataclass
+class _Block:
+    run: set[int]
+    problem: str  # why there is no block, or ""
+
+    def why_not(self, index: int) -> str:
+        if not self.run:
+            return self.problem
+        return "below the receiver's block of Authentication-Results: the sender's text, not the receiver's"
+
+
+def _receiver_block(names: list[str], ar_positions: list[int]) -> _Block:
+    if not ar_positions:
+        return _Block(set(), "the message has no Authentication-Results")
+    first = ar_positions[0]
+    last = first
+    while last + 1 < len(names) and names[last + 1] == AR_NAME:
+        last += 1
+    alien = [n for n in names[:first] if n not in _RECEIVER_TRACE]
+    if alien:
+        return _Block(set(), f"the first Authentication-Results lies below {alien[0]!r}, a field no receiver "
+                             "writes above its own: the receiver wrote none, these are the sender's")  # fmt: skip
+    above = next((n for n in reversed(names[:first]) if n not in _ARC), None)
+    below = names[last + 1] if last + 1 < len(names) else None
+    if "received" not in (above, below):
+        return _Block(set(), "no Received field right above or below the first Authentication-Results: "
+                             "no receiving server wrote them (a message put in by IMAP APPEND, or a copy)")  # fmt: skip
+    return _Block(set(range(first, last + 1)), "")
