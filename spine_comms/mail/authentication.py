@@ -235,8 +235,13 @@ def _verify_one(dkim, raw: bytes, index: int, value: str, query: Query) -> Signa
         found.reason = f"{len(records)} key records at {found.key_name}; a selector must publish one"
         return found
     found.key_record = records[0]
-    if not _tags(records[0]).get("p"):
-        found.reason = "key revoked (empty p= in the key record)"
+    from spine_comms.mail.dkim_record import key_refuses, parse_dkim_record
+
+    # The same reading of the record as dkim.check, then what it allows this signature: dkimpy
+    # alone would let an h=sha1 or t=s key verify what a receiver refuses.
+    refused = key_refuses(parse_dkim_record(records[0]), found.algorithm, found.domain, found.identity)
+    if refused:
+        found.reason = refused
         return found
     found.key_bits = _key_bits(records[0])
 
@@ -396,11 +401,8 @@ def receiver_verdict(
         return ReceiverVerdict(None, {}, f"not verified: no trusted authserv-id is configured{ignored}")
     if not sorting.trusted:
         return ReceiverVerdict(None, {}, f"not verified: {sorting.note}{ignored}")
-    methods: dict[str, list[str]] = {}
-    for ar in sorting.trusted:
-        for r in ar.results:
-            methods.setdefault(r.method, [])
-    results = {m: [r.result for r in sorting.method(m)] for m in methods}
+    methods = dict.fromkeys(["dkim", "spf", "dmarc"] + [r.method for ar in sorting.trusted for r in ar.results])
+    results = {m: [r.result for r in sorting.method(m)] for m in methods if sorting.method(m)}
     notes = []
     dmarc_results = []
     for r in sorting.method("dmarc"):

@@ -100,7 +100,50 @@ def test_each_failure_says_why(keys):
     assert found["nxdomain"].result == "permerror" and "key not found in DNS" in found["nxdomain"].reason
     assert found["servfail"].result == "temperror" and "SERVFAIL" in found["servfail"].reason
     assert found["two keys"].result == "permerror" and "2 key records" in found["two keys"].reason
-    assert found["garbage key"].result == "permerror" and "key unusable" in found["garbage key"].reason
+    assert found["garbage key"].result == "permerror" and "not a DER public key" in found["garbage key"].reason
+
+
+@pytest.mark.parametrize(
+    ("extra", "identity", "result", "why"),
+    [
+        ("h=sha256; ", None, "pass", "verified"),
+        ("h=sha1:sha256; ", None, "pass", "verified"),
+        ("h=sha1; ", None, "permerror", "does not allow sha256"),
+        ("s=email; ", None, "pass", "verified"),
+        ("s=*; ", None, "pass", "verified"),
+        ("s=tlsrpt; ", None, "permerror", "not for mail"),
+        ("t=s; ", b"@example.com", "pass", "verified"),
+        ("t=s; ", b"@sub.example.com", "permerror", "t=s forbids i=@sub.example.com"),
+        ("t=y; ", b"@sub.example.com", "pass", "verified"),
+        ("k=ed25519; ", None, "permerror", "a=rsa-sha256 but the key record says k=ed25519"),
+        ("k=dsa; ", None, "permerror", "unknown key type"),
+    ],
+)
+def test_the_key_records_constraints_apply_as_dkim_check_reads_them(keys, extra, identity, result, why):
+    from spine_comms.mail.dkim_record import key_strength, parse_dkim_record
+
+    (pem, record), _ = keys
+    published = record.replace("k=rsa; ", "") if extra.startswith("k=") else record
+    published = published.replace("v=DKIM1; ", "v=DKIM1; " + extra)
+    if extra == "k=ed25519; ":  # a real Ed25519 key, named by the RSA signature's selector
+        from spine_comms.mail.dkim_record import generate_key
+
+        published = generate_key("ed25519")[1]
+    header = dkim.sign(MESSAGE, b"sel", b"example.com", pem, identity=identity,
+                       include_headers=[b"from", b"to", b"subject", b"date"])  # fmt: skip
+    (sig,) = verify_signatures(header + MESSAGE, zone({"sel._domainkey.example.com": [published]}))
+    assert (sig.result, why in sig.reason) == (result, True), sig.reason
+    # dkim.check reads the same record the same way: a record it fails never verifies a signature here.
+    if key_strength(parse_dkim_record(published))[0] == "fail":
+        assert sig.result == "permerror"
+
+
+def test_a_sha1_signature_is_not_valid(keys):
+    (pem, record), _ = keys
+    header = dkim.sign(MESSAGE, b"sel", b"example.com", pem, signature_algorithm=b"rsa-sha1",
+                       include_headers=[b"from", b"subject"])  # fmt: skip
+    (sig,) = verify_signatures(header + MESSAGE, zone({"sel._domainkey.example.com": [record]}))
+    assert sig.result == "permerror" and "RFC 8301" in sig.reason
 
 
 def test_every_signature_is_verified_on_its_own(keys):

@@ -163,6 +163,6 @@ def test_an_appended_forgery_is_queued_as_not_verified_never_as_pass():
 def test_the_summary_names_methods_and_results_only():
     raw = lab_delivery([f"{ID}; auth=pass smtp.auth=ops@spine.test; dkim=pass header.d=spine.test"])
     dmarc, summary = authentication(raw, ID)
-    assert dmarc is None and summary == f"{ID} says auth=pass dkim=pass"
+    assert dmarc is None and summary == f"{ID} says dkim=pass auth=pass"
     assert authentication(None, ID)[1].startswith("not verified")
     assert authentication(raw, None)[1].startswith("not verified (no policy.trusted_authserv_id)")
