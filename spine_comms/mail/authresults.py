@@ -250,14 +250,15 @@ def from_headers(values: list[str]) -> list[AuthResults]:
 # Which headers the receiver wrote ------------------------------------------------------------------
 
 AR_NAME = "authentication-results"
-# Fields a receiving system writes on top of a message before (above) its Authentication-Results:
-# Dovecot/Postfix add Return-Path, Delivered-To, X-Original-To and an LMTP Received at delivery;
-# Stalwart writes its Received, then its A-R (crates/smtp/src/inbound/data.rs), Delivered-To on top.
-_RECEIVER_TRACE = frozenset(
-    ("return-path", "delivered-to", "x-original-to", "x-delivered-to", "received", "received-spf",
-     "arc-seal", "arc-message-signature", "arc-authentication-results")
-)  # fmt: skip
+# Fields a receiver may write between its Received and its Authentication-Results (ARC sealing).
 _ARC = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+# Fields only the author's side writes: a receiver's block is never below one of them. (What a receiver
+# adds on top varies, Stalwart's X-Spam-Status, Delivered-To, a Sieve addheader: not listed here.)
+_AUTHOR_FIELDS = frozenset(
+    ("from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to",
+     "references", "mime-version", "content-type", "content-transfer-encoding", "dkim-signature", "x-mailer",
+     "user-agent")
+)  # fmt: skip
 
 
 @dataclass
@@ -312,11 +313,13 @@ def sort_by_trust(fields: list[tuple[str, str]], trusted_id: str | None) -> Trus
     characters, unquoted, no case folding, no trailing dot (a look-alike is someone else's; RFC 8601
     §2.5 leaves the choice of id to the receiver, who writes it the same way every time), (2) its
     version, if written, is 1 (§2.2), and (3) it sits in the receiver's block: the first run of
-    consecutive Authentication-Results fields from the top of the message, with only delivery trace
-    fields (Received, Return-Path, Delivered-To ...) above it and a Received field of the receiver
-    right above it (Stalwart) or right below it (Postfix milters). A receiver prepends its block to
-    what the sender wrote, so anything further down is the sender's text (Stalwart never removes
-    those: stalwart.md §2), and a message with no Received at all (an IMAP APPEND) has no block.
+    consecutive Authentication-Results fields from the top of the message, below no field of the
+    message itself (From, Subject, DKIM-Signature ...), next to the receiving
+    server's own Received field (one whose `by` names the authserv-id's host or a host of its
+    domain): right above the run (Stalwart writes its Received, then its A-R) or right below it
+    (Postfix milters write theirs above Postfix's Received). A receiver prepends its block to what
+    the sender wrote, so anything further down is the sender's text (Stalwart never removes those:
+    stalwart.md §2), and a message no server received (an IMAP APPEND) has no block.
     """
     out = TrustSorting(trusted_id)
     ar_positions = [i for i, (name, _) in enumerate(fields) if name.strip().lower() == AR_NAME]
@@ -325,7 +328,7 @@ def sort_by_trust(fields: list[tuple[str, str]], trusted_id: str | None) -> Trus
         out.note = "no trusted authserv-id is configured"
         out.untrusted = [Untrusted(parsed[i], "no trusted authserv-id is configured") for i in ar_positions]
         return out
-    block = _receiver_block([name.strip().lower() for name, _ in fields], ar_positions)
+    block = _receiver_block(fields, ar_positions, trusted_id)
     for i in ar_positions:
         header = parsed[i]
         why = _not_ours(header, fields[i][1], trusted_id)
@@ -380,20 +383,50 @@ class _Block:
         return "below the receiver's block of Authentication-Results: the sender's text, not the receiver's"
 
 
-def _receiver_block(names: list[str], ar_positions: list[int]) -> _Block:
+def _receiver_block(fields: list[tuple[str, str]], ar_positions: list[int], trusted_id: str) -> _Block:
     if not ar_positions:
         return _Block(set(), "the message has no Authentication-Results")
+    names = [name.strip().lower() for name, _ in fields]
     first = ar_positions[0]
     last = first
     while last + 1 < len(names) and names[last + 1] == AR_NAME:
         last += 1
-    alien = [n for n in names[:first] if n not in _RECEIVER_TRACE]
-    if alien:
-        return _Block(set(), f"the first Authentication-Results lies below {alien[0]!r}, a field no receiver "
-                             "writes above its own: the receiver wrote none, these are the sender's")  # fmt: skip
-    above = next((n for n in reversed(names[:first]) if n not in _ARC), None)
-    below = names[last + 1] if last + 1 < len(names) else None
-    if "received" not in (above, below):
+    author = next((n for n in names[:first] if n in _AUTHOR_FIELDS), None)
+    if author:
+        return _Block(set(), f"the first Authentication-Results lies below {author!r}, a field of the message "
+                             "itself: no receiver wrote it")  # fmt: skip
+    above = next((i for i in range(first - 1, -1, -1) if names[i] not in _ARC), None)
+    below = last + 1 if last + 1 < len(names) else None
+    neighbours = [i for i in (above, below) if i is not None and names[i] == "received"]
+    if not neighbours:
         return _Block(set(), "no Received field right above or below the first Authentication-Results: "
                              "no receiving server wrote them (a message put in by IMAP APPEND, or a copy)")  # fmt: skip
+    hosts = [received_by(fields[i][1]) for i in neighbours]
+    if not any(host and _receivers_host(host, trusted_id) for host in hosts):
+        shown = ", ".join(h or "(no by)" for h in hosts)
+        return _Block(set(), f"the Received next to the first Authentication-Results is by {shown}, not the "
+                             f"receiver {trusted_id} or a host of its domain")  # fmt: skip
     return _Block(set(range(first, last + 1)), "")
+
+
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_BY = re.compile(r"(?:^|\s)by\s+([^\s;()]+)", re.IGNORECASE)
+
+
+def received_by(value: str) -> str | None:
+    """The host a Received field says received the message (its `by` clause, comments removed)."""
+    text = _FOLD.sub(" ", value)
+    for _ in range(MAX_COMMENT_DEPTH):  # innermost comments first, until none is left
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    found = _BY.search(text)
+    return found.group(1).rstrip(".").lower() if found else None
+
+
+def _receivers_host(host: str, trusted_id: str) -> bool:
+    """The authserv-id's own host, or another host of its domain (Postfix's inbound `mx.` beside `mail.`)."""
+    own = trusted_id.rstrip(".").lower()
+    domain = own.partition(".")[2]
+    return host == own or (bool(domain) and "." in domain and host.endswith("." + domain))

@@ -13,6 +13,7 @@ from spine_comms.mail.message import parse_message
 ID = "mail.spine.test"
 LMTP = "Received: from mail.spine.test ([127.0.0.1])\r\n\tby mail.spine.test with LMTP id x; Sun, 6 Dec 2026\r\n"
 MX = "Received: from [127.0.0.1] by mx.spine.test (Postfix) with ESMTP id 4; Sun, 6 Dec 2026 01:43:58 +0000\r\n"
+STALWART = "Received: from mx.example.net ([192.0.2.7])\r\n\tby mail.spine.test (Stalwart SMTP) with ESMTPS id 1\r\n"
 BODY = "From: CEO <ceo@spine.test>\r\nTo: ops@spine.test\r\nSubject: pay\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n"
 
 
@@ -27,8 +28,9 @@ def lab_delivery(receiver: list[str], sender_part: str = "") -> bytes:
 
 
 def stalwart_delivery(receiver: str, sender_part: str = "") -> bytes:
-    """What Stalwart stores: Delivered-To, its Received, its A-R, Received-SPF, Return-Path, then the sender's."""
-    top = "Delivered-To: ops@spine.test\r\n" + MX + ar(receiver)
+    """What Stalwart stores: X-Spam-Status and Delivered-To (at delivery), its Received, its A-R, Received-SPF,
+    Return-Path, then the sender's."""
+    top = "X-Spam-Status: No, score=0.1\r\nDelivered-To: ops@spine.test\r\n" + STALWART + ar(receiver)
     top += "Received-SPF: pass (mail.spine.test: domain of x) receiver=mail.spine.test;\r\nReturn-Path: <x@y>\r\n"
     return (top + sender_part + BODY).encode()
 
@@ -63,7 +65,14 @@ def test_stalwart_keeps_the_senders_header_below_its_own_which_alone_counts():
 
 def test_an_appended_message_has_no_receiver_block():
     # IMAP APPEND: no server ever saw it, so no header of it is the receiver's, wherever it stands.
-    for raw in (ar(f"{ID}; dkim=pass; dmarc=pass") + BODY, "X-Mailer: a\r\n" + MX + ar(f"{ID}; dmarc=pass") + BODY):
+    attacker = "Received: from a by smtp.attacker.example; Sun, 6 Dec 2026\r\n"
+    for raw in (
+        ar(f"{ID}; dkim=pass; dmarc=pass") + BODY,
+        ar(f"{ID}; dmarc=pass") + attacker + BODY,
+        attacker + ar(f"{ID}; dmarc=pass") + BODY,
+        "X-Mailer: a\r\n" + ar(f"{ID}; dmarc=pass") + MX + BODY,
+        "Subject: x\r\n" + MX + ar(f"{ID}; dmarc=pass") + BODY,
+    ):
         sorting = sort(raw.encode())
         assert sorting.trusted == [] and len(sorting.untrusted) == 1
         verdict = receiver_verdict(sorting, "spine.test")
@@ -166,3 +175,39 @@ def test_the_summary_names_methods_and_results_only():
     assert dmarc is None and summary == f"{ID} says dkim=pass auth=pass"
     assert authentication(None, ID)[1].startswith("not verified")
     assert authentication(raw, None)[1].startswith("not verified (no policy.trusted_authserv_id)")
+
+
+def test_the_receivers_received_is_told_by_its_by_clause():
+    from spine_comms.mail.authresults import received_by
+
+    assert received_by("from mail.spine.test ([127.0.0.1])\r\n\tby mail.spine.test with LMTP id x") == "mail.spine.test"
+    assert received_by("from x (helo by evil.example) by MX.Spine.Test. (Postfix) with ESMTP") == "mx.spine.test"
+    assert received_by("from x with ESMTP id 1") is None
+    # The Received below the run names another domain: the run is a sender's, whatever it claims.
+    other = "Received: from a by mx.spine.test.evil.example; Sun, 6 Dec 2026\r\n"
+    assert sort((ar(f"{ID}; dmarc=pass") + other + BODY).encode()).trusted == []
+
+
+REAL_LAB_DELIVERY = (
+    b"Return-Path: <ops@spine.test>\r\nDelivered-To: ops@spine.test\r\nReceived: from mail.spine.test ([127.0.0.1])\r\n"
+    b"\tby mail.spine.test with LMTP\r\n\tid SGKfGt69FGvYXwAAg+zDdQ\r\n\t(envelope-from <ops@spine.test>)\r\n"
+    b"\tfor <ops@spine.test>; Sun, 06 Dec 2026 01:43:58 +0000\r\n"
+    b"Authentication-Results: mail.spine.test; dmarc=pass (p=reject dis=none) header.from=spine.test\r\n"
+    b"Authentication-Results: mail.spine.test;\r\n\tdkim=pass (2048-bit key; unprotected) header.d=spine.test "
+    b"header.i=@spine.test header.a=rsa-sha256 header.s=lab header.b=eaKZEUKN;\r\n\tdkim-atps=neutral\r\n"
+    b"Received: from mail.spine.test (localhost [127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 "
+    b"(256/256 bits)\r\n\t key-exchange X25519 server-signature ECDSA (prime256v1) server-digest SHA256)\r\n"
+    b"\t(No client certificate requested)\r\n\tby mx.spine.test (Postfix) with ESMTPS id 4CFE698C2C6\r\n"
+    b"\tfor <ops@spine.test>; Sun,  6 Dec 2026 01:43:58 +0000 (UTC)\r\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=spine.test; s=lab;\r\n\tbh=x; h=From; b=y\r\n"
+    b"From: ops@spine.test\r\nTo: ops@spine.test\r\nSubject: hdr-test 1\r\n"
+    b"Authentication-Results:\r\n mail.spine.test; dmarc=pass; spf=pass smtp.mailfrom=spine.test\r\n"
+    b"Message-Id: <1@mail.spine.test>\r\n\r\nx\r\n"
+)
+
+
+def test_a_message_as_the_lab_delivered_it_with_a_forgery_from_the_submitter():
+    sorting = sort(REAL_LAB_DELIVERY)
+    assert [r.method for a in sorting.trusted for r in a.results] == ["dmarc", "dkim", "dkim-atps"]
+    assert len(sorting.untrusted) == 1 and sorting.method("spf") == []
+    assert receiver_verdict(sorting, "spine.test").summary.startswith(f"{ID} says dkim=pass dmarc=pass dkim-atps")
