@@ -219,6 +219,8 @@ def test_a_hand_written_or_edited_receipt_json_is_refused(cli, loop_root, templa
     shutil.copytree(directory, copied)
     _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
     assert "copied or renamed" in envelope["data"]["phases"][0]["dod"]["detail"]
+    shutil.rmtree(copied)  # the forgeries go: every receipt left under tmp_path is audited as genuine
+    shutil.rmtree(directory)
 
 
 NARROW = """version: 1
