@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from spine_comms.core import receipt_seal
 from spine_comms.core.appendfile import append_line, locked_append
@@ -147,6 +147,7 @@ def record_run(
     ledger_row: list[str] | None,
     secrets: Secrets,
     root: Path,
+    warn: TextIO | None = None,
 ) -> Path:
     """Seal, chain and write one run's receipt, then its ledger row (standalone only).
 
@@ -154,7 +155,7 @@ def record_run(
     runs (verify's gates) chain one after another. `printed` is what the run wrote to stdout."""
     signer, signing_problem = receipt_seal.load_signer(secrets, root)
     if signing_problem:
-        print(f"spine-comms: receipt {document['run_key']} not signed: {signing_problem}", file=sys.stderr)
+        print(f"spine-comms: receipt {document['run_key']} not signed: {signing_problem}", file=warn or sys.stderr)
     row_text = ledger_line(ledger_row) if ledger is not None and ledger_row is not None else None
     with chain_writer(receipts_dir) as chain:
         markdown = None

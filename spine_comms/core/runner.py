@@ -140,7 +140,7 @@ def execute(
                capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip
         receipts.record_run(root.receipts_dir, document, output_txt=output_txt, printed=shown,
                             spine_runner=spine_runner, ledger=None if spine_runner else ctx.mailroom.ledger,
-                            ledger_row=row, secrets=ctx.secrets, root=root.path)  # fmt: skip
+                            ledger_row=row, secrets=ctx.secrets, root=root.path, warn=stderr)  # fmt: skip
     except ContractError as exc:  # the mailroom runtime contract is the user's to fix
         for line in exc.lines():
             print(f"spine-comms: ledger row for {run_key} not written: {line}", file=stderr)

@@ -101,8 +101,9 @@ def _schema_problems(validator, document: Path) -> list[str]:
 
 
 def _newest_per_capability(receipts_dir: Path) -> dict[str, Path]:
-    """capability -> its newest receipt directory, from the names alone (no file is read)."""
-    newest: dict[str, tuple[str, Path]] = {}
+    """capability -> its newest receipt directory: by the time in the run key, then (runs within the
+    same second) by the directory's mtime, as the other receipt readers order them."""
+    newest: dict[str, tuple[str, float, Path]] = {}
     if not receipts_dir.is_dir():
         return {}
     for entry in receipts_dir.iterdir():
@@ -110,9 +111,10 @@ def _newest_per_capability(receipts_dir: Path) -> dict[str, Path]:
         if not entry.name.startswith("R") or len(parts) != 3 or not entry.is_dir():
             continue
         stamp, capability = parts[0], parts[1]
-        if capability not in newest or stamp > newest[capability][0]:
-            newest[capability] = (stamp, entry)
-    return {cap: path for cap, (_, path) in newest.items()}
+        rank = (stamp, entry.stat().st_mtime, entry)
+        if capability not in newest or rank[:2] > newest[capability][:2]:
+            newest[capability] = rank
+    return {cap: path for cap, (_, _, path) in newest.items()}
 
 
 BUILTINS = {"contracts_valid": contracts_valid, "receipts_valid": receipts_valid}
