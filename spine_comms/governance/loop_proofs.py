@@ -61,6 +61,7 @@ class ProofOutcome:
                 "capability": self.proof.capability,
                 "status": self.proof.status,
                 "args": self.proof.args,
+                "allow": self.proof.allow,
                 "gate": self.proof.gate,
             },
             "verdict": self.verdict,
@@ -116,9 +117,10 @@ def _read(summary: ReceiptSummary) -> Receipt:
 def judge(proof: Proof, index: ReceiptIndex, now: datetime, default_max_age_hours: float) -> ProofOutcome:
     wanted = " or ".join(proof.capability) + (f" {' '.join(proof.args)}" if proof.args else "")
     for cap in proof.capability:
-        if problem := proof_args_problem(cap, proof.args):
+        if problem := proof_args_problem(cap, proof.args, proof.allow):
             return ProofOutcome(proof, "unproven", f"the proof cannot be met: {problem}")
-    candidates = [r for cap in proof.capability for r in index.of(cap) if same_run(cap, r.argv, proof.args)]
+    candidates = [r for cap in proof.capability for r in index.of(cap)
+                  if same_run(cap, r.argv, proof.args, proof.allow)]  # fmt: skip
     if not candidates:
         return ProofOutcome(proof, "unproven", f"no receipt of exactly {wanted} (a narrower run does not count)")
     latest = max(candidates, key=lambda r: (r.generated or datetime.min.replace(tzinfo=UTC), r.summary.run_key))

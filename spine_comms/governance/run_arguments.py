@@ -6,7 +6,8 @@ Matching words on the command line cannot tell that (`communications` is on the 
 run too), so both the proof's arguments and the run's are parsed with the capability's options and
 every parameter must be equal, defaults included: a parameter the proof does not name must have
 been left at its default. Only options that cannot narrow what a run proves are not compared:
-the shared ones (--root, --json, --strict, --debug, --no-color) and NEVER_NARROWING.
+the shared ones (--root, --json, --strict, --debug, --no-color), NEVER_NARROWING, and those the
+proof itself allows (the content of a run, such as an event's --summary, rather than its scope).
 """
 
 from __future__ import annotations
@@ -47,32 +48,47 @@ def arguments_of(capability: str, argv: list[str]) -> list[str] | None:
     return kept
 
 
-def same_run(capability: str, run_argv: list[str], proof_args: list[str]) -> bool:
-    """True when the recorded run is exactly the run the proof names."""
+def same_run(capability: str, run_argv: list[str], proof_args: list[str], allow: list[str] = ()) -> bool:
+    """True when the recorded run is exactly the run the proof names; options in `allow` (the proof's own
+    list, for options that are a run's content rather than its scope) may take any value."""
     run = arguments_of(capability, run_argv)
     if run is None:
         return False
     command = _command(capability)
     if command is None:  # not a capability of this toolkit: the same words, all of them
         return sorted(run) == sorted(proof_args)
+    free = _names(command, allow)
     wanted, got = _parse(command, proof_args), _parse(command, run)
-    return wanted is not None and got is not None and wanted == got
+    if wanted is None or got is None:
+        return False
+    return {k: v for k, v in wanted.items() if k not in free} == {k: v for k, v in got.items() if k not in free}
 
 
-def proof_args_problem(capability: str, proof_args: list[str]) -> str | None:
+def proof_args_problem(capability: str, proof_args: list[str], allow: list[str] = ()) -> str | None:
     """Why a proof's own arguments cannot name a run of the capability (then nothing can prove it)."""
     command = _command(capability)
-    if command is None or _parse(command, proof_args) is not None:
+    if command is None:
         return None
-    return f"{' '.join(proof_args) or '(no arguments)'} are not arguments {capability} accepts"
+    if _parse(command, proof_args) is None:
+        return f"{' '.join(proof_args) or '(no arguments)'} are not arguments {capability} accepts"
+    unknown = [o for o in allow if not any(o in getattr(p, "opts", ()) for p in command.params)]
+    if unknown:
+        return f"allow: {', '.join(unknown)} not an option of {capability}"
+    return None
+
+
+def _names(command: Any, options: list[str]) -> set[str]:
+    return {p.name for p in command.params if set(getattr(p, "opts", ())) & set(options)}
 
 
 def _parse(command: Any, args: list[str]) -> dict[str, Any] | None:
+    """Every parameter's value, defaults included. Required options left out are not an error: a proof
+    of a capability that needs --summary names none and allows any."""
     try:
         ctx = command.make_context(command.name, list(args))
     except Exception:  # the parser's usage errors (and --help's exit): these are not a run's arguments
         return None
-    ignored = {p.name for p in command.params if set(getattr(p, "opts", ())) & set(NEVER_NARROWING)}
+    ignored = _names(command, list(NEVER_NARROWING))
     return {name: _plain(value) for name, value in ctx.params.items() if name not in ignored}
 
 
@@ -110,4 +126,7 @@ def _command(capability: str) -> Any:
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     app = typer.Typer(add_completion=False, rich_markup_mode=None)
     app.command(name=capability)(run)
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    for param in command.params:
+        param.required = False  # a proof may leave out what a run must give (an event's --summary)
+    return command

@@ -321,3 +321,25 @@ def test_a_file_that_is_not_a_scope_is_exit_2(cli, loop_root, tmp_path):
     notes.write_text("---\nloop_id: LOOP-X\n# never closed\n")
     done = cli("loop.evidence", "--root", str(loop_root), str(notes))
     assert done.exit_code == 2 and "opening --- without a closing ---" in done.stdout
+
+
+def test_allowed_options_may_take_any_value_but_a_dry_run_never_counts(cli, loop_root, template):
+    contract = NARROW.replace(
+        '"2": {capability: sieve.apply, args: [--execute]}',
+        '"2": {capability: calendar.event.create, allow: [--summary, --start, --attendee]}',
+    )
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(contract)
+    content = ("--summary", "review", "--start", "2031-03-24T09:00", "--attendee", "Ada <ada@example.org>")
+    receipt(loop_root, template, "calendar.event.create", hours_ago=0.5, args=content)
+    receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.4,
+            args=("--summary", "x", "--start", "2031-03-24T09:00", "--calendar", "other"))  # fmt: skip
+    receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.3,
+            args=("--summary", "x", "--start", "2031-03-24T09:00", "--dry-run"))  # fmt: skip
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    dod = envelope["data"]["phases"][1]["dod"]
+    assert dod["verdict"] == "proven", dod  # the --calendar and --dry-run runs are other runs
+
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(contract.replace("--attendee]", "--atendee]"))
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    dod = envelope["data"]["phases"][1]["dod"]
+    assert dod["verdict"] == "unproven" and "--atendee not an option of calendar.event.create" in dod["detail"]
