@@ -135,16 +135,12 @@ def execute(
     }
     transcript = "\n".join(ctx.transcript)
     output_txt = redact((transcript + "\n" if transcript else "") + shown)
-    markdown = None
-    if not spine_runner:
-        json_sha = receipts.sha256_text(output.render_json(document))
-        markdown = receipts.render_markdown(document, receipts.sha256_text(output_txt), json_sha)
     try:
-        receipts.write_receipt(root.receipts_dir, receipts.ReceiptFiles(run_key, markdown, output_txt, document))
-        if not spine_runner:
-            row = [run_key, _utc(finished), _utc(started), _utc(finished), receipts.receipt_status(int(exit_code)),
-                   capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip
-            receipts.append_ledger(ctx.mailroom.ledger, row)
+        row = [run_key, _utc(finished), _utc(started), _utc(finished), receipts.receipt_status(int(exit_code)),
+               capability, "receipt.md", (error or {}).get("message", ""), "capability"]  # fmt: skip
+        receipts.record_run(root.receipts_dir, document, output_txt=output_txt, printed=shown,
+                            spine_runner=spine_runner, ledger=None if spine_runner else ctx.mailroom.ledger,
+                            ledger_row=row, secrets=ctx.secrets, root=root.path, warn=stderr)  # fmt: skip
     except ContractError as exc:  # the mailroom runtime contract is the user's to fix
         for line in exc.lines():
             print(f"spine-comms: ledger row for {run_key} not written: {line}", file=stderr)

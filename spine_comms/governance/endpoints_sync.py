@@ -27,6 +27,7 @@ from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
 from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
+from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import list_receipts
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.core.yaml_roundtrip import RoundTripYaml
@@ -101,9 +102,13 @@ def found_endpoints(ctx: RunContext) -> tuple[dict[str, Any], dict[str, str]]:
     """(section -> what was found, section -> the run key that proves it), from the newest
     receipt of each source capability that reached its server."""
     found, proofs = {}, {}
+    verifier = ReceiptVerifier(ctx.root.receipts_dir, ctx.env, ctx.root.path)
     for section, capability_ids in SOURCES.items():
         for capability_id in capability_ids:
             for summary in list_receipts(ctx.root.receipts_dir, capability_id)[:RECEIPTS_LOOKED_AT]:
+                if forged := verifier.problems(summary.directory):  # never write what a forgery claims
+                    ctx.log(f"{summary.directory.name} refused as evidence: {forged[0]}", level="warn")
+                    continue
                 try:
                     document = json.loads((summary.directory / "receipt.json").read_text(encoding="utf-8"))
                     data = document["envelope"]["data"] or {}

@@ -15,6 +15,7 @@ capability reports decides the verdict:
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from spine_comms.contracts.verify import Gate
+from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import ReceiptSummary, read_summary
 from spine_comms.core.root import Root
 from spine_comms.verify.gates import FAIL, PASS, SKIP, GateResult, verdict
@@ -191,6 +193,10 @@ def receipt_gate(gate: Gate, root: Root, now: datetime) -> GateResult:
     shown = _age(age)
     extra = {"run_key": latest.run_key, "receipt": str(latest.directory), "age_seconds": age,
              "exit_code": latest.exit_code}  # fmt: skip
+    forged = ReceiptVerifier(root.receipts_dir, dict(os.environ), root.path).problems(latest.directory)
+    if forged:  # an edited, copied or hand-written receipt proves nothing, whatever it says
+        return verdict(gate, FAIL, f"latest {cap} receipt {latest.directory.name} refused: " + "; ".join(forged),
+                       **extra)  # fmt: skip
     if latest.status not in spec.statuses:
         return verdict(gate, FAIL, f"latest {cap} is {latest.status} (exit {latest.exit_code}), {shown} ago: "
                                    f"{latest.run_key}", **extra)  # fmt: skip

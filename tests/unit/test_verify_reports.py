@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 from spine_comms.contracts.verify import VerifyContract
+from spine_comms.core.receipts import record_run
 from spine_comms.core.root import Root
+from spine_comms.core.secrets import Redactor, Secrets
 from spine_comms.verify.evaluate import judge_run, receipt_gate
 from spine_comms.verify.gates import spine_safe
 
@@ -258,7 +260,9 @@ def test_a_receipt_gate_judges_the_newest_receipt_status_and_age(tmp_path_factor
         directory.mkdir(parents=True)
         doc = {"run_key": key, "capability": "mail.auth.probe", "status": status, "exit_code": 0 if status == "ok"
                else 1, "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
-        (directory / "receipt.json").write_text(json.dumps(doc))
+        # Sealed and chained by the receipt writer (the spine runner's form: receipt.json alone).
+        record_run(root.receipts_dir, doc, output_txt="", printed="", spine_runner=True, ledger=None,
+                   ledger_row=None, secrets=Secrets(Redactor(), {}), root=root.path)  # fmt: skip
 
     receipt("20310301-100000", "ok", now - timedelta(hours=2))
     stale = receipt_gate(gate, root, now)
