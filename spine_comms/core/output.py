@@ -76,7 +76,7 @@ def fitted_table(headers: list[str], rows: list[list[Any]], width: int) -> Rende
     for row in cells:
         blocks.append(Text("  ").join(c for c in row[:-1] if c.plain))
         if row[-1].plain:
-            blocks.append(Padding(row[-1], (0, 0, 0, 4)))
+            blocks.append(Padding(row[-1], (0, 0, 0, 4), expand=False))
     return Group(*blocks)
 
 
