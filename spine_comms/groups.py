@@ -108,21 +108,21 @@ def cap_show(
 ) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
-    from spine_comms.capability_command import build_capability_command
+    from spine_comms.capability_command import COMMON, build_capability_command
 
     command = build_capability_command(spec)
     options = [
         {
-            "name": p.name,
+            "name": p.name.removeprefix("opt_"),
             "flags": list(p.opts) + list(getattr(p, "secondary_opts", [])),
-            "type": _type_name(spec.load().function, p.name),
+            "type": "flag" if p.name.startswith("opt_") else _type_name(spec.load().function, p.name),
             "multiple": bool(getattr(p, "multiple", False)),
             "required": p.required,
             "default": p.default if not callable(p.default) else None,
             "help": getattr(p, "help", None),
         }
         for p in command.params
-        if not p.name.startswith("opt_")
+        if p.name not in COMMON  # the shared options are the same everywhere; the safety flags are listed
     ]
     data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
     if _options(ctx, json_flag).json:
