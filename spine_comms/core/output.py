@@ -153,7 +153,7 @@ def render_text(env: dict[str, Any], *, color: bool, width: int = DEFAULT_WIDTH)
         if isinstance(value, str | int | float | bool) or value is None:
             name = f"data.{key}" if key in ENVELOPE_LINES else key
             print_line(plain(f"{name}: {value}"))
-    if env.get("dry_run"):
+    if env.get("dry_run") and "dry_run" not in (env.get("data") or {}):
         print_line(plain("dry_run: true"))
     if env.get("run_key"):
         print_line(plain(f"run_key: {env['run_key']}"))

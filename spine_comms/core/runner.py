@@ -179,7 +179,7 @@ def _call(capability: str, function: Callable[..., Result], ctx: RunContext, kwa
         return function(ctx, **kwargs)
     given = {k: v for k, v in kwargs.items() if v not in (None, False, (), [])}
     return Result(
-        data={"dry_run": True, "options": given},
+        data={"options": given},
         summary=[f"dry run: {capability} was not run and nothing was changed; add --execute to run it"],
     )
 
