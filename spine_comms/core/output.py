@@ -160,7 +160,8 @@ def render_text(env: dict[str, Any], *, color: bool, width: int = DEFAULT_WIDTH)
         print_line(plain(f"receipt: {env['receipt']}"))
     status = env["status"]
     print_line(Text("status: ") + Text(status, style=STATUS_STYLE.get(status, "")))
-    return buffer.getvalue()
+    # rich pads wrapped cells to the column's width; trailing blanks only cost a reader's terminal.
+    return "".join(line.rstrip(" ") + "\n" for line in buffer.getvalue().splitlines())
 
 
 def exit_code_for(status: Status | str, *, strict: bool) -> int:

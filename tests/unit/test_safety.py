@@ -121,7 +121,9 @@ def test_the_runner_refuses_to_act_without_approval(cli, root, cap):
 
 
 @pytest.mark.parametrize("cap", NEEDS_APPROVAL)
-def test_approval_by_yes_or_the_spines_variables_passes_the_runner(cli, root, cap):
+def test_approval_by_yes_or_the_spines_variables_passes_the_runner(cli, tmp_path, cap):
+    root = tmp_path / "empty"  # no contract names a host: past the runner, nothing can reach a network
+    (root / "bindings").mkdir(parents=True)
     for extra, env in ((("--yes",), {}), ((), {"SPINE_CAP_AUTO_APPROVE": "yes"}), ((), {"OPS_CAP_AUTO_APPROVE": "1"})):
         envelope = cli(cap, "--root", str(root), "--json", "--execute", *extra, env=env).json()
         assert "needs approval" not in json.dumps(envelope.get("error")), (cap, extra, env)
