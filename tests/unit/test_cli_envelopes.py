@@ -77,3 +77,17 @@ def test_one_status_line_even_when_the_data_has_a_status():
     assert [line for line in text.splitlines() if re.match(r"\s*status:", line)] == ["status: ok"]
     assert "data.status: dry-run" in text and "count: 3" in text
     assert text.splitlines()[-1] == "status: ok"
+
+
+def test_a_real_process_prints_the_envelope_too():
+    """The installed entry point (cron, the spine's runner), not only the in-process runner."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "spine-comms"
+    done = subprocess.run([str(script), "sieve.apply", "--json", "--rollbak"], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    envelope = one_envelope(done.stdout)
+    assert done.returncode == 2 and envelope["capability"] == "sieve.apply" and envelope["status"] == "error"
+    assert "--rollbak" in envelope["error"]["message"] and "Traceback" not in done.stderr
