@@ -21,6 +21,7 @@ lab-install:
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
 
 test: install lab-install lint
 	@$(VENV)/bin/pytest -n 2 -q

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
@@ -167,10 +166,7 @@ def stalwart_dkim_ensure(
         list[str] | None,
         typer.Option("--algorithm", help="rsa or ed25519; repeatable. Default: both (RSA is the required one)."),
     ] = None,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Create the missing keys. Without it: a dry run that lists the plan.")
-    ] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
     wait: Annotated[
         float, typer.Option("--wait", min=0, max=300, help="Seconds to wait for each new key to show up.")
     ] = 15.0,
@@ -183,8 +179,7 @@ def stalwart_dkim_ensure(
     0.16: the key pair is made here and sent once (the server keeps it, masked); 0.15: POST /api/dkim
     under the id rsa-<domain> / ed25519-<domain>, the only ids its signing rule uses, then a reload."""
     wanted = _algorithms(algorithm)
-    if execute:
-        require_approval(ctx.env, yes, "stalwart.dkim.ensure --execute (it changes the server's signing keys)")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     contract, target = _target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     mode = "execute" if execute else "dry-run"

@@ -158,7 +158,8 @@ def _dig(data: Any, path: str) -> Any:
 
 
 def receipts_of(receipts_dir: Path, capability: str) -> Iterator[ReceiptSummary]:
-    """Newest first, read one at a time: the caller usually stops at the first or the first success."""
+    """Newest first, read one at a time: the caller usually stops at the first or the first success.
+    A dry run is left out: it changed and proved nothing (a dry-run mail.auth.probe sent no probe)."""
     if not receipts_dir.is_dir():
         return
     marker = f"__{capability}__"
@@ -167,7 +168,7 @@ def receipts_of(receipts_dir: Path, capability: str) -> Iterator[ReceiptSummary]
     names.sort(key=lambda e: (e.name.split("__", 1)[0], e.stat().st_mtime), reverse=True)
     for entry in names:
         summary = read_summary(entry)
-        if summary is not None and summary.capability == capability:
+        if summary is not None and summary.capability == capability and not summary.dry_run:
             yield summary
 
 
