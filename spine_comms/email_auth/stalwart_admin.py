@@ -20,7 +20,8 @@ from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
 from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import UsageError
+from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ def stalwart_status(
     except StalwartError as exc:
         status = Status.FAIL if exc.kind == "unsupported" else Status.ERROR
         check_id = "stalwart.api.auth" if exc.kind == "auth" else "stalwart.api.form"
-        result.add(Check(check_id, status, exc.message, target.url, "the management API, logged in", exc.kind))
+        result.add(Check(check_id, status, exc.message, target.url, "the management API, logged in", exc.kind,
+                         {"kind": str(exc.failure_kind)}))  # fmt: skip
         result.summary.append(f"{target.url}: {exc.message}")
         return result
     with admin, _could_not_evaluate(target):
@@ -343,7 +345,8 @@ class _could_not_evaluate:
             "unreachable": "check stalwart.url, server_name and ca_file, and that the server is up",
             "unsupported": "stalwart.url must be the server's HTTP(S) base, where /api and /jmap live",
         }
-        raise CouldNotEvaluate(f"Stalwart ({self.target.account}): {exc.message}", hint=hints.get(exc.kind)) from None
+        raise could_not_evaluate(exc, f"Stalwart ({self.target.account}): {exc.message}",
+                                 hint=hints.get(exc.kind)) from None  # fmt: skip
 
 
 class _connected:

@@ -21,7 +21,8 @@ from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract, SieveMail
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
+from spine_comms.core.errors import ContractError, UsageError
+from spine_comms.core.outcomes import FailureKind, could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.sieve.render import parse_script, render, required_extensions
 
@@ -126,12 +127,13 @@ def session(ctx: RunContext, box: SieveMailbox, where: Target) -> Iterator[Manag
                          transcript=debug)  # fmt: skip
     except SieveError as exc:
         hint = f"check the password ({where.password_ref or 'no password_ref'} or ${where.override_env})"
-        raise CouldNotEvaluate(f"{box.id}: ManageSieve {where.where()}: {exc.message}",
-                               hint=hint if exc.kind == "auth" else None) from None  # fmt: skip
+        refused = exc.failure_kind is FailureKind.CREDENTIALS_REFUSED
+        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}",
+                                 hint=hint if refused else None) from None  # fmt: skip
     try:
         yield client
     except SieveError as exc:
-        raise CouldNotEvaluate(f"{box.id}: ManageSieve {where.where()}: {exc.message}") from None
+        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}") from None
     finally:
         client.close()
 

@@ -43,7 +43,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
                          server_name=account.server_name, timeout=account.timeout_seconds)  # fmt: skip
     except DavError as exc:
         if exc.kind in ("unreachable", "timeout"):
-            from spine_comms.core.errors import CouldNotEvaluate
+            from spine_comms.core.outcomes import could_not_evaluate
 
-            raise CouldNotEvaluate(f"account {account.id}: {exc.message}") from None
+            raise could_not_evaluate(exc, f"account {account.id}: {exc.message}") from None
         raise UsageError(f"account {account.id}: {exc.message}") from None
