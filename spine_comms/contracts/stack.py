@@ -85,6 +85,26 @@ class Endpoints(ContractModel):
     dns: DnsServer | None = None
 
 
+class Surface(StrEnum):
+    """The parts of the stack a verify gate proves; each can be declared not deployed (surfaces:)."""
+
+    MAIL_AUTH = "mail_auth"  # DNS records (DKIM, DMARC, SPF ...) and the probe mail
+    CALDAV = "caldav"
+    CARDDAV = "carddav"
+    CALENDAR_SYNC = "calendar_sync"  # the operator's calendar layers synced to a CalDAV calendar
+    INBOX = "inbox"  # mailboxes polled into the mailroom
+    SIEVE = "sieve"  # routing rules applied with ManageSieve
+    OUTBOX = "outbox"  # mail sent through the durable outbox
+
+
+class SurfaceSwitch(ContractModel):
+    """`surfaces.<surface>: {deployed: false, reason: ...}`: the one thing that makes a verify gate SKIP.
+    Without it a gate whose contract or server is missing FAILs: silence never reads as green."""
+
+    deployed: bool
+    reason: str = ""
+
+
 def mailbox_env(mailbox_id: str, what: str = "PASSWORD") -> str:
     """The spine's override variable for a stack mailbox: STALWART_OPS_PASSWORD, STALWART_OPS_USER ..."""
     return f"STALWART_{mailbox_id.upper().replace('-', '_')}_{what}"
@@ -97,6 +117,13 @@ class StackContract(ContractModel):
     scope: str | None = None
     pilot: Pilot
     endpoints: Endpoints | None = None
+    # Parts of the stack this site does not run: their verify gates SKIP, saying so (docs/verify.md).
+    surfaces: dict[Surface, SurfaceSwitch] = Field(default_factory=dict)
+
+    def not_deployed(self, surface: str) -> SurfaceSwitch | None:
+        """The switch that says `surface` is not deployed, or None (deployed, or not declared)."""
+        switch = self.surfaces.get(Surface(surface))
+        return switch if switch is not None and not switch.deployed else None
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         return next((m for m in self.pilot.mailboxes if m.id == mailbox_id), None)
