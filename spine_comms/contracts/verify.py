@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from spine_comms.core.contracts import ContractModel
 from spine_comms.contracts.stack import Surface
+from spine_comms.core.contracts import ContractModel
 
 VERIFY_CONTRACT = "verify.gates.yaml"
 RINGS = ("instant", "standard", "deep")
