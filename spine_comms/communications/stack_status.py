@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from spine_comms.contracts.stack import STACK_CONTRACT, Port, StackContract
+from spine_comms.contracts.stack import STACK_CONTRACT, Port, StackContract, connection_timeout
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
@@ -54,7 +54,7 @@ def stack_status(
         raise UsageError("no host to probe", hint="set endpoints.host or pilot.vm_target.lan_ip, or pass --host")
     server_name = server_name or contract.server_name()
     ca_file = ca_file or (endpoints.ca_file if endpoints else None)
-    timeout = timeout or (endpoints.timeout_seconds if endpoints else 5.0)
+    timeout = timeout or connection_timeout(contract)
     warn_days = endpoints.expiry_warn_days if endpoints else 14
     fail_days = endpoints.expiry_fail_days if endpoints else 7
     ports = _select(contract.pilot.ports, only)

@@ -79,6 +79,7 @@ class Endpoints(ContractModel):
     host: str | None = None
     server_name: str | None = None
     ca_file: str | None = None
+    # Every connection to the stack's servers waits this long for each answer (contracts.stack.connection_timeout).
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     expiry_warn_days: int = Field(default=14, ge=0)
     expiry_fail_days: int = Field(default=7, ge=0)
@@ -103,6 +104,21 @@ class SurfaceSwitch(ContractModel):
 
     deployed: bool
     reason: str = ""
+
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+def connection_timeout(stack: StackContract | None, section=None) -> float:
+    """Seconds a connection to a stack server waits for each answer, for every protocol (IMAP, SMTP,
+    ManageSieve, DAV, HTTP): the section's own `timeout_seconds` when its contract sets one, else the
+    stack contract's `endpoints.timeout_seconds`. One knob, so that a hung server costs every gate the
+    same bounded wait and a verify run keeps its ring budget."""
+    if section is not None and "timeout_seconds" in section.model_fields_set:
+        return float(section.timeout_seconds)
+    if stack is not None and stack.endpoints is not None:
+        return float(stack.endpoints.timeout_seconds)
+    return DEFAULT_TIMEOUT_SECONDS
 
 
 def mailbox_env(mailbox_id: str, what: str = "PASSWORD") -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+from spine_comms.contracts.stack import connection_timeout
 from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
@@ -312,18 +313,20 @@ def _target_from(ctx, contract, url, username, timeout) -> _Target:
         secret=secret.value,
         ca_file=ca_file,
         server_name=section.server_name if section else None,
-        timeout=timeout or (section.timeout_seconds if section else 10.0),
+        timeout=timeout or connection_timeout(_stack(ctx), section),
     )
+
+
+def _stack(ctx):
+    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
+
+    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
 
 
 def _stack_ca_file(ctx) -> str | None:
     """The stack contract's CA file, which the mail-auth contract defers to when it names none."""
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-
-    if not ctx.contracts.exists(STACK_CONTRACT):
-        return None
-    stack = ctx.contracts.load(STACK_CONTRACT, StackContract)
-    return stack.endpoints.ca_file if stack.endpoints else None
+    stack = _stack(ctx)
+    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
 
 
 class _could_not_evaluate:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract, SieveMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, UsageError
@@ -106,7 +106,7 @@ def target(ctx: RunContext, box: SieveMailbox, timeout: float | None) -> Target:
         ca_file = str(ctx.root.path / ca_file)
     return Target(
         host=host, port=port, server_name=end.server_name or (stack.server_name() if stack else None),
-        ca_file=ca_file, timeout=timeout or end.timeout_seconds, login=login,
+        ca_file=ca_file, timeout=timeout or connection_timeout(stack, end), login=login,
         password_ref=box.password_ref or (stack_box.password_ref if stack_box else None),
         override_env=mailbox_env(box.id),
     )  # fmt: skip
