@@ -64,11 +64,13 @@ NO_SERVER: dict[str, str] = {
     "gaps.file": "edits the gaps file",
     "gaps.list": "reads the gaps file",
     "loop.evidence": "reads receipts",
-    "mailroom.enqueue": "writes to the filesystem mailroom (the bridge is covered in tests/integration/test_mailroom_caps.py)",
+    # --via bridge against an unreachable bridge: exit 3 in tests/integration/test_mailroom_caps.py
+    "mailroom.enqueue": "writes to the filesystem mailroom by default",
     "mailroom.status": "reads the filesystem mailroom",
     "communications.outbox.status": "reads the outbox's files",
     "communications.outbox.flush": "connects only for a due send; an empty outbox has none",
-    "communications.mail.send": "queues into the outbox first; its send is the outbox's (tests/integration/test_outbox_lab.py)",
+    # its --execute against a refused submission: exit 3 in tests/integration/test_outbox_lab.py
+    "communications.mail.send": "a dry run by default: shows the message, connects to nothing",
     "spine.install": "edits a spine checkout",
     # A pack judges its gates: an unreachable server FAILs them, so the run is `fail`, exit 1
     # (tests/unit/test_verify_verdicts.py); it is not a capability that could not evaluate.
