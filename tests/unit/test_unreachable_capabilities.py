@@ -69,7 +69,8 @@ NO_SERVER: dict[str, str] = {
     "mailroom.status": "reads the filesystem mailroom",
     "communications.outbox.status": "reads the outbox's files",
     "communications.outbox.flush": "connects only for a due send; an empty outbox has none",
-    # its --execute against a refused submission: exit 3 in tests/integration/test_outbox_lab.py
+    # --execute queues first, then submits: an unreachable server is a transient outcome to retry (the
+    # outbox's rules, docs/outbox.md), not "could not evaluate"; a refused login is exit 3 (test_outbox_lab.py)
     "communications.mail.send": "a dry run by default: shows the message, connects to nothing",
     "spine.install": "edits a spine checkout",
     # A pack judges its gates: an unreachable server FAILs them, so the run is `fail`, exit 1
