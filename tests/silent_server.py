@@ -45,3 +45,14 @@ def silent_listener() -> Iterator[int]:
         for conn in held:
             conn.close()
         server.close()
+
+
+@contextmanager
+def silent_udp() -> Iterator[int]:
+    """A UDP port bound and never read: a DNS server that takes queries and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

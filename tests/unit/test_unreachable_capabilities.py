@@ -86,34 +86,32 @@ def test_every_registered_capability_is_listed_once():
     assert registered == set(TALKS_TO_A_SERVER) | set(NO_SERVER)
 
 
-@pytest.fixture(scope="module")
-def unreachable_root(tmp_path_factory) -> Path:
-    """A root whose every server is a closed port on 127.0.0.1 (each its own, refused)."""
-    root = tmp_path_factory.mktemp("unreachable") / "root"
+def write_root(root: Path, port, dns_port: int, timeout: float) -> Path:
+    """A root whose every server is at port() on 127.0.0.1, and its DNS server at dns_port."""
     bindings = root / "bindings"
     bindings.mkdir(parents=True)
     secret = root / "password"
     secret.write_text("not-the-password")
     ref = f"file:{secret}"
-    ports = [{"host": closed_port(), "protocol": p} for p in ("SMTP", "SMTPS", "IMAPS", "ManageSieve", "HTTPS")]
+    ports = [{"host": port(), "protocol": p} for p in ("SMTP", "SMTPS", "IMAPS", "ManageSieve", "HTTPS")]
     contracts = {
         "communications.stack.contract.yaml": {
             "version": 1,
             "pilot": {"ports": ports, "mailboxes": [{"id": "ops", "address": f"ops@{DOMAIN}", "password_ref": ref}],
                       "send_test": {"allowed_recipient_domains": [DOMAIN]}},
-            "endpoints": {"host": "127.0.0.1", "server_name": f"mail.{DOMAIN}", "timeout_seconds": 2,
-                          "dns": {"server": "127.0.0.1", "port": closed_port(), "timeout_seconds": 1}},
+            "endpoints": {"host": "127.0.0.1", "server_name": f"mail.{DOMAIN}", "timeout_seconds": timeout,
+                          "dns": {"server": "127.0.0.1", "port": dns_port, "timeout_seconds": 1}},
         },
         "communications.mailauth.contract.yaml": {
             "version": 1,
             "domains": [{"domain": DOMAIN, "mail_host": f"mx.{DOMAIN}", "dkim_selectors": ["s1"]}],
             "dkim_keys": {"directory": str(root / "dkim")},
-            "stalwart": {"url": f"http://127.0.0.1:{closed_port()}/", "username": "admin", "secret_ref": ref},
+            "stalwart": {"url": f"http://127.0.0.1:{port()}/", "username": "admin", "secret_ref": ref},
             "probe": {"sender": "ops", "target": {"mailbox": "ops"}, "timeout_seconds": 5},
         },
         "communications.dav.contract.yaml": {
             "version": 1,
-            "accounts": [{"id": "home", "base_url": f"https://127.0.0.1:{closed_port()}/", "login": "ops",
+            "accounts": [{"id": "home", "base_url": f"https://127.0.0.1:{port()}/", "login": "ops",
                           "password_ref": ref}],
             "calendars": [{"id": "ops"}],
             "addressbooks": [{"id": "contacts"}],
@@ -129,6 +127,12 @@ def unreachable_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def unreachable_root(tmp_path_factory) -> Path:
+    """Every server a closed port on 127.0.0.1 (each its own): connections are refused."""
+    return write_root(tmp_path_factory.mktemp("unreachable") / "root", closed_port, closed_port(), timeout=2)
+
+
 @pytest.mark.parametrize("capability", sorted(TALKS_TO_A_SERVER))
 def test_an_unreachable_server_is_error_exit_3(cli, unreachable_root, capability):
     result = cli(capability, "--root", str(unreachable_root), "--json", *TALKS_TO_A_SERVER[capability])
@@ -140,3 +144,31 @@ def test_an_unreachable_server_is_error_exit_3(cli, unreachable_root, capability
     # The kind travels in the envelope: verify and scripts read it, never the message.
     assert kinds & {"unreachable", "timeout"}, (envelope.get("error"), envelope["checks"][:4])
     assert "not-the-password" not in result.stdout + result.stderr
+
+
+# One capability per protocol: what a hung server (connections accepted, never answered) costs each.
+HUNG = ["communications.inbox.health", "mail.auth.probe", "sieve.status", "calendar.caldav.status",
+        "contacts.carddav.status", "stalwart.status", "dns.mail.status"]  # fmt: skip
+
+
+@pytest.mark.parametrize("capability", HUNG)
+def test_a_hung_server_is_error_exit_3_within_the_stack_contracts_timeout(cli, tmp_path, capability):
+    import time
+    from contextlib import ExitStack
+
+    from tests.silent_server import silent_listener, silent_udp
+
+    with ExitStack() as listeners:
+        dns = listeners.enter_context(silent_udp())
+        root = write_root(tmp_path / "root", lambda: listeners.enter_context(silent_listener()), dns, timeout=1)
+        started = time.monotonic()
+        result = cli(capability, "--root", str(root), "--json", *TALKS_TO_A_SERVER[capability])
+        took = time.monotonic() - started
+    envelope = result.json()
+    kinds = {(envelope.get("error") or {}).get("kind")}
+    kinds |= {(c.get("evidence") or {}).get("kind") for c in envelope["checks"] if c["status"] == "error"
+              and isinstance(c.get("evidence"), dict)}  # fmt: skip
+    assert (result.exit_code, envelope["status"]) == (3, "error"), (envelope.get("error"), envelope["checks"][:4])
+    assert "timeout" in kinds, (envelope.get("error"), envelope["checks"][:4])
+    # The stack contract's 1 s per answer (the probe waits at least 10 s for a whole SMTP transaction).
+    assert took < (15 if capability == "mail.auth.probe" else 6), took
