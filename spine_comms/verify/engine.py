@@ -49,7 +49,7 @@ class RunReport:
             return f"no gate could be verified: the root lacks {', '.join(absent)}"
         reasons: dict[str, int] = {}
         for r in self.results:
-            reason = r.could_not_evaluate or ("not deployed" if r.status == SKIP else r.status)
+            reason = r.could_not_evaluate or r.status
             reasons[reason] = reasons.get(reason, 0) + 1
         counted = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
         return f"no gate could be verified ({counted or 'no gates'})"

@@ -155,7 +155,7 @@ def report(statuses: list[tuple[str, str | None]], *, strict: bool = False) -> R
     [
         ([(PASS, None), (SKIP, None)], False, False, None),
         ([(PASS, None), (SKIP, None)], True, True, None),  # --strict fails on any SKIP
-        ([(SKIP, None), (SKIP, None)], False, True, "2 not deployed"),  # nothing verified is not success
+        ([(SKIP, None), (SKIP, None)], False, True, "2 SKIP"),  # nothing verified is not success
         ([(FAIL, "unreachable"), (FAIL, "timeout")], False, True, "1 timeout, 1 unreachable"),
         ([(FAIL, None), (SKIP, None)], False, True, None),  # a FAIL on evidence is a verdict
     ],

@@ -122,7 +122,7 @@ def test_strict_fails_on_a_skip_and_a_declared_surface_alone_is_not_success(cli,
     result = cli("verify.pack.run", "communications", "--root", str(root), "--json", *only_declared)
     data = result.json()["data"]
     assert [g["status"] for g in data["gates"]] == ["SKIP", "SKIP"]
-    assert result.exit_code == 1 and data["nothing_verified"] == "no gate could be verified (2 not deployed)"
+    assert result.exit_code == 1 and data["nothing_verified"] == "no gate could be verified (2 SKIP)"
 
     junit, _ = reports(tmp_path)
     with silent_listener() as hung:  # D909 reads the outbox only: verified, so the run could be green ...
