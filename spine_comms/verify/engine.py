@@ -31,7 +31,6 @@ class RunReport:
     results: list[GateResult]
     max_in_flight: int
     source: str = ""
-
     strict: bool = False  # --strict: a SKIP fails the run too
 
     @property
@@ -106,8 +105,9 @@ def run_pack(
     not_deployed: Callable[[Gate], str | None] = lambda gate: None,
     on_done: Callable[[GateResult], None] = lambda result: None,
 ) -> tuple[list[GateResult], float, int]:
-    """`not_deployed(gate)`: why the contracts say the gate's surface is not there (None: it is)."""
-    """(results in the pack's order, elapsed seconds, most gates in flight at once)."""
+    """(results in the pack's order, elapsed seconds, most gates in flight at once).
+
+    `not_deployed(gate)`: why the contracts say the gate's surface is not there (None: it is)."""
     in_pack = {g.id for g in gates}
     pending = {g.id: g for g in gates}
     done: dict[str, GateResult] = {}
