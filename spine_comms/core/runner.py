@@ -80,8 +80,7 @@ def execute(
         exit_code = output.exit_code_for(status, strict=options.strict)
     except SpineCommsError as exc:
         status, exit_code = Status.ERROR, exc.exit_code
-        problems = [str(p) for p in exc.problems]
-        error = {"reference": exc.reference, "message": exc.message, "problems": problems, "hint": exc.hint}
+        error = exc.envelope_error()  # with `kind` when a server failed (core.outcomes)
         _debug_trace(options, ctx, exc)
     except KeyboardInterrupt:
         status, exit_code = Status.ERROR, ExitCode.INTERRUPTED
