@@ -15,7 +15,9 @@ from typing import Any
 
 from spine_comms.core.capability import CapabilityCode, code_for
 
-REGISTRY_DIR = Path(__file__).resolve().parents[2] / "capabilities"
+# Inside the package, so an installed wheel reads the same registry as the checkout (whose top-level
+# capabilities/ is a link to it).
+REGISTRY_DIR = Path(__file__).resolve().parents[1] / "registry"
 
 
 @dataclass(frozen=True)
