@@ -92,27 +92,58 @@ class Listing:
     events: list[dict] = field(default_factory=list)  # EventView dicts with href and etag
     unreadable: list[dict] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)  # hrefs outside the calendar, ignored
-    rejected: list[dict] = field(default_factory=list)  # server expansions we did not trust
+    rejected: list[dict] = field(default_factory=list)  # server expansions not used, and why
     by: set[str] = field(default_factory=set)
     truncated: bool = False
+    server_expansion: str | None = None  # None (not asked), "ok", or why it could not be used
 
     @property
     def expanded_by(self) -> str | None:
         return "+".join(sorted(self.by)) or None
 
+    def expansion(self) -> dict | None:
+        """data.expansion: what the server's expansion came to, and which resources were expanded here."""
+        if self.server_expansion is None:
+            return None
+        return {"server": self.server_expansion, "local": [r["href"] for r in self.rejected],
+                "reasons": self.rejected[:50]}  # fmt: skip
+
+
+# The server's expansion failed in a way that says nothing about the account (a 500 on an EXDATE,
+# a refused filter): expand here. Unreachable, timeouts and refused logins still end the run.
+_EXPANSION_FAILURES = ("protocol", "forbidden", "not_found", "conflict", "precondition", "too_large")
+
 
 def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expand: bool) -> Listing:
-    """The events overlapping [start, end). With `expand`, one entry per occurrence: the server's
-    expansion when it gave a sane one, else ours from the RRULE (Radicale 3.1 does not expand;
-    Xandikos 0.2 returns floating start times and the first instance's end for every occurrence).
+    """The events overlapping [start, end). With `expand`, one entry per occurrence.
+
+    The events are read unexpanded (with their VTIMEZONEs) and expanded here from RRULE, RDATE,
+    EXDATE and overridden instances; the server is asked to expand too (RFC 4791 9.6.5) and its
+    answer is compared instance by instance (start and end, in UTC). Where it agrees,
+    `expanded_by` says "server"; where it fails (Xandikos 0.2 answers 500 to any EXDATE), does
+    not expand (Radicale 3.1) or differs (floating times, one end for every instance, a custom
+    VTIMEZONE dropped so its offset is lost), the local expansion stands and data.expansion says
+    which resources and why.
 
     Repeating events are also asked for on their own (a prop-filter on RRULE) and checked here
     against the range, because Xandikos 0.2 matches a repeating event only by its first instance.
     """
+    from spine_comms.protocols.dav import DavError
+
     out = Listing()
+    server: dict | None = None
     with dav_errors(target.account.id):
-        in_range = target.client.report(target.path, _range_query(start, end, expand))
+        in_range = target.client.report(target.path, _range_query(start, end, False))
         repeating = target.client.report(target.path, _calendar_query("<c:calendar-data/>", _HAS_RRULE))
+        if expand:
+            try:
+                expanded = target.client.report(target.path, _range_query(start, end, True))
+                server = {r.href: r for r in expanded if _readable(target, r, Listing())}
+                out.server_expansion = "ok"
+            except DavError as exc:
+                if exc.kind not in _EXPANSION_FAILURES:
+                    raise
+                out.server_expansion = f"failed: {ical_read.one_line(exc.message, 200)}"
     masters = {r.href: r for r in repeating if _readable(target, r, out)}
     seen = set()
     for resource in in_range + [r for r in masters.values() if r.href not in {x.href for x in in_range}]:
@@ -120,23 +151,62 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
             continue
         seen.add(resource.href)
         data = resource.props[CALENDAR_DATA]
-        master = masters.get(resource.href)
-        views, problem = ical_read.read_events(data)
-        if expand and ical_read.is_recurring(data):
-            views, problem = _expand_here(out, data, start, end)
-        elif expand and any(v.recurrence_id for v in views):
-            flaw = _expansion_flaw(views)
-            if flaw is None:
-                out.by.add("server")
-            elif master is not None:
-                out.rejected.append({"href": resource.href, "reason": flaw})
-                views, problem = _expand_here(out, master.props[CALENDAR_DATA], start, end)
-        elif ical_read.is_recurring(data) and not ical_read.expand(data, start, end, limit=1)[0]:
-            continue  # a repeating event with no occurrence in the range
+        recurring = ical_read.is_recurring(data)
+        if expand and recurring:
+            views, cut, problem = ical_read.expand(data, start, end)
+            out.truncated = out.truncated or cut
+        else:
+            views, problem = ical_read.read_events(data)
+            if recurring and not ical_read.expand(data, start, end, limit=1)[0]:
+                continue  # a repeating event with no occurrence in the range
+        if expand:
+            _judge_server(out, resource.href, views, server)
         if problem:
             out.unreadable.append({"href": resource.href, "problem": problem})
         out.events.extend({**v.to_dict(), "href": resource.href, "etag": resource.etag} for v in views)
+    if server is not None and out.rejected:
+        out.server_expansion = f"differs from the events' own data for {len(out.rejected)} resource(s)"
     return out
+
+
+def _judge_server(out: Listing, href: str, ours: list, server: dict | None) -> None:
+    """Are the server's expanded instances of `href` ours? Records who expanded it, and why."""
+    if server is None:
+        flaw = f"the server's expansion {out.server_expansion}"
+    elif (answer := server.get(href)) is None:
+        if not ours:
+            return  # no instance in the range, and the server agrees
+        flaw = "missing from the server's expanded answer"
+    else:
+        theirs, problem = ical_read.read_instances(answer.props[CALENDAR_DATA])
+        flaw = problem or _expansion_flaw(theirs) or _difference(ours, theirs)
+    if flaw is None:
+        out.by.add("server")
+        return
+    out.by.add("local")
+    out.rejected.append({"href": href, "reason": flaw})
+
+
+def _moment(value: str | None) -> str:
+    """An instance's time to compare: a date as it is, a time in UTC, a floating time marked so."""
+    if not value or len(value) <= 10:
+        return value or "?"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return f"unreadable {value}"
+    return moment.astimezone(UTC).isoformat() if moment.tzinfo else f"floating {value}"
+
+
+def _difference(ours: list, theirs: list) -> str | None:
+    mine = sorted((_moment(v.start), _moment(v.end)) for v in ours)
+    other = sorted((_moment(v.start), _moment(v.end)) for v in theirs)
+    if mine == other:
+        return None
+    if len(mine) != len(other):
+        return f"the server gave {len(other)} instance(s); the event's data has {len(mine)} in the range"
+    (want, got) = next((a, b) for a, b in zip(mine, other, strict=True) if a != b)
+    return f"an instance at {want[0]} to {want[1]}: the server gave {got[0]} to {got[1]}"
 
 
 def _readable(target: CalendarTarget, resource: DavResource, out: Listing) -> bool:
@@ -147,13 +217,6 @@ def _readable(target: CalendarTarget, resource: DavResource, out: Listing) -> bo
             out.outside.append(resource.href[:200])
         return False
     return True
-
-
-def _expand_here(out: Listing, data, start: datetime, end: datetime):
-    views, cut, problem = ical_read.expand(data, start, end)
-    out.by.add("local")
-    out.truncated = out.truncated or cut
-    return views, problem
 
 
 def _expansion_flaw(views) -> str | None:

@@ -288,3 +288,68 @@ def test_a_refused_password_is_exit_3_naming_the_account_never_the_password(lab_
     assert "401" in env["error"]["message"] and sentinel not in out
     for path in Path(env["receipt"]).iterdir():
         assert sentinel not in path.read_text(), path
+
+
+# ---- expansion the server cannot do (RFC 4791 9.6.5): done here, and said so --------------------------------
+
+CUSTOM_ZONE = (
+    "BEGIN:VTIMEZONE\r\nTZID:Custom/Office\r\n"
+    "BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0530\r\nTZOFFSETTO:+0530\r\nTZNAME:OFF\r\n"
+    "END:STANDARD\r\nEND:VTIMEZONE\r\n"
+)
+
+
+def put_foreign(lab, on, calendar, uid: str, inner: str, zone: str = "") -> None:
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone else//EN\r\n" + zone + inner
+            + "END:VCALENDAR\r\n").encode()  # fmt: skip
+    with client_for(lab, on.account) as client:
+        home = discover(client, "caldav").home_set
+        client.put(child_href(child_href(home, calendar), f"{uid}.ics"), body, "text/calendar")
+
+
+def test_expand_with_exdate_rdate_and_an_override_is_expanded_here_when_the_server_fails(lab, on, calendar):
+    uid = f"exdate-{uuid.uuid4().hex[:8]}"
+    put_foreign(lab, on, calendar, uid,
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Daily\r\n"
+                "DTSTART:20310505T100000Z\r\nDTEND:20310505T103000Z\r\nRRULE:FREQ=DAILY;COUNT=5\r\n"
+                "EXDATE:20310507T100000Z\r\nRDATE:20310512T100000Z\r\nEND:VEVENT\r\n"
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Daily (moved)\r\n"
+                "RECURRENCE-ID:20310508T100000Z\r\nDTSTART:20310508T140000Z\r\nDTEND:20310508T150000Z\r\n"
+                "END:VEVENT\r\n")  # fmt: skip
+    code, env = on("calendar.event.list", "--from", "2031-05-01T00:00Z", "--to", "2031-05-20T00:00Z", "--expand")
+    assert code == 0, env
+    mine = sorted((e for e in env["data"]["events"] if e["uid"] == uid), key=lambda e: utc(e["start"]))
+    assert [(utc(e["start"]).day, utc(e["start"]).hour) for e in mine] == [(5, 10), (6, 10), (8, 14), (9, 10),
+                                                                            (12, 10)]  # fmt: skip
+    assert [e["summary"] for e in mine].count("Daily (moved)") == 1
+    assert env["data"]["expanded_by"] in ("server", "local", "local+server")
+    if env["data"]["expanded_by"] != "server":
+        assert env["data"]["expansion"]["local"], env["data"]["expansion"]
+
+
+def test_expand_keeps_a_custom_zones_offset(lab, on, calendar):
+    uid, single = f"zone-{uuid.uuid4().hex[:8]}", f"zone1-{uuid.uuid4().hex[:8]}"
+    put_foreign(lab, on, calendar, uid,
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Office hours\r\n"
+                "DTSTART;TZID=Custom/Office:20310601T090000\r\nDTEND;TZID=Custom/Office:20310601T100000\r\n"
+                "RRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\n", CUSTOM_ZONE)  # fmt: skip
+    put_foreign(lab, on, calendar, single,
+                f"BEGIN:VEVENT\r\nUID:{single}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Once\r\n"
+                "DTSTART;TZID=Custom/Office:20310605T120000\r\nDTEND;TZID=Custom/Office:20310605T123000\r\n"
+                "END:VEVENT\r\n", CUSTOM_ZONE)  # fmt: skip
+    code, env = on("calendar.event.list", "--from", "2031-06-01T00:00Z", "--to", "2031-06-10T00:00Z", "--expand")
+    assert code == 0, env
+    mine = [e for e in env["data"]["events"] if e["uid"] == uid]
+    # 09:00 at +05:30 is 03:30 UTC, every day
+    assert [utc(e["start"]).isoformat() for e in mine] == [f"2031-06-0{d}T03:30:00+00:00" for d in (1, 2, 3)], mine
+    assert all(utc(e["end"]) - utc(e["start"]) == utc("2031-06-01T10:00Z") - utc("2031-06-01T09:00Z") for e in mine)
+    (once,) = [e for e in env["data"]["events"] if e["uid"] == single]
+    assert (utc(once["start"]).isoformat(), utc(once["end"]).isoformat()) == (
+        "2031-06-05T06:30:00+00:00",
+        "2031-06-05T07:00:00+00:00",
+    ), once
+    if on.account == "xandikos":  # Xandikos 0.2 drops the VTIMEZONE from an expanded answer
+        assert once["href"] in env["data"]["expansion"]["local"], env["data"]["expansion"]
+    code, env = on("calendar.event.list", "--from", "2031-06-01T00:00Z", "--to", "2031-06-10T00:00Z")
+    (master,) = [e for e in env["data"]["events"] if e["uid"] == uid]
+    assert utc(master["start"]).isoformat() == "2031-06-01T03:30:00+00:00", master
