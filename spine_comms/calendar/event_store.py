@@ -37,9 +37,16 @@ class CalendarTarget:
     in_contract: bool
     client: DavClient
     path: str  # the calendar collection's path on the server, ending in "/"
+    # Resources over ical_read.MAX_PARSE_BYTES (or alone over the client's body cap): not read,
+    # and named by every capability that met them: {href, bytes, limit}.
+    too_large: list[dict] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"calendar {self.calendar_id} on account {self.account.id}"
+
+    def over_limit(self, href: str, size: int | None) -> None:
+        if all(entry["href"] != href for entry in self.too_large):
+            self.too_large.append({"href": href, "bytes": size, "limit": ical_read.MAX_PARSE_BYTES})
 
 
 @dataclass
@@ -71,20 +78,44 @@ def locate(target: CalendarTarget, uid: str) -> Located | None:
 
     client = target.client
     with dav_errors(target.account.id):
-        href = child_href(target.path, resource_name(uid))
+        href = client.path_of(child_href(target.path, resource_name(uid)))
         try:
             body, etag = client.get(href)
+            if len(body) > ical_read.MAX_PARSE_BYTES:
+                target.over_limit(href, len(body))
+                return None  # where create puts this UID; the caller names it as over the limit
             if find_event(body, uid) is not None:
                 return Located(href, body, etag)
         except DavError as exc:
+            if exc.kind == "too_large":
+                target.over_limit(href, None)
+                return None
             if exc.kind != "not_found":
                 raise
-        for resource in client.report(target.path, _uid_query(uid)):
-            data = resource.props.get(CALENDAR_DATA)
-            readable = resource.status == 200 and isinstance(data, str) and inside(target, resource.href)
-            if readable and find_event(data, uid) is not None:
-                return Located(resource.href, data.encode(), resource.etag)
+        for resource in _query(target, _uid_filter(uid)):
+            if _readable(target, resource, Listing()) and find_event(resource.props[CALENDAR_DATA], uid) is not None:
+                return Located(resource.href, resource.props[CALENDAR_DATA].encode(), resource.etag)
     return None
+
+
+def _query(target: CalendarTarget, event_filter: str, calendar_data: str = "<c:calendar-data/>") -> list:
+    """A calendar-query's resources with their data. When the whole answer is over the client's
+    body cap, the hrefs are asked first (ETags only), then the data by calendar-multiget in
+    batches (RFC 4791 7.9); a resource over the cap on its own is recorded as too large."""
+    from spine_comms.protocols.dav import DavError
+
+    client = target.client
+    try:
+        return client.report(target.path, _calendar_query(calendar_data, event_filter))
+    except DavError as exc:
+        if exc.kind != "too_large":
+            raise
+    listed = client.report(target.path, _calendar_query("", event_filter))
+    hrefs = [r.href for r in listed if r.status == 200 and inside(target, r.href)]
+    resources, over = client.report_in_batches(target.path, hrefs, lambda chunk: _multiget(chunk, calendar_data))
+    for href in over:
+        target.over_limit(href, None)
+    return resources
 
 
 @dataclass
@@ -133,11 +164,11 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
     out = Listing()
     server: dict | None = None
     with dav_errors(target.account.id):
-        in_range = target.client.report(target.path, _range_query(start, end, False))
-        repeating = target.client.report(target.path, _calendar_query("<c:calendar-data/>", _HAS_RRULE))
+        in_range = _query(target, _range_filter(start, end))
+        repeating = _query(target, _HAS_RRULE)
         if expand:
             try:
-                expanded = target.client.report(target.path, _range_query(start, end, True))
+                expanded = _query(target, _range_filter(start, end), _expanded_data(start, end))
                 server = {r.href: r for r in expanded if _readable(target, r, Listing())}
                 out.server_expansion = "ok"
             except DavError as exc:
@@ -210,8 +241,14 @@ def _difference(ours: list, theirs: list) -> str | None:
 
 
 def _readable(target: CalendarTarget, resource: DavResource, out: Listing) -> bool:
-    if resource.status != 200 or not isinstance(resource.props.get(CALENDAR_DATA), str):
+    data = resource.props.get(CALENDAR_DATA)
+    if resource.status != 200 or not isinstance(data, str):
         return False
+    if len(data) * 4 > ical_read.MAX_PARSE_BYTES and inside(target, resource.href):
+        size = len(data.encode("utf-8", errors="replace"))
+        if size > ical_read.MAX_PARSE_BYTES:
+            target.over_limit(resource.href, size)
+            return False
     if not inside(target, resource.href):
         if resource.href[:200] not in out.outside:
             out.outside.append(resource.href[:200])
@@ -262,14 +299,28 @@ def _calendar_query(calendar_data: str, event_filter: str) -> bytes:
     ).encode()
 
 
-def _range_query(start: datetime, end: datetime, expand: bool) -> bytes:
-    span = f"start={quoteattr(_utc(start))} end={quoteattr(_utc(end))}"
+def _span(start: datetime, end: datetime) -> str:
+    return f"start={quoteattr(_utc(start))} end={quoteattr(_utc(end))}"
+
+
+def _range_filter(start: datetime, end: datetime) -> str:
+    return f"<c:time-range {_span(start, end)}/>"
+
+
+def _expanded_data(start: datetime, end: datetime) -> str:
     # RFC 4791 9.6.5: the server returns each instance in the range as its own VEVENT.
-    data = f"<c:calendar-data><c:expand {span}/></c:calendar-data>" if expand else "<c:calendar-data/>"
-    return _calendar_query(data, f"<c:time-range {span}/>")
+    return f"<c:calendar-data><c:expand {_span(start, end)}/></c:calendar-data>"
 
 
-def _uid_query(uid: str) -> bytes:
+def _multiget(hrefs: list[str], calendar_data: str) -> bytes:
+    inner = "".join(f"<d:href>{escape(h)}</d:href>" for h in hrefs)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<c:calendar-multiget xmlns:d="DAV:" xmlns:c="{CALDAV}">'
+        f"<d:prop><d:getetag/>{calendar_data}</d:prop>{inner}</c:calendar-multiget>"
+    ).encode()
+
+
+def _uid_filter(uid: str) -> str:
     # text-match is a substring match (RFC 4791 9.7.5): callers compare the UID exactly.
-    match = f'<c:prop-filter name="UID"><c:text-match collation="i;octet">{escape(uid)}</c:text-match></c:prop-filter>'
-    return _calendar_query("<c:calendar-data/>", match)
+    return f'<c:prop-filter name="UID"><c:text-match collation="i;octet">{escape(uid)}</c:text-match></c:prop-filter>'

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERSIONS = ("3.0", "4.0")
-MAX_CARD_BYTES = 256 * 1024  # a contact is small; a bigger one is a mistake or an attack
+# A card with a photo or two: iOS and Nextcloud store photos inline (base64), a few MB each.
+# Bigger cards are refused by name (docs/calendar.md "Sizes"), never skipped in silence.
+MAX_CARD_BYTES = 8 * 1024 * 1024
 PRODID = "-//spine-comms//contacts//EN"
 
 TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
@@ -327,9 +329,10 @@ def parse(data: str | bytes) -> Contact:
     """Read a vCard (3.0, 4.0, and 2.1 as far as it goes). Never raises."""
     try:
         text = _decode(data)
-        if len(text) > MAX_CARD_BYTES * 4:
-            return Contact(problems=[f"the card is {len(text)} characters; not read beyond the limit"])
-        card = _strict(text)
+        size = len(text.encode("utf-8", errors="replace"))
+        if size > MAX_CARD_BYTES:
+            return Contact(problems=[f"the card is {size} bytes, over the limit of {MAX_CARD_BYTES}: not read"])
+        card = _strict(_without_inline_media(text))
         if card is not None:
             contact = _read_component(card)
         else:
@@ -340,6 +343,22 @@ def parse(data: str | bytes) -> Contact:
     if not contact.full_name and not contact.given and not contact.family:
         contact.problems.append("no name (FN or N)")
     return contact
+
+
+# PHOTO, LOGO, SOUND and KEY carry inline base64 (megabytes, for a photo) that a Contact never
+# shows; vobject takes seconds per MB to unfold them, so reading skips them (revise keeps them).
+# A property line and its folded continuation lines (RFC 6350 3.2; RFC 2426 2.6 for 3.0).
+_INLINE_MEDIA = re.compile(
+    r"(?im)^(?:[a-z0-9-]+\.)?(?:photo|logo|sound|key)[;:][^\r\n]*"  # the property's first line
+    r"(?:\r?\n[ \t][^\r\n]*)*(?:\r?\n)?"  # its continuation lines
+)
+
+
+def _without_inline_media(text: str) -> str:
+    # vCard 2.1 folds base64 without leading white space: leave those cards whole.
+    if len(text) < 64 * 1024 or re.search(r"(?im)^version:\s*2\.1", text):
+        return text
+    return _INLINE_MEDIA.sub("", text)
 
 
 def _decode(data: str | bytes) -> str:

@@ -30,13 +30,13 @@ def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tup
     return done.code, done.envelope, done.stdout + done.stderr
 
 
-def client_for(lab: dict, account: str) -> DavClient:
+def client_for(lab: dict, account: str, timeout: float = 10) -> DavClient:
     if account == "radicale":
         ops = lab["users"]["ops"]
         url = f"https://127.0.0.1:{lab['ports']['radicale_tls']}/"
         return DavClient(url, username=ops["login"], password=ops["password"], ca_file=lab["tls"]["ca_cert"],
-                         server_name=lab["server_name"])  # fmt: skip
-    return DavClient(f"http://127.0.0.1:{lab['ports']['xandikos']}/", username=None, password=None)
+                         server_name=lab["server_name"], timeout=timeout)  # fmt: skip
+    return DavClient(f"http://127.0.0.1:{lab['ports']['xandikos']}/", username=None, password=None, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +353,27 @@ def test_expand_keeps_a_custom_zones_offset(lab, on, calendar):
     code, env = on("calendar.event.list", "--from", "2031-06-01T00:00Z", "--to", "2031-06-10T00:00Z")
     (master,) = [e for e in env["data"]["events"] if e["uid"] == uid]
     assert utc(master["start"]).isoformat() == "2031-06-01T03:30:00+00:00", master
+
+
+def test_an_event_over_the_size_limit_is_an_error_naming_it_never_a_miss(lab, on, calendar):
+    from spine_comms.calendar.ical_read import MAX_PARSE_BYTES
+
+    uid = f"huge-{uuid.uuid4().hex[:8]}"
+    text = "x" * 72
+    description = "DESCRIPTION:" + "\r\n ".join([text] * (MAX_PARSE_BYTES // 72 + 100)) + "\r\n"
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone else//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nDTSTART:20310701T100000Z\r\nDTEND:20310701T110000Z\r\n"
+            f"SUMMARY:Huge\r\n{description}END:VEVENT\r\nEND:VCALENDAR\r\n").encode()  # fmt: skip
+    with client_for(lab, on.account, timeout=120) as client:  # Radicale takes seconds to store it
+        href = child_href(child_href(discover(client, "caldav").home_set, calendar), f"{uid}.ics")
+        client.put(href, body, "text/calendar")
+        try:
+            for args in (("calendar.event.list", "--from", "2031-07-01", "--to", "2031-07-02"),
+                         ("calendar.event.get", "--uid", uid), ("calendar.event.update", "--uid", uid,
+                                                                "--summary", "x")):  # fmt: skip
+                code, env = on(*args)
+                assert code == 1 and env["status"] == "fail", (args, env)
+                text = json.dumps(env)
+                assert f"{uid}.ics" in text and str(MAX_PARSE_BYTES) in text, (args, text[-1500:])
+        finally:
+            client.delete(href)
