@@ -38,9 +38,9 @@ def missing(uid: str, target: CalendarTarget) -> str:
 
 def too_large_detail(target: CalendarTarget) -> str:
     entries = target.too_large
-    names = ", ".join(f"{e['href']} ({e['bytes'] or 'more than the body cap'} bytes)" for e in entries[:5])
+    names = ", ".join(f"{e['href']} ({e['bytes'] or 'over ' + str(e['limit'])} bytes)" for e in entries[:5])
     more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
-    return f"{len(entries)} event(s) over the limit of {entries[0]['limit']} bytes not read: {names}{more}"
+    return f"{len(entries)} event(s) over the size limit not read (limit {entries[0]['limit']} bytes): {names}{more}"
 
 
 def failed(result: Result, check_id: str, subject: str, detail: str, *, hint: str | None = None) -> Result:

@@ -45,8 +45,10 @@ class CalendarTarget:
         return f"calendar {self.calendar_id} on account {self.account.id}"
 
     def over_limit(self, href: str, size: int | None) -> None:
+        """size None: its answer alone passed the client's body cap, which is then the limit named."""
+        limit = ical_read.MAX_PARSE_BYTES if size is not None else self.client.max_body
         if all(entry["href"] != href for entry in self.too_large):
-            self.too_large.append({"href": href, "bytes": size, "limit": ical_read.MAX_PARSE_BYTES})
+            self.too_large.append({"href": href, "bytes": size, "limit": limit})
 
 
 @dataclass

@@ -122,8 +122,10 @@ def _cards_from(book: Book, resources) -> tuple[list[StoredCard], list[str]]:
 
 
 def _over_limit(book: Book, href: str, size: int | None) -> None:
+    """size None: its answer alone passed the client's body cap, which is then the limit named."""
+    limit = MAX_CARD_BYTES if size is not None else book.client.max_body
     if all(entry["href"] != href for entry in book.too_large):
-        book.too_large.append({"href": href, "bytes": size, "limit": MAX_CARD_BYTES})
+        book.too_large.append({"href": href, "bytes": size, "limit": limit})
 
 
 def _multiget(book: Book, hrefs: list[str]) -> list[StoredCard]:

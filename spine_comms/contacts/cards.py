@@ -146,7 +146,7 @@ def _name_too_large(book: Book, result: Result) -> None:
     """Cards over MAX_CARD_BYTES are an error naming each one, never a silent gap in a listing."""
     if not book.too_large:
         return
-    names = ", ".join(f"{e['href']} ({e['bytes'] or 'more than the body cap'} bytes)" for e in book.too_large[:5])
+    names = ", ".join(f"{e['href']} ({e['bytes'] or 'over ' + str(e['limit'])} bytes)" for e in book.too_large[:5])
     more = f" and {len(book.too_large) - 5} more" if len(book.too_large) > 5 else ""
     detail = f"{len(book.too_large)} card(s) over the limit of {MAX_CARD_BYTES} bytes not read: {names}{more}"
     result.add(Check("contacts.card.too_large", Status.FAIL, detail, book.where, f"<= {MAX_CARD_BYTES} bytes",

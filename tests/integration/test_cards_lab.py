@@ -337,3 +337,34 @@ def test_a_card_over_the_limit_is_an_error_naming_it_never_a_miss(lab, lab_root,
     finally:
         with dav(lab, server, timeout=120) as client:
             client.delete(BOOK_PATH[server] + f"{uid}.vcf")
+
+
+def test_an_answer_over_the_body_cap_is_fetched_in_batches_and_a_card_alone_over_it_is_named(lab, server, request):
+    """The multistatus cap (protocols/dav/client.py max_body) with a small cap: the address book's
+    answer is too big as a whole, so it is listed and fetched by multiget in halving batches."""
+    from types import SimpleNamespace
+
+    from spine_comms.contacts.addressbook import Book, find_by_uid, list_cards
+
+    token = request.node.token
+    uids = [f"cap{i}-{token}" for i in range(3)] + [f"capbig-{token}"]
+    with dav(lab, server, timeout=60) as client:
+        for i, uid in enumerate(uids):
+            size = 1_000_000 if uid.startswith("capbig") else 300_000
+            client.put(BOOK_PATH[server] + f"{uid}.vcf", photo_card(uid, f"Cap{i} {token}", f"c{i}.{token}@ex.org",
+                                                                     size), "text/vcard")  # fmt: skip
+    try:
+        with dav(lab, server, timeout=60) as small:
+            small.max_body = 1024 * 1024
+            book = Book(SimpleNamespace(id=server), "book", BOOK_PATH[server], small)
+            cards, how = list_cards(book)
+            mine = sorted(c.contact.uid for c in cards if token in (c.contact.uid or ""))
+            assert mine == sorted(uids[:3]) and how["method"] == "propfind+multiget", how
+            assert [e["href"] for e in book.too_large] == [BOOK_PATH[server] + f"{uids[3]}.vcf"]
+            cards, how = list_cards(book, token)
+            assert sorted(c.contact.uid for c in cards) == sorted(uids[:3]) and how["server_side"] is False
+            assert find_by_uid(book, uids[0]).contact.uid == uids[0]
+    finally:
+        with dav(lab, server, timeout=60) as client:
+            for uid in uids:
+                client.delete(BOOK_PATH[server] + f"{uid}.vcf")

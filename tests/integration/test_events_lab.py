@@ -377,3 +377,34 @@ def test_an_event_over_the_size_limit_is_an_error_naming_it_never_a_miss(lab, on
                 assert f"{uid}.ics" in text and str(MAX_PARSE_BYTES) in text, (args, text[-1500:])
         finally:
             client.delete(href)
+
+
+def test_an_answer_over_the_body_cap_is_fetched_in_batches_and_an_event_alone_over_it_is_named(lab, on, calendar):
+    """The multistatus cap (protocols/dav/client.py max_body), made small: the calendar-query's
+    answer is too big as a whole, so the hrefs come first and the data by calendar-multiget."""
+    from types import SimpleNamespace
+
+    from spine_comms.calendar.event_store import CalendarTarget, list_events, locate
+
+    token = uuid.uuid4().hex[:8]
+    uids = [f"cap{i}-{token}" for i in range(3)] + [f"capbig-{token}"]
+    with client_for(lab, on.account, timeout=60) as client:
+        path = child_href(discover(client, "caldav").home_set, calendar) + "/"
+        for i, uid in enumerate(uids):
+            size = 1_100_000 if uid.startswith("capbig") else 300_000
+            text = "\r\n ".join(["y" * 72] * (size // 72))
+            put_foreign(lab, on, calendar, uid,
+                        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Cap {i}\r\n"
+                        f"DTSTART:2031080{i + 1}T100000Z\r\nDTEND:2031080{i + 1}T110000Z\r\n"
+                        f"DESCRIPTION:{text}\r\nEND:VEVENT\r\n")  # fmt: skip
+        try:
+            with client_for(lab, on.account, timeout=60) as small:
+                small.max_body = 1024 * 1024
+                target = CalendarTarget(SimpleNamespace(id=on.account), calendar, True, small, path)
+                listing = list_events(target, utc("2031-08-01T00:00Z"), utc("2031-08-09T00:00Z"), expand=False)
+                assert sorted(e["uid"] for e in listing.events) == sorted(uids[:3])
+                assert [e["href"] for e in target.too_large] == [path + f"{uids[3]}.ics"]
+                assert locate(target, uids[1]).href == path + f"{uids[1]}.ics"
+        finally:
+            for uid in uids:
+                client.delete(path + f"{uid}.ics")
