@@ -217,7 +217,9 @@ def revise(text: str | bytes, changes: Changes) -> tuple[str, list[str]]:
     there). Raises CardError when the card cannot be read strictly: rewriting it from a lenient
     reading would drop what that reading missed.
     """
-    card = _strict(_decode(text))
+    text = _decode(text)
+    media = _inline_media(text)
+    card = _strict(_INLINE_MEDIA.sub("", text) if media else text)
     if card is None:
         raise CardError("the stored card is not a valid vCard, so rewriting it could lose data; fix it by hand")
     version = _first_value(card, "version") or "3.0"
@@ -240,7 +242,7 @@ def revise(text: str | bytes, changes: Changes) -> tuple[str, list[str]]:
         _remove_all(card, name)
         if value:
             card.add(name).value = [clean_text(value)] if name == "org" else clean_text(value, multiline=multiline)
-    return _serialize(card), notes
+    return _with_media(_serialize(card), media), notes
 
 
 def _set_names(card, full_name: str, given: str, family: str) -> None:
@@ -354,11 +356,28 @@ _INLINE_MEDIA = re.compile(
 )
 
 
-def _without_inline_media(text: str) -> str:
+def _inline_media(text: str) -> list[str]:
+    """The inline media properties of a large card, as written (folded lines and all)."""
     # vCard 2.1 folds base64 without leading white space: leave those cards whole.
     if len(text) < 64 * 1024 or re.search(r"(?im)^version:\s*2\.1", text):
+        return []
+    return _INLINE_MEDIA.findall(text)
+
+
+def _without_inline_media(text: str) -> str:
+    return _INLINE_MEDIA.sub("", text) if _inline_media(text) else text
+
+
+def _with_media(text: str, media: list[str]) -> str:
+    """`text` (a serialized card) with the media properties put back as they were, before END:VCARD."""
+    if not media:
         return text
-    return _INLINE_MEDIA.sub("", text)
+    end = text.rstrip().rfind("END:VCARD")
+    kept = "".join(re.sub(r"\r?\n", "\r\n", m.rstrip("\r\n")) + "\r\n" for m in media)
+    out = text[:end] + kept + text[end:]
+    if len(out.encode()) > MAX_CARD_BYTES:
+        raise CardError(f"the card would be {len(out.encode())} bytes; the limit is {MAX_CARD_BYTES}")
+    return out
 
 
 def _decode(data: str | bytes) -> str:
