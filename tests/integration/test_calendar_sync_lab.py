@@ -412,3 +412,31 @@ def test_kill_9_mid_run_loses_at_most_the_write_in_flight_and_the_rerun_counts_o
     assert not journal.exists()
     code, env = site.execute("--source", str(source))
     assert code == 0 and env["data"]["summary"]["noop"] == total and env["data"]["summary"]["created"] == 0
+
+
+def test_a_412_on_update_of_an_event_deleted_meanwhile_creates_it_again(site):
+    _, first = site.execute()
+    href = site.href_of(first, "automation-daily-control")
+    site.client.delete(href)
+    hide_changes_from_the_delta(site)
+    source = site.source_copy("duration_minutes: 30", "duration_minutes: 40")
+    code, env = site.execute("--source", str(source))
+    assert code == 0 and env["status"] == "ok", env["data"]["errors"]
+    action = next(a for a in env["data"]["actions"] if a["event_id"] == "automation-daily-control")
+    assert action["action"] == "create" and action["done"] and "gone from the server" in action["reason"]
+    assert env["data"]["summary"]["created"] == 1 and env["data"]["summary"]["updated"] == 0
+    assert b"PT40M" in site.client.get(href)[0]
+
+
+def test_create_over_our_event_with_other_content_and_no_record_is_reported_as_the_update_it_is(site):
+    _, first = site.execute()
+    href = site.href_of(first, "spine-verification-window")
+    site.state.unlink()
+    edit_on_server(site, href, b"SUMMARY:", b"SUMMARY:Edited ")
+    code, env = site.execute()
+    assert code == 0 and env["status"] == "ok", env["data"]["errors"]
+    action = next(a for a in env["data"]["actions"] if a["event_id"] == "spine-verification-window")
+    assert action["action"] == "update" and action["done"] and "unrecorded" in action["reason"]
+    summary = env["data"]["summary"]
+    assert (summary["created"], summary["updated"], summary["noop"]) == (0, 1, 3)
+    assert b"SUMMARY:Edited" not in site.client.get(href)[0]
