@@ -30,7 +30,17 @@ def refused(exc) -> str:
 
 
 def missing(uid: str, target: CalendarTarget) -> str:
+    if target.too_large:
+        # Not "no event": the one asked for may be among those too large to read.
+        return f"no readable event with UID {uid!r} in {target.describe()}; " + too_large_detail(target)
     return f"no event with UID {uid!r} in {target.describe()}"
+
+
+def too_large_detail(target: CalendarTarget) -> str:
+    entries = target.too_large
+    names = ", ".join(f"{e['href']} ({e['bytes'] or 'over ' + str(e['limit'])} bytes)" for e in entries[:5])
+    more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+    return f"{len(entries)} event(s) over the size limit not read (limit {entries[0]['limit']} bytes): {names}{more}"
 
 
 def failed(result: Result, check_id: str, subject: str, detail: str, *, hint: str | None = None) -> Result:

@@ -31,7 +31,15 @@ from spine_comms.calendar.event_options import (
     TzOpt,
     UidOpt,
 )
-from spine_comms.calendar.event_outcomes import conflict_of, conflicted, failed, missing, printable, refused
+from spine_comms.calendar.event_outcomes import (
+    conflict_of,
+    conflicted,
+    failed,
+    missing,
+    printable,
+    refused,
+    too_large_detail,
+)
 from spine_comms.calendar.event_store import CalendarTarget, current, list_events, locate, open_calendar
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
@@ -142,7 +150,8 @@ def event_list(
     result = Result(data={**_where(target), "from": begin.isoformat(), "to": finish.isoformat(), "expand": expand,
                           "expanded_by": listing.expanded_by, "truncated": truncated, "count": len(events),
                           "events": events, "unreadable": unreadable,
-                          "server_expansion_rejected": listing.rejected})  # fmt: skip
+                          "server_expansion_rejected": listing.rejected,
+                          "expansion": listing.expansion()})  # fmt: skip
     result.add(Check("calendar.event.list", Status.OK, f"{len(events)} event(s) in range", target.path,
                      actual=len(events)))  # fmt: skip
     if unreadable:
@@ -151,6 +160,15 @@ def event_list(
     if outside:
         result.add(Check("calendar.event.href_outside", Status.WARN, "the server named resources outside the "
                          "calendar; ignored", target.path, evidence=outside[:20]))  # fmt: skip
+    if target.too_large:
+        result.data["too_large"] = target.too_large
+        result.add(Check("calendar.event.too_large", Status.FAIL, too_large_detail(target), target.path,
+                         evidence=target.too_large[:50]))  # fmt: skip
+        result.summary.append(too_large_detail(target))
+    if expand and listing.rejected:
+        result.add(Check("calendar.event.expanded_here", Status.OK, f"the server's expansion "
+                         f"({listing.server_expansion}) was not used for {len(listing.rejected)} event(s): expanded "
+                         "here from their own data", target.path, evidence=listing.rejected[:20]))  # fmt: skip
     if truncated:
         result.add(Check("calendar.event.expansion_truncated", Status.WARN, "local expansion stopped at "
                          f"{ical_read.MAX_INSTANCES} occurrences per event", target.path))  # fmt: skip

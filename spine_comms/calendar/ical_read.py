@@ -7,6 +7,7 @@ text before it reaches a terminal or a receipt, and local RRULE expansion is cap
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -85,6 +86,44 @@ def read_events(data: bytes | str | None) -> tuple[list[EventView], str | None]:
             view.overrides = sum(1 for c in overrides if _text(c.get("uid")) == view.uid)
         views.append(view)
     return views, None
+
+
+def read_instances(data: bytes | str | None) -> tuple[list[EventView], str | None]:
+    """Every VEVENT of a server's expanded answer as it stands (RFC 4791 9.6.5: one per instance,
+    no RRULE or RDATE left). Never raises."""
+    cal, problem = parse_calendar(data)
+    if cal is None:
+        return [], problem
+    try:
+        events = list(cal.walk("VEVENT"))
+    except Exception as exc:
+        return [], f"calendar data does not walk: {one_line(str(exc), 120)}"
+    if any(c.get("rrule") is not None or c.get("rdate") is not None for c in events):
+        return [], "not expanded: the answer still has RRULE or RDATE"
+    lost = _undefined_zone(cal, events)
+    if lost:
+        return [], f"times in zone {one_line(lost, 64)} without its VTIMEZONE: the offset is lost"
+    return [view_of(c) for c in events], None
+
+
+def _undefined_zone(cal, events) -> str | None:
+    """A TZID the answer uses but neither defines (VTIMEZONE) nor names from the IANA database.
+    (icalendar remembers zones it has seen, so such times may still parse here: they must not count.)"""
+    defined = {str(z.get("tzid")) for z in cal.walk("VTIMEZONE")}
+    for component in events:
+        for name in ("dtstart", "dtend", "recurrence-id"):
+            prop = component.get(name)
+            tzid = getattr(prop, "params", {}).get("TZID") if prop is not None else None
+            if tzid and tzid not in defined and tzid not in _iana_zones():
+                return str(tzid)
+    return None
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
 
 
 def find_event(data: bytes | str | None, uid: str) -> EventView | None:

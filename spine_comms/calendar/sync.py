@@ -215,7 +215,7 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
                     f"the sync state {setup.state_path} maps events in {state.calendar}, the target is {collection}",
                     hint="give --state-path for a new state, or move the old one aside",
                 )
-            hashes = read_suspects(client, state, picture)
+            hashes, etags = read_suspects(client, state, picture)
         actions = plan(
             setup.events,
             state,
@@ -225,6 +225,7 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
             scope=setup.scope,
             skipped_layers=setup.skipped,
             server_hashes=hashes,
+            server_etags=etags,
         )
         effective = _limits(setup.sync, limits)
         apply_limits(actions, effective)
@@ -244,6 +245,7 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
                 setup.sync.stop_on_first_error if stop is None else stop,
                 now=lambda: ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 log=ctx.log,
+                conflict_policy=setup.sync.conflict_policy,
             )
             if picture.complete:
                 state.full_listing_at = ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -25,6 +25,14 @@ def href_key(href: str) -> str:
     return unquote(urlsplit(href).path)
 
 
+def same_etag(a: str | None, b: str | None) -> bool:
+    """The weak comparison of RFC 7232 2.3.2, for telling whether a resource changed: a server may
+    give W/"x" in one answer and "x" in another. (If-Match itself compares strongly, 3.1.)"""
+    if a is None or b is None:
+        return a is b
+    return a.removeprefix("W/") == b.removeprefix("W/")
+
+
 @dataclass
 class RemotePicture:
     """What the server holds. A full listing knows every member; a sync-collection delta knows
@@ -100,9 +108,19 @@ def suspects(events: list[DesiredEvent], state: SyncState, picture: RemotePictur
         if mapping.tombstone or mapping.unmanaged:
             continue
         present, etag = picture.status(mapping.remote_event_id, mapping.seen_etag or mapping.remote_etag)
-        if present and etag != mapping.remote_etag:
+        if present and not same_etag(etag, mapping.remote_etag):
             out.append(mapping.remote_event_id)
     return out
+
+
+def _observed(mapping: Mapping, picture: RemotePicture, server_etags: dict[str, str | None]):
+    """(present, etag) of a mapped resource. An ETag read this run (GET) is the server's own word
+    and wins over the listing's, and over the last one the state saw (a delta does not repeat it)."""
+    present, etag = picture.status(mapping.remote_event_id, mapping.seen_etag or mapping.remote_etag)
+    key = href_key(mapping.remote_event_id)
+    if present and key in server_etags:
+        etag = server_etags[key]
+    return present, etag
 
 
 def plan(
@@ -115,13 +133,16 @@ def plan(
     scope: set[str] | None,
     skipped_layers: dict[str, str] | None = None,
     server_hashes: dict[str, str | None] | None = None,
+    server_etags: dict[str, str | None] | None = None,
 ) -> list[Action]:
     """`events` are the desired events of the layers to write; `skipped_layers` maps the layers
     never written (external authority) to the reason, and their events appear as skips.
     `scope`: the layers whose mapped events may be deleted when they leave the source (None:
-    any layer not listed in skipped_layers). `server_hashes`: payload hashes of suspects."""
+    any layer not listed in skipped_layers). `server_hashes` and `server_etags`: the payload hash
+    and ETag of each suspect, as read (GET) this run."""
     skipped_layers = skipped_layers or {}
     server_hashes = {href_key(h): v for h, v in (server_hashes or {}).items()}
+    server_etags = {href_key(h): v for h, v in (server_etags or {}).items()}
     actions: list[Action] = []
     wanted = set()
     for event in events:
@@ -129,14 +150,14 @@ def plan(
         if event.layer in skipped_layers:
             actions.append(_base(event, "skip", skipped_layers[event.layer]))
             continue
-        actions.append(_for_event(event, state, picture, collection_href, policy, server_hashes))
+        actions.append(_for_event(event, state, picture, collection_href, policy, server_hashes, server_etags))
     for key, mapping in sorted(state.events.items(), key=lambda kv: (kv[1].layer, kv[1].event_id)):
         if key in wanted or mapping.tombstone:
             continue
         in_scope = mapping.layer in scope if scope is not None else mapping.layer not in skipped_layers
         if not in_scope:
             continue
-        actions.append(_removed(mapping, picture, policy, server_hashes))
+        actions.append(_removed(mapping, picture, policy, server_hashes, server_etags))
     return actions
 
 
@@ -144,7 +165,7 @@ def _base(event: DesiredEvent, action: str, reason: str, **more) -> Action:
     return Action(action, reason, event.layer, event.event_id, event.canonical_key, event.uid, desired=event, **more)
 
 
-def _for_event(event, state, picture, collection_href, policy, server_hashes) -> Action:
+def _for_event(event, state, picture, collection_href, policy, server_hashes, server_etags) -> Action:
     target = _child(collection_href, event.name)
     mapping = state.live(event.canonical_key)
     if mapping is None:
@@ -153,13 +174,15 @@ def _for_event(event, state, picture, collection_href, policy, server_hashes) ->
         return _base(
             event, "skip", "unmanaged: the server's version won a conflict (server_wins)", href=mapping.remote_event_id
         )
-    present, etag = picture.status(mapping.remote_event_id, mapping.seen_etag or mapping.remote_etag)
+    present, etag = _observed(mapping, picture, server_etags)
     if not present:
         return _base(event, "create", "mapped, but gone from the server: recreated", href=target)
     old_href = mapping.remote_event_id if href_key(mapping.remote_event_id) != href_key(target) else None
     changed = event.desired_hash != mapping.last_desired_hash
-    adopt = None
-    if etag != mapping.remote_etag:
+    # A conflict the state remembers, and the server is back at the ETag we recorded (someone put
+    # our version back): forget the other ETag, or a later write would be conditional on it.
+    adopt = etag if mapping.seen_etag and etag else None
+    if not same_etag(etag, mapping.remote_etag):
         theirs = server_hashes.get(href_key(mapping.remote_event_id))
         if theirs is not None and theirs in (event.desired_hash, mapping.last_desired_hash):
             # The server holds our content under an ETag we did not record (a crash after the
@@ -229,7 +252,7 @@ def _conflict(event, mapping: Mapping, etag, policy: Policy, target, old_href) -
     )
 
 
-def _removed(mapping: Mapping, picture: RemotePicture, policy: Policy, server_hashes) -> Action:
+def _removed(mapping: Mapping, picture: RemotePicture, policy: Policy, server_hashes, server_etags) -> Action:
     def act(action: str, reason: str, **more) -> Action:
         return Action(
             action,
@@ -246,11 +269,11 @@ def _removed(mapping: Mapping, picture: RemotePicture, policy: Policy, server_ha
         return act("skip", "removed from the source; unmanaged (server_wins), left alone")
     if not policy.delete_removed:
         return act("skip", "removed from the source; sync.delete_removed is false, left alone")
-    present, etag = picture.status(mapping.remote_event_id, mapping.seen_etag or mapping.remote_etag)
+    present, etag = _observed(mapping, picture, server_etags)
     if not present:
         return act("delete", "removed from the source and already gone from the server", local_only=True)
     theirs = server_hashes.get(href_key(mapping.remote_event_id))
-    if etag != mapping.remote_etag and theirs != mapping.last_desired_hash:
+    if not same_etag(etag, mapping.remote_etag) and theirs != mapping.last_desired_hash:
         record = {
             "layer": mapping.layer,
             "event_id": mapping.event_id,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from spine_comms.calendar.dav_lookup import CALDAV, find, last_segment
 from spine_comms.calendar.layers import payload_hash
-from spine_comms.calendar.sync_plan import RemotePicture, href_key, suspects
+from spine_comms.calendar.sync_plan import RemotePicture, href_key, same_etag, suspects
 from spine_comms.calendar.sync_state import SyncState
 
 GETETAG = "{DAV:}getetag"
@@ -111,20 +111,28 @@ def _fill(picture: RemotePicture, collection: str, resources) -> None:
             picture.etags[href_key(resource.href)] = resource.etag
 
 
-def read_suspects(client, state: SyncState, picture: RemotePicture) -> dict[str, str | None]:
-    """The payload hash of each mapped resource whose ETag moved (None: unreadable)."""
+def read_suspects(client, state: SyncState, picture: RemotePicture):
+    """(payload hashes, ETags) of each mapped resource whose ETag moved, read with GET: the
+    planner decides on these, and the state records no ETag but one the server gave. A hash is
+    None when the resource does not parse; one gone since the listing is marked gone."""
     from spine_comms.protocols.dav import DavError
 
-    out = {}
+    hashes: dict[str, str | None] = {}
+    etags: dict[str, str | None] = {}
     for href in suspects([], state, picture):
         try:
-            body, _ = client.get(href)
-            out[href] = payload_hash(body)
+            body, etag = client.get(href)
         except DavError as exc:
             if exc.kind in FATAL:
                 raise
-            out[href] = None
-    return out
+            if exc.kind == "not_found":
+                picture.etags.pop(href_key(href), None)
+                picture.gone.add(href_key(href))
+            hashes[href] = None
+            continue
+        hashes[href] = payload_hash(body)
+        etags[href] = etag or picture.etags.get(href_key(href))
+    return hashes, etags
 
 
 def settle_token(client, collection: str, state: SyncState, token: str | None, executor, log) -> None:
@@ -145,7 +153,7 @@ def settle_token(client, collection: str, state: SyncState, token: str | None, e
         else:
             ours = {href_key(m.remote_event_id): m for m in state.events.values() if not m.tombstone}
             explained = all(
-                href_key(r.href) not in ours or ours[href_key(r.href)].remote_etag == r.etag for r in changed
+                href_key(r.href) not in ours or same_etag(ours[href_key(r.href)].remote_etag, r.etag) for r in changed
             ) and all(href_key(h) not in ours for h in deleted)
             newest = after if explained else token
     if newest != state.sync_token or executor.unsaved:

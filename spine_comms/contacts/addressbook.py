@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from spine_comms.calendar.dav_lookup import CARDDAV, could_not_evaluate, open_collection
-from spine_comms.contacts.vcard import Contact, parse
+from spine_comms.contacts.vcard import MAX_CARD_BYTES, Contact, parse
 
 if TYPE_CHECKING:
     from spine_comms.contracts.dav import Account
@@ -48,6 +48,7 @@ class Book:
     client: DavClient
     display_name: str | None = None
     skipped: list[str] = field(default_factory=list)  # hrefs the server named outside this book
+    too_large: list[dict] = field(default_factory=list)  # cards over MAX_CARD_BYTES: {href, bytes}, not read
 
     @property
     def where(self) -> str:
@@ -110,29 +111,45 @@ def _cards_from(book: Book, resources) -> tuple[list[StoredCard], list[str]]:
             continue
         data = resource.props.get(ADDRESS_DATA)
         if isinstance(data, str) and data:
+            size = len(data.encode("utf-8", errors="replace")) if len(data) * 4 > MAX_CARD_BYTES else len(data)
+            if size > MAX_CARD_BYTES:
+                _over_limit(book, resource.href, size)
+                continue
             cards.append(StoredCard(resource.href, resource.etag, data, parse(data)))
         elif not resource.href.endswith("/"):
             missing.append(resource.href)
     return cards, missing
 
 
+def _over_limit(book: Book, href: str, size: int | None) -> None:
+    """size None: its answer alone passed the client's body cap, which is then the limit named."""
+    limit = MAX_CARD_BYTES if size is not None else book.client.max_body
+    if all(entry["href"] != href for entry in book.too_large):
+        book.too_large.append({"href": href, "bytes": size, "limit": limit})
+
+
 def _multiget(book: Book, hrefs: list[str]) -> list[StoredCard]:
-    cards = []
-    for start in range(0, len(hrefs), MULTIGET_BATCH):
-        resources = book.client.report(book.href, _multiget_body(hrefs[start : start + MULTIGET_BATCH]), 1)
-        cards += _cards_from(book, resources)[0]
-    return cards
+    """The cards at `hrefs`, in batches; one whose answer alone is over the body cap is named."""
+    resources, over = book.client.report_in_batches(book.href, hrefs, _multiget_body, MULTIGET_BATCH)
+    for href in over:
+        _over_limit(book, href, None)
+    return _cards_from(book, resources)[0]
+
+
+def _query_failed(exc) -> bool:
+    """An addressbook-query this server cannot do, or whose answer is over the body cap: list instead."""
+    return exc.status in _QUERY_UNSUPPORTED or exc.kind == "too_large"
 
 
 def _listing(book: Book) -> tuple[list[StoredCard], str]:
-    """Every card: one addressbook-query, else PROPFIND Depth 1 and multiget."""
+    """Every card: one addressbook-query, else PROPFIND Depth 1 and multiget in batches."""
     from spine_comms.protocols.dav import DavError
 
     try:
         cards, missing = _cards_from(book, book.client.report(book.href, _query_body("<card:filter/>"), 1))
         return cards + (_multiget(book, missing) if missing else []), "addressbook-query"
     except DavError as exc:
-        if exc.status not in _QUERY_UNSUPPORTED:
+        if not _query_failed(exc):
             raise
     members = [r.href for r in book.client.propfind(book.href, ["{DAV:}getetag", "{DAV:}resourcetype"], 1)
                if _inside(book, r.href) and not r.href.endswith("/") and r.status < 300]  # fmt: skip
@@ -157,13 +174,14 @@ def list_cards(book: Book, search: str | None = None) -> tuple[list[StoredCard],
             how.update(method="addressbook-query", server_side=True,
                        detail="server-side text-match, each hit confirmed here")  # fmt: skip
         except DavError as exc:
-            if exc.status not in _QUERY_UNSUPPORTED:
+            if not _query_failed(exc):
                 raise
             cards, method = _listing(book)
+            why = "its answer was over the body cap" if exc.kind == "too_large" else f"HTTP {exc.status}"
             how.update(
                 method=method,
                 server_side=False,
-                detail=f"the server's text-match failed (HTTP {exc.status}); matched here over a full listing",
+                detail=f"the server's text-match failed ({why}); matched here over a full listing",
             )
     except DavError as exc:
         raise could_not_evaluate(book.account.id, exc) from None
@@ -176,13 +194,19 @@ def find_by_uid(book: Book, uid: str) -> StoredCard | None:
     from spine_comms.protocols.dav import DavError, child_href
 
     try:
+        href = book.client.path_of(child_href(book.href, f"{uid}.vcf"))
         try:
-            href = child_href(book.href, f"{uid}.vcf")
             body, etag = book.client.get(href)
-            card = StoredCard(book.client.path_of(href), etag, body.decode("utf-8", errors="replace"), parse(body))
+            if len(body) > MAX_CARD_BYTES:
+                _over_limit(book, href, len(body))
+                return None  # where create puts this UID: the caller names it as over the limit
+            card = StoredCard(href, etag, body.decode("utf-8", errors="replace"), parse(body))
             if card.contact.uid == uid:
                 return card
         except DavError as exc:
+            if exc.kind == "too_large":
+                _over_limit(book, href, None)
+                return None
             if exc.kind not in ("not_found", "protocol"):
                 raise
         cards, _ = _listing(book)

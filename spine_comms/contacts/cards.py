@@ -22,6 +22,7 @@ from spine_comms.calendar.dav_options import (
 )
 from spine_comms.contacts.addressbook import Book, StoredCard, find_by_email, find_by_uid, list_cards, open_book
 from spine_comms.contacts.vcard import (
+    MAX_CARD_BYTES,
     CardError,
     Changes,
     Contact,
@@ -109,8 +110,17 @@ def _must_find(book: Book, uid: str | None, result: Result, email: str | None = 
         card = find_by_uid(book, uid)
     key = email if email is not None else uid
     if card is None:
-        result.add(Check("contacts.card.found", Status.FAIL, f"no card with {'email' if email else 'UID'} {key} in "
-                         f"{book.where}", key, "a card", None))  # fmt: skip
+        what = f"{'email' if email else 'UID'} {key}"
+        if book.too_large:
+            # Not "no card": the card asked for may be one of those that could not be read.
+            _name_too_large(book, result)
+            result.add(Check("contacts.card.found", Status.FAIL, f"no readable card with {what} in {book.where}; "
+                             f"{len(book.too_large)} card(s) over the size limit could not be read",
+                             key, "a card", None, book.too_large[:20]))  # fmt: skip
+            result.data["too_large"] = book.too_large
+            return None
+        result.add(Check("contacts.card.found", Status.FAIL, f"no card with {what} in {book.where}", key,
+                         "a card", None))  # fmt: skip
         result.summary.append(f"{key}: not found in {book.where}")
         return None
     result.add(Check("contacts.card.found", Status.OK, f"{card.href} (ETag {card.etag})", key, "a card", card.href))
@@ -129,6 +139,18 @@ def _conflict(result: Result, exc, card: StoredCard, expected: str | None, yours
                      exc.current_etag, {"yours": yours, "theirs": theirs}))  # fmt: skip
     result.summary += [f"conflict: {card.href} changed since {expected}; nothing written",
                        f"  yours:  {yours}", f"  theirs: {theirs}"]  # fmt: skip
+
+
+def _name_too_large(book: Book, result: Result) -> None:
+    """Cards over MAX_CARD_BYTES are an error naming each one, never a silent gap in a listing."""
+    if not book.too_large:
+        return
+    names = ", ".join(f"{e['href']} ({e['bytes'] or 'over ' + str(e['limit'])} bytes)" for e in book.too_large[:5])
+    more = f" and {len(book.too_large) - 5} more" if len(book.too_large) > 5 else ""
+    detail = f"{len(book.too_large)} card(s) over the limit of {MAX_CARD_BYTES} bytes not read: {names}{more}"
+    result.add(Check("contacts.card.too_large", Status.FAIL, detail, book.where, f"<= {MAX_CARD_BYTES} bytes",
+                     len(book.too_large), book.too_large[:50]))  # fmt: skip
+    result.summary.append(detail)
 
 
 # ---- the capabilities ---------------------------------------------------------------------------------
@@ -213,7 +235,8 @@ def card_list(
     shown = cards[:limit] if limit else cards
     result.data.update(count=len(shown), total=len(cards), truncated=len(shown) < len(cards), search=how,
                        cards=[c.to_dict(raw=raw) for c in shown], requests=book.client.requests,
-                       skipped_hrefs=book.skipped)  # fmt: skip
+                       skipped_hrefs=book.skipped, too_large=book.too_large)  # fmt: skip
+    _name_too_large(book, result)
     unreadable = [c for c in cards if c.contact.problems]
     result.add(Check("contacts.card.readable", Status.WARN if unreadable else Status.OK,
                      f"{len(unreadable)} of {len(cards)} card(s) read with problems" if unreadable

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERSIONS = ("3.0", "4.0")
-MAX_CARD_BYTES = 256 * 1024  # a contact is small; a bigger one is a mistake or an attack
+# A card with a photo or two: iOS and Nextcloud store photos inline (base64), a few MB each.
+# Bigger cards are refused by name (docs/calendar.md "Sizes"), never skipped in silence.
+MAX_CARD_BYTES = 8 * 1024 * 1024
 PRODID = "-//spine-comms//contacts//EN"
 
 TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
@@ -215,7 +217,9 @@ def revise(text: str | bytes, changes: Changes) -> tuple[str, list[str]]:
     there). Raises CardError when the card cannot be read strictly: rewriting it from a lenient
     reading would drop what that reading missed.
     """
-    card = _strict(_decode(text))
+    text = _decode(text)
+    media = _inline_media(text)
+    card = _strict(_INLINE_MEDIA.sub("", text) if media else text)
     if card is None:
         raise CardError("the stored card is not a valid vCard, so rewriting it could lose data; fix it by hand")
     version = _first_value(card, "version") or "3.0"
@@ -238,7 +242,7 @@ def revise(text: str | bytes, changes: Changes) -> tuple[str, list[str]]:
         _remove_all(card, name)
         if value:
             card.add(name).value = [clean_text(value)] if name == "org" else clean_text(value, multiline=multiline)
-    return _serialize(card), notes
+    return _with_media(_serialize(card), media), notes
 
 
 def _set_names(card, full_name: str, given: str, family: str) -> None:
@@ -327,9 +331,10 @@ def parse(data: str | bytes) -> Contact:
     """Read a vCard (3.0, 4.0, and 2.1 as far as it goes). Never raises."""
     try:
         text = _decode(data)
-        if len(text) > MAX_CARD_BYTES * 4:
-            return Contact(problems=[f"the card is {len(text)} characters; not read beyond the limit"])
-        card = _strict(text)
+        size = len(text.encode("utf-8", errors="replace"))
+        if size > MAX_CARD_BYTES:
+            return Contact(problems=[f"the card is {size} bytes, over the limit of {MAX_CARD_BYTES}: not read"])
+        card = _strict(_without_inline_media(text))
         if card is not None:
             contact = _read_component(card)
         else:
@@ -340,6 +345,39 @@ def parse(data: str | bytes) -> Contact:
     if not contact.full_name and not contact.given and not contact.family:
         contact.problems.append("no name (FN or N)")
     return contact
+
+
+# PHOTO, LOGO, SOUND and KEY carry inline base64 (megabytes, for a photo) that a Contact never
+# shows; vobject takes seconds per MB to unfold them, so reading skips them (revise keeps them).
+# A property line and its folded continuation lines (RFC 6350 3.2; RFC 2426 2.6 for 3.0).
+_INLINE_MEDIA = re.compile(
+    r"(?im)^(?:[a-z0-9-]+\.)?(?:photo|logo|sound|key)[;:][^\r\n]*"  # the property's first line
+    r"(?:\r?\n[ \t][^\r\n]*)*(?:\r?\n)?"  # its continuation lines
+)
+
+
+def _inline_media(text: str) -> list[str]:
+    """The inline media properties of a large card, as written (folded lines and all)."""
+    # vCard 2.1 folds base64 without leading white space: leave those cards whole.
+    if len(text) < 64 * 1024 or re.search(r"(?im)^version:\s*2\.1", text):
+        return []
+    return _INLINE_MEDIA.findall(text)
+
+
+def _without_inline_media(text: str) -> str:
+    return _INLINE_MEDIA.sub("", text) if _inline_media(text) else text
+
+
+def _with_media(text: str, media: list[str]) -> str:
+    """`text` (a serialized card) with the media properties put back as they were, before END:VCARD."""
+    if not media:
+        return text
+    end = text.rstrip().rfind("END:VCARD")
+    kept = "".join(re.sub(r"\r?\n", "\r\n", m.rstrip("\r\n")) + "\r\n" for m in media)
+    out = text[:end] + kept + text[end:]
+    if len(out.encode()) > MAX_CARD_BYTES:
+        raise CardError(f"the card would be {len(out.encode())} bytes; the limit is {MAX_CARD_BYTES}")
+    return out
 
 
 def _decode(data: str | bytes) -> str:

@@ -81,3 +81,36 @@ def test_an_event_python_caldav_writes_is_found_and_updated_by_spine_comms(lab_r
     assert code == 1 and env["status"] == "fail"
     assert "Changed behind" in json.dumps(env["data"]["conflict"])
     assert str(calendar.event_by_uid(uid).icalendar_component["SUMMARY"]) == "Changed behind spine-comms' back"
+
+
+def test_expanded_instances_of_what_python_caldav_writes_match_its_own_expansion(lab_root, shared_calendar):
+    """A repeating event with an EXDATE, an RDATE and a moved instance, in a custom VTIMEZONE,
+    written by python-caldav: spine-comms' --expand gives the instances python-caldav gives."""
+    name, calendar = shared_calendar
+    uid = f"caldav-rec-{uuid.uuid4().hex[:8]}"
+    calendar.save_event(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//python-caldav test//EN\r\n"
+        "BEGIN:VTIMEZONE\r\nTZID:Custom/Plant\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+        "TZOFFSETFROM:-0330\r\nTZOFFSETTO:-0330\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Shift\r\n"
+        "DTSTART;TZID=Custom/Plant:20310901T080000\r\nDTEND;TZID=Custom/Plant:20310901T090000\r\n"
+        "RRULE:FREQ=DAILY;COUNT=4\r\nEXDATE;TZID=Custom/Plant:20310902T080000\r\n"
+        "RDATE;TZID=Custom/Plant:20310910T080000\r\nEND:VEVENT\r\n"
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Shift (late)\r\n"
+        "RECURRENCE-ID;TZID=Custom/Plant:20310903T080000\r\n"
+        "DTSTART;TZID=Custom/Plant:20310903T120000\r\nDTEND;TZID=Custom/Plant:20310903T130000\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    start, end = datetime(2031, 8, 30, tzinfo=UTC), datetime(2031, 9, 15, tzinfo=UTC)
+    theirs = sorted(
+        (c.icalendar_component["DTSTART"].dt.astimezone(UTC), c.icalendar_component["DTEND"].dt.astimezone(UTC))
+        for c in calendar.search(start=start, end=end, event=True, expand=True)
+        if str(c.icalendar_component["UID"]) == uid
+    )
+    code, env = run(lab_root, "calendar.event.list", "--account", "radicale", "--calendar", name,
+                    "--from", start.isoformat(), "--to", end.isoformat(), "--expand")  # fmt: skip
+    assert code == 0, env
+    ours = sorted((datetime.fromisoformat(e["start"]).astimezone(UTC), datetime.fromisoformat(e["end"]).astimezone(UTC))
+                  for e in env["data"]["events"] if e["uid"] == uid)  # fmt: skip
+    assert ours == theirs and len(ours) == 4  # 1, 3 (moved to 12:00), 4 and the RDATE on 10 September
+    assert (ours[0][0].hour, ours[0][0].minute) == (11, 30)  # 08:00 at -03:30

@@ -33,12 +33,12 @@ def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tup
     return done.code, done.envelope, done.stdout + done.stderr
 
 
-def dav(lab: dict, server: str) -> DavClient:
+def dav(lab: dict, server: str, timeout: float = 10) -> DavClient:
     if server == "xandikos":
-        return DavClient(lab["urls"]["xandikos"], username=None, password=None)
+        return DavClient(lab["urls"]["xandikos"], username=None, password=None, timeout=timeout)
     ops = lab["users"]["ops"]
     return DavClient(lab["urls"]["radicale_tls"], username=ops["login"], password=ops["password"],
-                     ca_file=lab["tls"]["ca_cert"], server_name=lab["server_name"])  # fmt: skip
+                     ca_file=lab["tls"]["ca_cert"], server_name=lab["server_name"], timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -290,3 +290,86 @@ def test_delete_dry_run_names_the_card_and_keeps_it(lab_root, server, request):
     assert would["body"] is None and env["data"]["card"]["full_name"] == "Keep Me"
     code, env = card(lab_root, server, "contacts.card.get", "--uid", uid)
     assert code == 0 and env["data"]["etag"] == etag
+
+
+# ---- large cards: documented limits, and a card over them is an error naming it ---------------------------
+
+
+def photo_card(uid: str, name: str, email: str, photo_bytes: int) -> bytes:
+    """A vCard 3.0 with a base64 PHOTO, folded at 75 octets as iOS writes it."""
+    import base64
+
+    data = base64.b64encode(bytes(i % 251 for i in range(photo_bytes))).decode()
+    line = "PHOTO;ENCODING=b;TYPE=JPEG:" + data
+    folded = "\r\n ".join(line[i : i + 74] for i in range(0, len(line), 74))
+    return (f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nN:{name};;;;\r\n"
+            f"EMAIL;TYPE=INTERNET:{email}\r\n{folded}\r\nEND:VCARD\r\n").encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("photo", [500_000, 3_000_000])
+def test_cards_with_large_photos_are_found_listed_and_updated(lab, lab_root, server, request, photo):
+    token = request.node.token
+    uid = f"big-{token}"
+    with dav(lab, server) as client:
+        client.put(BOOK_PATH[server] + f"{uid}.vcf", photo_card(uid, f"Big {token}", f"big.{token}@example.org",
+                                                                 photo), "text/vcard")  # fmt: skip
+    code, env = card(lab_root, server, "contacts.card.list", "--search", token)
+    assert code == 0 and [c["uid"] for c in env["data"]["cards"]] == [uid], env
+    code, env = card(lab_root, server, "contacts.card.get", "--uid", uid)
+    assert code == 0 and env["data"]["card"]["uid"] == uid, env
+    code, env = card(lab_root, server, "contacts.card.update", "--uid", uid, "--add-email", f"second.{token}@ex.org")
+    assert code == 0 and env["status"] == "ok", env
+    with dav(lab, server) as client:
+        body, _ = client.get(BOOK_PATH[server] + f"{uid}.vcf")
+    assert f"second.{token}@ex.org".encode() in body and len(body) > photo  # the photo kept
+
+
+def test_a_card_over_the_limit_is_an_error_naming_it_never_a_miss(lab, lab_root, server, request):
+    from spine_comms.contacts.vcard import MAX_CARD_BYTES
+
+    token = request.node.token
+    uid = f"huge-{token}"
+    with dav(lab, server, timeout=120) as client:  # Radicale takes seconds to store it
+        body = photo_card(uid, f"Huge {token}", f"huge.{token}@example.org", MAX_CARD_BYTES * 3 // 4 + 1000)
+        client.put(BOOK_PATH[server] + f"{uid}.vcf", body, "text/vcard")
+    try:
+        for args in (["contacts.card.list"], ["contacts.card.list", "--search", token],
+                     ["contacts.card.get", "--uid", uid]):  # fmt: skip
+            code, env = card(lab_root, server, *args)
+            assert code == 1 and env["status"] == "fail", (args, env)
+            text = str(env)
+            assert f"{uid}.vcf" in text and str(MAX_CARD_BYTES) in text, (args, text[-2000:])
+    finally:
+        with dav(lab, server, timeout=120) as client:
+            client.delete(BOOK_PATH[server] + f"{uid}.vcf")
+
+
+def test_an_answer_over_the_body_cap_is_fetched_in_batches_and_a_card_alone_over_it_is_named(lab, server, request):
+    """The multistatus cap (protocols/dav/client.py max_body) with a small cap: the address book's
+    answer is too big as a whole, so it is listed and fetched by multiget in halving batches."""
+    from types import SimpleNamespace
+
+    from spine_comms.contacts.addressbook import Book, find_by_uid, list_cards
+
+    token = request.node.token
+    uids = [f"cap{i}-{token}" for i in range(3)] + [f"capbig-{token}"]
+    with dav(lab, server, timeout=60) as client:
+        for i, uid in enumerate(uids):
+            size = 1_000_000 if uid.startswith("capbig") else 300_000
+            client.put(BOOK_PATH[server] + f"{uid}.vcf", photo_card(uid, f"Cap{i} {token}", f"c{i}.{token}@ex.org",
+                                                                     size), "text/vcard")  # fmt: skip
+    try:
+        with dav(lab, server, timeout=60) as small:
+            small.max_body = 1024 * 1024
+            book = Book(SimpleNamespace(id=server), "book", BOOK_PATH[server], small)
+            cards, how = list_cards(book)
+            mine = sorted(c.contact.uid for c in cards if token in (c.contact.uid or ""))
+            assert mine == sorted(uids[:3]) and how["method"] == "propfind+multiget", how
+            assert [e["href"] for e in book.too_large] == [BOOK_PATH[server] + f"{uids[3]}.vcf"]
+            cards, how = list_cards(book, token)
+            assert sorted(c.contact.uid for c in cards) == sorted(uids[:3]) and how["server_side"] is False
+            assert find_by_uid(book, uids[0]).contact.uid == uids[0]
+    finally:
+        with dav(lab, server, timeout=60) as client:
+            for uid in uids:
+                client.delete(BOOK_PATH[server] + f"{uid}.vcf")

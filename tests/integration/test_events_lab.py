@@ -38,13 +38,13 @@ def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tup
     return done.code, done.envelope, done.stdout + done.stderr
 
 
-def client_for(lab: dict, account: str) -> DavClient:
+def client_for(lab: dict, account: str, timeout: float = 10) -> DavClient:
     if account == "radicale":
         ops = lab["users"]["ops"]
         url = f"https://127.0.0.1:{lab['ports']['radicale_tls']}/"
         return DavClient(url, username=ops["login"], password=ops["password"], ca_file=lab["tls"]["ca_cert"],
-                         server_name=lab["server_name"])  # fmt: skip
-    return DavClient(f"http://127.0.0.1:{lab['ports']['xandikos']}/", username=None, password=None)
+                         server_name=lab["server_name"], timeout=timeout)  # fmt: skip
+    return DavClient(f"http://127.0.0.1:{lab['ports']['xandikos']}/", username=None, password=None, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +296,123 @@ def test_a_refused_password_is_exit_3_naming_the_account_never_the_password(lab_
     assert "401" in env["error"]["message"] and sentinel not in out
     for path in Path(env["receipt"]).iterdir():
         assert sentinel not in path.read_text(), path
+
+
+# ---- expansion the server cannot do (RFC 4791 9.6.5): done here, and said so --------------------------------
+
+CUSTOM_ZONE = (
+    "BEGIN:VTIMEZONE\r\nTZID:Custom/Office\r\n"
+    "BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0530\r\nTZOFFSETTO:+0530\r\nTZNAME:OFF\r\n"
+    "END:STANDARD\r\nEND:VTIMEZONE\r\n"
+)
+
+
+def put_foreign(lab, on, calendar, uid: str, inner: str, zone: str = "") -> None:
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone else//EN\r\n" + zone + inner
+            + "END:VCALENDAR\r\n").encode()  # fmt: skip
+    with client_for(lab, on.account) as client:
+        home = discover(client, "caldav").home_set
+        client.put(child_href(child_href(home, calendar), f"{uid}.ics"), body, "text/calendar")
+
+
+def test_expand_with_exdate_rdate_and_an_override_is_expanded_here_when_the_server_fails(lab, on, calendar):
+    uid = f"exdate-{uuid.uuid4().hex[:8]}"
+    put_foreign(lab, on, calendar, uid,
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Daily\r\n"
+                "DTSTART:20310505T100000Z\r\nDTEND:20310505T103000Z\r\nRRULE:FREQ=DAILY;COUNT=5\r\n"
+                "EXDATE:20310507T100000Z\r\nRDATE:20310512T100000Z\r\nEND:VEVENT\r\n"
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Daily (moved)\r\n"
+                "RECURRENCE-ID:20310508T100000Z\r\nDTSTART:20310508T140000Z\r\nDTEND:20310508T150000Z\r\n"
+                "END:VEVENT\r\n")  # fmt: skip
+    code, env = on("calendar.event.list", "--from", "2031-05-01T00:00Z", "--to", "2031-05-20T00:00Z", "--expand")
+    assert code == 0, env
+    mine = sorted((e for e in env["data"]["events"] if e["uid"] == uid), key=lambda e: utc(e["start"]))
+    assert [(utc(e["start"]).day, utc(e["start"]).hour) for e in mine] == [(5, 10), (6, 10), (8, 14), (9, 10),
+                                                                            (12, 10)]  # fmt: skip
+    assert [e["summary"] for e in mine].count("Daily (moved)") == 1
+    assert env["data"]["expanded_by"] in ("server", "local", "local+server")
+    if env["data"]["expanded_by"] != "server":
+        assert env["data"]["expansion"]["local"], env["data"]["expansion"]
+
+
+def test_expand_keeps_a_custom_zones_offset(lab, on, calendar):
+    uid, single = f"zone-{uuid.uuid4().hex[:8]}", f"zone1-{uuid.uuid4().hex[:8]}"
+    put_foreign(lab, on, calendar, uid,
+                f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Office hours\r\n"
+                "DTSTART;TZID=Custom/Office:20310601T090000\r\nDTEND;TZID=Custom/Office:20310601T100000\r\n"
+                "RRULE:FREQ=DAILY;COUNT=3\r\nEND:VEVENT\r\n", CUSTOM_ZONE)  # fmt: skip
+    put_foreign(lab, on, calendar, single,
+                f"BEGIN:VEVENT\r\nUID:{single}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Once\r\n"
+                "DTSTART;TZID=Custom/Office:20310605T120000\r\nDTEND;TZID=Custom/Office:20310605T123000\r\n"
+                "END:VEVENT\r\n", CUSTOM_ZONE)  # fmt: skip
+    code, env = on("calendar.event.list", "--from", "2031-06-01T00:00Z", "--to", "2031-06-10T00:00Z", "--expand")
+    assert code == 0, env
+    mine = [e for e in env["data"]["events"] if e["uid"] == uid]
+    # 09:00 at +05:30 is 03:30 UTC, every day
+    assert [utc(e["start"]).isoformat() for e in mine] == [f"2031-06-0{d}T03:30:00+00:00" for d in (1, 2, 3)], mine
+    assert all(utc(e["end"]) - utc(e["start"]) == utc("2031-06-01T10:00Z") - utc("2031-06-01T09:00Z") for e in mine)
+    (once,) = [e for e in env["data"]["events"] if e["uid"] == single]
+    assert (utc(once["start"]).isoformat(), utc(once["end"]).isoformat()) == (
+        "2031-06-05T06:30:00+00:00",
+        "2031-06-05T07:00:00+00:00",
+    ), once
+    if on.account == "xandikos":  # Xandikos 0.2 drops the VTIMEZONE from an expanded answer
+        assert once["href"] in env["data"]["expansion"]["local"], env["data"]["expansion"]
+    code, env = on("calendar.event.list", "--from", "2031-06-01T00:00Z", "--to", "2031-06-10T00:00Z")
+    (master,) = [e for e in env["data"]["events"] if e["uid"] == uid]
+    assert utc(master["start"]).isoformat() == "2031-06-01T03:30:00+00:00", master
+
+
+def test_an_event_over_the_size_limit_is_an_error_naming_it_never_a_miss(lab, on, calendar):
+    from spine_comms.calendar.ical_read import MAX_PARSE_BYTES
+
+    uid = f"huge-{uuid.uuid4().hex[:8]}"
+    text = "x" * 72
+    description = "DESCRIPTION:" + "\r\n ".join([text] * (MAX_PARSE_BYTES // 72 + 100)) + "\r\n"
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone else//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nDTSTART:20310701T100000Z\r\nDTEND:20310701T110000Z\r\n"
+            f"SUMMARY:Huge\r\n{description}END:VEVENT\r\nEND:VCALENDAR\r\n").encode()  # fmt: skip
+    with client_for(lab, on.account, timeout=120) as client:  # Radicale takes seconds to store it
+        href = child_href(child_href(discover(client, "caldav").home_set, calendar), f"{uid}.ics")
+        client.put(href, body, "text/calendar")
+        try:
+            for args in (("calendar.event.list", "--from", "2031-07-01", "--to", "2031-07-02"),
+                         ("calendar.event.get", "--uid", uid), ("calendar.event.update", "--uid", uid,
+                                                                "--summary", "x")):  # fmt: skip
+                code, env = on(*args)
+                assert code == 1 and env["status"] == "fail", (args, env)
+                text = json.dumps(env)
+                assert f"{uid}.ics" in text and str(MAX_PARSE_BYTES) in text, (args, text[-1500:])
+        finally:
+            client.delete(href)
+
+
+def test_an_answer_over_the_body_cap_is_fetched_in_batches_and_an_event_alone_over_it_is_named(lab, on, calendar):
+    """The multistatus cap (protocols/dav/client.py max_body), made small: the calendar-query's
+    answer is too big as a whole, so the hrefs come first and the data by calendar-multiget."""
+    from types import SimpleNamespace
+
+    from spine_comms.calendar.event_store import CalendarTarget, list_events, locate
+
+    token = uuid.uuid4().hex[:8]
+    uids = [f"cap{i}-{token}" for i in range(3)] + [f"capbig-{token}"]
+    with client_for(lab, on.account, timeout=60) as client:
+        path = child_href(discover(client, "caldav").home_set, calendar) + "/"
+        for i, uid in enumerate(uids):
+            size = 1_100_000 if uid.startswith("capbig") else 300_000
+            text = "\r\n ".join(["y" * 72] * (size // 72))
+            put_foreign(lab, on, calendar, uid,
+                        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Cap {i}\r\n"
+                        f"DTSTART:2031080{i + 1}T100000Z\r\nDTEND:2031080{i + 1}T110000Z\r\n"
+                        f"DESCRIPTION:{text}\r\nEND:VEVENT\r\n")  # fmt: skip
+        try:
+            with client_for(lab, on.account, timeout=60) as small:
+                small.max_body = 1024 * 1024
+                target = CalendarTarget(SimpleNamespace(id=on.account), calendar, True, small, path)
+                listing = list_events(target, utc("2031-08-01T00:00Z"), utc("2031-08-09T00:00Z"), expand=False)
+                assert sorted(e["uid"] for e in listing.events) == sorted(uids[:3])
+                assert [e["href"] for e in target.too_large] == [path + f"{uids[3]}.ics"]
+                assert locate(target, uids[1]).href == path + f"{uids[1]}.ics"
+        finally:
+            for uid in uids:
+                client.delete(path + f"{uid}.ics")

@@ -9,8 +9,25 @@ import pytest
 
 from spine_comms.calendar.layers import desired_events, load_source
 from spine_comms.calendar.sync_apply import classify, with_retry
-from spine_comms.calendar.sync_plan import Limits, Policy, RemotePicture, apply_limits, href_key, plan, suspects
-from spine_comms.calendar.sync_state import Mapping, SyncLock, SyncState, load_state, save_state
+from spine_comms.calendar.sync_plan import (
+    Limits,
+    Policy,
+    RemotePicture,
+    apply_limits,
+    href_key,
+    plan,
+    same_etag,
+    suspects,
+)
+from spine_comms.calendar.sync_state import (
+    Mapping,
+    StateJournal,
+    SyncLock,
+    SyncState,
+    journal_path,
+    load_state,
+    save_state,
+)
 from spine_comms.core.errors import ContractError
 from spine_comms.protocols.dav import DavError
 
@@ -228,3 +245,51 @@ def test_transient_errors_are_retried_with_backoff_and_others_are_not():
 )  # fmt: skip
 def test_errors_fall_in_the_spines_classes(kind, status, expected):
     assert classify(DavError(kind, "x", status=status)) == expected
+
+
+def test_the_journal_replays_over_the_state_and_a_torn_last_line_is_cut_not_glued(tmp_path):
+    state, _ = synced(source_events())
+    path = tmp_path / "state.json"
+    save_state(path, state)
+    first, second = sorted(state.events)[:2]
+    journal = StateJournal(path)
+    state.events[first].remote_etag = '"after-write-1"'
+    journal.append(first, state.events[first], state)
+    journal.close()
+    with open(journal_path(path), "ab") as torn:  # a kill in the middle of the next append
+        torn.write(b'{"key": "' + second.encode() + b'", "mapp')
+    loaded = load_state(path)
+    assert loaded.events[first].remote_etag == '"after-write-1"'
+    assert loaded.events[second].remote_etag == state.events[second].remote_etag  # the torn line: ignored
+    journal = StateJournal(path)
+    state.events[second].remote_etag = '"after-write-2"'
+    journal.append(second, state.events[second], state)
+    journal.close()
+    lines = journal_path(path).read_bytes().split(b"\n")
+    assert len(lines) == 3 and lines[-1] == b"" and all(json.loads(line) for line in lines[:2])
+    assert load_state(path).events[second].remote_etag == '"after-write-2"'
+    # A first run killed before its state file existed: the journal alone is the state.
+    path.unlink()
+    assert set(load_state(path).events) == {first, second}
+
+
+def test_a_bad_journal_line_before_the_last_is_damage_with_its_line(tmp_path):
+    path = tmp_path / "state.json"
+    journal_path(path).write_text('not json\n{"key": "k", "mapping": {}}\n')
+    with pytest.raises(ContractError, match=r"journal:1: unreadable journal line"):
+        load_state(path)
+
+
+def test_etags_compare_weakly_for_change_detection():
+    assert same_etag('W/"a"', '"a"') and same_etag('"a"', '"a"') and same_etag(None, None)
+    assert not same_etag('"a"', '"b"') and not same_etag('"a"', None) and not same_etag(None, 'W/"a"')
+
+
+def test_a_conflict_the_state_remembers_is_forgotten_when_the_server_is_back_at_our_etag():
+    events = source_events()
+    state, picture = synced(events)
+    mapping = next(m for m in state.events.values() if m.event_id == "automation-daily-control")
+    mapping.seen_etag = '"someone-elses"'
+    actions = by_event(run_plan(events, state, picture))
+    noop = actions["automation-daily-control"]
+    assert noop.action == "noop" and noop.adopt_etag == mapping.remote_etag

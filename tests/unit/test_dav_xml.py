@@ -232,3 +232,25 @@ def test_child_href_percent_encodes():
 def test_credentials_in_the_base_url_are_refused():
     with pytest.raises(DavError, match="password_ref"):
         DavClient("https://ops:secret@127.0.0.1/", username=None, password=None)
+
+
+@pytest.mark.parametrize(
+    ("status", "condition", "kind"),
+    [(412, "C:max-resource-size", "too_large"), (403, "C:max-resource-size", "too_large"),
+     (412, "CR:max-resource-size", "too_large"), (412, "C:no-uid-conflict", "conflict"),
+     (412, "C:supported-calendar-data", "protocol"), (412, None, "precondition"), (403, None, "forbidden")],
+)  # fmt: skip
+def test_a_caldav_or_carddav_precondition_is_not_taken_for_an_etag_mismatch(status, condition, kind):
+    """Stalwart answers 412 max-resource-size to a too-large iCalendar (RFC 4791 5.3.2.1): a size
+    error, not a conflict the sync would re-plan."""
+    from spine_comms.protocols.dav.model import DavResponse
+
+    body = b""
+    if condition:
+        body = (b'<?xml version="1.0"?><D:error xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" '
+                b'xmlns:CR="urn:ietf:params:xml:ns:carddav"><' + condition.encode() + b"/></D:error>")  # fmt: skip
+    client = DavClient("http://127.0.0.1:8080/", username=None, password=None)
+    error = client.error_for("PUT", DavResponse(status, {}, body, "http://127.0.0.1:8080/c/x.ics", 1))
+    assert error.kind == kind
+    if condition:
+        assert condition.split(":")[1] in error.message

@@ -254,3 +254,16 @@ def test_any_text_we_write_reads_back_as_itself_without_controls(summary, name):
     expected = ical.clean_text(summary)
     assert view.summary == expected
     assert len(view.attendees) == 1 and view.attendees[0]["email"] == "a@spine.test"
+
+
+def test_a_servers_expanded_answer_is_refused_when_it_is_not_expanded_or_lost_its_zone():
+    from spine_comms.calendar.ical_read import read_instances
+
+    head = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+    event = "BEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20310101T000000Z\r\n{}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    views, problem = read_instances(head + event.format("DTSTART:20310101T090000Z\r\nRRULE:FREQ=DAILY\r\n"))
+    assert views == [] and "not expanded" in problem
+    views, problem = read_instances(head + event.format("DTSTART;TZID=Nowhere/Office:20310101T090000\r\n"))
+    assert views == [] and "Nowhere/Office" in problem
+    views, problem = read_instances(head + event.format("DTSTART;TZID=Europe/Berlin:20310101T090000\r\n"))
+    assert problem is None and views[0].start == "2031-01-01T09:00:00+01:00"

@@ -214,3 +214,27 @@ def test_any_value_round_trips_without_adding_properties(name, note, org):
     assert card.full_name == one_line("x" + name)
     assert card.note == (clean_text(note, multiline=True) or None)
     assert card.org == (one_line(org) or None)
+
+
+def test_a_large_card_is_read_without_its_photo_and_revised_with_the_photo_kept_exactly():
+    import base64
+
+    from spine_comms.contacts.vcard import MAX_CARD_BYTES, CardError, Changes, parse, parse_email_arg, revise
+
+    photo = base64.b64encode(bytes(i % 251 for i in range(400_000))).decode()
+    line = "PHOTO;ENCODING=b;TYPE=JPEG:" + photo
+    folded = "\r\n ".join(line[i : i + 74] for i in range(0, len(line), 74)) + "\r\n"
+    card = f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:p1\r\nFN:Pat\r\nN:Pat;;;;\r\n{folded}EMAIL:p@ex.org\r\nEND:VCARD\r\n"
+    read = parse(card)
+    assert (read.uid, read.full_name, [e.address for e in read.emails], read.problems) == (
+        "p1",
+        "Pat",
+        ["p@ex.org"],
+        [],
+    )
+    text, _ = revise(card, Changes(add_emails=[parse_email_arg("q@ex.org")]))
+    assert folded in text and [e.address for e in parse(text).emails] == ["p@ex.org", "q@ex.org"]
+    huge = card.replace(folded, folded * (MAX_CARD_BYTES // len(folded) + 1))
+    assert "over the limit" in parse(huge).problems[0]
+    with pytest.raises(CardError, match="limit"):
+        revise(huge, Changes(add_emails=[parse_email_arg("q@ex.org")]))

@@ -22,6 +22,11 @@ from spine_comms.protocols.http import HttpFailure, HttpSession, bracketed, spli
 _STATUS_KINDS = {401: "auth", 403: "forbidden", 404: "not_found", 409: "conflict", 412: "precondition",
                  413: "too_large", 507: "too_large"}  # fmt: skip
 _ERROR_BODY_KEPT = 64 * 1024
+# Preconditions of a CalDAV/CardDAV PUT (RFC 4791 5.3.2.1, RFC 6352 6.3.2.1) that servers answer
+# with 403 or 412 (Stalwart: 412) in a DAV:error body (RFC 4918 16). A 412 carrying one of these
+# is not an ETag mismatch (RFC 7232 4.2), so it must not be taken for a conflict.
+_CONDITION_KINDS = {"max-resource-size": "too_large", "no-uid-conflict": "conflict"}
+_DAV_DATA_NAMESPACES = ("{urn:ietf:params:xml:ns:caldav}", "{urn:ietf:params:xml:ns:carddav}")
 
 
 class DavClient:
@@ -163,6 +168,13 @@ class DavClient:
             message = f"{where}: HTTP {status} to {response.headers.get('location', '?')[:200]} (not followed)"
         else:
             message = f"{where}: HTTP {status}"
+        if status in (403, 412):
+            conditions = [c for c in xmlwire.error_conditions(response.body[:_ERROR_BODY_KEPT])
+                          if c.startswith(_DAV_DATA_NAMESPACES)]  # fmt: skip
+            if conditions:
+                name = conditions[0].split("}", 1)[1]
+                kind = _CONDITION_KINDS.get(name, "protocol")
+                message += f" (precondition {name}" + (": the server's size limit)" if kind == "too_large" else ")")
         error = DavError(kind, message, status=status, url=response.url)
         error.body = response.body[:_ERROR_BODY_KEPT]
         if status == 412 and response.etag and response.body:
@@ -193,6 +205,28 @@ class DavClient:
     def report(self, path: str, body: bytes, depth: int = 1) -> list[DavResource]:
         response = self.request("REPORT", path, body=body, depth=str(depth), ok=(200, 207))
         return self.multistatus(response)[0]
+
+    def report_in_batches(self, path: str, hrefs: list[str], body_for, batch: int = 100
+                          ) -> tuple[list[DavResource], list[str]]:  # fmt: skip
+        """A multiget REPORT (RFC 4791 7.9, RFC 6352 8.7) over `hrefs`, `batch` at a time, with
+        `body_for(hrefs)` the request body. An answer over the body cap is asked again in halves,
+        down to one href: returns (resources, the hrefs whose own answer is over the cap), so a
+        resource too large to read is named by the caller, never silently missing."""
+        resources: list[DavResource] = []
+        over: list[str] = []
+        pending = [hrefs[start : start + batch] for start in range(0, len(hrefs), batch)]
+        while pending:
+            chunk = pending.pop(0)
+            try:
+                resources += self.report(path, body_for(chunk), 1)
+            except DavError as exc:
+                if exc.kind != "too_large":
+                    raise
+                if len(chunk) == 1:
+                    over.append(chunk[0])
+                else:
+                    pending[:0] = [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
+        return resources, over
 
     def get(self, path: str) -> tuple[bytes, str | None]:
         response = self.request("GET", path, ok=(200,))
