@@ -100,7 +100,7 @@ def unknown_accounts(contract: DavContract, account_ids: list[str]) -> None:
 
 
 def client_for(ctx, contract: DavContract, account: Account) -> DavClient:
-    from spine_comms.protocols.dav import connect
+    from spine_comms.endpoints.dav import connect
 
     return connect(ctx, account, first=account.id == contract.accounts[0].id)
 

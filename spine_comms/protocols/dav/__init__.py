@@ -1,9 +1,8 @@
 """WebDAV, CalDAV and CardDAV on the wire: requests, multistatus, discovery, collections.
 
-from spine_comms.protocols.dav import DavClient, DavError, discover, list_collections, child_href, connect
+from spine_comms.protocols.dav import DavClient, DavError, discover, list_collections, child_href
 """
 
-from spine_comms.protocols.dav.account import PASSWORD_ENV, connect
 from spine_comms.protocols.dav.client import DavClient
 from spine_comms.protocols.dav.discovery import child_href, discover, list_collections
 from spine_comms.protocols.dav.model import (
@@ -22,7 +21,6 @@ __all__ = [
     "CALSERVER",
     "CARDDAV",
     "DAV",
-    "PASSWORD_ENV",
     "Collection",
     "DavClient",
     "DavError",
@@ -31,7 +29,6 @@ __all__ = [
     "Discovery",
     "DiscoveryStep",
     "child_href",
-    "connect",
     "discover",
     "list_collections",
     "parse_xml",

@@ -1,4 +1,5 @@
-"""A DavClient for a contract account: its password from the secret store, its CA file resolved."""
+"""A DavClient for a contract account: its password from the secret store (or the spine's
+CALENDAR_HOME_PASSWORD), its CA file and timeout from the contracts."""
 
 from __future__ import annotations
 
