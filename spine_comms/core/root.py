@@ -41,11 +41,24 @@ class Root:
         return self.path / "receipts" / "sessions"
 
 
+def looks_like_root(path: Path) -> bool:
+    """A directory with contracts or a registry in either layout."""
+    return any((path / part).exists() for part in ("bindings", "capabilities", "ops/bindings", "ops/capabilities.yaml"))
+
+
 def find_root(explicit: str | Path | None, env: dict[str, str] | None = None) -> Root:
-    """--root, then SPINE_ROOT, then the working directory."""
+    """--root, then SPINE_ROOT, then the working directory (only when it looks like a root).
+
+    A root named on purpose is taken as it is; the working directory is taken only when it
+    holds a root, so a command run in the wrong place writes no receipts/ or mailroom/ there."""
     env = os.environ if env is None else env
-    chosen = explicit or env.get("SPINE_ROOT") or os.getcwd()
-    path = Path(chosen).expanduser()
+    chosen = explicit or env.get("SPINE_ROOT")
+    path = Path(chosen or os.getcwd()).expanduser()
+    if not chosen and not looks_like_root(path):
+        raise UsageError(
+            f"{path} is not a spine-comms root: no bindings/, capabilities/ or ops/bindings/ here",
+            hint="run `spine-comms init DIR` to make one, then pass --root DIR or set SPINE_ROOT",
+        )
     if not path.exists():
         raise UsageError(f"root {path} does not exist", hint="pass --root DIR or set SPINE_ROOT")
     if not path.is_dir():
