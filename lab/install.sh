@@ -20,6 +20,7 @@ PACKAGES=(
   util-linux   # unshare: the lab's private mount namespace (resolv.conf, /etc/dkimkeys)
   iproute2     # ss: the lab tests check that only loopback listens
   procps       # ps/pgrep style scans in the lab tests
+  systemd      # systemd-analyze verify: the shipped units are checked offline (no running systemd needed)
 )
 
 # Fast path: dpkg-query on every package, no network, no output.
