@@ -26,7 +26,7 @@ RETENTION_CLASS = "session_receipts"
 DEFAULT_PATTERN = "receipts/sessions/RCAP-*"
 DEFAULT_DAYS = 14
 # RCAP-<YYYYMMDD-HHMMSS>__<capability>__R<random>: the time is local, as the spine's cap.sh writes it.
-_RUN_DIR = re.compile(r"^RCAP-(?P<stamp>[0-9]{8}-[0-9]{6})__(?P<capability>[A-Za-z0-9._-]+)__R[A-Za-z0-9]+$")
+RUN_DIR = re.compile(r"^RCAP-(?P<stamp>[0-9]{8}-[0-9]{6})__(?P<capability>[A-Za-z0-9._-]+)__R[A-Za-z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def plan_prune(root: Root, policy: RetentionPolicy, now: datetime) -> PrunePlan:
                     {"directory": entry.path, "reason": "symlink" if entry.is_symlink() else "not a directory"}
                 )
                 continue
-            match = _RUN_DIR.match(entry.name)
+            match = RUN_DIR.match(entry.name)
             if not match:
                 plan.skipped.append({"directory": entry.path, "reason": "not a capability run key"})
                 continue

@@ -34,19 +34,20 @@ class TimedJob:
     schedule_words: str
     jitter: str
     timeout: str
+    stale_after_seconds: int  # the doctor calls its latest receipt stale after this: three missed runs
 
 
 WATCH_UNIT = f"{PREFIX}-inbox-watch"
 WATCH_CAPABILITY = "communications.inbox.watch"
 JOBS = (
     TimedJob(f"{PREFIX}-verify", "verify pack communications", "verify.pack.run", ("communications",),
-             "*:0/15", "every 15 minutes", "60s", "15min"),
+             "*:0/15", "every 15 minutes", "60s", "15min", 3 * 15 * 60),
     TimedJob(f"{PREFIX}-outbox-flush", "outbox flush", "communications.outbox.flush", (),
-             "*:0/5", "every 5 minutes", "30s", "10min"),
+             "*:0/5", "every 5 minutes", "30s", "10min", 3 * 5 * 60),
     TimedJob(f"{PREFIX}-calendar-sync", "calendar sync", "calendar.sync.execute", (),
-             "hourly", "hourly", "5min", "30min"),
+             "hourly", "hourly", "5min", "30min", 3 * 3600),
     TimedJob(f"{PREFIX}-receipts-prune", "receipt retention (receipts.prune)", "receipts.prune", (),
-             "daily", "daily", "1h", "30min"),
+             "daily", "daily", "1h", "30min", 3 * 86400),
 )  # fmt: skip
 
 
@@ -147,3 +148,55 @@ def render_units(
             values, on_calendar=job.on_calendar, schedule_words=job.schedule_words, jitter=job.jitter
         )
     return units
+
+
+SYSTEM_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+                    "/usr/lib/systemd/system", "/lib/systemd/system")  # fmt: skip
+USER_UNIT_DIRS = ("~/.config/systemd/user", "/etc/systemd/user", "/usr/lib/systemd/user")
+
+
+@dataclass
+class InstalledUnit:
+    name: str
+    path: Path | None = None  # None: not found in any directory
+    root: str | None = None  # the --root of its ExecStart (timers: of their service)
+    enabled: bool = False  # a symlink to it in a *.wants/ directory next to it
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": str(self.path) if self.path else None, "root": self.root,
+                "enabled": self.enabled}  # fmt: skip
+
+
+def find_installed(directories: list[Path] | None = None) -> dict[str, InstalledUnit]:
+    """Where each of `unit_names()` is installed (the first directory that has it, as systemd reads them)."""
+    dirs = directories or [Path(d).expanduser() for d in (*SYSTEM_UNIT_DIRS, *USER_UNIT_DIRS)]
+    found = {name: InstalledUnit(name) for name in unit_names()}
+    for name, unit in found.items():
+        for directory in dirs:
+            path = directory / name
+            if not path.is_file():
+                continue
+            unit.path = path
+            service = path if name.endswith(".service") else directory / name.replace(".timer", ".service")
+            unit.root = _exec_root(service)
+            unit.enabled = any(directory.glob(f"*.wants/{name}"))
+            break
+    return found
+
+
+def _exec_root(service: Path) -> str | None:
+    import shlex
+
+    try:
+        text = service.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("ExecStart="):
+            try:
+                words = shlex.split(line[len("ExecStart=") :])
+            except ValueError:
+                return None
+            if "--root" in words[:-1]:
+                return words[words.index("--root") + 1].replace("%%", "%").replace("$$", "$")
+    return None
