@@ -70,6 +70,7 @@ class Executor:
     stop_on_first_error: bool
     now: Callable[[], str]
     log: Callable[[str], None] = lambda _m: None
+    progress: Callable[..., object] = lambda _n=1: None  # ctx.progress advance, one per action written
     sleep: Callable[[float], None] = time.sleep
     errors: list[dict] = field(default_factory=list)
     stopped_early: bool = False
@@ -85,6 +86,7 @@ class Executor:
                     continue
                 try:
                     self._apply(action)
+                    self.progress()
                 except DavError as exc:
                     kind = classify(exc)
                     action.error = {
