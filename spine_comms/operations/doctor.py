@@ -203,7 +203,8 @@ def _unit_checks(ctx: RunContext, result: Result, unit_dirs: list[Path] | None) 
 
 def _receipt_checks(ctx: RunContext, result: Result) -> None:
     """The latest receipt of each timed capability against three missed runs of its timer."""
-    from spine_comms.operations.units import JOBS
+    from spine_comms.core.receipts import read_summary
+    from spine_comms.operations.units import JOBS, acting_flags
 
     now = ctx.clock()
     latest = _latest_receipts(ctx.root.receipts_dir)
@@ -215,7 +216,7 @@ def _receipt_checks(ctx: RunContext, result: Result) -> None:
         timer = f"`systemctl status {job.name}.timer` and `journalctl -u {job.name}.service`"
         if found is None:
             never = f"no receipt: never run here (runs {job.schedule_words})"
-            command = " ".join(("spine-comms", job.capability, *job.arguments))
+            command = " ".join(("spine-comms", job.capability, *job.arguments, *acting_flags(job.capability)))
             _add(result, "doctor.receipts.fresh", Status.WARN, never, job.capability,
                  f"enable {job.name}.timer, or run `{command}` once")  # fmt: skip
             continue
@@ -225,6 +226,11 @@ def _receipt_checks(ctx: RunContext, result: Result) -> None:
         _add(result, "doctor.receipts.fresh", status,
              f"latest {hours:.1f} h ago (stale after {limit.total_seconds() / 3600:g} h: {job.schedule_words})",
              job.capability, timer, actual=found[1], expected=f"<= {limit.total_seconds() / 3600:g} h")  # fmt: skip
+        summary = read_summary(Path(found[1]))
+        if summary is not None and summary.status in ("fail", "partial", "error", "failed", "blocked"):
+            _add(result, "doctor.receipts.latest_passed", Status.WARN,
+                 f"its latest run ended {summary.status} (exit {summary.exit_code})", job.capability,
+                 f"`spine-comms receipts show {Path(found[1]).name[1:]}` says why", actual=summary.status)  # fmt: skip
 
 
 def _latest_receipts(directory: Path) -> dict[str, tuple[datetime, str]]:

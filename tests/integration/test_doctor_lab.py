@@ -39,11 +39,15 @@ def install_units(root: Path, units: Path, *, enable: bool = True) -> None:
                 (units / wants / unit.name).symlink_to(unit)
 
 
-def receipt(root: Path, capability: str, age: timedelta) -> Path:
+def receipt(root: Path, capability: str, age: timedelta, status: str = "done") -> Path:
+    """A receipt directory as the spine's runner writes it (receipt.md rows), aged by its run key."""
     when = datetime.now().astimezone() - age
     path = root / "receipts" / "sessions" / f"RCAP-{when:%Y%m%d-%H%M%S}__{capability}__Rdoc{len(capability)}"
     path.mkdir(parents=True)
-    (path / "receipt.md").write_text(f"| Run ID | `{path.name[1:]}` |\n")
+    (path / "receipt.md").write_text(
+        f"| Run ID | `{path.name[1:]}` |\n| Capability | `{capability}` |\n"
+        f"| Status | {status} |\n| Exit Code | {0 if status == 'done' else 1} |\n"
+    )
     return path
 
 
@@ -74,6 +78,7 @@ def test_a_healthy_root_is_ok_and_every_part_was_looked_at(lab, lab_root, tmp_pa
     assert statuses(checks["doctor.contracts.valid"]) == {"ok"}
     assert statuses(checks["doctor.unit.enabled"]) == {"ok"} and len(checks["doctor.unit.enabled"]) == 5
     assert statuses(checks["doctor.receipts.fresh"]) == {"ok"} and len(checks["doctor.receipts.fresh"]) == 4
+    assert "doctor.receipts.latest_passed" not in checks
     # the secrets resolved, and not one reached the output or the receipt
     receipt_dir = Path(envelope["receipt"])
     text = json.dumps(envelope) + (receipt_dir / "output.txt").read_text() + (receipt_dir / "receipt.json").read_text()
@@ -111,7 +116,7 @@ def test_findings_each_carry_their_remedy(lab_root, tmp_path):
     (other / "bindings").mkdir(parents=True)
     install_units(other, units, enable=False)  # installed, but for another root, and not enabled
     receipt(root, "verify.pack.run", timedelta(hours=5))  # three missed 15-minute runs and more
-    receipt(root, "receipts.prune", timedelta(hours=1))
+    receipt(root, "receipts.prune", timedelta(hours=1), status="failed")
     dav = root / "bindings" / "communications.dav.contract.yaml"
     assert "password_ref" in dav.read_text()
     dav.write_text(re.sub(r"password_ref: .*", "password_ref: env:SPINE_DOCTOR_TEST_UNSET", dav.read_text(), count=1))
@@ -131,6 +136,8 @@ def test_findings_each_carry_their_remedy(lab_root, tmp_path):
     assert fresh["verify.pack.run"]["status"] == "warn" and "journalctl -u spine-comms-verify" in fresh[
         "verify.pack.run"]["detail"]  # fmt: skip
     assert fresh["receipts.prune"]["status"] == "ok"
+    failed = checks["doctor.receipts.latest_passed"]
+    assert [c["subject"] for c in failed] == ["receipts.prune"] and "ended failed (exit 1)" in failed[0]["detail"]
     assert fresh["communications.outbox.flush"]["status"] == "warn" and "never run" in fresh[
         "communications.outbox.flush"]["detail"]  # fmt: skip
     bad = [c for c in checks["doctor.secret.resolves"] if c["status"] == "fail"]
