@@ -174,7 +174,7 @@ def _endpoint_checks(ctx: RunContext, result: Result, valid: set[str]) -> None:
 
 
 def _unit_checks(ctx: RunContext, result: Result, unit_dirs: list[Path] | None) -> None:
-    from spine_comms.operations.units import find_installed
+    from spine_comms.operations.units import find_installed, missing_flags
 
     installed = find_installed(list(unit_dirs) if unit_dirs else None)
     result.data["units"] = [u.to_dict() for u in installed.values()]
@@ -192,6 +192,9 @@ def _unit_checks(ctx: RunContext, result: Result, unit_dirs: list[Path] | None) 
         elif unit.root != root:
             _add(result, "doctor.unit.installed", Status.WARN, f"{unit.path} runs for {unit.root or 'no --root'}, "
                  f"not {root}", name, f"{write} --force")  # fmt: skip
+        elif name.endswith(".service") and (lacking := missing_flags(unit)):
+            _add(result, "doctor.unit.current", Status.FAIL, f"{unit.path} runs without {' '.join(lacking)}: "
+                 "a dry run that changes nothing (rendered for another version)", name, f"{write} --force")  # fmt: skip
         elif name.endswith(".timer") or name.endswith("inbox-watch.service"):
             status = Status.OK if unit.enabled else Status.WARN
             scope = "--user " if str(unit.path).startswith(str(Path.home())) or "/user" in str(unit.path) else ""

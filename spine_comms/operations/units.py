@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -160,6 +160,7 @@ class InstalledUnit:
     name: str
     path: Path | None = None  # None: not found in any directory
     root: str | None = None  # the --root of its ExecStart (timers: of their service)
+    words: list[str] = field(default_factory=list)  # its service's ExecStart, split as systemd would
     enabled: bool = False  # a symlink to it in a *.wants/ directory next to it
 
     def to_dict(self) -> dict:
@@ -178,25 +179,36 @@ def find_installed(directories: list[Path] | None = None) -> dict[str, Installed
                 continue
             unit.path = path
             service = path if name.endswith(".service") else directory / name.replace(".timer", ".service")
-            unit.root = _exec_root(service)
+            unit.words = _exec_words(service)
+            unit.root = _root_of(unit.words)
             unit.enabled = any(directory.glob(f"*.wants/{name}"))
             break
     return found
 
 
-def _exec_root(service: Path) -> str | None:
+def _exec_words(service: Path) -> list[str]:
     import shlex
 
     try:
         text = service.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return None
+        return []
     for line in text.splitlines():
         if line.startswith("ExecStart="):
             try:
-                words = shlex.split(line[len("ExecStart=") :])
+                return [w.replace("%%", "%").replace("$$", "$") for w in shlex.split(line[len("ExecStart=") :])]
             except ValueError:
-                return None
-            if "--root" in words[:-1]:
-                return words[words.index("--root") + 1].replace("%%", "%").replace("$$", "$")
-    return None
+                return []
+    return []
+
+
+def _root_of(words: list[str]) -> str | None:
+    return words[words.index("--root") + 1] if "--root" in words[:-1] else None
+
+
+def missing_flags(unit: InstalledUnit) -> list[str]:
+    """The acting flags this version needs that the installed unit's ExecStart lacks (a dry run by mistake)."""
+    capability = next((w for w in unit.words[1:] if not w.startswith("-")), None)
+    if capability is None or load_registry().get(capability) is None:
+        return []
+    return [flag for flag in acting_flags(capability) if flag not in unit.words]

@@ -155,3 +155,18 @@ def test_no_units_anywhere_is_one_warning_with_the_install_command(lab_root, tmp
     assert [c["status"] for c in checks["doctor.unit.installed"]] == ["warn"]
     assert "ops units --root" in checks["doctor.unit.installed"][0]["detail"]
     assert os.path.isdir(root / "receipts" / "sessions")
+
+
+def test_a_unit_that_would_run_a_dry_run_is_a_failure(lab_root, tmp_path):
+    # Rendered by a version whose calendar sync acted without flags, or edited by hand: it would
+    # report green every hour and write nothing.
+    root = copy_root(lab_root, tmp_path)
+    units = tmp_path / "units"
+    install_units(root, units)
+    service = units / "spine-comms-calendar-sync.service"
+    service.write_text(service.read_text().replace(" --execute --yes", ""))
+    code, _, checks = doctor(root, units)
+    assert code == 1
+    current = checks["doctor.unit.current"]
+    assert [c["subject"] for c in current] == ["spine-comms-calendar-sync.service"]
+    assert "runs without --execute --yes" in current[0]["detail"] and "--force" in current[0]["detail"]
