@@ -64,7 +64,13 @@ def _root_checks(ctx: RunContext, result: Result) -> bool:
              f"`spine-comms init {root.path} --domain D --mail-host H`, or --root at a root that has it")  # fmt: skip
         return False
     _add(result, "doctor.root.bindings", Status.OK, f"{root.layout} layout, contracts in {bindings}", str(root.path))
-    for label, directory in (("receipts", root.receipts_dir), ("mailroom state", ctx.mailroom.state)):
+    places = [("receipts", root.receipts_dir)]
+    try:
+        places.append(("mailroom state", ctx.mailroom.state))
+    except SpineCommsError as exc:  # an invalid mailroom runtime contract: every run's ledger row fails
+        _add(result, "doctor.root.writable", Status.FAIL, "; ".join(exc.lines()), "mailroom.runtime.contract.yaml",
+             "fix the runtime contract (runtime_root, active)")  # fmt: skip
+    for label, directory in places:
         existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
         writable = existing is not None and os.access(existing, os.W_OK | os.X_OK)
         _add(result, "doctor.root.writable", Status.OK if writable else Status.FAIL,
