@@ -123,7 +123,8 @@ def render_units(
         # environment often live there. ReadWritePaths= opens the root again when it lives in one.
         "protect_home": "read-only",
         "environment_file": environment_file,
-        "run_as": "" if user_mode or not run_as else f"User={run_as}\nGroup={run_as}\n",
+        # A service user needs no capability at all; root keeps its own (a root owned by another user).
+        "run_as": "" if user_mode or not run_as else f"User={run_as}\nGroup={run_as}\nCapabilityBoundingSet=\n",
     }
 
     def command(cap_id: str, *arguments: str) -> str:
