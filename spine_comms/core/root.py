@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine_comms.core.errors import UsageError
+from spine_comms.core.errors import ContractError, Problem, UsageError
 
 RUNTIME_CONTRACT = "mailroom.runtime.contract.yaml"
 
@@ -96,9 +96,15 @@ def mailroom_paths(root: Root, env: dict[str, str] | None = None) -> MailroomPat
     source = "root"
     contract = root.bindings_dir / RUNTIME_CONTRACT
     if contract.is_file():
-        data = load_yaml(contract).data or {}
+        doc = load_yaml(contract)
+        data = doc.data or {}
         if isinstance(data, dict) and data.get("active") is True and data.get("runtime_root"):
-            base = Path(str(data["runtime_root"])).expanduser()
+            if not isinstance(data["runtime_root"], str):
+                line = doc.line_of(("runtime_root",))
+                raise ContractError(f"{contract}: runtime_root is not a path", problems=[
+                    Problem(str(contract), line, "runtime_root", "expected a directory path")])  # fmt: skip
+            # A relative runtime root is the root's, never the working directory's.
+            base = root.path / Path(data["runtime_root"]).expanduser()
             source = "runtime-contract"
     names = {"inbox": "SPINE_INBOX", "outbox": "SPINE_OUTBOX", "state": "SPINE_STATE", "logs": "SPINE_LOGS"}
     resolved = {}

@@ -78,3 +78,25 @@ def test_find_root_refuses_a_plain_working_directory(tmp_path: Path):
     finally:
         os.chdir(old)
     assert raised.value.exit_code == 2
+
+
+def test_a_relative_mailroom_runtime_root_is_the_roots_not_the_working_directorys(tmp_path: Path):
+    root = tmp_path / "root"
+    (root / "bindings").mkdir(parents=True)
+    (root / "bindings" / "mailroom.runtime.contract.yaml").write_text("active: true\nruntime_root: run/mailroom\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_in(elsewhere, "communications.stack.status", "--root", str(root))
+    assert done.returncode == 2  # the missing stack contract
+    assert list(elsewhere.iterdir()) == []
+    assert (root / "run" / "mailroom" / "state" / "ledger.csv").is_file()
+
+
+def test_a_runtime_root_that_is_not_a_path_is_refused_with_its_line(tmp_path: Path):
+    root = tmp_path / "root"
+    (root / "bindings").mkdir(parents=True)
+    (root / "bindings" / "mailroom.runtime.contract.yaml").write_text("active: true\nruntime_root: [1, 2]\n")
+    done = run_in(tmp_path, "communications.stack.status", "--root", str(root))
+    assert done.returncode == 2
+    assert "mailroom.runtime.contract.yaml:2: runtime_root: expected a directory path" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
