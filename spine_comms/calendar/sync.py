@@ -250,7 +250,8 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
             if picture.complete:
                 state.full_listing_at = ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
-                executor.run(actions)
+                with ctx.progress("calendar sync", total=sum(not a.deferred for a in actions)) as executor.progress:
+                    executor.run(actions)
                 settle_token(client, collection, state, token, executor, ctx.log)
                 if picture.complete:
                     executor.save()  # the listing's time, whether or not anything else changed

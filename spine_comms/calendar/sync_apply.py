@@ -80,6 +80,7 @@ class Executor:
     stop_on_first_error: bool
     now: Callable[[], str]
     log: Callable[[str], None] = lambda _m: None
+    progress: Callable[..., object] = lambda _n=1: None  # ctx.progress advance, one per action written
     sleep: Callable[[float], None] = time.sleep
     conflict_policy: str = "report"  # for a conflict found only when writing (412)
     errors: list[dict] = field(default_factory=list)
@@ -100,6 +101,7 @@ class Executor:
                     continue
                 try:
                     self._apply(action)
+                    self.progress()
                 except DavError as exc:
                     self._failed(action, exc)
                     # A refused login refuses every later request too: stop whatever the setting.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -57,15 +57,10 @@ class RunContext:
             # The message may carry a folder name or a subject: never read it as markup.
             self.stderr.print(Text.assemble((stamp, "dim"), " ", plain(text, style)), soft_wrap=True)
 
-    @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[Callable[[int], Any]]:
-        """Progress on stderr for long work; silent when stderr is not a terminal."""
-        if not self.stderr.is_terminal:
-            yield lambda advance=1: None
-            return
-        from rich.markup import escape
-        from rich.progress import Progress
+    def progress(self, description: str, total: int | None = None) -> AbstractContextManager[Callable[..., Any]]:
+        """Progress on stderr for long work (core/progress.py): silent unless a person watches (a terminal,
+        no --json)."""
+        from spine_comms.core import progress
 
-        with Progress(console=self.stderr, transient=True) as bar:
-            task = bar.add_task(escape(description), total=total)
-            yield lambda advance=1: bar.advance(task, advance)
+        shown = progress.shown(self.stderr, json_output=self.options.json)
+        return progress.progress(self.stderr, description, total, enabled=shown)

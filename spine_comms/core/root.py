@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine_comms.core.errors import UsageError
+from spine_comms.core.errors import ContractError, Problem, UsageError
 
 RUNTIME_CONTRACT = "mailroom.runtime.contract.yaml"
 
@@ -41,11 +41,24 @@ class Root:
         return self.path / "receipts" / "sessions"
 
 
+def looks_like_root(path: Path) -> bool:
+    """A directory with contracts or a registry in either layout."""
+    return any((path / part).exists() for part in ("bindings", "capabilities", "ops/bindings", "ops/capabilities.yaml"))
+
+
 def find_root(explicit: str | Path | None, env: dict[str, str] | None = None) -> Root:
-    """--root, then SPINE_ROOT, then the working directory."""
+    """--root, then SPINE_ROOT, then the working directory (only when it looks like a root).
+
+    A root named on purpose is taken as it is; the working directory is taken only when it
+    holds a root, so a command run in the wrong place writes no receipts/ or mailroom/ there."""
     env = os.environ if env is None else env
-    chosen = explicit or env.get("SPINE_ROOT") or os.getcwd()
-    path = Path(chosen).expanduser()
+    chosen = explicit or env.get("SPINE_ROOT")
+    path = Path(chosen or os.getcwd()).expanduser()
+    if not chosen and not looks_like_root(path):
+        raise UsageError(
+            f"{path} is not a spine-comms root: no bindings/, capabilities/ or ops/bindings/ here",
+            hint="run `spine-comms init DIR` to make one, then pass --root DIR or set SPINE_ROOT",
+        )
     if not path.exists():
         raise UsageError(f"root {path} does not exist", hint="pass --root DIR or set SPINE_ROOT")
     if not path.is_dir():
@@ -83,9 +96,15 @@ def mailroom_paths(root: Root, env: dict[str, str] | None = None) -> MailroomPat
     source = "root"
     contract = root.bindings_dir / RUNTIME_CONTRACT
     if contract.is_file():
-        data = load_yaml(contract).data or {}
+        doc = load_yaml(contract)
+        data = doc.data or {}
         if isinstance(data, dict) and data.get("active") is True and data.get("runtime_root"):
-            base = Path(str(data["runtime_root"])).expanduser()
+            if not isinstance(data["runtime_root"], str):
+                line = doc.line_of(("runtime_root",))
+                raise ContractError(f"{contract}: runtime_root is not a path", problems=[
+                    Problem(str(contract), line, "runtime_root", "expected a directory path")])  # fmt: skip
+            # A relative runtime root is the root's, never the working directory's.
+            base = root.path / Path(data["runtime_root"]).expanduser()
             source = "runtime-contract"
     names = {"inbox": "SPINE_INBOX", "outbox": "SPINE_OUTBOX", "state": "SPINE_STATE", "logs": "SPINE_LOGS"}
     resolved = {}

@@ -199,7 +199,8 @@ class _Run:
         if batches:
             ahead.start(batches[0])
         try:
-            finished = self._batches(result, checkpoint, state, uids, batches, metas, ahead)
+            with self.ctx.progress(f"{self.mailbox.id}/{folder}", total=len(uids)) as self.advance:
+                finished = self._batches(result, checkpoint, state, uids, batches, metas, ahead)
         finally:
             ahead.idle()  # a batch fetched for nothing (stopped, halted) must not hold the connection
         if finished and uids:
@@ -224,6 +225,7 @@ class _Run:
             if number + 1 < len(batches):
                 ahead.start(batches[number + 1])  # fetched while this batch is parsed and written
             last, halt = self._batch(result, state.uidvalidity, batch, metas, fetched, ahead)
+            self.advance(len(batch))
             if last is not None:
                 checkpoint.last_uid = max(checkpoint.last_uid, last)
             checkpoint.highestmodseq = state.highestmodseq

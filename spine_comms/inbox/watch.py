@@ -24,6 +24,7 @@ import typer
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.core.service_notify import ServiceNotifier
 
 MailboxOpt = Annotated[
     str | None,
@@ -80,11 +81,13 @@ def inbox_watch(
     threads = [
         threading.Thread(target=_guarded(ctx, w, stop), name=f"watch-{w.stats.mailbox}", daemon=True) for w in watches
     ]
+    service = ServiceNotifier(ctx.env)  # systemd's Type=notify and WatchdogSec=, when run as a service
     with stopper.installed():
         names = ", ".join(w.stats.mailbox for w in watches)
         ctx.log(f"watching {names} (pid {os.getpid()}); SIGTERM or SIGINT stops cleanly")
         for thread in threads:
             thread.start()
+        service.ready(f"watching {names}")
         deadline = started + max_runtime if max_runtime else None
         while any(t.is_alive() for t in threads):
             if deadline is not None and time.monotonic() >= deadline and not stop.is_set():
@@ -92,9 +95,14 @@ def inbox_watch(
                 stop.set()
             for thread in threads:
                 thread.join(0.1)
+            # The watchdog is fed only while every running mailbox loop beats as inbox.health expects.
+            stale = contract.health.max_heartbeat_age_seconds
+            beating = (w.heartbeat.age() < stale for w, t in zip(watches, threads, strict=True) if t.is_alive())
+            service.keepalive(all(beating))
             # The run's transcript (output.txt) would otherwise grow by a line per message for weeks.
             if len(ctx.transcript) > TRANSCRIPT_KEEP * 2:
                 del ctx.transcript[:-TRANSCRIPT_KEEP]
+        service.stopping(f"stopped by {stopper.reason or 'the mailboxes ending'}")
     return _result(watches, stopper.reason, time.monotonic() - started, max_runtime)
 
 

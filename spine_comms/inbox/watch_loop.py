@@ -107,6 +107,10 @@ class Heartbeat:
         with suppress(OSError):  # a full disk must not kill the watch; health sees the stale heartbeat
             write_atomic(self.path, json.dumps(doc, indent=2) + "\n")
 
+    def age(self) -> float:
+        """Seconds since the last beat (infinite before the first)."""
+        return time.monotonic() - (self.next_due - self.every) if self.next_due else float("inf")
+
     def seconds_to_next(self) -> float:
         return max(self.next_due - time.monotonic(), 0.05)
 

@@ -1,0 +1,1 @@
+"""Running spine-comms for months: systemd units and timers, receipt retention, and the doctor."""
