@@ -80,7 +80,7 @@ def dod4_pack_proof(root: Path) -> dict:
 
 def test_a_one_gate_run_never_proves_the_full_pack_after_it_failed(loop_root):
     """The issue's case: a failing full pack, then one gate alone passing, must leave DoD 4 failing."""
-    assert capability(loop_root, "mail.auth.probe", timeout=120)[0] == 0  # so that D902 passes
+    assert capability(loop_root, "mail.auth.probe", "--execute", timeout=120)[0] == 0  # so that D902 passes
     full_code, full, _ = capability(loop_root, "verify.pack.run", "communications", timeout=180)
     assert full_code == 1 and full["status"] == "fail", full["summary"]  # this root has no calendar
     one_code, one, _ = capability(loop_root, "verify.pack.run", "communications", "--gate", "D902", timeout=180)
@@ -90,7 +90,7 @@ def test_a_one_gate_run_never_proves_the_full_pack_after_it_failed(loop_root):
 
 
 def test_an_edited_real_receipt_is_refused_and_named(loop_root):
-    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", timeout=120)
+    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", "--execute", timeout=120)
     assert probe_code == 0, probe["summary"]
     directory = Path(probe["receipt"])
     doc = json.loads((directory / "receipt.json").read_text())
