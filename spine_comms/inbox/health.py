@@ -58,7 +58,7 @@ def inbox_health(
 
 def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dict):
     from spine_comms.inbox.checkpoint import CheckpointStore, read_heartbeat
-    from spine_comms.inbox.poll import could_not_evaluate
+    from spine_comms.inbox.mailboxes import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     store = CheckpointStore(state_dir, target.id)

@@ -20,7 +20,7 @@ from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContr
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, UsageError
+from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
 
 
 @dataclass
@@ -120,3 +120,14 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
         login, password.value, imap.timeout_seconds,
     )  # fmt: skip
     return MailboxTarget(box.id, address, login, target, list(box.folders), box.after_enqueue, password.source)
+
+
+def could_not_evaluate(target: MailboxTarget, exc) -> CouldNotEvaluate:
+    """An IMAP failure to connect or log in (`exc`: protocols.imap.ImapError) as exit 3, naming the account
+    and where; the password never appears."""
+    hint = None
+    if exc.stage == "auth":
+        hint = f"check the password of mailbox {target.id} ({target.password_source})"
+    elif exc.stage in ("connect", "tls", "starttls"):
+        hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
+    return CouldNotEvaluate(f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)

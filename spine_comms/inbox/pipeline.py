@@ -30,7 +30,7 @@ from pathlib import Path
 from spine_comms.contracts.inbox import InboxContract
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate
-from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock, state_directory
+from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock
 from spine_comms.inbox.intake import Fetched, Intake, utc_stamp
 from spine_comms.inbox.mailboxes import MailboxTarget, open_mailbox
 from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
@@ -47,7 +47,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
 
 
 def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
-    return state_directory(ctx.mailroom.state, contract.state_directory)
+    return contract.state_path(ctx.mailroom.state)
 
 
 def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):

@@ -19,8 +19,10 @@ import typer
 
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.inbox.mailboxes import could_not_evaluate, load_inbox_contract, open_mailbox
+from spine_comms.inbox.poll_enqueue import enqueue_all
 
 LISTING_LIMIT = 10
 
@@ -77,8 +79,6 @@ def inbox_poll(
 ) -> Result:
     """List the newest unseen mail (the spine's poll), or with --enqueue put every new message into the mailroom
     exactly once: parsed, classified, checked against policy, deduplicated, stored, checkpointed."""
-    from spine_comms.inbox.mailboxes import load_inbox_contract
-
     if mark_seen and enqueue:
         raise UsageError("--mark-seen is for the listing; with --enqueue the contract's after_enqueue decides")
     if baseline and not enqueue:
@@ -86,19 +86,7 @@ def inbox_poll(
     contract = load_inbox_contract(ctx, required=enqueue)
     if not enqueue:
         return _listing(ctx, contract, mailbox, LISTING_LIMIT if limit is None else limit, mark_seen, dry_run)
-    from spine_comms.inbox.poll_enqueue import enqueue_all
-
     return enqueue_all(ctx, contract, mailbox, limit=limit, dry_run=dry_run, baseline=baseline, lock_wait=lock_wait)
-
-
-def could_not_evaluate(target, exc) -> CouldNotEvaluate:
-    """Exit 3 naming the account and where; the password never appears."""
-    hint = None
-    if exc.stage == "auth":
-        hint = f"check the password of mailbox {target.id} ({target.password_source})"
-    elif exc.stage in ("connect", "tls", "starttls"):
-        hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
-    return CouldNotEvaluate(f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
 
 
 def _default_mailbox(ctx: RunContext, contract) -> str:
@@ -109,7 +97,6 @@ def _default_mailbox(ctx: RunContext, contract) -> str:
 
 def _listing(ctx: RunContext, contract, wanted: str | None, limit: int, mark_seen: bool, dry_run: bool) -> Result:
     from spine_comms.inbox.listing import list_unseen
-    from spine_comms.inbox.mailboxes import open_mailbox
     from spine_comms.protocols.imap import ImapError, session
 
     target = open_mailbox(ctx, contract, wanted or _default_mailbox(ctx, contract))

@@ -64,7 +64,7 @@ class _Unreachable(Exception):
 @contextmanager
 def _session(target):
     """An IMAP session; a failure to connect or log in becomes _Unreachable (exit 3 when all are)."""
-    from spine_comms.inbox.poll import could_not_evaluate
+    from spine_comms.inbox.mailboxes import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     opened = False

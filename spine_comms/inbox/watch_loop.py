@@ -115,7 +115,7 @@ class MailboxWatch:
 
     def __init__(self, ctx, contract, mailbox_id: str, stop: threading.Event, *, poll_interval: float) -> None:
         from spine_comms.inbox import pipeline
-        from spine_comms.inbox.checkpoint import heartbeat_path, state_directory
+        from spine_comms.inbox.checkpoint import heartbeat_path
         from spine_comms.inbox.mailboxes import open_mailbox
 
         self.ctx, self.contract, self.stop = ctx, contract, stop
@@ -126,7 +126,7 @@ class MailboxWatch:
         self.folder = self.target.folders[0]
         self.poll_interval = poll_interval
         self.stats = MailboxStats(mailbox_id, self.folder)
-        state_dir = state_directory(ctx.mailroom.state, contract.state_directory)
+        state_dir = contract.state_path(ctx.mailroom.state)
         self.heartbeat = Heartbeat(
             heartbeat_path(state_dir, mailbox_id), self.stats, contract.watch.heartbeat_seconds, utc_now()
         )
