@@ -161,6 +161,10 @@ def mailroom_enqueue(
 
     contract = _inbox_contract(ctx)
     via = via or ("bridge" if bridge_url else (contract.mailroom.via if contract else "filesystem"))
+    if via == "bridge":
+        from spine_comms.mailroom.bridge import stored_by_bridge
+
+        item = stored_by_bridge(item)  # sent as the bridge stores it: the receipt's bytes are the file's
     payload = item.encode("utf-8")
     result.data = {"via": via, "source": source, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
                    "redactions": len(findings), "dry_run": dry_run}  # fmt: skip
