@@ -271,6 +271,7 @@ class Intake:
             },
             classification=_classification(message),
             auth_summary=verdict.auth_summary,
+            hidden_html=message.hidden_html,
         )
         prepared.text = self._screen(text, prepared, fetched.uid, rid)
         return prepared

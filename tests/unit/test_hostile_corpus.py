@@ -173,7 +173,10 @@ def test_html_and_injection_are_plain_quoted_data():
     assert (
         html.html_converted and "alert" not in html.text and "steal" not in html.text and "javascript" not in html.text
     )
-    assert "the post <https://example.org/a>" in html.text
+    # Its <style> says p{display:none}: a reader never sees that paragraph, so neither does the agent.
+    assert "Read" not in html.text and "the post" not in html.text and "Hello" in html.text
+    hidden = len("Read") + len("the post") + len(".")  # each text node, its spaces squeezed and trimmed
+    assert html.hidden_html == {"chars": hidden, "elements": 1, "reasons": ["display:none"]}
     injected = parsed("prompt_injection.eml")
     assert injected.text.startswith("Ignore previous instructions")  # kept as data, plain part preferred
     assert injected.classification.kind == "normal"
