@@ -24,6 +24,11 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644, *, overwrite:
         else:
             os.link(tmp, path)
             os.unlink(tmp)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write or fsync names no file; a full disk must say which one
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -184,12 +184,17 @@ class Intake:
         batch.identities.add(identity)
         batch.pending.append(_Pending(fetched.uid, None, identity, marker, prepared, item))
 
-    def commit(self, batch: IntakeBatch, bounce=None) -> list[tuple[int, Taken]]:
+    def commit(self, batch: IntakeBatch, bounce=None, placed: list | None = None) -> list[tuple[int, Taken]]:
         """Make the staged messages durable and visible, in the order that keeps them exactly once:
         stored files synced and placed, synced; items placed (or sent), synced; `bounce(normalized list)`
         called; markers written, synced. An exception leaves markers missing, never ahead of their
-        items: a rerun finds the items. `bounce` must not raise for a bounce it could not note."""
+        items: a rerun finds the items. `bounce` must not raise for a bounce it could not note.
+
+        `placed`, when given, receives (uid, Taken) for each item the moment it is in the mailroom
+        (before its marker): a commit stopped halfway (a full disk, the bridge gone) can still say
+        what the watcher will see."""
         writer = batch.writer
+        placed = [] if placed is None else placed
         writer.sync()  # the bytes of every staged file: .eml, .json, attachments, items
         for staged in writer.staged:
             if staged.how != NEW and not staged.placed:
@@ -200,6 +205,7 @@ class Intake:
         for pending in batch.pending:
             if pending.item is not None:
                 placed_items[pending.uid] = pending.item.commit(writer)
+                placed.append((pending.uid, _taken(pending, placed_items[pending.uid])))
         writer.sync()  # items visible and durable: only now may their markers say "committed"
         bounces = batch.bounces()
         if bounce is not None and bounces:

@@ -6,9 +6,11 @@ With --enqueue every new message of every contract mailbox (or --mailbox) goes
 through spine_comms.inbox.pipeline into the mailroom exactly once.
 
 Exit codes: 0 ok (and warn: another poll held the lock); 1 partial (a message or a
-mailbox could not be processed: the rest was, and a rerun picks up what was not);
+mailbox could not be processed: the rest was, and a rerun picks up what was not;
+the report counts every item placed, also when the disk filled up after it);
 2 usage, contract or secret problems; 3 login refused or server unreachable (the
-account is named, never the password).
+account is named, never the password), or the disk full (no space, no inode, over
+quota) before anything was placed, with the path named.
 """
 
 from __future__ import annotations

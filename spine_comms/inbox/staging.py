@@ -229,9 +229,13 @@ class BatchWriter:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-        except BaseException:
+        except OSError as exc:
             os.close(fd)
             os.unlink(temp)  # a half-written temporary (disk full) goes at once
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc  # a write names no file: say which
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
             raise
         os.close(fd)
         staged = Staged(temp, final, how)

@@ -19,7 +19,7 @@ import typer
 from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import Problem, UsageError
+from spine_comms.core.errors import Problem, UsageError, disk_full
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.mailroom.filesystem import (
     LANES,
@@ -195,6 +195,9 @@ def mailroom_enqueue(
         except MailroomError as exc:
             raise UsageError(str(exc)) from None
         except OSError as exc:
+            full = disk_full(exc, str(ctx.mailroom.inbox))
+            if full is not None:
+                raise full from None
             raise UsageError(
                 f"cannot write into {ctx.mailroom.inbox}: {exc.strerror or exc}",
                 hint="check the mailroom paths (SPINE_INBOX, mailroom.runtime.contract.yaml)",

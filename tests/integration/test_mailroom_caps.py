@@ -64,6 +64,25 @@ def test_enqueue_from_stdin_writes_the_item_receipt_and_ledger(root):
     assert ledger[0].count(",") == 8 and env["run_key"] in ledger[-1]
 
 
+def test_a_full_mailroom_disk_is_exit_3_naming_the_path(root, tmp_path):
+    import subprocess
+
+    inbox = tmp_path / "full-inbox"
+    inbox.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", str(inbox)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={inbox / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        code, env, stderr = run(root, "mailroom.enqueue", "--text", "x" * 20000, env={"SPINE_INBOX": str(inbox)})
+        assert code == 3 and env["status"] == "error", (code, env, stderr)
+        assert env["error"]["reference"] == "disk-full" and str(inbox) in env["error"]["message"]
+        assert "Traceback" not in stderr and not [p for p in inbox.rglob("*.md")]
+    finally:
+        subprocess.run(["umount", "-l", str(inbox)], check=False)
+
+
 def test_enqueue_text_and_file_with_explicit_names(root, tmp_path):
     prompt = tmp_path / "prompt.md"
     prompt.write_text("# Task\nlook at the queue\n")
