@@ -92,7 +92,8 @@ class CheckpointStore:
             write_atomic(path, text)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one poller per mailbox: the lock says so
+        # One poller per mailbox (the lock says so); named as write_atomic names them, so a sweep finds it.
+        temp = path.with_name(f".{path.name}.{os.getpid()}-quick.tmp")
         try:
             temp.write_text(text, "utf-8")
             os.replace(temp, path)

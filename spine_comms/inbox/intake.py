@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spine_comms.contracts.inbox import InboxContract
+from spine_comms.core.atomic import sweep_temporaries
+from spine_comms.inbox.checkpoint import CheckpointStore
 from spine_comms.inbox.delivery import PendingItem, Placed
 from spine_comms.inbox.policy import DROPPED, PARKED, QUEUED, Verdict, judge, oversized
 from spine_comms.inbox.staging import NEW, BatchWriter
@@ -133,8 +135,12 @@ class Intake:
         self.index = DeliveryIndex(state_dir, mailbox.id)
         self.target = target
         self.clock = clock
-        # One for the whole run: see BatchWriter. Its files are made ahead where most of them go.
-        self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes])
+        # One for the whole run: see BatchWriter. Its files are made ahead where most of them go; it lists
+        # where it makes temporaries, so the next run removes those a kill -9 left (sweep_writers).
+        self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes], journal=state_dir / ".writers")
+        # The atomic writes outside the batch (heartbeat, checkpoints) leave theirs in two small directories.
+        sweep_temporaries(state_dir)
+        sweep_temporaries(CheckpointStore(state_dir, mailbox.id).directory)
 
     def expect(self, messages: int) -> None:
         """`messages` new ones are about to be staged (see BatchWriter.expect)."""
