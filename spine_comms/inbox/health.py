@@ -3,9 +3,16 @@
 Per mailbox: the login works; per folder, the checkpoint agrees with the server
 (same UIDVALIDITY, last UID below UIDNEXT) and no message above it is older than
 health.max_unprocessed_minutes; the last successful poll (the checkpoints'
-last_poll_at) or the watch loop's heartbeat (<state dir>/<mailbox>.heartbeat.json)
-is younger than health.max_heartbeat_age_seconds; and the mailroom's queued lane
-is writable. Folders are opened with EXAMINE and nothing is written anywhere.
+last_poll_at) or the heartbeat of a live, connected watch loop
+(<state dir>/<mailbox>.heartbeat.json) is younger than health.max_heartbeat_age_seconds;
+and the mailroom's queued lane is writable. Folders are opened with EXAMINE and
+nothing is written anywhere.
+
+A heartbeat counts only when it says the watch is connected (idle, polling or
+catching up) and, on this host, its pid is running: a watch stuck reconnecting
+rewrites its heartbeat all the same, and a SIGKILLed one leaves `status: idle`
+behind. Without a heartbeat that counts, the last successful poll decides, so the
+gate turns red within max_heartbeat_age_seconds of the last real work.
 
 Exit codes: 0 ok or warn, 1 fail, 3 when no mailbox could be asked.
 """
@@ -13,6 +20,7 @@ Exit codes: 0 ok or warn, 1 fail, 3 when no mailbox could be asked.
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -83,20 +91,43 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
         return None
 
     heartbeat = read_heartbeat(state_dir, target.id)
-    beat = _parse_time(str(heartbeat.get("at"))) if heartbeat else None
+    ignored = watch_problem(heartbeat) if heartbeat else None
+    beat = _parse_time(str(heartbeat.get("at"))) if heartbeat and ignored is None else None
     latest = max([t for t in [*polls, beat] if t is not None], default=None)
     entry["last_poll_at"] = max(polls).strftime("%Y-%m-%dT%H:%M:%SZ") if polls else None
     entry["heartbeat"] = heartbeat
     max_age = limits.max_heartbeat_age_seconds
+    aside = f"; the watch heartbeat does not count: {ignored}" if ignored else ""
     if latest is None:
-        status, detail, age = Status.FAIL, "never polled: no checkpoint with a successful poll, no heartbeat", None
+        status, age = Status.FAIL, None
+        detail = "never polled: no checkpoint with a successful poll, no heartbeat of a connected watch" + aside
     else:
         age = round((now - latest).total_seconds(), 1)
-        source = "watch heartbeat" if latest == beat else "poll"
+        source = "watch heartbeat" if latest == beat else "successful poll"
         status = Status.OK if age <= max_age else Status.FAIL
-        detail = f"last {source} {age:g} s ago (at most {max_age:g} s)"
+        detail = f"last {source} {age:g} s ago (at most {max_age:g} s){aside}"
     result.add(Check("inbox.health.fresh", status, detail, target.address, f"<= {max_age:g} s", age,
-                     {"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat}))  # fmt: skip
+                     {"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat,
+                      "heartbeat_ignored": ignored}))  # fmt: skip
+    return None
+
+
+CONNECTED = ("idle", "polling", "catching-up")  # the watch loop's states while it holds a working connection
+
+
+def watch_problem(heartbeat: dict) -> str | None:
+    """Why a heartbeat does not show a live, connected watch; None when it does. The pid is checked only
+    on the host that wrote it (a heartbeat without a host is from before hosts were recorded: this one)."""
+    from spine_comms.core.atomic import running
+
+    status = heartbeat.get("status")
+    if status not in CONNECTED:
+        return f"the watch is {status or 'in an unknown state'}" + (
+            f" ({heartbeat['last_error']})" if heartbeat.get("last_error") else "")  # fmt: skip
+    pid = heartbeat.get("pid")
+    here = heartbeat.get("host") in (None, socket.gethostname())
+    if here and (not isinstance(pid, int) or pid <= 0 or not running(pid)):
+        return f"its process (pid {pid}) is not running (it said {status})"
     return None
 
 

@@ -317,10 +317,16 @@ class BatchWriter:
         lose the list) loses the temporaries' unsynced names with it."""
         if self._journal is None:
             return
-        if self._journal_fd is None:
+        path = self._journal / f"{self._tag.rstrip('-')}{JOURNAL_SUFFIX}"
+        for attempt in (1, 2):  # another writer (a watch thread of another mailbox) may remove the empty directory
+            if self._journal_fd is not None:
+                break
             self._journal.mkdir(parents=True, exist_ok=True)
-            path = self._journal / f"{self._tag.rstrip('-')}{JOURNAL_SUFFIX}"
-            self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         os.write(self._journal_fd, os.fsencode(directory) + b"\0")
 
     def _watch(self, directory: Path) -> None:
@@ -381,6 +387,8 @@ class BatchWriter:
             self._journal_fd = None
             with contextlib.suppress(OSError):
                 (self._journal / f"{self._tag.rstrip('-')}{JOURNAL_SUFFIX}").unlink()
+            with contextlib.suppress(OSError):  # left empty: gone, like the homes (another writer's list: stays)
+                self._journal.rmdir()
 
 
 def _fsync_path(path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from contextlib import suppress
@@ -93,6 +94,7 @@ class Heartbeat:
         doc = {
             "at": utc_now(),
             "pid": os.getpid(),
+            "host": socket.gethostname(),  # health checks the pid only on this host
             "mailbox": self.stats.mailbox,
             "folder": self.stats.folder,
             "last_uid": self.stats.last_uid,
@@ -131,6 +133,7 @@ class MailboxWatch:
             heartbeat_path(state_dir, mailbox_id), self.stats, contract.watch.heartbeat_seconds, utc_now()
         )
         self.caught_up_uidnext: int | None = None
+        self.settled = False  # this connection reached IDLE (or its poll wait): a drop now is a fresh start
 
     # The outer loop: connect, serve, back off ---------------------------------------------------
 
@@ -139,11 +142,13 @@ class MailboxWatch:
         failures = attempts = 0
         while not self.stop.is_set():
             attempts += 1
+            self.settled = False  # set by _serve once this connection is caught up and waiting (IDLE)
             self.heartbeat.beat("connecting", force=True)
             try:
                 self._serve()
                 failures = 0
             except ImapError as exc:
+                failures = 0 if self.settled else failures  # a healthy connection ended: the backoff starts over
                 self.stats.last_error = f"{exc.stage}: {exc.message}"
                 # A refused login or a missing folder on the very first connection is the contract's fault;
                 # later, the same errors come from a server being restarted or migrated: retried.
@@ -154,7 +159,7 @@ class MailboxWatch:
                 failures += 1
             except OSError as exc:  # a socket error outside the IMAP layer's wrapping
                 self.stats.last_error = f"connection: {exc}"
-                failures += 1
+                failures = (0 if self.settled else failures) + 1
             if self.stop.is_set():
                 break
             self.stats.drops.append(f"{utc_now()} {self.stats.last_error}")
@@ -192,6 +197,7 @@ class MailboxWatch:
                 if self.stop.is_set():
                     return
                 self.heartbeat.beat("idle" if channel.supported else "polling")
+                self.settled = True  # connected, caught up, IDLE entered: the next drop starts the backoff over
                 wake = channel.wait(self._wait_budget(), self.stop)
                 reason = wake.reason
                 if reason == "stop":
