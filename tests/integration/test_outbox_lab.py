@@ -133,6 +133,30 @@ def test_an_unresolvable_password_refuses_before_the_outbox_so_no_flush_sends_it
     assert count_with(read_mailbox("sink"), title) == 0
 
 
+def test_a_full_outbox_disk_is_exit_3_naming_the_path_and_sends_nothing(lab, tmp_path, read_mailbox):
+    import subprocess
+
+    root, env = own_root(lab, tmp_path)
+    mailroom = tmp_path / "mailroom"
+    mailroom.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mailroom)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    title = subject("full")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={mailroom / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        code, out, err = run(root, SEND, "--to", "sink@spine.test", "--subject", title, "--body", "x" * 5000,
+                             "--execute", env=env)  # fmt: skip
+        assert code == 3 and out["status"] == "error", (code, err[-600:])
+        assert out["error"]["reference"] == "disk-full" and str(mailroom) in out["error"]["message"]
+        assert "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(mailroom)], check=False)
+    queue_empty(lab)
+    assert count_with(read_mailbox("sink"), title) == 0
+
+
 def lab_password(lab: dict, user: str = "ops") -> str:
     return Path(lab["lab_dir"], "secrets", f"{user}.password").read_text().strip()
 
