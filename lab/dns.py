@@ -20,7 +20,7 @@ from lab.layout import AUTHSERV_ID, DKIM_SELECTOR, DOMAIN, Lab
 from lab.process import Daemon
 
 REVERSE_ZONE = "127.in-addr.arpa"
-HOSTS = ("mail", "mx", "imap", "smtp", "dav", "ns")
+HOSTS = ("mail", "mx", "imap", "smtp", "dav", "ns", "mta-sts")
 
 
 def make_dkim_key(lab: Lab) -> str:

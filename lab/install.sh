@@ -20,6 +20,7 @@ PACKAGES=(
   util-linux   # unshare: the lab's private mount namespace (resolv.conf, /etc/dkimkeys)
   iproute2     # ss: the lab tests check that only loopback listens
   procps       # ps/pgrep style scans in the lab tests
+  gcc libc6-dev  # builds lab/ub_config_lock.c, without which OpenDKIM crashes under load
 )
 
 # Fast path: dpkg-query on every package, no network, no output.

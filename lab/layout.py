@@ -42,6 +42,7 @@ PORT_OFFSETS = {
     "radicale_tls": 5443,
     "opendkim": 8891,
     "opendmarc": 8893,
+    "mta_sts": 4443,  # the MTA-STS policy host (HTTPS), lab/mta_sts.py
 }
 
 # Mail-out tests: flaky@ has its RCPT checked by a policy service on base + this offset, which

@@ -9,9 +9,15 @@ service instead (`MTA ORIGINATING`, set by milter_macro_daemon_name).
 from __future__ import annotations
 
 import shutil
+import subprocess
+from pathlib import Path
 
-from lab.layout import AUTHSERV_ID, DKIM_SELECTOR, DOMAIN, Lab
+from lab.layout import AUTHSERV_ID, DKIM_SELECTOR, DOMAIN, Lab, LabError
 from lab.process import Daemon
+
+# OpenDKIM parses its resolver config for every message, from concurrent threads, with a lexer
+# that is not reentrant: it crashes under load unless that parse is serialised (ub_config_lock.c).
+UB_CONFIG_LOCK_SOURCE = Path(__file__).with_name("ub_config_lock.c")
 
 NOBODY_HOST = "192.0.2.1"  # RFC 5737 TEST-NET-1
 DKIM_DIR_IN_NS = "/etc/dkimkeys"  # where <lab>/dkim is mounted for the daemons
@@ -69,7 +75,24 @@ RequiredHeaders false
 """
 
 
+def ub_config_lock(lab: Lab) -> Path:
+    """Build the ub_ctx_config() lock into <lab>/bin (gcc, a fraction of a second)."""
+    library = lab.path("bin", "ub_config_lock.so")
+    library.parent.mkdir(mode=0o755, exist_ok=True)
+    command = ["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(UB_CONFIG_LOCK_SOURCE), "-ldl", "-lpthread"]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise LabError("gcc is missing: the lab builds a lock that keeps OpenDKIM from crashing under load "
+                       "(lab/ub_config_lock.c); run `bash lab/install.sh`") from None  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        raise LabError(f"building {library.name} failed: {exc.stderr.strip()[-500:]}") from None
+    library.chmod(0o755)
+    return library
+
+
 def configure(lab: Lab) -> None:
+    ub_config_lock(lab)
     (lab.dkim / "opendkim.conf").write_text(opendkim_conf(lab))
     (lab.dkim / "unbound.conf").write_text(unbound_conf(lab))
     for path in lab.dkim.iterdir():
@@ -81,7 +104,12 @@ def configure(lab: Lab) -> None:
 def daemons(lab: Lab) -> list[Daemon]:
     # libmilter notices SIGTERM only every ~5 s; they hold no state, so SIGKILL soon.
     return [
-        Daemon("opendkim", ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"], kill_after=0.5),
+        Daemon(
+            "opendkim",
+            ["opendkim", "-f", "-x", f"{DKIM_DIR_IN_NS}/opendkim.conf"],
+            kill_after=0.5,
+            env={"LD_PRELOAD": str(lab.path("bin", "ub_config_lock.so"))},
+        ),
         Daemon("opendmarc", ["opendmarc", "-f", "-c", str(lab.etc / "opendmarc.conf")], kill_after=0.5),
     ]
 

@@ -7,6 +7,16 @@ The mail path, end to end:
       OpenDMARC adds Authentication-Results] --LMTP--> Dovecot (Sieve) --> Maildir
 
 So every submitted message is checked exactly like inbound mail from outside.
+
+Forged Authentication-Results, delivered as Stalwart delivers them: Stalwart neither removes a
+sender's Authentication-Results (not even ones naming its own authserv-id) nor believes them; it
+prepends its own block above them (reference stalwart.md §2). OpenDKIM removes a sender's header
+carrying the lab's authserv-id and a dkim= result, and told not to, OpenDMARC would read it as
+OpenDKIM's and say dmarc=pass for a forgery. So a test writes its forgery as
+`X-Lab-Forged-Authentication-Results:`, which the milters never read, and the LMTP hop into Dovecot
+renames it back (lmtp_header_checks): the message arrives with the receiver's true verdict on top
+and the forgery intact below, in the sender's part, exactly as from Stalwart.
+
 Nothing can leave the machine: there is no DNS for SMTP, the default and relay
 transports are `error:`, and foreign recipients are rewritten to sink@.
 """
@@ -21,6 +31,8 @@ from lab.layout import ALIASES, DOMAIN, FLAKY_USER, GONE_USER, MAIL_HOST, MX_HOS
 from lab.process import ENV_MARK, Daemon
 
 IMPORT_ENV = f"MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME {ENV_MARK}"
+# The name a test gives a forged Authentication-Results to deliver it as Stalwart would (above).
+FORGED_AR_HEADER = "X-Lab-Forged-Authentication-Results"
 NO_OUTBOUND = "error:5.7.1 the lab delivers nothing outside " + DOMAIN
 
 
@@ -62,6 +74,8 @@ local_transport = {NO_OUTBOUND}
 virtual_mailbox_domains = {DOMAIN}
 virtual_mailbox_maps = texthash:{etc}/mailboxes
 virtual_transport = lmtp:inet:127.0.0.1:{lab.port("lmtp")}
+# A sender's forged Authentication-Results, hidden from the milters, restored at delivery (above).
+lmtp_header_checks = regexp:{etc}/forged_authresults.regexp
 # Aliases, then every foreign recipient to sink@ (bounces included).
 virtual_alias_maps = texthash:{etc}/aliases, regexp:{etc}/sink.regexp
 # The default ($virtual_alias_maps) would make {DOMAIN} an alias domain, since the
@@ -180,6 +194,7 @@ def tables(lab: Lab) -> dict[str, str]:
         "senders": senders,
         "sink.regexp": sink,
         "policy_recipients": f"{FLAKY_USER}@{DOMAIN} flaky_policy\n",
+        "forged_authresults.regexp": f"/^{FORGED_AR_HEADER}:(.*)$/ REPLACE Authentication-Results:${{1}}\n",
     }
 
 

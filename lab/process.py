@@ -4,6 +4,10 @@ Every daemon runs through `<lab>/bin/lab-ns`: a private mount namespace in
 which /etc/resolv.conf points at the lab's Knot and /etc/dkimkeys is the lab's
 OpenDKIM directory. The host's files are never touched.
 
+A daemon that dies while the lab runs is found by `dead_daemons` (its exit
+status when it was our child, and the end of its logs), so a test can fail
+naming it at once instead of timing out on the 451 or silence it leaves.
+
 Each daemon gets SPINE_LAB_DIR=<lab dir> in its environment (Dovecot and
 Postfix are told to pass it on to their children), so a scan of /proc finds
 every process of one lab and of no other.
@@ -175,6 +179,61 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise RuntimeError(f"lab not ready after {timeout:.0f} s: waiting for {sorted(pending)}")
         time.sleep(0.03)
+
+
+@dataclass
+class Dead:
+    name: str
+    pid: int
+    how: str  # "killed by signal 11 (SIGSEGV)", "exited with status 1", or "gone"
+    logs: dict[str, list[str]]  # log file -> its last lines
+
+    def describe(self) -> str:
+        lines = [f"lab daemon {self.name} (pid {self.pid}) is dead: {self.how}"]
+        for path, tail in self.logs.items():
+            lines += [f"--- last lines of {path}:", *tail]
+        return "\n".join(lines)
+
+
+def dead_daemons(lab: Lab, *, tail: int = 20) -> list[Dead]:
+    """Every recorded daemon of this lab that no longer runs, with how it ended and its logs."""
+    found = []
+    for run in load(lab):
+        if is_alive(run):
+            continue
+        logs = {}
+        for log in (lab.log / f"{run.name}.out", lab.log / f"{run.name}.log"):
+            if log.exists():
+                logs[str(log)] = log.read_text(errors="replace").splitlines()[-tail:]
+        found.append(Dead(run.name, run.pid, _how_it_ended(run.pid), logs))
+    return found
+
+
+_ENDINGS: dict[int, str] = {}  # pid -> how it ended: waitpid tells it only once
+
+
+def _how_it_ended(pid: int) -> str:
+    """The exit status, when the daemon was our child (a lab started in-process)."""
+    if pid not in _ENDINGS:
+        _ENDINGS[pid] = _wait_status(pid)
+    return _ENDINGS[pid]
+
+
+def _wait_status(pid: int) -> str:
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "gone (not our child: its exit status is not known here)"
+    if reaped == 0:
+        return "a zombie"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "?"
+        return f"killed by signal {number} ({name})"
+    return f"exited with status {os.WEXITSTATUS(status)}"
 
 
 def lab_pids(lab_dir: Path) -> list[int]:

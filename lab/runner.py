@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from lab import dav, dns, dovecot, milters, postfix, process, root, tls
+from lab import dav, dns, dovecot, milters, mta_sts, postfix, process, root, tls
 from lab.layout import (
     ALIASES,
     AUTHSERV_ID,
@@ -95,6 +95,7 @@ def _configure(lab: Lab, creds: dict[str, str]) -> None:
     postfix.configure(lab)
     milters.configure(lab)
     dav.configure(lab, creds)
+    mta_sts.configure(lab)
     root.write_secrets(lab, creds)
     root.write_root(lab)
 
@@ -106,6 +107,7 @@ def _daemons(lab: Lab) -> list[process.Daemon]:
         *dovecot.daemons(lab),
         *milters.daemons(lab),
         *dav.daemons(lab),
+        *mta_sts.daemons(lab),
         *postfix.daemons(lab),
     ]
 
@@ -136,7 +138,9 @@ def describe(lab: Lab, creds: dict[str, str], running: list[process.Running], se
             "radicale": f"http://{host}:{p('radicale')}/",
             "radicale_tls": f"https://{host}:{p('radicale_tls')}/",
             "xandikos": f"http://{host}:{p('xandikos')}/",
+            "mta_sts": f"https://{mta_sts.POLICY_HOST}:{p('mta_sts')}/.well-known/mta-sts.txt",
         },
+        "mta_sts": {"policy_dir": str(lab.path("mta-sts")), "host": mta_sts.POLICY_HOST},
         "users": {
             user: {
                 "address": lab.address(user),

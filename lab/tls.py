@@ -19,6 +19,7 @@ SERVER_NAMES = [
     f"imap.{DOMAIN}",
     f"smtp.{DOMAIN}",
     f"dav.{DOMAIN}",
+    f"mta-sts.{DOMAIN}",  # the MTA-STS policy host (lab/mta_sts.py)
     DOMAIN,
 ]
 # 90 days: long enough that spine-comms' expiry warnings (14/7 days) stay quiet.

@@ -211,9 +211,14 @@ def main() -> int:
     print("\nsummary")
     width = max(len(r[0]) for r in rows)
     for capability, status, code, receipt in rows:
-        print(f"  {capability:{width}}  {status:7}  exit={code}  {receipt}")
+        # The demo's only stand-in: Stalwart's management API is the fake from the tests.
+        stand_in = (
+            "  (stand-in: the fake Stalwart API, tests/stalwart_fake.py)" if capability.startswith("stalwart.") else ""
+        )
+        print(f"  {capability:{width}}  {status:7}  exit={code}  {receipt}{stand_in}")
     failed = [r for r in rows if r[2] != 0]
     print(f"{len(rows) - len(failed)} of {len(rows)} capabilities passed; lab stopped, its files kept at {lab_dir}")
+    print("real servers: Postfix+OpenDKIM+OpenDMARC, Dovecot, Knot, Radicale, Xandikos; stand-in: Stalwart's API")
     return 1 if failed else 0
 
 

@@ -191,10 +191,12 @@ def main(
     ctx.obj = GlobalOptions(opt_root, opt_json, opt_strict, opt_debug, opt_no_color)
 
 
+from spine_comms.bootstrap.init_root import init_command  # noqa: E402
 from spine_comms.groups import cap_app, receipts_app  # noqa: E402
 
 app.add_typer(cap_app, name="cap", rich_help_panel="Registry and receipts")
 app.add_typer(receipts_app, name="receipts", rich_help_panel="Registry and receipts")
+app.command("init", rich_help_panel="Start here")(init_command)
 
 
 def run() -> None:

@@ -39,6 +39,9 @@ DIAGNOSTICS = Path(os.environ.get("LAB_DIAGNOSTICS", "/tmp/spine-lab-diagnostics
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab: needs the loopback lab of real servers")
+    config.addinivalue_line(
+        "markers", "stops_lab_daemons: the test stops a lab daemon on purpose (no dead-daemon check around it)"
+    )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -114,6 +117,33 @@ def lab(request: pytest.FixtureRequest) -> Iterator[dict]:
         assert not result["left_running"], f"lab processes left running: {result}"
 
 
+def dead_daemons_report(info: dict) -> str:
+    """'' when every daemon of the lab runs, else which died, how, and the end of its logs."""
+    from lab import process
+    from lab.layout import Lab
+
+    dead = process.dead_daemons(Lab(Path(info["lab_dir"]), int(info.get("port_base") or 0)))
+    return "\n\n".join(d.describe() for d in dead)
+
+
+@pytest.fixture(autouse=True)
+def _lab_daemons_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A lab daemon that died fails the test that saw it die, and every later one at once, naming the
+    daemon with its exit status and log: never a timeout on the 451s or the silence it leaves (a dead
+    OpenDKIM makes Postfix answer 451 4.7.1 to everything)."""
+    if "lab" not in request.fixturenames or request.node.get_closest_marker("stops_lab_daemons"):
+        yield
+        return
+    info = request.getfixturevalue("lab")
+    report = dead_daemons_report(info)
+    if report:
+        pytest.fail(f"the lab was already broken before this test:\n{report}", pytrace=False)
+    yield
+    report = dead_daemons_report(info)
+    if report:
+        pytest.fail(f"a lab daemon died during this test:\n{report}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def lab_root(lab: dict) -> Path:
     """A spine-comms root whose bindings point at the lab: pass it as --root."""
@@ -163,9 +193,15 @@ def send_mail(lab: dict, lab_credentials: dict[str, str], lab_ssl_context: ssl.S
         else:
             smtp = smtplib.SMTP(host, ports["submission"], timeout=10)
             smtp.starttls(context=_AsMailHost(lab_ssl_context))
-        with smtp:
-            smtp.login(_address(user), lab_credentials[user.split("@")[0]])
-            smtp.send_message(message, from_addr=_address(sender or user), to_addrs=rcpts)
+        try:
+            with smtp:
+                smtp.login(_address(user), lab_credentials[user.split("@")[0]])
+                smtp.send_message(message, from_addr=_address(sender or user), to_addrs=rcpts)
+        except smtplib.SMTPException as exc:
+            report = dead_daemons_report(lab)
+            if report:
+                pytest.fail(f"submission failed ({exc}) because a lab daemon died:\n{report}", pytrace=False)
+            raise
         return message["Message-ID"]
 
     return send
@@ -218,8 +254,10 @@ def read_mailbox(lab: dict, lab_credentials: dict[str, str], lab_ssl_context: ss
             if wait_for is None or wait_for(messages):
                 return messages
             if time.monotonic() > deadline:
+                report = dead_daemons_report(lab)
                 pytest.fail(
-                    f"{folder} of {user} did not match within {timeout} s; it holds {len(messages)} message(s)",
+                    f"{folder} of {user} did not match within {timeout} s; it holds {len(messages)} message(s)"
+                    + (f"\n{report}" if report else ""),
                     pytrace=False,
                 )
             time.sleep(0.1)

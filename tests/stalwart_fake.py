@@ -10,7 +10,10 @@ This is the tested statement of what Stalwart does, taken from reference/stalwar
 Knobs for the odd corners: `dkim_delay` (how long the asynchronous DKIM Task takes),
 `ready` (/healthz/ready), `response_delay` (to provoke timeouts), `public_url` (the
 apiUrl the session names), `forbidden` (logins without admin permissions), `tls=True`
-(a trustme CA; the certificate names only `hostname`, not 127.0.0.1).
+(a trustme CA; the certificate names only `hostname`, not 127.0.0.1), `dkim_sign` (0.15: the
+`auth.dkim.sign` settings keys; None is the built-in default, which names only rsa-<domain> and
+ed25519-<domain>), `add_dkim(..., signature_id=...)` (0.15: a signature under a hand-made id, as
+installs upgraded from 0.9 have).
 Not modelled: OAuth, JMAP mail objects, the 0.15 JMAP endpoints, paging limits.
 """
 
@@ -120,6 +123,12 @@ class FakeStalwart:
         self.ready = True
         self.response_delay = 0.0
         self.public_url: str | None = None
+        # 0.15 `auth.dkim.sign` as stored settings keys (crates/common/src/config/smtp/auth.rs 108-115);
+        # None: not set, so the built-in rule applies.
+        self.dkim_sign: dict[str, str] | None = None
+        # A reverse proxy serving the server under this path: it strips the prefix from requests but, like
+        # most proxies, does not rewrite the server's Location headers.
+        self.path_prefix = ""
         self.requests: list[dict] = []
         self.reloads = 0
         self.lock = threading.RLock()
@@ -196,13 +205,14 @@ class FakeStalwart:
         return next((i for i, d in self.domains.items() if d["name"] == name), None)
 
     def add_dkim(
-        self, domain: str, kind: str, *, selector: str | None = None, stage: str = "active", pem: str | None = None
-    ) -> dict:
+        self, domain: str, kind: str, *, selector: str | None = None, stage: str = "active", pem: str | None = None,
+        signature_id: str | None = None,
+    ) -> dict:  # fmt: skip
         """A key the server already has (kind 'rsa' or 'ed25519'): `pem`, or a new one."""
         with self.lock:
             pem = pem or generate_private_pem(kind)
             if self.mode == "0.15":
-                return self._rest_add_signature(domain, kind, selector, pem)
+                return self._rest_add_signature(domain, kind, selector, pem, signature_id)
             domain_id = self.domain_id(domain) or self.add_domain(domain)
             return self._jmap_add_signature(domain_id, kind, selector or _auto_selector(kind), pem, stage)
 
@@ -266,7 +276,7 @@ class FakeStalwart:
             "domainId": domain_id, "selector": selector, "privateKey": {"@type": "Text", "secret": pem},
             "publicKey": public, "stage": stage, "nextTransitionAt": None, "canonicalization": "relaxed/relaxed",
             "headers": {"0": "From", "1": "To", "2": "Date", "3": "Subject", "4": "Message-ID"},
-            "report": False, "expire": None, "auid": None,
+            "report": True, "expire": None, "auid": None,  # `report` defaults to true in 0.16
         }  # fmt: skip
         return self.signatures[sig_id]
 
@@ -301,13 +311,16 @@ class FakeStalwart:
         if host.endswith(f".{d}"):
             lines.append(bind_line(f"{host}.", "TXT", "v=spf1 a -all"))
         for sig in self.signatures.values():
-            if sig["domainId"] == domain_id and sig["@type"] in DKIM1 and sig["stage"] != "retired":
+            # Every signature of the domain, retired ones too (records.rs has no stage filter).
+            if sig["domainId"] == domain_id and sig["@type"] in DKIM1:
                 value = dkim_txt(DKIM1[sig["@type"]], sig["publicKey"])
                 lines.append(bind_line(f"{sig['selector']}._domainkey.{d}.", "TXT", value))
-        if domain.get("reportAddressUri"):
-            lines.append(bind_line(f"_dmarc.{d}.", "TXT", f"v=DMARC1; p=reject; rua=mailto:postmaster@{d}"))
+        report = domain.get("reportAddressUri")
+        if report:  # DMARC and TLS-RPT are emitted only when the domain has a report address
+            rua = f"{report}@{d}" if report.startswith("mailto:") and "@" not in report else report
+            lines.append(bind_line(f"_dmarc.{d}.", "TXT", f"v=DMARC1; p=reject; rua={rua}"))
+            lines.append(bind_line(f"_smtp._tls.{d}.", "TXT", f"v=TLSRPTv1; rua={rua}"))
         lines += [
-            bind_line(f"_smtp._tls.{d}.", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{d}"),
             bind_line(f"_submissions._tcp.{d}.", "SRV", f"0 1 465 {host}."),
             bind_line(f"_imaps._tcp.{d}.", "SRV", f"0 1 993 {host}."),
             bind_line(f"mta-sts.{d}.", "CNAME", f"{host}."),
@@ -428,7 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         path, query = parts.path, urllib.parse.parse_qs(parts.query)
         body = self._body()
-        fake.requests.append({"method": method, "path": path, "query": parts.query,
+        full_path = path
+        if fake.path_prefix:
+            if not path.startswith(fake.path_prefix + "/"):
+                return self._send(404, b"not behind this proxy path", content_type="text/plain")
+            path = path[len(fake.path_prefix) :]
+        fake.requests.append({"method": method, "path": full_path, "query": parts.query,
                               "authorization": self.headers.get("Authorization"),
                               "content_type": self.headers.get("Content-Type")})  # fmt: skip
         if fake.response_delay:
@@ -461,7 +479,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         header = self.headers.get("Authorization")
         if path == "/.well-known/jmap" and method == "GET":
-            return self._send(307, None, headers=(("Location", "/jmap/session"),))
+            # An absolute path: a reverse proxy's path prefix is not in it (crates/http/src/request.rs).
+            return self._send(307, None, headers=(("Location", "/jmap/session"), ("Cache-Control", "no-cache")))
         if path == "/jmap/session" and method == "GET":
             if header is None:
                 return self._send(200, self._session(None))
@@ -545,8 +564,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return self._problem(400, "Invalid Parameters", str(exc))
         answer = RestApi(fake).route(method, [urllib.parse.unquote(p) for p in path.split("/")[2:]], query, payload)
-        if answer is None:
+        if answer is None:  # trc::ResourceEvent::NotFound -> a real 404 problem document
             return self._problem(404, "Not Found", "The requested resource does not exist on this server.")
+        if isinstance(answer, BadParameters):  # trc::ResourceEvent::BadParameters -> 400
+            return self._problem(400, "Invalid parameters", answer.reason)
         # Management errors ride on HTTP 200 (crates/http/src/management/mod.rs).
         return self._send(200, answer)
 
@@ -711,9 +732,7 @@ class JmapRegistry:
         if kind != DKIM1[obj["@type"]]:
             return {"type": "invalidProperties", "properties": ["privateKey"],
                     "description": f"the key is {kind}, the signature {obj['@type']}"}  # fmt: skip
-        for sig in self.fake.signatures.values():
-            if sig["domainId"] == obj["domainId"] and sig["selector"] == obj["selector"]:
-                return {"type": "primaryKeyViolation", "properties": ["selector"], "objectId": sig["id"]}
+        # No uniqueness index on (domain, selector): 0.16 accepts a second key under a selector in use.
         return None
 
     # -- x:Task, x:Account
@@ -766,6 +785,13 @@ class _MethodError(Exception):
         self.description = description
 
 
+class BadParameters:
+    """What a 0.15 route answers for a body serde refuses: an HTTP 400 problem, not a management error."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 class RestApi:
     """The /api routes of 0.10-0.15 that spine-comms touches; None means 404."""
 
@@ -781,13 +807,14 @@ class RestApi:
             return self.create_dkim(payload or {})
         if head == "dkim" and method == "GET" and len(parts) == 2:
             sig = self.fake.signatures.get(parts[1])
-            return {"data": sig["public"]} if sig else {"error": "notFound", "item": parts[1]}
+            return {"data": sig["public"]} if sig else None  # a missing id is a 404 problem, not notFound
         if head == "dns" and method == "GET" and len(parts) == 3 and parts[1] == "records":
-            if self.fake.domain_id(parts[2]) is None:
-                return {"error": "notFound", "item": parts[2]}
+            # build_dns_records does not look the domain up: an unknown domain gets records too.
             return {"data": self.fake.dns_list(parts[2])}
         if head == "settings" and method == "GET" and parts[1:] == ["group"]:
             return self.settings_group(one)
+        if head == "settings" and method == "GET" and parts[1:] == ["keys"]:
+            return self.settings_keys(one)
         if head == "reload" and method == "GET":
             self.fake.reloads += 1
             return {"data": {"errors": {}, "warnings": {}}}
@@ -828,17 +855,33 @@ class RestApi:
     def create_dkim(self, payload: dict):
         """POST /api/dkim: id defaults to rsa-<domain>/ed25519-<domain>, selector to YYYYMM + r/e."""
         algorithm, domain = payload.get("algorithm"), payload.get("domain")
+        # serde refuses a body that is not a DkimSignature: BadParameters, HTTP 400 (dkim.rs 104-112).
         if algorithm not in ("Rsa", "Ed25519"):
-            return {"error": "fieldMissing", "field": "algorithm"} if not algorithm else None
-        if not domain:
-            return {"error": "fieldMissing", "field": "domain"}
+            return BadParameters(f"unknown variant {algorithm!r}, expected `Rsa` or `Ed25519`"
+                                 if algorithm else "missing field `algorithm`")  # fmt: skip
+        if not isinstance(domain, str):
+            return BadParameters("missing field `domain`")
         kind = "rsa" if algorithm == "Rsa" else "ed25519"
         sig_id = payload.get("id") or f"{kind}-{domain}"
         if sig_id in self.fake.signatures:
-            # One key per algorithm per domain: the settings insert asserts an empty key (#891, #960).
-            return {"error": "fieldAlreadyExists", "field": f"signature.{sig_id}.private-key", "value": sig_id}
+            # dkim.rs 159-170: the answer echoes the EXISTING private key as `value`, on HTTP 200.
+            return {"error": "fieldAlreadyExists", "field": f"signature.{sig_id}.private-key",
+                    "value": self.fake.signatures[sig_id]["private-key"]}  # fmt: skip
         self.fake._rest_add_signature(domain, kind, payload.get("selector"), generate_private_pem(kind), sig_id)
         return {"data": None}
+
+    def settings_keys(self, one: dict):
+        """GET /api/settings/keys?keys=a,b&prefixes=c: the values set, by full key (settings.rs 222-256)."""
+        stored = dict(self.fake.dkim_sign or {})
+        out = {}
+        for key in (one.get("keys") or "").split(","):
+            if key and key in stored:
+                out[key] = stored[key]
+        for prefix in (one.get("prefixes") or "").split(","):
+            if prefix:
+                prefix = prefix if prefix.endswith(".") else prefix + "."
+                out.update({k: v for k, v in stored.items() if k.startswith(prefix)})
+        return {"data": out}
 
     def settings_group(self, one: dict):
         if one.get("prefix") != "signature":

@@ -15,6 +15,7 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -217,8 +218,9 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
         # Every DAV failure here leaves the plan unknown: exit 3, naming the account.
         with dav_errors(account, kinds=KINDS):
             collection, picture, token, how = locate_and_read(
-                client, setup.account, setup.sync.target_calendar, state, full_scan, ctx.log
-            )
+                client, setup.account, setup.sync.target_calendar, state, full_scan, ctx.log,
+                recheck=timedelta(hours=setup.sync.full_listing_every_hours), now=ctx.clock(),
+            )  # fmt: skip
             if state.calendar and href_key(state.calendar) != href_key(collection):
                 raise UsageError(
                     f"the sync state {setup.state_path} maps events in {state.calendar}, the target is {collection}",
@@ -254,9 +256,13 @@ def _plan_and_apply(ctx, setup: Setup, run: dict, lock, full_scan, limits, stop,
                 now=lambda: ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 log=ctx.log,
             )
+            if picture.complete:
+                state.full_listing_at = ctx.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
                 executor.run(actions)
                 settle_token(client, collection, state, token, executor, ctx.log)
+                if picture.complete:
+                    executor.save()  # the listing's time, whether or not anything else changed
             except StateWriteError:
                 pass  # recorded in executor.errors as state_write_error
             errors, stopped = executor.errors, executor.stopped_early

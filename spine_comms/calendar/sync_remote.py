@@ -4,11 +4,18 @@ Cost grows with changes, not with the calendar's size: the stored collection hre
 tried first (no discovery), and RFC 6578 sync-collection with the stored token returns
 only what changed. A token the server no longer honours, or a server without
 sync-collection, falls back to a full listing.
+
+Stalwart never refuses a token (RFC 6578 section 3.2's valid-sync-token): one it cannot parse gets
+a full listing, and one older than its change log a silently partial delta. So a delta that
+carries resources we know unchanged is taken for the full listing it is, and the delta is never
+trusted for longer than `sync.full_listing_every_hours`: then the whole calendar is listed again,
+which finds what a truncated delta left out (deletions above all).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from spine_comms.calendar.dav_lookup import CALDAV, find, last_segment
 from spine_comms.calendar.layers import payload_hash
@@ -19,24 +26,43 @@ GETETAG = "{DAV:}getetag"
 FATAL = ("auth", "unreachable", "timeout")  # no fallback helps with these
 
 
-def locate_and_read(client, account, target: str, state: SyncState, full_scan: bool, log: Callable[[str], None]):
+def locate_and_read(
+    client, account, target: str, state: SyncState, full_scan: bool, log: Callable[[str], None],
+    *, recheck: timedelta | None = None, now: datetime | None = None,
+):  # fmt: skip
     """(collection href, RemotePicture, new sync token or None, how it was read)."""
     from spine_comms.protocols.dav import DavError
 
     token = None if full_scan else state.sync_token
+    if token and recheck is not None and now is not None and _listing_due(state, recheck, now):
+        log(f"no full listing for {recheck} or more: listing the whole calendar, not trusting the delta")
+        token = None
+    known = {href_key(m.remote_event_id): m.remote_etag for m in state.events.values() if not m.tombstone}
     if state.calendar and last_segment(state.calendar) == target:
         try:
-            return (state.calendar, *read_picture(client, state.calendar, token, log))
+            return (state.calendar, *read_picture(client, state.calendar, token, log, known))
         except DavError as exc:
             if exc.kind != "not_found":
                 raise
             log(f"{state.calendar} is gone; looking for calendar {target} again")
     # Not there (or never looked for): discovery and the home set, as every DAV capability finds it.
     collection = find(client, CALDAV, account, target, in_contract=True).href
-    return (collection, *read_picture(client, collection, token if collection == state.calendar else None, log))
+    token = token if collection == state.calendar else None
+    return (collection, *read_picture(client, collection, token, log, known))
 
 
-def read_picture(client, collection: str, token: str | None, log: Callable[[str], None]):
+def _listing_due(state: SyncState, recheck: timedelta, now: datetime) -> bool:
+    if not state.full_listing_at:
+        return True
+    try:
+        last = datetime.fromisoformat(state.full_listing_at.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return now - last >= recheck
+
+
+def read_picture(client, collection: str, token: str | None, log: Callable[[str], None],
+                 known: dict[str, str | None] | None = None):  # fmt: skip
     """(RemotePicture, new token, how): the delta since `token`, else the whole calendar."""
     from spine_comms.protocols.dav import DavError
 
@@ -46,8 +72,14 @@ def read_picture(client, collection: str, token: str | None, log: Callable[[str]
             picture = RemotePicture(complete=False, how="delta")
             _fill(picture, collection, changed)
             picture.gone = {href_key(h) for h in deleted if _member(collection, h)}
-            how = f"sync-collection since the stored token: {len(picture.etags)} changed, {len(picture.gone)} deleted"
-            return picture, new_token, how
+            unchanged = [h for h, etag in picture.etags.items() if known and h in known and known[h] == etag]
+            if not unchanged:
+                how = (f"sync-collection since the stored token: {len(picture.etags)} changed, "
+                       f"{len(picture.gone)} deleted")  # fmt: skip
+                return picture, new_token, how
+            # A delta lists what changed; resources as we left them mean the server answered with
+            # everything it has (Stalwart, for a token it cannot parse) or from an older point.
+            log(f"the delta holds {len(unchanged)} unchanged resource(s): not a delta; listing the whole calendar")
         except DavError as exc:
             if exc.kind != "precondition":
                 raise

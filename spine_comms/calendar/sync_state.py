@@ -57,6 +57,8 @@ class SyncState:
     sync_token: str | None = None
     events: dict[str, Mapping] = field(default_factory=dict)
     updated_at: str | None = None
+    # When the whole calendar was last listed: a delta is trusted only so long (sync_remote).
+    full_listing_at: str | None = None
 
     def live(self, key: str) -> Mapping | None:
         """The mapping of this key, unless it was deleted (tombstone)."""
@@ -72,6 +74,7 @@ class SyncState:
                 "calendar": self.calendar,
                 "sync_token": self.sync_token,
                 "updated_at": self.updated_at,
+                "full_listing_at": self.full_listing_at,
                 "events": {k: asdict(v) for k, v in sorted(self.events.items())},
             },
             indent=1,
@@ -110,7 +113,8 @@ def load_state(path: Path) -> SyncState:
             events[key] = Mapping.from_dict(entry)
         except TypeError as exc:
             raise bad(f"event {key}: {exc}") from None
-    return SyncState(data.get("calendar"), data.get("account"), data.get("sync_token"), events, data.get("updated_at"))
+    return SyncState(data.get("calendar"), data.get("account"), data.get("sync_token"), events, data.get("updated_at"),
+                     data.get("full_listing_at"))  # fmt: skip
 
 
 def save_state(path: Path, state: SyncState) -> None:

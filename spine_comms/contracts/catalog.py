@@ -40,3 +40,54 @@ def contract_models() -> dict[str, type]:
 def introduced_models() -> dict[str, type]:
     """The contracts spine-comms introduces: each ships a generated JSON Schema."""
     return {name: model for name, model in contract_models().items() if name not in SPINE_OWNED}
+
+
+# Which capabilities read each contract: what `contracts.check` and `cap show` tell an operator, so a
+# problem in a file names the commands it stops. tests/unit/test_contract_readers.py holds it to the code.
+READERS: dict[str, tuple[str, ...]] = {
+    "communications.stack.contract.yaml": (
+        "communications.stack.status", "dns.mail.status", "dkim.check", "dmarc.check", "mail.auth.probe",
+        "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
+        "communications.mail.send", "communications.outbox.flush", "sieve.status", "sieve.apply",
+        "contract.endpoints.sync", "stalwart.status", "calendar.caldav.status", "contacts.carddav.status",
+    ),
+    "communications.mailauth.contract.yaml": (
+        "dns.mail.status", "dkim.check", "dmarc.check", "dkim.keygen", "mail.auth.probe", "stalwart.status",
+        "stalwart.dkim.status", "stalwart.dkim.ensure", "stalwart.dns.expected",
+    ),
+    "communications.dav.contract.yaml": (
+        "calendar.caldav.status", "calendar.caldav.ensure", "contacts.carddav.status", "contacts.carddav.ensure",
+        "calendar.event.create", "calendar.event.list", "calendar.event.get", "calendar.event.update",
+        "calendar.event.delete", "contacts.card.create", "contacts.card.list", "contacts.card.get",
+        "contacts.card.update", "contacts.card.delete", "calendar.sync.plan", "calendar.sync.execute",
+    ),
+    "calendar.global.yaml": ("calendar.sync.plan", "calendar.sync.execute"),
+    "communications.inbox.contract.yaml": (
+        "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
+        "mailroom.enqueue", "mailroom.status",
+    ),
+    "mailroom.runtime.contract.yaml": (
+        "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
+        "mailroom.enqueue", "mailroom.status", "communications.mail.send", "communications.outbox.flush",
+        "communications.outbox.status", "calendar.sync.execute",
+    ),
+    "communications.sieve.contract.yaml": ("sieve.status", "sieve.apply"),
+    "communications.outbox.contract.yaml": (
+        "communications.mail.send", "communications.outbox.flush", "communications.outbox.status",
+    ),
+    "verify.gates.yaml": ("verify.core.run", "verify.pack.run"),
+    "loop.evidence.contract.yaml": ("loop.evidence",),
+}  # fmt: skip
+
+
+# Contracts whose absence is not a gap: the capabilities that read them fall back to a shipped default.
+DEFAULTED: dict[str, str] = {
+    "verify.gates.yaml": "the gates spine-comms ships (verify/default_gates.yaml)",
+    "loop.evidence.contract.yaml": "the loop mapping spine-comms ships (governance/loops/)",
+    "communications.outbox.contract.yaml": "the outbox defaults (SMTPS, 8 attempts over 48 h)",
+}
+
+
+def contracts_read_by(capability: str) -> list[str]:
+    """The contract files a capability reads (for `cap show`)."""
+    return [name for name, readers in READERS.items() if capability in readers]

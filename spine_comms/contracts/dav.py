@@ -84,6 +84,10 @@ class Sync(ContractModel):
     # Events in the target that the state does not know are never touched; events the state
     # knows but the source no longer has are deleted when this is true.
     delete_removed: bool = True
+    # The longest a sync-collection delta is trusted: then the whole calendar is listed again.
+    # Stalwart answers a token older than its change log with a partial delta and no error, so
+    # without this a deletion on the server could go unseen for good. 0: list every time.
+    full_listing_every_hours: float = Field(default=24.0, ge=0, le=24 * 366)
 
 
 class DavContract(ContractModel):

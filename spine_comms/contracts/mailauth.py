@@ -60,6 +60,10 @@ class DmarcExpectation(ContractModel):
 
 class Domain(ContractModel):
     domain: HostName
+    receives_mail: bool = Field(
+        default=True,
+        description="The domain receives mail: a null MX (RFC 7505) fails. false: a null MX is what is expected.",
+    )
     # The host that must be among the MX targets, whose A/AAAA and PTR are checked.
     mail_host: HostName | None = None
     # The addresses mail_host must resolve to (and that must have forward-confirmed PTR).
@@ -76,6 +80,24 @@ class Domain(ContractModel):
         if bad:
             raise ValueError(f"not a DKIM selector: {', '.join(bad)}")
         return self
+
+
+class MtaStsFetch(ContractModel):
+    """How dns.mail.status reaches https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 3.3).
+
+    The policy host's name is resolved with the same DNS as every other check. The defaults are
+    what senders do (port 443, the system's CA store); the lab, whose policy host is a loopback
+    port with a certificate from the lab's CA, overrides port and ca_file.
+    """
+
+    port: int = Field(
+        default=443, ge=1, le=65535, description="Port of the policy host (senders use 443; change it only for a lab)"
+    )
+    ca_file: str | None = Field(
+        default=None,
+        description="CA bundle that verifies the policy host's certificate; default: the system store, as senders do",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Seconds for the whole HTTPS fetch")
 
 
 class DkimKeys(ContractModel):
@@ -135,8 +157,20 @@ class MailAuthContract(ContractModel):
     version: int | str
     domains: list[Domain] = Field(min_length=1)
     dkim_keys: DkimKeys = Field(default_factory=DkimKeys)
+    mta_sts_fetch: MtaStsFetch = Field(
+        default_factory=MtaStsFetch, description="Where and how the MTA-STS policy files are fetched"
+    )
     stalwart: Stalwart | None = None
     probe: Probe | None = None
+
+    @model_validator(mode="after")
+    def _domains_once(self) -> MailAuthContract:
+        names = [d.domain.rstrip(".").lower() for d in self.domains]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            # Each domain gets one verdict per check; two entries would give two, possibly contradictory.
+            raise ValueError(f"domains: {', '.join(twice)} listed more than once")
+        return self
 
     def domain(self, name: str) -> Domain | None:
         name = name.rstrip(".").lower()

@@ -221,6 +221,11 @@ class ManageSieveEndpoint(ContractModel):
     server_name: str | None = None
     ca_file: str | None = None
     timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # The server's script size limit. ManageSieve has no capability that states it and Stalwart's
+    # HAVESPACE checks only quota and name, so sieve.status takes it from here: the limit itself, or
+    # the Stalwart release line it follows from (1 MiB up to 0.15, 100 KiB from 0.16).
+    max_script_bytes: int | None = Field(default=None, gt=0)
+    server_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
 
 
 class SieveMailbox(ContractModel):

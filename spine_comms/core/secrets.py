@@ -9,6 +9,7 @@ The spine's variable names (`STALWART_OPS_PASSWORD` ...) override any reference.
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 import subprocess
 import urllib.parse
@@ -18,6 +19,13 @@ from pathlib import Path
 from spine_comms.core.errors import SecretError
 
 REDACTED = "[REDACTED]"
+# A private key is a secret whoever sent it: a server that echoes one (Stalwart 0.15 does, in an error)
+# must not get it into output. From BEGIN to END, or, cut short, to the end of its base64 run; JSON's
+# escaped line breaks (\\n) count as part of the run.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]|\\[nr])*?"
+    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=[^A-Za-z0-9+/=\s:,\\-])|$)"
+)
 CMD_TIMEOUT_SECONDS = 30
 
 
@@ -38,6 +46,8 @@ class Redactor:
         for value in sorted(self._values, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, REDACTED)
+        if "PRIVATE KEY-----" in text:
+            text = _PRIVATE_KEY.sub(f"{REDACTED} (a private key)", text)
         return text
 
     def redact_obj(self, obj):

@@ -1,8 +1,9 @@
-"""Turn DNS answers into checks, one group per record family: MX, the mail host, MTA-STS, TLS-RPT.
+"""Turn DNS answers into checks, one group per record family: MX and the mail host.
 
 Each group is a function of (domain expectations, query) that returns checks,
 so dns.mail.status can run the groups concurrently and dkim.check / dmarc.check
-can run just theirs (SPF, DKIM and DMARC are in record_checks). Inside a group,
+can run just theirs (SPF, DKIM and DMARC are in record_checks; MTA-STS and TLS-RPT in
+transport_checks). Inside a group,
 lookups that do not depend on each other are asked at once: wall time follows
 the depth of dependent queries, not their number. DNS outcomes map to statuses in one place (`missing_or_error`).
 """
@@ -12,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from spine_comms.contracts.mailauth import Domain, Presence
+from spine_comms.contracts.mailauth import Domain
 from spine_comms.core.result import Check, Status
 from spine_comms.protocols.dns import Answer
+from spine_comms.protocols.http import is_address
 
 Query = Callable[[str, str], Answer]
 
@@ -53,88 +55,83 @@ def missing_or_error(check_id: str, subject: str, answer: Answer, *, required: b
 # ---------------------------------------------------------------- MX and the mail host
 
 
+def _mx_pairs(records) -> list[tuple[int, str]]:
+    """(preference, target) per MX record; the null MX's target "." becomes ""."""
+    pairs = []
+    for record in records:
+        preference, _, target = record.partition(" ")
+        pairs.append((int(preference) if preference.isdigit() else -1, target.strip().rstrip(".").lower()))
+    return pairs
+
+
+def _mx_set_problem(cfg: Domain, pairs: list[tuple[int, str]]) -> tuple[str, str] | None:
+    """(status, reason) when the MX set itself is wrong: null MX rules (RFC 7505) and the contract's wish."""
+    null = [p for p, t in pairs if t == ""]
+    if null and len(pairs) > 1:
+        return "fail", (
+            f"a null MX ('0 .') beside {len(pairs) - len(null)} other MX record(s) is invalid "
+            "(RFC 7505 3: a domain that advertises a null MX MUST NOT advertise any other MX)"
+        )
+    if null and null[0] != 0:
+        return "fail", f"an MX to '.' with preference {null[0]}: a null MX has preference 0 (RFC 7505 3)"
+    if null:
+        if cfg.receives_mail:
+            return "fail", "null MX (RFC 7505): this domain accepts no mail, but the contract says it receives mail"
+        return "ok", "null MX (RFC 7505): this domain accepts no mail, as the contract says"
+    if not cfg.receives_mail:
+        return "warn", "the contract says this domain receives no mail; a null MX ('0 .', RFC 7505) would tell senders"
+    return None
+
+
 def mx_checks(cfg: Domain, query: Query) -> list[Check]:
+    """One verdict on the MX set (dns.mx.present), then one per real target (dns.mx.target_resolves)."""
     domain = cfg.domain
     answer = query(domain, "MX")
-    expected = cfg.mail_host or "at least one MX"
+    expected = cfg.mail_host or ("at least one MX" if cfg.receives_mail else "a null MX (0 .)")
     if not answer.ok:
-        return [missing_or_error("dns.mx.present", domain, answer, required=True, expected=expected)]
-    targets = sorted({r.split()[1].rstrip(".").lower() for r in answer.records if len(r.split()) == 2})
-    checks = [
-        _check(
-            "dns.mx.present",
-            "ok",
-            f"{len(targets)} MX target(s): {', '.join(targets)}",
-            domain,
-            expected,
-            list(answer.records),
-            answer.evidence(),
-        )
-    ]
-    null_mx = targets == [""] or targets == ["."]
-    if null_mx:
-        checks.append(
-            _check(
-                "dns.mx.present",
-                "fail",
-                "null MX (RFC 7505): the domain accepts no mail",
-                domain,
-                expected,
-                list(answer.records),
-                answer.evidence(),
-            )
-        )
-        return checks
-
-    def addresses(target: str) -> tuple[str, list[Answer]]:
-        return target, parallel(lambda t: query(target, t), ("A", "AAAA"))
-
-    for target, (a, aaaa) in parallel(addresses, targets):
-        found = [*a.records, *aaaa.records]
-        evidence = [a.evidence(), aaaa.evidence()]
-        if found:
-            checks.append(
-                _check(
-                    "dns.mx.target_resolves",
-                    "ok",
-                    f"{target} -> {', '.join(found)}",
-                    target,
-                    "A or AAAA",
-                    found,
-                    evidence,
-                )
-            )
-        elif "error" in (a.outcome, aaaa.outcome):
-            bad = a if a.outcome == "error" else aaaa
-            checks.append(
-                _check(
-                    "dns.mx.target_resolves",
-                    "error",
-                    f"could not resolve {target}: {bad.error}",
-                    target,
-                    "A or AAAA",
-                    None,
-                    evidence,
-                )
-            )
-        else:
-            checks.append(
-                _check(
-                    "dns.mx.target_resolves",
-                    "fail",
-                    f"MX target {target} has no A or AAAA record",
-                    target,
-                    "A or AAAA",
-                    None,
-                    evidence,
-                )
-            )
-    if cfg.mail_host:
+        return [missing_or_error("dns.mx.present", domain, answer, required=cfg.receives_mail, expected=expected)]
+    pairs = _mx_pairs(answer.records)
+    targets = sorted({t for _, t in pairs if t})
+    problem = _mx_set_problem(cfg, pairs)
+    if problem:
+        status, detail = problem
+    else:
+        status, detail = "ok", f"{len(targets)} MX target(s): {', '.join(targets)}"
+    checks = [_check("dns.mx.present", status, detail, domain, expected, list(answer.records), answer.evidence())]
+    checks.extend(parallel(lambda target: _mx_target(target, query), targets))
+    if cfg.mail_host and cfg.receives_mail:
         host = cfg.mail_host.rstrip(".").lower()
         status = "ok" if host in targets else "fail"
         detail = f"{host} is an MX target" if status == "ok" else f"{host} is not among the MX targets"
         checks.append(_check("dns.mx.mail_host", status, detail, domain, host, targets, answer.evidence()))
     return checks
+
+
+def _mx_target(target: str, query: Query) -> Check:
+    """A real MX target: a host name (not an address) with A or AAAA, and not an alias."""
+    expected = "A or AAAA, not a CNAME"
+    if is_address(target):
+        detail = f"MX target {target} is an address; an MX names a host (RFC 5321 5.1, RFC 1035 3.3.9)"
+        return _check("dns.mx.target_resolves", "fail", detail, target, expected, target)
+    a, aaaa, alias = parallel(lambda t: query(target, t), ("A", "AAAA", "CNAME"))
+    found = [*a.records, *aaaa.records]
+    evidence = [a.evidence(), aaaa.evidence(), alias.evidence()]
+    if alias.ok:
+        detail = (
+            f"MX target {target} is an alias (CNAME to {', '.join(alias.records)}); "
+            "an MX must name the host itself (RFC 2181 10.3, RFC 5321 5.1)"
+        )
+        return _check("dns.mx.target_resolves", "fail", detail, target, expected, list(alias.records), evidence)
+    errors = [x for x in (a, aaaa, alias) if x.outcome == "error"]
+    if found and not errors:
+        return _check("dns.mx.target_resolves", "ok", f"{target} -> {', '.join(found)}", target, expected, found,
+                      evidence)  # fmt: skip
+    if errors:
+        bad = errors[0]
+        detail = f"could not resolve {target} {bad.rdtype}: {bad.error}"
+        return _check("dns.mx.target_resolves", "error", detail, target, expected, found or None, evidence)
+    detail = f"MX target {target} has no A or AAAA record"
+    return _check("dns.mx.target_resolves", "fail", detail, target, expected, None, evidence)
 
 
 def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list[Check]:
@@ -217,69 +214,3 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
     for group in parallel(confirm, found):
         checks.extend(group)
     return checks
-
-
-# ---------------------------------------------------------------- MTA-STS and TLS-RPT
-
-
-def mta_sts_checks(cfg: Domain, query: Query) -> list[Check]:
-    return _tagged_txt(cfg.mta_sts, f"_mta-sts.{cfg.domain}", "v=STSv1", ("id",), "dns.mta_sts.record", query)
-
-
-def tls_rpt_checks(cfg: Domain, query: Query) -> list[Check]:
-    return _tagged_txt(cfg.tls_rpt, f"_smtp._tls.{cfg.domain}", "v=TLSRPTv1", ("rua",), "dns.tls_rpt.record", query)
-
-
-def _tagged_txt(presence: Presence, name: str, version: str, required_tags, check_id: str, query: Query) -> list[Check]:
-    if presence == Presence.ABSENT:
-        return []
-    answer = query(name, "TXT")
-    required = presence == Presence.REQUIRED
-    if not answer.ok:
-        return [missing_or_error(check_id, name, answer, required=required, expected=f"{version}; ...")]
-    prefix = version.lower() + ";"
-    records = [r for r in answer.records if r.replace(" ", "").lower().startswith(prefix)]
-    if not records:
-        status = "fail" if required else "ok"
-        return [
-            _check(
-                check_id,
-                status,
-                f"no {version} record among {len(answer.records)} TXT",
-                name,
-                f"{version}; ...",
-                list(answer.records),
-                answer.evidence(),
-            )
-        ]
-    if len(records) > 1:
-        return [
-            _check(
-                check_id,
-                "fail",
-                f"{len(records)} {version} records (want one)",
-                name,
-                f"{version}; ...",
-                records,
-                answer.evidence(),
-            )
-        ]
-    tags = dict(
-        (k.strip().lower(), v.strip())
-        for k, _, v in (part.partition("=") for part in records[0].split(";"))
-        if k.strip()
-    )
-    missing = [t for t in required_tags if not tags.get(t)]
-    if missing:
-        return [
-            _check(
-                check_id,
-                "fail",
-                f"{version} record without {', '.join(missing)}=",
-                name,
-                f"{version}; ...",
-                records[0],
-                answer.evidence(),
-            )
-        ]
-    return [_check(check_id, "ok", records[0], name, f"{version}; ...", records[0], answer.evidence())]

@@ -21,7 +21,7 @@ from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
 from spine_comms.core.result import Check, Result, Status
-from spine_comms.email_auth import dns_checks, record_checks
+from spine_comms.email_auth import dns_checks, record_checks, transport_checks
 
 DomainOpt = Annotated[
     list[str] | None,
@@ -62,8 +62,8 @@ def dns_mail_status(
         record_checks.spf_checks,
         record_checks.dkim_checks,
         record_checks.dmarc_checks,
-        dns_checks.mta_sts_checks,
-        dns_checks.tls_rpt_checks,
+        lambda cfg, q: transport_checks.mta_sts_checks(cfg, q, run.mta_sts_fetch),
+        transport_checks.tls_rpt_checks,
     ]
     return run.execute(groups, compare=not no_stalwart)
 
@@ -134,6 +134,7 @@ class _Run:
         server, port, default_timeout = _dns_server(ctx, dns_server)
         self.resolver = Resolver(server, port, timeout or default_timeout)
         self.query = self.resolver.query
+        self.mta_sts_fetch = _mta_sts_fetch(ctx, self.contract)
 
     def execute(self, groups, *, compare: bool, only_dkim: bool = False) -> Result:
         ctx, result = self.ctx, Result()
@@ -176,11 +177,23 @@ class _Run:
             return exc
 
 
+def _mta_sts_fetch(ctx: RunContext, contract: MailAuthContract):
+    """The contract's MTA-STS fetch settings, its ca_file made absolute (relative to the root) and checked."""
+    settings = contract.mta_sts_fetch.model_copy()
+    if settings.ca_file:
+        path = Path(settings.ca_file)
+        path = path if path.is_absolute() else ctx.root.path / path
+        if not path.is_file():
+            raise UsageError(f"mta_sts_fetch.ca_file {path} does not exist")
+        settings.ca_file = str(path)
+    return settings
+
+
 def _select(contract: MailAuthContract, only: list[str] | None) -> list[Domain]:
     if not only:
         return [d.model_copy(deep=True) for d in contract.domains]
     chosen, unknown = [], []
-    for name in only:
+    for name in dict.fromkeys(n.rstrip(".").lower() for n in only):  # `--domain x --domain x` is one domain
         cfg = contract.domain(name)
         (chosen.append(cfg.model_copy(deep=True)) if cfg else unknown.append(name))
     if unknown:

@@ -4,7 +4,8 @@ The probe goes out through SMTP submission as a contract mailbox, carrying a
 unique token, and is looked for over IMAP in the target mailbox until it arrives
 or the deadline passes. What arrived is judged here, not taken on trust: every
 DKIM signature verified locally, DMARC computed locally, and the receiver's
-Authentication-Results believed only from the contract's trusted authserv-id.
+Authentication-Results believed only when the receiver wrote them (the contract's
+trusted authserv-id, exactly, in the receiver's block at the top: mail.authresults).
 """
 
 from __future__ import annotations
@@ -357,20 +358,24 @@ def _judge(ev) -> list[Check]:
     trusted_id = ev.trusted_authserv_id
     if not trusted_id:
         checks.append(Check(
-            "probe.authresults.trusted", Status.SKIP,
-            "no probe.trusted_authserv_id in the contract: the receiver's Authentication-Results are not consulted",
+            id="probe.authresults.trusted", status=Status.SKIP,
+            detail="no probe.trusted_authserv_id in the contract: the receiver's Authentication-Results are not "
+            "consulted",
         ))  # fmt: skip
     elif not ev.trusted:
         checks.append(Check(
-            "probe.authresults.trusted", Status.SKIP,
-            f"no Authentication-Results from {trusted_id} (Stalwart adds them on port 25 only); local verdicts stand",
-            trusted_id, "dkim=pass dmarc=pass", None,
+            id="probe.authresults.trusted", status=Status.SKIP,
+            detail=f"none from the receiver ({ev.sorting.note}; Stalwart adds them on port 25 only): "
+            "the local verdicts stand",
+            subject=trusted_id, expected="dkim=pass dmarc=pass", actual=None,
         ))  # fmt: skip
     else:
+        from spine_comms.mail.authentication import receiver_verdict
+
+        said = receiver_verdict(ev.sorting, ev.from_domain)
         seen = {m: ev.trusted_results(m) for m in ("dkim", "spf", "dmarc")}
-        shown = " ".join(f"{m}={','.join(r) or 'absent'}" for m, r in seen.items())
-        if not ("pass" in seen["dkim"] and "pass" in seen["dmarc"]):
-            status, note = Status.FAIL, ", not dkim=pass and dmarc=pass"
+        if not ("pass" in seen["dkim"] and said.dmarc == "pass"):
+            status, note = Status.FAIL, ", not dkim=pass and dmarc=pass for this From"
         elif not aligned or d.result != "pass":
             # The receiver vouches for what we could not verify: often a key it cached before a DNS change.
             local = f"dkim {'pass' if aligned else 'fail'}, dmarc {d.result}"
@@ -378,22 +383,24 @@ def _judge(ev) -> list[Check]:
         else:
             status, note = Status.OK, ""
         checks.append(Check(
-            "probe.authresults.trusted", status, f"{trusted_id} says {shown}{note}",
-            trusted_id, "dkim=pass dmarc=pass", seen, [a.raw for a in ev.trusted],
+            id="probe.authresults.trusted", status=status, detail=said.summary + note,
+            subject=trusted_id, expected="dkim=pass dmarc=pass", actual=seen, evidence=[a.raw for a in ev.trusted],
         ))  # fmt: skip
 
     if ev.untrusted:
-        ids = ", ".join(dict.fromkeys(a.authserv_id or "(none)" for a in ev.untrusted))
+        ids = ", ".join(dict.fromkeys(u.header.authserv_id or "(none)" for u in ev.untrusted))
+        reasons = "; ".join(dict.fromkeys(u.why for u in ev.untrusted))
         checks.append(Check(
-            "probe.authresults.untrusted", Status.WARN,
-            f"ignored {len(ev.untrusted)} Authentication-Results header(s) from {ids}: "
-            f"only {trusted_id or 'a configured trusted_authserv_id'} is believed",
-            ids, "none", [a.authserv_id for a in ev.untrusted], [a.raw for a in ev.untrusted],
+            id="probe.authresults.untrusted", status=Status.WARN,
+            detail=f"ignored {len(ev.untrusted)} Authentication-Results header(s) not written by the receiver "
+            f"({reasons})",
+            subject=ids, expected="none", actual=[u.header.authserv_id for u in ev.untrusted],
+            evidence=[u.to_dict() for u in ev.untrusted],
         ))  # fmt: skip
     else:
         checks.append(Check(
-            "probe.authresults.untrusted", Status.OK, "no Authentication-Results from other authserv-ids",
-            "", "none", [],
+            id="probe.authresults.untrusted", status=Status.OK,
+            detail="no Authentication-Results other than the receiver's", subject="", expected="none", actual=[],
         ))  # fmt: skip
     return checks
 
@@ -405,6 +412,6 @@ def _verdict_lines(ev) -> list[str]:
     )
     for ar in ev.trusted:
         lines.append("trusted A-R " + ar.authserv_id + ": " + " ".join(f"{r.method}={r.result}" for r in ar.results))
-    for ar in ev.untrusted:
-        lines.append(f"ignored A-R from {ar.authserv_id or '(none)'}")
+    for u in ev.untrusted:
+        lines.append(f"ignored A-R from {u.header.authserv_id or '(none)'}: {u.why}")
     return lines

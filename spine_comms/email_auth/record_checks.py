@@ -100,7 +100,8 @@ def dkim_checks(cfg: Domain, query: Query) -> list[Check]:
         key = {"type": record.key_type, "bits": record.bits, "testing": record.testing}
         return out.add("dns.dkim.key", status, reason, "RSA >= 2048 bits or Ed25519", key, records[0])
 
-    return [check for group in parallel(one, cfg.dkim_selectors) for check in group]
+    # A selector listed twice is one record: one verdict.
+    return [check for group in parallel(one, dict.fromkeys(cfg.dkim_selectors)) for check in group]
 
 
 def dkim_record_at(domain: str, selector: str, query: Query):
@@ -119,6 +120,9 @@ def dmarc_checks(cfg: Domain, query: Query) -> list[Check]:
     from spine_comms.mail.dmarc import evaluate_dmarc
 
     report = evaluate_dmarc(cfg.domain, query)
+    own = f"_dmarc.{cfg.domain.lower().rstrip('.')}"
+    if report.discarded.get(own) and not (report.record_name == own and report.records):
+        return _broken_dmarc(_Checks(own), report, report.discarded[own])
     out = _Checks(report.record_name)
     if not _record_outcome(out, "dns.dmarc.record", report, "v=DMARC1", required=True,
                            rfc="RFC 7489 6.6.3: none applies"):  # fmt: skip
@@ -130,8 +134,9 @@ def dmarc_checks(cfg: Domain, query: Query) -> list[Check]:
     if report.outcome == "invalid" or problems:
         return out.add("dns.dmarc.syntax", "fail", "; ".join(problems), "valid RFC 7489 syntax", problems,
                        report.records)  # fmt: skip
-    # p=none has its own verdict in dns.dmarc.policy; other oddities (unknown tags ...) warn here.
-    warnings = [w for w in record.warnings if "p=none" not in w]
+    # The policy tags (p=none, sp=none, pct) have their verdict in dns.dmarc.policy; other oddities warn here.
+    warnings = [w for w in record.warnings if not w.startswith(_POLICY_WARNINGS)]
+    warnings += [f"ignored by receivers (RFC 7489 6.6.3): {r!r}" for r in report.discarded.get(report.record_name, [])]
     out.add("dns.dmarc.syntax", "warn" if warnings else "ok", "; ".join(warnings) or "valid", "valid RFC 7489 syntax",
             warnings, report.records)  # fmt: skip
     _policy(out, cfg, report)
@@ -139,22 +144,60 @@ def dmarc_checks(cfg: Domain, query: Query) -> list[Check]:
     return out
 
 
+_POLICY_WARNINGS = ("p=none", "sp=none", "pct=")
+
+
+def _broken_dmarc(out: _Checks, report, broken: list[str]) -> list[Check]:
+    """The record at the domain's own name is meant as DMARC but receivers discard it (RFC 7489 6.6.3).
+
+    Reported as broken, never replaced by the organizational domain's record: that record is what
+    receivers fall back to, which the detail says, but the record to fix is this one.
+    """
+    from spine_comms.mail.dmarc import parse_dmarc
+
+    if report.outcome == "ok" and report.inherited:
+        instead = f"receivers discard it and apply {report.record_name} ({report.records[0]})"
+    elif report.outcome == "error":
+        instead = f"receivers discard it; what they apply instead could not be asked ({'; '.join(report.errors)})"
+    else:
+        instead = "receivers discard it, so no DMARC policy applies"
+    evidence = {"records": broken, "queries": report.evidence}
+    problems = [p for r in broken for p in parse_dmarc(r).problems]
+    what = "a TXT record meant as DMARC is" if len(broken) == 1 else f"{len(broken)} TXT records meant as DMARC are"
+    detail = f"{out.subject}: {what} not valid; {instead}"
+    out.add("dns.dmarc.record", "fail", detail, "one v=DMARC1 record", broken, evidence)
+    return out.add("dns.dmarc.syntax", "fail", "; ".join(problems), "valid RFC 7489 syntax", problems, broken)
+
+
+def _rate_policy(tag: str, value: str | None, minimum: DmarcPolicy, who: str) -> tuple[str, str] | None:
+    """(status, reason) for one policy tag against the contract's minimum; None when it is fine."""
+    if value not in _POLICY_RANK:
+        return "fail", f"{tag}={value}: unknown policy"
+    if _POLICY_RANK[DmarcPolicy(value)] < _POLICY_RANK[minimum]:
+        return "fail", f"{tag}={value} is weaker than the contract's {minimum} ({who})"
+    if value == "none":
+        return "warn", f"{tag}=none: monitoring only, spoofed mail from {who} is delivered"
+    return None
+
+
 def _policy(out: _Checks, cfg: Domain, report) -> None:
+    """One verdict over p= (or the inherited sp=), sp= for subdomains, and pct=: the worst of them."""
     record, minimum = report.record, cfg.dmarc.min_policy
-    policy = report.policy or record.p
     actual = {"p": record.p, "sp": record.sp, "pct": record.pct, "adkim": record.adkim, "aspf": record.aspf}
     expected = f">= {minimum}"
-    if policy not in _POLICY_RANK:
-        out.add("dns.dmarc.policy", "fail", f"unknown policy {policy!r}", expected, actual)
-    elif _POLICY_RANK[DmarcPolicy(policy)] < _POLICY_RANK[minimum]:
-        out.add("dns.dmarc.policy", "fail", f"p={policy} is weaker than the contract's {minimum}", expected, actual)
-    elif policy == "none":
-        out.add("dns.dmarc.policy", "warn", "p=none: monitoring only, spoofed mail is delivered", expected, actual)
-    elif record.pct < 100:
-        out.add("dns.dmarc.policy", "warn", f"p={policy} applied to {record.pct}% of failing mail only", expected,
-                actual)  # fmt: skip
-    else:
-        out.add("dns.dmarc.policy", "ok", f"p={policy}", expected, actual)
+    inherited_sp = report.inherited and record.sp is not None
+    policy = report.policy or record.p
+    findings = [_rate_policy("sp" if inherited_sp else "p", policy, minimum, cfg.domain)]
+    if not report.inherited and record.sp is not None and record.sp != record.p:
+        # RFC 7489 6.3: sp= is the policy for every subdomain; sp=none under p=reject leaves them open.
+        findings.append(_rate_policy("sp", record.sp, minimum, f"subdomains of {cfg.domain}"))
+    if record.pct < 100:
+        findings.append(("warn", f"p={policy} applied to {record.pct}% of failing mail only"))
+    fails = [reason for status, reason in filter(None, findings) if status == "fail"]
+    warns = [reason for status, reason in filter(None, findings) if status == "warn"]
+    shown = f"p={policy}" + (f", sp={record.sp}" if record.sp and not inherited_sp else "")
+    status = "fail" if fails else "warn" if warns else "ok"
+    out.add("dns.dmarc.policy", status, "; ".join(fails + warns) or shown, expected, actual)
 
 
 def _reports(out: _Checks, cfg: Domain, report) -> None:
@@ -165,8 +208,12 @@ def _reports(out: _Checks, cfg: Domain, report) -> None:
         out.add("dns.dmarc.rua", status, "no rua: aggregate reports go nowhere", expected, [])
         return
     out.add("dns.dmarc.rua", "ok", ", ".join(rua), "rua=mailto:...", rua)
+    asked: set[str] = set()
     for dest in report.external_destinations:
         where = dest.get("record_name") or dest.get("domain", "")
+        if where in asked:
+            continue  # two addresses at one destination: one authorization, one verdict
+        asked.add(where)
         if dest.get("authorized") is True:
             status, detail = "ok", f"{dest['domain']} accepts reports for {cfg.domain}"
         elif dest.get("authorized") is None:

@@ -38,8 +38,10 @@ UsernameOpt = Annotated[
     str | None,
     typer.Option(
         "--username",
-        help="Log in as this account (Basic) instead of stalwart.username; without any username the secret is "
-        "sent as a Bearer API key. The secret: stalwart.secret_ref, or $STALWART_ADMIN_SECRET.",
+        help="Log in as this account (Basic) instead of stalwart.username. An API key: on 0.15 give the key's "
+        "name here (sent as Basic name:secret), or no username and the whole api_<base64(name:secret)> token as "
+        "the secret; on 0.16 no username and the API_... key as the secret (Bearer). The secret: "
+        "stalwart.secret_ref, or $STALWART_ADMIN_SECRET.",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -104,8 +106,9 @@ def stalwart_status(
     except StalwartError as exc:
         status = Status.FAIL if exc.kind == "unsupported" else Status.ERROR
         check_id = "stalwart.api.auth" if exc.kind == "auth" else "stalwart.api.form"
-        result.add(Check(check_id, status, exc.message, target.url, "the management API, logged in", exc.kind))
-        result.summary.append(f"{target.url}: {exc.message}")
+        detail = f"{exc.message} ({_auth_hint(target)})" if exc.kind == "auth" else exc.message
+        result.add(Check(check_id, status, detail, target.url, "the management API, logged in", exc.kind))
+        result.summary.append(f"{target.url}: {detail}")
         return result
     with admin, _could_not_evaluate(target):
         result.add(Check("stalwart.api.auth", Status.OK, f"logged in as {target.account}", target.url,
@@ -339,11 +342,21 @@ class _could_not_evaluate:
         if not isinstance(exc, StalwartError):
             return False
         hints = {
-            "auth": f"check stalwart.username / secret_ref (or ${SECRET_ENV}) for {self.target.account}",
+            "auth": _auth_hint(self.target),
             "unreachable": "check stalwart.url, server_name and ca_file, and that the server is up",
             "unsupported": "stalwart.url must be the server's HTTP(S) base, where /api and /jmap live",
         }
         raise CouldNotEvaluate(f"Stalwart ({self.target.account}): {exc.message}", hint=hints.get(exc.kind)) from None
+
+
+def _auth_hint(target: _Target) -> str:
+    hint = f"check stalwart.username / secret_ref (or ${SECRET_ENV}) for {target.account}"
+    if not target.username:
+        hint += (
+            "; an API key on 0.15 needs its name: set stalwart.username to the key's name (Basic name:secret), "
+            "or give the token api_<base64(name:secret)> as the secret; on 0.16 the secret is the API_... key"
+        )
+    return hint
 
 
 class _connected:

@@ -245,7 +245,7 @@ class Intake:
             verdict = oversized(fetched.size, self.policy) or Verdict()
         else:
             message = self._parse(fetched.raw)
-            verdict = judge(message, self.policy)
+            verdict = judge(message, self.policy, fetched.raw)
         eml = self.store.put_raw(identity, fetched.raw if fetched.raw is not None else (fetched.header or b""), writer)
         stored = []
         if verdict.lane != DROPPED:

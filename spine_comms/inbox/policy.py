@@ -5,8 +5,10 @@ person), `dropped` (recorded in the state directory only). The decisions:
 
 - over policy.max_message_bytes: parked (the body was never fetched);
 - sender on policy.senders.deny: dropped (the operator said so); not on a non-empty allow list: parked;
-- DMARC fail: policy.dmarc_fail, judged ONLY from Authentication-Results written by
-  policy.trusted_authserv_id; any other A-R header is the sender's claim and is ignored.
+- DMARC fail: policy.dmarc_fail, judged ONLY from the Authentication-Results the receiving
+  server wrote (mail.authresults.sort_by_trust: the exact policy.trusted_authserv_id, in the
+  receiver's block at the top of the raw message); any other A-R header is the sender's claim,
+  reported as untrusted and ignored. With none from the receiver the message is "not verified".
 
 Pure functions over the parsed message; nothing here touches the network or disk.
 """
@@ -16,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from spine_comms.contracts.inbox import Policy, Senders
-from spine_comms.mail.authentication import split_trusted
-from spine_comms.mail.authresults import from_headers
+from spine_comms.mail.authentication import author_domain, receiver_verdict
+from spine_comms.mail.authresults import header_fields, sort_by_trust
 
 QUEUED, PARKED, DROPPED = "queued", "parked", "dropped"
 _RANK = {QUEUED: 0, PARKED: 1, DROPPED: 2}
@@ -68,49 +70,32 @@ def sender_rule(addresses: list[str], senders: Senders) -> tuple[str, str] | Non
     return None
 
 
-def header_values(headers, name: str) -> list[str]:
-    """Values of one header from the parser's `headers` (a mapping to a str or a list, or pairs)."""
-    name = name.lower()
-    if isinstance(headers, dict):
-        for key, value in headers.items():
-            if str(key).lower() == name:
-                return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
-        return []
-    return [str(v) for k, v in (headers or []) if str(k).lower() == name]
+def authentication(raw: bytes | None, trusted_authserv_id: str | None) -> tuple[str | None, str]:
+    """(the receiver's dmarc result or None, a one-line summary safe for the item and the watcher).
 
-
-def authentication(headers, trusted_authserv_id: str | None) -> tuple[str | None, str]:
-    """(trusted dmarc result or None, a one-line summary safe for the item and the watcher).
-
-    Only method=result pairs go in the summary: a property such as smtp.auth=<login> would
-    both leak a login and trip the watcher's secret pattern."""
-    results = from_headers(header_values(headers, "authentication-results"))
-    trusted, untrusted = split_trusted(results, trusted_authserv_id)
-    ignored = f"; ignored {len(untrusted)} from other authserv-ids" if untrusted else ""
+    Read from the raw message, since which header the receiver wrote is told by position. Only
+    method=result pairs go in the summary: a property such as smtp.auth=<login> would both leak a
+    login and trip the watcher's secret pattern."""
+    if raw is None:
+        return None, "not verified: the message was not read"
+    fields = header_fields(raw)
+    sorting = sort_by_trust(fields, trusted_authserv_id)
     if not trusted_authserv_id:
-        return None, f"not judged (no policy.trusted_authserv_id){ignored}"
-    if not trusted:
-        return None, f"no Authentication-Results from {trusted_authserv_id}{ignored}"
-    pairs: dict[str, list[str]] = {}
-    for ar in trusted:
-        for r in ar.results:
-            pairs.setdefault(r.method, []).append(r.result)
-    dmarc = pairs.get("dmarc")
-    # Several trusted dmarc results: a fail anywhere counts (a forged second header cannot
-    # exist under the trusted id unless the receiver wrote it).
-    dmarc_result = ("fail" if "fail" in dmarc else dmarc[0]) if dmarc else None
-    shown = " ".join(f"{m}={','.join(dict.fromkeys(v))}" for m, v in pairs.items()) or "no results"
-    return dmarc_result, f"{trusted_authserv_id} says {shown}{ignored}"
+        ignored = f"; ignored {len(sorting.untrusted)} Authentication-Results" if sorting.untrusted else ""
+        return None, f"not verified (no policy.trusted_authserv_id){ignored}"
+    from_domain, from_problem = author_domain([v for n, v in fields if n.strip().lower() == "from"])
+    verdict = receiver_verdict(sorting, from_domain, from_problem)
+    return verdict.dmarc, verdict.summary
 
 
-def judge(message, policy: Policy) -> Verdict:
-    """The lane for a parsed message (spine_comms.mail.message.NormalizedMessage)."""
+def judge(message, policy: Policy, raw: bytes | None) -> Verdict:
+    """The lane for a parsed message (spine_comms.mail.message.NormalizedMessage) and its raw bytes."""
     verdict = Verdict()
     addresses = [a.address for a in (message.from_ or []) if getattr(a, "address", None)]
     rule = sender_rule(addresses, policy.senders)
     if rule:
         verdict.send_to(*rule)
-    verdict.dmarc, verdict.auth_summary = authentication(message.headers, policy.trusted_authserv_id)
+    verdict.dmarc, verdict.auth_summary = authentication(raw, policy.trusted_authserv_id)
     if verdict.dmarc == "fail":
         action = policy.dmarc_fail
         lane = {"enqueue": QUEUED, "quarantine": PARKED, "drop": DROPPED}[action]

@@ -5,10 +5,11 @@ locally with dkimpy against keys fetched through the given DNS query function
 (so the contract's resolver is used), and DMARC is computed locally from the
 header From, the passing signatures' d= and the published record.
 
-Authentication-Results headers are believed only from the trusted authserv-id
-(the receiver's own); any other is reported and ignored, since a sender can
-write whatever it likes. The one fact taken from a trusted header is the SPF
-result (SPF depends on the connecting IP, which only the receiver saw).
+Authentication-Results headers are believed only when the receiver wrote them
+(mail.authresults.sort_by_trust: the exact authserv-id, in the receiver's block
+at the top); any other is reported and ignored, since a sender can write
+whatever it likes. The one fact taken from a trusted header is the SPF result
+(SPF depends on the connecting IP, which only the receiver saw).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from spine_comms.mail.authresults import AuthResults, from_headers
+from spine_comms.mail.authresults import TrustSorting, Untrusted, header_fields, sort_by_trust
 from spine_comms.protocols.dns import Answer
 
 Query = Callable[[str, str], Answer]
@@ -105,15 +106,23 @@ class Evaluation:
     signatures: list[SignatureResult]
     dmarc: DmarcVerdict
     trusted_authserv_id: str | None
-    trusted: list[AuthResults]
-    untrusted: list[AuthResults]
+    sorting: TrustSorting
+
+    @property
+    def trusted(self):
+        return self.sorting.trusted
+
+    @property
+    def untrusted(self) -> list[Untrusted]:
+        return self.sorting.untrusted
 
     def passing_aligned(self) -> list[SignatureResult]:
         aligned = set(self.dmarc.dkim_aligned)
         return [s for s in self.signatures if s.result == PASS and s.domain in aligned]
 
     def trusted_results(self, method: str) -> list[str]:
-        return [r.result for ar in self.trusted for r in ar.of(method)]
+        """The receiver's results for one method (its topmost header that carries it)."""
+        return [r.result for r in self.sorting.method(method)]
 
     def to_dict(self) -> dict:
         return {
@@ -121,10 +130,7 @@ class Evaluation:
             "signatures": [s.to_dict() for s in self.signatures],
             "dmarc": self.dmarc.to_dict(),
             "trusted_authserv_id": self.trusted_authserv_id,
-            "authentication_results": {
-                "trusted": [a.to_dict() for a in self.trusted],
-                "untrusted": [a.to_dict() for a in self.untrusted],
-            },
+            "authentication_results": self.sorting.to_dict(),
         }
 
 
@@ -229,8 +235,13 @@ def _verify_one(dkim, raw: bytes, index: int, value: str, query: Query) -> Signa
         found.reason = f"{len(records)} key records at {found.key_name}; a selector must publish one"
         return found
     found.key_record = records[0]
-    if not _tags(records[0]).get("p"):
-        found.reason = "key revoked (empty p= in the key record)"
+    from spine_comms.mail.dkim_record import key_refuses, parse_dkim_record
+
+    # The same reading of the record as dkim.check, then what it allows this signature: dkimpy
+    # alone would let an h=sha1 or t=s key verify what a receiver refuses.
+    refused = key_refuses(parse_dkim_record(records[0]), found.algorithm, found.domain, found.identity)
+    if refused:
+        found.reason = refused
         return found
     found.key_bits = _key_bits(records[0])
 
@@ -343,35 +354,74 @@ def dmarc_verdict(
     return verdict
 
 
-def trusted_spf_domain(trusted: list[AuthResults]) -> str | None:
-    """The domain of a trusted `spf=pass smtp.mailfrom=...` (the HELO identity does not count for DMARC)."""
-    for ar in trusted:
-        for result in ar.of("spf"):
-            mailfrom = result.prop("smtp.mailfrom")
-            if result.result == PASS and mailfrom and mailfrom != "<>":
-                domain = mailfrom.rpartition("@")[2].strip("<>").rstrip(".").lower()
-                if domain:
-                    return domain
+def trusted_spf_domain(sorting: TrustSorting) -> str | None:
+    """The domain of the receiver's `spf=pass smtp.mailfrom=...` (the HELO identity does not count for DMARC).
+
+    Only the receiver's own SPF result counts: the topmost trusted header that carries spf= (see
+    TrustSorting.method), so a second, forged `spf=pass` can never add to it."""
+    for result in sorting.method("spf"):
+        mailfrom = result.prop("smtp.mailfrom")
+        if result.result == PASS and mailfrom and mailfrom != "<>":
+            domain = mailfrom.rpartition("@")[2].strip("<>").rstrip(".").lower()
+            if domain:
+                return domain
     return None
 
 
-def split_trusted(all_results: list[AuthResults], trusted_id: str | None) -> tuple[list, list]:
-    """(trusted, untrusted): only headers whose authserv-id is the trusted one count (case-insensitive)."""
-    wanted = (trusted_id or "").strip().rstrip(".").lower()
-    trusted, untrusted = [], []
-    for ar in all_results:
-        mine = bool(wanted) and ar.authserv_id.strip().rstrip(".").lower() == wanted
-        (trusted if mine else untrusted).append(ar)
-    return trusted, untrusted
-
-
 def evaluate_message(raw: bytes, *, query: Query, trusted_authserv_id: str | None) -> Evaluation:
-    """Verify every signature, compute DMARC, sort Authentication-Results into trusted and ignored."""
+    """Verify every signature, compute DMARC, sort Authentication-Results into the receiver's and the rest."""
     message = _headers(raw)
     from_domain, from_problem = author_domain([str(v) for v in message.get_all("From") or []])
-    all_results = from_headers([str(v) for v in message.get_all("Authentication-Results") or []])
-    trusted, untrusted = split_trusted(all_results, trusted_authserv_id)
+    sorting = sort_by_trust(header_fields(raw), trusted_authserv_id)
     signatures = verify_signatures(raw, query)
     passing = [s.domain for s in signatures if s.result == PASS]
-    verdict = dmarc_verdict(from_domain, passing, trusted_spf_domain(trusted), query, from_problem=from_problem)
-    return Evaluation(from_domain, signatures, verdict, trusted_authserv_id, trusted, untrusted)
+    verdict = dmarc_verdict(from_domain, passing, trusted_spf_domain(sorting), query, from_problem=from_problem)
+    return Evaluation(from_domain, signatures, verdict, trusted_authserv_id, sorting)
+
+
+@dataclass
+class ReceiverVerdict:
+    """What the receiving server vouches for, from its own Authentication-Results only."""
+
+    dmarc: str | None  # its dmarc= for this message's From domain; None when it gave none that applies
+    results: dict[str, list[str]]  # method -> results, from the receiver's headers
+    summary: str  # one line for people and items: method=result pairs only, never properties
+
+
+def receiver_verdict(
+    sorting: TrustSorting, from_domain: str | None, from_problem: str | None = None
+) -> ReceiverVerdict:
+    """The receiver's word, or "not verified" when it gave none: never a pass from anyone else.
+
+    A dmarc= result counts only for this message's author domain: its header.from must name the
+    From domain (case-insensitive, as DNS names are), and a message whose From cannot be named
+    (two From fields: the receiver may have judged the other one) has no DMARC result to take."""
+    ignored = _ignored(sorting)
+    if not sorting.trusted_id:
+        return ReceiverVerdict(None, {}, f"not verified: no trusted authserv-id is configured{ignored}")
+    if not sorting.trusted:
+        return ReceiverVerdict(None, {}, f"not verified: {sorting.note}{ignored}")
+    methods = dict.fromkeys(["dkim", "spf", "dmarc"] + [r.method for ar in sorting.trusted for r in ar.results])
+    results = {m: [r.result for r in sorting.method(m)] for m in methods if sorting.method(m)}
+    notes = []
+    dmarc_results = []
+    for r in sorting.method("dmarc"):
+        claimed = (r.prop("header.from") or "").strip().rstrip(".").lower()
+        if from_domain is None:
+            notes.append(f"its dmarc={r.result} not taken: {from_problem or 'the From domain cannot be named'}")
+        elif claimed and claimed != from_domain:
+            notes.append(f"its dmarc={r.result} is for header.from={claimed}, not the From domain {from_domain}")
+        else:
+            dmarc_results.append(r.result)
+    # Several results for this From: a fail anywhere counts.
+    dmarc = (FAIL if FAIL in dmarc_results else dmarc_results[0]) if dmarc_results else None
+    shown = " ".join(f"{m}={','.join(dict.fromkeys(v))}" for m, v in results.items()) or "no results"
+    note = "; " + "; ".join(notes) if notes else ""
+    return ReceiverVerdict(dmarc, results, f"{sorting.trusted_id} says {shown}{note}{ignored}")
+
+
+def _ignored(sorting: TrustSorting) -> str:
+    if not sorting.untrusted:
+        return ""
+    reasons = "; ".join(dict.fromkeys(u.why for u in sorting.untrusted))
+    return f"; ignored {len(sorting.untrusted)} untrusted Authentication-Results ({reasons})"

@@ -6,8 +6,8 @@ quoted `header.i`), and anything else a header may hold: a header is text from
 the outside, so the parser never raises. What it cannot make sense of goes into
 `problems` and parsing resumes at the next `;`.
 
-Whether to believe a header is not decided here: only the receiver's own
-authserv-id may be trusted (see mail.authentication).
+Which headers to believe is decided here too (`sort_by_trust`), from the whole
+header in order: RFC 8601 §5 and §7.1 (see that function).
 """
 
 from __future__ import annotations
@@ -245,3 +245,188 @@ def _resinfo(cur: _Cursor) -> MethodResult | None:
 def from_headers(values: list[str]) -> list[AuthResults]:
     """Every Authentication-Results header of a message, top (newest) first, as the message lists them."""
     return [parse_authentication_results(v) for v in values]
+
+
+# Which headers the receiver wrote ------------------------------------------------------------------
+
+AR_NAME = "authentication-results"
+# Fields a receiver may write between its Received and its Authentication-Results (ARC sealing).
+_ARC = ("arc-seal", "arc-message-signature", "arc-authentication-results")
+# Fields only the author's side writes: a receiver's block is never below one of them. (What a receiver
+# adds on top varies, Stalwart's X-Spam-Status, Delivered-To, a Sieve addheader: not listed here.)
+_AUTHOR_FIELDS = frozenset(
+    ("from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to",
+     "references", "mime-version", "content-type", "content-transfer-encoding", "dkim-signature", "x-mailer",
+     "user-agent")
+)  # fmt: skip
+
+
+@dataclass
+class Untrusted:
+    header: AuthResults
+    why: str  # one line: why this header is not the receiver's
+
+    def to_dict(self) -> dict:
+        return {**self.header.to_dict(), "why": self.why}
+
+
+@dataclass
+class TrustSorting:
+    """The receiver's own Authentication-Results (`trusted`), and every other one with the reason."""
+
+    trusted_id: str | None
+    trusted: list[AuthResults] = field(default_factory=list)
+    untrusted: list[Untrusted] = field(default_factory=list)
+    note: str = ""  # why nothing is trusted, when nothing is
+
+    def method(self, name: str) -> list[MethodResult]:
+        """The receiver's results for one method: from the topmost trusted header that carries it
+        (each receiver component writes one header; a second one below is not the receiver's word)."""
+        for ar in self.trusted:
+            found = ar.of(name)
+            if found:
+                return found
+        return []
+
+    def to_dict(self) -> dict:
+        return {
+            "trusted_authserv_id": self.trusted_id,
+            "trusted": [a.to_dict() for a in self.trusted],
+            "untrusted": [u.to_dict() for u in self.untrusted],
+            "note": self.note,
+        }
+
+
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """Every header field of a message, top first, values as received (folded, never RFC 2047-decoded)."""
+    import email.parser
+    import email.policy
+
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return [(str(name), str(value)) for name, value in parsed.items()]
+
+
+def sort_by_trust(fields: list[tuple[str, str]], trusted_id: str | None) -> TrustSorting:
+    """RFC 8601 §5 and §7.1: believe only the Authentication-Results the receiving server itself wrote.
+
+    A header is the receiver's when (1) its authserv-id is the configured one exactly: the same
+    characters, unquoted, no case folding, no trailing dot (a look-alike is someone else's; RFC 8601
+    §2.5 leaves the choice of id to the receiver, who writes it the same way every time), (2) its
+    version, if written, is 1 (§2.2), and (3) it sits in the receiver's block: the first run of
+    consecutive Authentication-Results fields from the top of the message, below no field of the
+    message itself (From, Subject, DKIM-Signature ...), next to the receiving
+    server's own Received field (one whose `by` names the authserv-id's host or a host of its
+    domain): right above the run (Stalwart writes its Received, then its A-R) or right below it
+    (Postfix milters write theirs above Postfix's Received). A receiver prepends its block to what
+    the sender wrote, so anything further down is the sender's text (Stalwart never removes those:
+    stalwart.md §2), and a message no server received (an IMAP APPEND) has no block.
+    """
+    out = TrustSorting(trusted_id)
+    ar_positions = [i for i, (name, _) in enumerate(fields) if name.strip().lower() == AR_NAME]
+    parsed = {i: parse_authentication_results(fields[i][1]) for i in ar_positions}
+    if not trusted_id:
+        out.note = "no trusted authserv-id is configured"
+        out.untrusted = [Untrusted(parsed[i], "no trusted authserv-id is configured") for i in ar_positions]
+        return out
+    block = _receiver_block(fields, ar_positions, trusted_id)
+    for i in ar_positions:
+        header = parsed[i]
+        why = _not_ours(header, fields[i][1], trusted_id)
+        if why is None and i not in block.run:
+            why = block.why_not(i)
+        if why is None:
+            out.trusted.append(header)
+        else:
+            out.untrusted.append(Untrusted(header, why))
+    if not out.trusted:
+        out.note = block.problem or f"no Authentication-Results from {trusted_id} in the receiver's block"
+    return out
+
+
+def _not_ours(header: AuthResults, raw_value: str, trusted_id: str) -> str | None:
+    shown = header.authserv_id or "(none)"
+    head = _head(raw_value)
+    if head == "quoted":
+        return f'authserv-id "{shown}" is quoted; {trusted_id} writes it as a plain token'
+    if header.authserv_id != trusted_id:
+        return f"authserv-id {shown!r} is not {trusted_id!r}"
+    if head == "garbled":
+        return f"text after the authserv-id {shown!r} that is neither a version nor ';'"
+    if header.version not in (None, "1"):
+        return f"version {header.version} is unknown (RFC 8601 §2.2: only 1 is defined)"
+    return None
+
+
+def _head(raw_value: str) -> str:
+    """How the part before the first result reads: "quoted" id, "garbled" (something between the id
+    and its `;`), or "clean". A receiver writes it clean; anything else is not its header."""
+    cur = _Cursor(_NAME.sub("", _FOLD.sub("", raw_value), count=1))
+    cur.skip_cfws()
+    if cur.peek() == '"':
+        return "quoted"
+    cur.value()
+    cur.skip_cfws()
+    if cur.peek().isdigit():
+        cur.token()
+        cur.skip_cfws()
+    return "clean" if cur.at_end() or cur.peek() == ";" else "garbled"
+
+
+@dataclass
+class _Block:
+    run: set[int]
+    problem: str  # why there is no block, or ""
+
+    def why_not(self, index: int) -> str:
+        if not self.run:
+            return self.problem
+        return "below the receiver's block of Authentication-Results: the sender's text, not the receiver's"
+
+
+def _receiver_block(fields: list[tuple[str, str]], ar_positions: list[int], trusted_id: str) -> _Block:
+    if not ar_positions:
+        return _Block(set(), "the message has no Authentication-Results")
+    names = [name.strip().lower() for name, _ in fields]
+    first = ar_positions[0]
+    last = first
+    while last + 1 < len(names) and names[last + 1] == AR_NAME:
+        last += 1
+    author = next((n for n in names[:first] if n in _AUTHOR_FIELDS), None)
+    if author:
+        return _Block(set(), f"the first Authentication-Results lies below {author!r}, a field of the message "
+                             "itself: no receiver wrote it")  # fmt: skip
+    above = next((i for i in range(first - 1, -1, -1) if names[i] not in _ARC), None)
+    below = last + 1 if last + 1 < len(names) else None
+    neighbours = [i for i in (above, below) if i is not None and names[i] == "received"]
+    if not neighbours:
+        return _Block(set(), "no Received field right above or below the first Authentication-Results: "
+                             "no receiving server wrote them (a message put in by IMAP APPEND, or a copy)")  # fmt: skip
+    hosts = [received_by(fields[i][1]) for i in neighbours]
+    if not any(host and _receivers_host(host, trusted_id) for host in hosts):
+        shown = ", ".join(h or "(no by)" for h in hosts)
+        return _Block(set(), f"the Received next to the first Authentication-Results is by {shown}, not the "
+                             f"receiver {trusted_id} or a host of its domain")  # fmt: skip
+    return _Block(set(range(first, last + 1)), "")
+
+
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_BY = re.compile(r"(?:^|\s)by\s+([^\s;()]+)", re.IGNORECASE)
+
+
+def received_by(value: str) -> str | None:
+    """The host a Received field says received the message (its `by` clause, comments removed)."""
+    text = _FOLD.sub(" ", value)
+    for _ in range(MAX_COMMENT_DEPTH):  # innermost comments first, until none is left
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    found = _BY.search(text)
+    return found.group(1).rstrip(".").lower() if found else None
+
+
+def _receivers_host(host: str, trusted_id: str) -> bool:
+    """The authserv-id's own host, or another host of its domain (Postfix's inbound `mx.` beside `mail.`)."""
+    own = trusted_id.rstrip(".").lower()
+    domain = own.partition(".")[2]
+    return host == own or (bool(domain) and "." in domain and host.endswith("." + domain))

@@ -191,6 +191,35 @@ def parse_dkim_record(txt: str) -> DkimKeyRecord:
     )
 
 
+def key_refuses(record: DkimKeyRecord, algorithm: str, domain: str, identity: str | None) -> str | None:
+    """Why this key may not verify a signature with a=`algorithm`, d=`domain`, i=`identity`, or None.
+
+    The key record's own constraints (RFC 6376 §3.6.1, §6.1.2 step 6-9; RFC 8301; RFC 8463), so a
+    verifier that uses this refuses what `dkim.check` calls broken and what a receiver rejects: an
+    invalid or revoked record, a key type other than the signature's, a hash the record's h= does not
+    list, a service type that is not email, and under t=s an i= in a subdomain of d=."""
+    if record.revoked:
+        return "key revoked (empty p= in the key record)"
+    if record.problems:
+        return "the key record is invalid: " + "; ".join(record.problems)
+    key_kind, _, hash_name = algorithm.strip().lower().partition("-")
+    if hash_name == "sha1":
+        return f"a={algorithm}: sha1 signatures are not valid (RFC 8301 §3.1)"
+    kind = (record.key_type or "rsa").lower()
+    if key_kind != kind:
+        return f"the signature is a={algorithm} but the key record says k={record.key_type or 'rsa'}"
+    if "h" in record.tags:
+        allowed = [h.strip(_FWS).lower() for h in record.tags["h"].split(":")]
+        if hash_name not in allowed:
+            return f"the key record's h={record.tags['h']} does not allow {hash_name}"
+    flags = [f.strip(_FWS) for f in record.tags.get("t", "").split(":")]
+    if "s" in flags and identity:
+        agent_domain = identity.rpartition("@")[2].strip().rstrip(".").lower()
+        if agent_domain != domain.strip().rstrip(".").lower():
+            return f"the key record's t=s forbids i={identity} in a subdomain of d={domain}"
+    return None
+
+
 def key_strength(record: DkimKeyRecord) -> tuple[str, str]:
     """("ok" | "warn" | "fail", why): RSA 2048+ ok, 1024-2047 warn, less fail; Ed25519 of 32 bytes ok."""
     if record.revoked:

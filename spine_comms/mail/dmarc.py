@@ -5,6 +5,12 @@ domain's, section 6.6.3), parsed tag by tag, and every external report
 destination is asked whether it accepts reports for the domain (section 7.1:
 `<domain>._report._dmarc.<destination>` must hold `v=DMARC1`). A DNS failure
 is an `error` outcome, never a pass.
+
+The evaluation is a receiver's (a TXT record that does not start with
+v=DMARC1 is discarded, 6.6.3), so message verdicts stay faithful; what a
+receiver discards is kept in `DmarcReport.discarded`, because the domain owner
+must hear that the record meant for a name is broken rather than see another
+name's record reported in its place.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ KNOWN_TAGS = ("v", "p", "sp", "adkim", "aspf", "pct", "rua", "ruf", "fo", "rf", 
 REPORT_URI = re.compile(r"(?P<uri>[A-Za-z][A-Za-z0-9+.\-]*:[^!\s]+)(?:!(?P<size>[0-9]+[kmgtKMGT]?))?\Z")
 MAILTO_ADDRESS = re.compile(r"[^@\s]+@(?P<domain>[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)\Z")
 DMARC_VERSION = re.compile(r"[vV]\s*=\s*DMARC1\s*(?:;|\Z)")
+# Meant as DMARC but not a record a receiver uses: v=DMARC1 later than first, lower-case dmarc1,
+# leading spaces, v=DMARC1p=... (RFC 7489 6.4: v "MUST be the first tag", its value "MUST match precisely").
+DMARC_ATTEMPT = re.compile(r"v\s*=\s*dmarc", re.IGNORECASE)
 
 # Suffixes under which organizations register at the third label. Without the
 # Public Suffix List this is a short, deliberately incomplete list: see organizational_domain.
@@ -68,6 +77,11 @@ def is_dmarc(txt: str) -> bool:
     return DMARC_VERSION.match(txt) is not None
 
 
+def looks_like_dmarc(txt: str) -> bool:
+    """A TXT record written as DMARC that receivers discard (it is not `is_dmarc`)."""
+    return not is_dmarc(txt) and DMARC_ATTEMPT.search(txt) is not None
+
+
 def _report_uris(tag: str, value: str, record: DmarcRecord) -> list[str]:
     uris = []
     for item in (part.strip() for part in value.split(",")):
@@ -110,7 +124,15 @@ def parse_dmarc(txt: str) -> DmarcRecord:
         record.tags[name] = value
         order.append(name)
     if not order or order[0] != "v" or record.tags.get("v") != "DMARC1":
-        record.problems.append("the record must start with v=DMARC1")
+        if "v" in order and order[0] != "v":
+            why = f": v= is tag {order.index('v') + 1}, and RFC 7489 6.4 says it MUST be the first"
+        elif "v" in record.tags and record.tags["v"].upper() == "DMARC1":
+            why = f": v={record.tags['v']} is not DMARC1 exactly (RFC 7489 6.4: the value must match precisely)"
+        else:
+            why = ""
+        record.problems.append("the record must start with v=DMARC1" + why)
+    elif not is_dmarc(txt):
+        record.problems.append("the record must start with v=DMARC1, with nothing before it (RFC 7489 6.4)")
     if "p" not in record.tags:
         record.problems.append("the p= tag (policy) is missing; RFC 7489 requires it")
     elif len(order) > 1 and order[1] != "p":
@@ -201,6 +223,8 @@ class DmarcReport:
     record: DmarcRecord | None = None
     policy: str | None = None  # what applies to mail from `domain`: sp= when inherited, else p=
     inherited: bool = False
+    # Records meant as DMARC that receivers discard (RFC 7489 6.6.3), by record name.
+    discarded: dict[str, list[str]] = field(default_factory=dict)
     external_destinations: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -238,6 +262,9 @@ def evaluate_dmarc(domain: str, query: Query) -> DmarcReport:
             report.outcome, report.errors = "error", [f"{names[index]} TXT: {answer.error}"]
             return report
         found = [r for r in answer.records if is_dmarc(r)] if answer.ok else []
+        broken = [r for r in answer.records if looks_like_dmarc(r)] if answer.ok else []
+        if broken:
+            report.discarded[names[index]] = broken
         if found:
             report.record_name, report.records, report.inherited = names[index], found, index == 1
             break

@@ -353,8 +353,12 @@ def _term_job(walk: _Walk, term: Term, current: str, chain: tuple[str, ...]) -> 
         if answer.missing:
             node["voids"] = 1
             return node
-        hosts = [r.split()[-1] for r in answer.records]
+        # A null MX ("0 .", RFC 7505) names no host: there is no address to look up, so mx matches nothing.
+        hosts = [host for host in (r.split()[-1] for r in answer.records) if host.rstrip(".")]
         node["hosts"] = hosts
+        if not hosts:
+            node["warnings"].append(f"{label}: {target} has a null MX (RFC 7505), so mx matches no host")
+            return node
         if len(hosts) > MX_NAME_LIMIT:
             node["problems"].append(f"{label}: {target} has {len(hosts)} MX names; an mx term may use 10 (4.6.4)")
             return node

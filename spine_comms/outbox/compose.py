@@ -1,7 +1,12 @@
 """The message a send submits: headers checked, Date and Message-ID always set, MIME built.
 
 Every header value is refused if it holds CR, LF or another control character (header
-injection); that check runs before anything is written or sent. Bcc recipients go in
+injection), as given AND as the mail library will read it: email.policy decodes RFC 2047
+encoded words (`=?utf-8?q?x=0D=0ABcc:...?=`) into the characters they stand for, and would
+write those out as real line breaks. Message-ids (In-Reply-To, References: from a received
+message) must be plain RFC 5322 msg-ids that no decoding changes. The built message is read
+back, and any header it did not set refuses the send. Folding is the library's (email.policy),
+never done here. All of this runs before anything is written or sent. Bcc recipients go in
 the envelope only. The idempotency key, unless given, is a hash of the sender, the
 recipients (sorted, lower-cased), the subject, the text and HTML bodies and the
 attachments' contents: the same mail twice is one send.
@@ -24,6 +29,9 @@ from pathlib import Path
 from spine_comms.core.errors import UsageError
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")  # TAB is legal in a header value
+# dot-atom-text "@" (dot-atom-text / no-fold-literal), in angle brackets: the msg-id of RFC 5322 §3.6.4.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_MSG_ID = re.compile(rf"<{_ATEXT}(?:\.{_ATEXT})*@(?:{_ATEXT}(?:\.{_ATEXT})*|\[[\x21-\x5a\x5e-\x7e]*\])>\Z")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 
 
@@ -66,10 +74,31 @@ def split_addresses(values: list[str] | None, what: str) -> list[str]:
 
 
 def check_header(name: str, value: str) -> str:
+    """The value, if neither it nor what the mail library decodes it to holds a control character."""
     if _CONTROL.search(value):
         raise UsageError(f"{name}: a control character (CR or LF?) in the value: refused (header injection); "
                          "nothing was sent")  # fmt: skip
+    decoded = _as_read(name, value)
+    if _CONTROL.search(decoded):
+        raise UsageError(f"{name}: an RFC 2047 encoded word in the value decodes to a control character (CR or "
+                         "LF?): refused (header injection); nothing was sent")  # fmt: skip
     return value
+
+
+def check_message_id(name: str, value: str) -> str:
+    """A msg-id (RFC 5322 §3.6.4) written exactly as received: no encoded word, nothing the library would change."""
+    check_header(name, value)
+    if not _MSG_ID.match(value) or _as_read(name, value) != value:
+        raise UsageError(f"{name}: {value[:80]!r} is not a plain message id (<left@right>): refused; nothing was sent")
+    return value
+
+
+def _as_read(name: str, value: str) -> str:
+    """What email.policy makes of a header value: encoded words decoded, as it would write them out."""
+    try:
+        return str(SMTP.header_factory(name.lstrip("-").replace("-", " ").title().replace(" ", "-"), value))
+    except Exception:  # a value the parser chokes on is not a header we write
+        raise UsageError(f"{name}: the value cannot be read as a mail header: refused") from None
 
 
 def idempotency_key(draft: Draft) -> str:
@@ -90,8 +119,12 @@ def new_message_id(domain: str, now: datetime) -> str:
 def build(draft: Draft, *, message_id: str, now: datetime) -> bytes:
     """The message as submitted, CRLF line ends (email.policy.SMTP)."""
     check_header("Subject", draft.subject)
-    for header in (draft.in_reply_to or "", *draft.references):
-        check_header("In-Reply-To/References", header)
+    check_header("X-Spine-Agent", draft.agent)
+    check_message_id("Message-ID", message_id)
+    if draft.in_reply_to:
+        check_message_id("In-Reply-To", draft.in_reply_to)
+    # References come from a received message: one that is not a plain msg-id is left out, not sent on.
+    references = [r for r in draft.references if _is_plain_message_id(r)]
     msg = EmailMessage(policy=SMTP)
     msg["From"] = draft.sender
     msg["To"] = ", ".join(draft.to)
@@ -102,7 +135,7 @@ def build(draft: Draft, *, message_id: str, now: datetime) -> bytes:
     msg["Message-ID"] = message_id
     if draft.in_reply_to:
         msg["In-Reply-To"] = draft.in_reply_to
-        msg["References"] = " ".join([*draft.references, draft.in_reply_to][-20:])
+        msg["References"] = " ".join([*references, draft.in_reply_to][-20:])
     msg["X-Spine-Agent"] = draft.agent
     msg.set_content(draft.text if draft.text.endswith("\n") else draft.text + "\n")
     if draft.html is not None:
@@ -110,7 +143,39 @@ def build(draft: Draft, *, message_id: str, now: datetime) -> bytes:
     for name, mime, data in draft.attachments:
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
-    return msg.as_bytes()
+    raw = msg.as_bytes()
+    _read_back(msg, raw)
+    return raw
+
+
+def _is_plain_message_id(value: str) -> bool:
+    try:
+        check_message_id("References", value)
+    except UsageError:
+        return False
+    return True
+
+
+def _read_back(msg: EmailMessage, raw: bytes) -> None:
+    """Parse what will be sent: the same header fields, in the same order, in every part, or no send.
+
+    The last line of defence against a value the checks above missed: whatever a header value
+    holds, it can only ever be written as the header it was set as."""
+    from email.parser import BytesParser
+
+    sent = BytesParser(policy=SMTP).parsebytes(raw)
+    made_parts, sent_parts = list(msg.walk()), list(sent.walk())
+    if len(made_parts) != len(sent_parts):
+        raise UsageError("the built message has another MIME structure than was made: refused (header injection)")
+    for made, read in zip(made_parts, sent_parts, strict=True):
+        made_names, read_names = [k for k, _ in made.items()], [k for k, _ in read.items()]
+        if [k.lower() for k in made_names] != [k.lower() for k in read_names]:
+            extra = sorted(set(read_names) - set(made_names))
+            raise UsageError(f"the built message carries header(s) that were not set ({', '.join(extra) or 'order'}): "
+                             "refused (header injection); nothing was sent")  # fmt: skip
+        for name, value in read.items():
+            if _CONTROL.search(str(value)):
+                raise UsageError(f"{name}: decodes to a control character: refused (header injection)")
 
 
 def read_attachment(path: str, limit: int) -> tuple[str, str, bytes]:

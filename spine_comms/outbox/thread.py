@@ -3,7 +3,9 @@
 The inbox pipeline keeps each message normalized as messages/<sha[:2]>/<sha>.json; the one
 whose message_id matches gives In-Reply-To and References (its own References, then its
 Message-ID), so the recipient's client threads the reply. An id we never received is a
-usage error: replying to a guess would thread into someone else's conversation.
+usage error: replying to a guess would thread into someone else's conversation. Both ids come
+from a received message, so they are checked as msg-ids before use (outbox.compose): an id that
+decodes to a line break, or is not a plain <left@right>, is never written into a header.
 """
 
 from __future__ import annotations
@@ -36,7 +38,18 @@ def find_inbound(ctx: RunContext, message_id: str) -> dict:
         except (OSError, json.JSONDecodeError):
             continue
         if normalize_message_id(message.get("message_id")) == wanted:
+            _writable(message["message_id"], path)
             return {"message_id": message["message_id"], "references": list(message.get("references") or []),
                     "subject": message.get("subject"), "json": str(path)}  # fmt: skip
     raise UsageError(f"--in-reply-to: {message_id} is not a stored inbound message (searched {directory})",
                      hint="use the Message-ID from a mailroom item's References")  # fmt: skip
+
+
+def _writable(message_id: str, path) -> None:
+    from spine_comms.outbox.compose import check_message_id
+
+    try:
+        check_message_id("In-Reply-To", message_id)
+    except UsageError as exc:
+        raise UsageError(f"--in-reply-to: the stored message's own id cannot be written back safely ({exc}); "
+                         f"see {path}") from None  # fmt: skip

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from spine_comms.protocols.tls import verified_context
 
 MAX_LINE = 64 * 1024
-MAX_LITERAL = 4 * 1024 * 1024  # scripts are KiBs; Stalwart caps them at 100 KiB
+MAX_LITERAL = 4 * 1024 * 1024  # above any server's script limit (Stalwart: 1 MiB on 0.15, 100 KiB on 0.16)
 MAX_LINES = 10_000
 _LITERAL = re.compile(rb"\{(\d{1,10})\+?\}$")
 _ATOM_END = b' ()"{\r\n'

@@ -165,6 +165,42 @@ def extensions_check(box: SieveMailbox, caps: Capabilities, allowed: list[str] |
                  [e for e in needed if e not in missing], {"server": caps.sieve, "missing": missing})  # fmt: skip
 
 
+# Stalwart's `sieve.untrusted.limits.script-size` default by release line (reference/stalwart.md):
+# 1 MiB up to 0.15.5 (crates/common/src/config/scripts.rs 41-45), 100 KiB from 0.16.
+STALWART_SCRIPT_LIMIT = {"0.15": 1024 * 1024, "0.16": 100 * 1024}
+
+
+def script_limit(box: SieveMailbox, caps) -> tuple[int | None, str]:
+    """(the script size limit, where it comes from); None when the server's HAVESPACE is the judge."""
+    endpoint = box.managesieve
+    if endpoint.max_script_bytes:
+        return endpoint.max_script_bytes, "managesieve.max_script_bytes"
+    if "stalwart" not in (caps.implementation or "").lower():
+        return None, "HAVESPACE"  # Dovecot and others check the size in HAVESPACE (RFC 5804 §2.5)
+    version = endpoint.server_version
+    if version is None:
+        return STALWART_SCRIPT_LIMIT["0.16"], "Stalwart, release unknown: the 0.16 line's 100 KiB assumed"
+    major, minor = (int(part) for part in version.split(".")[:2])
+    line = "0.15" if (major, minor) <= (0, 15) else "0.16"
+    return STALWART_SCRIPT_LIMIT[line], f"Stalwart {version} (managesieve.server_version)"
+
+
+def size_check(box: SieveMailbox, caps, size: int, space) -> Check:
+    """The rendered script's size against HAVESPACE and the server's limit (Stalwart's HAVESPACE ignores size)."""
+    limit, source = script_limit(box, caps)
+    evidence = {"havespace": space.to_dict(), "limit": limit, "limit_from": source}
+    if not space.ok:
+        return Check("sieve.limits.size", Status.FAIL, f"{size} bytes: HAVESPACE {space}", box.id, "fits", size,
+                     evidence)  # fmt: skip
+    if limit is not None and size > limit:
+        return Check("sieve.limits.size", Status.FAIL,
+                     f"{size} bytes is over the {limit}-byte script limit ({source}); the upload would be refused",
+                     box.id, f"<= {limit} bytes", size, evidence)  # fmt: skip
+    shown = f"; limit {limit} bytes ({source})" if limit is not None else ""
+    return Check("sieve.limits.size", Status.OK, f"{size} bytes: HAVESPACE {space}{shown}", box.id,
+                 f"<= {limit} bytes" if limit is not None else "fits", size, evidence)  # fmt: skip
+
+
 @capability("sieve.status", safety="read-only", approval="auto")
 def sieve_status(ctx: RunContext, mailbox: MailboxOpt = None, timeout: TimeoutOpt = None) -> Result:
     """Compare each mailbox's live Sieve script with the one rendered from the routing contract:
@@ -216,8 +252,7 @@ def _report(result: Result, box: SieveMailbox, where: Target, live: Live, render
     result.add(Check("sieve.script.rules", status, detail, box.id, [r.name for r in box.rules], names_live,
                      parsed.to_dict()))  # fmt: skip
     size = len(rendered.encode())
-    result.add(Check("sieve.limits.size", Status.OK if space.ok else Status.FAIL,
-                     f"{size} bytes: HAVESPACE {space}", box.id, "fits", size, space.to_dict()))  # fmt: skip
+    result.add(size_check(box, caps, size, space))
     redirects = sum(1 for r in box.rules for a in r.actions if a.kind == "redirect")
     limit = caps.max_redirects
     over = limit is not None and redirects > limit

@@ -396,3 +396,88 @@ def test_the_stack_contracts_ca_file_is_used_when_the_section_names_none(cli, tm
     (root / "bindings/communications.stack.contract.yaml").unlink()
     result, env = run(cli, root, "stalwart.status")
     assert result.exit_code == 3 and "certificate verify failed" in env["error"]["message"]
+
+
+# ---- 0.15: what really signs, keys never echoed, API keys in the forms 0.15 takes
+
+
+def test_015_a_key_under_a_hand_made_id_never_signs_and_fails(cli, tmp_path):
+    with FakeStalwart("0.15") as fake:
+        fake.add_domain("example.test")
+        fake.add_dkim("example.test", "rsa", selector="legacy", signature_id="example-rsa")
+        root = make_root(tmp_path, fake)
+        result, env = run(cli, root, "stalwart.dkim.status")
+        (key,) = env["data"]["domains"]["example.test"]["keys"]
+        assert key["stage"] == "unused" and key["signature_id"] == "example-rsa"
+        assert "never example-rsa" in key["note"]
+        assert result.exit_code == 1 and env["status"] == "fail"
+        rsa = checks(env)[("stalwart.dkim.present.rsa-sha256", "example.test")]
+        assert rsa["status"] == "fail" and "unsigned" in rsa["detail"]
+        # ensure does not call it present: it plans the key under the id that signs.
+        result, env = run(cli, root, "stalwart.dkim.ensure", "--algorithm", "rsa")
+        assert checks(env)[("stalwart.dkim.ensure.rsa-sha256", "example.test")]["status"] == "warn"
+        result, env = run(cli, root, "stalwart.dkim.ensure", "--algorithm", "rsa", "--execute", "--yes")
+        assert result.exit_code == 0, result.stdout
+        assert "rsa-example.test" in fake.signatures
+
+
+def test_015_a_changed_signing_rule_decides_which_key_signs(cli, tmp_path):
+    with FakeStalwart("0.15") as fake:
+        fake.add_domain("example.test")
+        fake.add_dkim("example.test", "rsa", selector="202601r")  # rsa-example.test
+        fake.add_dkim("example.test", "rsa", selector="mine", signature_id="mykey")
+        fake.dkim_sign = {"auth.dkim.sign.0000.if": "is_local_domain('*', sender_domain)",
+                          "auth.dkim.sign.0000.then": "['mykey']", "auth.dkim.sign.0001.else": "false"}  # fmt: skip
+        root = make_root(tmp_path, fake)
+        _, env = run(cli, root, "stalwart.dkim.status")
+        stages = {k["signature_id"]: k["stage"] for k in env["data"]["domains"]["example.test"]["keys"]}
+        assert stages == {"mykey": "active", "rsa-example.test": "unused"}
+        # A rule the client cannot evaluate is undetermined, never active.
+        fake.dkim_sign = {"auth.dkim.sign": "key_get('dkim', sender_domain)"}
+        result, env = run(cli, root, "stalwart.dkim.status")
+        stages = {k["signature_id"]: k["stage"] for k in env["data"]["domains"]["example.test"]["keys"]}
+        assert set(stages.values()) == {"undetermined"} and result.exit_code == 1
+        # A rule that never names rsa-<domain>: a new key there would not sign either, so ensure says so.
+        fake.dkim_sign = {"auth.dkim.sign": "'mykey'"}
+        del fake.signatures["mykey"]
+        posts_before = sum(1 for r in fake.requests if r["method"] == "POST")
+        result, env = run(cli, root, "stalwart.dkim.ensure", "--algorithm", "rsa", "--execute", "--yes")
+        ensured = checks(env)[("stalwart.dkim.ensure.rsa-sha256", "example.test")]
+        assert result.exit_code == 1 and ensured["status"] == "fail" and "would not sign" in ensured["detail"]
+        assert sum(1 for r in fake.requests if r["method"] == "POST") == posts_before  # nothing created
+
+
+def test_015_an_existing_private_key_echoed_by_the_server_never_reaches_output(cli, tmp_path):
+    with FakeStalwart("0.15") as fake:
+        fake.add_domain("example.test")
+        fake.add_dkim("example.test", "rsa", selector="old")
+        # A 0.9-era rsa-sha1 signature under the default id: not listed as a key, so ensure creates one,
+        # and 0.15 answers fieldAlreadyExists with the existing private key as `value`.
+        fake.signatures["rsa-example.test"]["algorithm"] = "rsa-sha1"
+        pem = fake.signatures["rsa-example.test"]["private-key"]
+        root = make_root(tmp_path, fake)
+        result, env = run(cli, root, "stalwart.dkim.ensure", "--algorithm", "rsa", "--execute", "--yes")
+        assert checks(env)[("stalwart.dkim.ensure.rsa-sha256", "example.test")]["status"] == "fail"
+        body = pem.splitlines()[2]
+        everything = result.stdout + result.stderr + receipt_text(env)
+        assert "fieldAlreadyExists" in everything
+        assert body not in everything and "PRIVATE KEY-----" not in everything
+
+
+def test_015_api_key_by_name_and_as_an_api_token_and_a_hint_for_a_bare_secret(cli, tmp_path):
+    import base64
+
+    with FakeStalwart("0.15") as fake:
+        fake.add_domain("example.test")
+        secret = fake.add_api_key(name="spine-ops")
+        root = make_root(tmp_path, fake, stalwart={"username": "spine-ops"}, secret=secret)
+        result, _ = run(cli, root, "stalwart.status")
+        assert result.exit_code == 0, result.stdout  # Basic keyname:secret
+        token = "api_" + base64.b64encode(f"spine-ops:{secret}".encode()).decode()
+        root = make_root(tmp_path, fake, stalwart={"username": None}, secret=token)
+        result, _ = run(cli, root, "stalwart.status")
+        assert result.exit_code == 0, result.stdout  # Bearer api_<base64(name:secret)>
+        root = make_root(tmp_path, fake, stalwart={"username": None}, secret=secret)
+        result, env = run(cli, root, "stalwart.status")
+        assert result.exit_code == 3 and "stalwart.username to the key's name" in result.stdout + result.stderr
+        assert secret not in result.stdout + result.stderr + receipt_text(env)

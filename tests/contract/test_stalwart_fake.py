@@ -85,7 +85,8 @@ def test_health_is_problem_json_200_without_auth(mode):
 def test_well_known_jmap_is_a_307_with_an_empty_body(v016):
     status, headers, body = raw(v016, "GET", "/.well-known/jmap")
     assert status == 307
-    assert headers["location"] == ["/jmap/session"]
+    assert headers["location"] == ["/jmap/session"]  # an absolute path: a proxy's prefix is not in it
+    assert headers["cache-control"] == ["no-cache"]
     assert body == b""
     with pytest.raises(ValueError):
         json.loads(body)  # the thunderbird-accounts trap: .json() on the 307 raises
@@ -171,6 +172,21 @@ def test_domain_get_has_dns_zone_file_in_bind_form_without_ttls(v016):
     assert "dnsZoneFile" not in reply[1]["list"][0]
 
 
+def test_zone_file_lists_retired_keys_and_report_records_only_with_a_report_address(v016):
+    v016.add_dkim("example.test", "rsa", selector="old-rsa", stage="retired")
+    domain_id = v016.domain_id("example.test")
+    v016.domains[domain_id]["reportAddressUri"] = None  # the default is mailto:postmaster
+    (reply,) = jmap(v016, ("x:Domain/get", {"ids": [domain_id]}))
+    zone = reply[1]["list"][0]["dnsZoneFile"]
+    assert "old-rsa._domainkey.example.test. IN TXT" in zone  # records.rs has no stage filter
+    assert "_dmarc." not in zone and "_smtp._tls." not in zone
+    v016.domains[domain_id]["reportAddressUri"] = "mailto:reports"
+    (reply,) = jmap(v016, ("x:Domain/get", {"ids": [domain_id]}))
+    zone = reply[1]["list"][0]["dnsZoneFile"]
+    assert '_dmarc.example.test. IN TXT "v=DMARC1; p=reject; rua=mailto:reports@example.test"' in zone
+    assert '_smtp._tls.example.test. IN TXT "v=TLSRPTv1; rua=mailto:reports@example.test"' in zone
+
+
 def test_bind_line_chunks_long_txt_and_escapes_quotes():
     assert bind_line("a.", "TXT", 'x"y') == 'a. IN TXT "x\\"y"'
     text = bind_line("a.", "TXT", "z" * 600)
@@ -204,8 +220,12 @@ def test_dkim_set_needs_the_private_key_and_rejects_duplicates(v016):
     assert result["notCreated"]["b"]["type"] == "invalidProperties"
     assert result["notCreated"]["d"]["type"] == "invalidForeignKey"
     assert set(result["created"]) == {"c"}
+    # No uniqueness index on (domain, selector): a second key under the same selector is accepted.
     (again,) = jmap(v016, ("x:DkimSignature/set", {"create": {"e": good}}))
-    assert again[1]["notCreated"]["e"]["type"] == "primaryKeyViolation"
+    assert set(again[1]["created"]) == {"e"}
+    (listed,) = jmap(v016, ("x:DkimSignature/get", {"ids": None}))
+    assert [k["selector"] for k in listed[1]["list"]].count("s1") == 2
+    assert all(k["report"] is True for k in listed[1]["list"])  # `report` defaults to true
 
 
 def test_duplicate_domain_is_a_primary_key_violation(v016):
@@ -315,7 +335,40 @@ def test_015_post_dkim_defaults_and_one_key_per_algorithm(v015):
     _, _, public = raw(v015, "GET", "/api/dkim/rsa-example.test", headers=admin(v015))
     assert base64.b64decode(json.loads(public)["data"])[:2] == b"\x30\x82"  # DER
     status, _, answer = raw(v015, "POST", "/api/dkim", dict(body, selector="other"), admin(v015))
-    assert status == 200 and json.loads(answer)["error"] == "fieldAlreadyExists"
+    refused = json.loads(answer)
+    assert status == 200 and refused["error"] == "fieldAlreadyExists"
+    # dkim.rs 159-170: the value it echoes is the existing private key itself.
+    assert refused["field"] == "signature.rsa-example.test.private-key"
+    assert refused["value"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_015_a_missing_dkim_id_is_a_404_problem_and_a_malformed_post_a_400(v015):
+    status, headers, body = raw(v015, "GET", "/api/dkim/rsa-nope.test", headers=admin(v015))
+    assert status == 404 and headers["content-type"] == ["application/problem+json"]
+    assert json.loads(body)["title"] == "Not Found"
+    status, headers, body = raw(v015, "POST", "/api/dkim", {"domain": "example.test"}, admin(v015))
+    assert status == 400 and json.loads(body)["detail"] == "missing field `algorithm`"
+    status, _, _ = raw(v015, "POST", "/api/dkim", {"algorithm": "Dsa", "domain": "example.test"}, admin(v015))
+    assert status == 400
+
+
+def test_015_settings_keys_read_auth_dkim_sign_by_key_and_prefix(v015):
+    _, _, body = raw(v015, "GET", "/api/settings/keys?keys=auth.dkim.sign&prefixes=auth.dkim.sign",
+                     headers=admin(v015))  # fmt: skip
+    assert json.loads(body) == {"data": {}}  # not set: the built-in rule applies
+    v015.dkim_sign = {"auth.dkim.sign.0000.if": "is_local_domain('*', sender_domain)",
+                      "auth.dkim.sign.0000.then": "'mykey'", "auth.dkim.sign.0001.else": "false"}  # fmt: skip
+    _, _, body = raw(v015, "GET", "/api/settings/keys?keys=auth.dkim.sign&prefixes=auth.dkim.sign",
+                     headers=admin(v015))  # fmt: skip
+    assert json.loads(body)["data"] == v015.dkim_sign
+
+
+def test_015_a_signature_under_a_hand_made_id(v015):
+    v015.add_dkim("example.test", "rsa", selector="legacy", signature_id="example-rsa")
+    _, _, group = raw(v015, "GET", "/api/settings/group?prefix=signature&suffix=algorithm", headers=admin(v015))
+    (item,) = json.loads(group)["data"]["items"]
+    assert item["_id"] == "example-rsa" and item["selector"] == "legacy"
+    assert item["private-key"].startswith("-----BEGIN")  # the group listing returns it in clear
 
 
 def test_015_settings_filter_is_a_substring_match(v015):
@@ -337,8 +390,12 @@ def test_015_dns_records_are_a_list_of_fqdn_records(v015):
     dkim = next(r for r in records if r["name"] == "202601r._domainkey.example.test.")
     assert dkim["content"].startswith("v=DKIM1; k=rsa; h=sha256; p=") and '"' not in dkim["content"]
     assert {"type": "TXT", "name": "example.test.", "content": "v=spf1 mx ra=postmaster -all"} in records
+    # build_dns_records does not look the domain up: an unknown domain gets records all the same.
     status, _, body = raw(v015, "GET", "/api/dns/records/nope.test", headers=admin(v015))
-    assert status == 200 and json.loads(body) == {"error": "notFound", "item": "nope.test"}
+    assert (
+        status == 200
+        and {"type": "MX", "name": "nope.test.", "content": "10 mail.example.test."} in json.loads(body)["data"]
+    )
 
 
 def test_015_has_no_api_account(v015):

@@ -23,7 +23,17 @@ SPF_11_LOOKUPS = (
 
 def run(root: Path, capability: str, *args: str) -> tuple[int, dict]:
     done = run_capability(root, capability, *args)
+    assert_one_verdict_per_subject(done.envelope)
     return done.code, done.envelope
+
+
+def assert_one_verdict_per_subject(envelope: dict) -> None:
+    """Every run of every test here: no check id reports twice on one subject (say, both ok and fail)."""
+    seen: dict[tuple[str, str], str] = {}
+    for check in envelope.get("checks", []):
+        key = (check["id"], check["subject"])
+        assert key not in seen, f"{key} has two verdicts: {seen[key]} and {check['status']}: {check['detail']}"
+        seen[key] = check["status"]
 
 
 def by_id(envelope: dict, check_id: str) -> list[dict]:
@@ -39,13 +49,18 @@ def test_the_lab_zone_is_ok_with_expected_actual_and_raw_records(lab_root):
         "dns.mx.present", "dns.mx.target_resolves", "dns.mx.mail_host", "dns.host.address", "dns.host.ptr",
         "dns.host.fcrdns", "dns.spf.record", "dns.spf.syntax", "dns.spf.lookups", "dns.spf.void_lookups",
         "dns.spf.all", "dns.dkim.selector_present", "dns.dkim.key", "dns.dmarc.record", "dns.dmarc.policy",
-        "dns.dmarc.rua", "dns.mta_sts.record", "dns.tls_rpt.record",
+        "dns.dmarc.rua", "dns.mta_sts.record", "dns.mta_sts.policy", "dns.mta_sts.mx", "dns.tls_rpt.record",
     ):  # fmt: skip
         assert wanted in ids, wanted
     (mx,) = by_id(env, "dns.mx.mail_host")
     assert mx["expected"] == "mx.spine.test" and mx["actual"] == ["mx.spine.test"]
     (key,) = by_id(env, "dns.dkim.key")
     assert key["actual"]["bits"] == 2048 and key["evidence"].startswith("v=DKIM1")
+    (policy,) = by_id(env, "dns.mta_sts.policy")
+    assert policy["subject"].startswith("https://mta-sts.spine.test:") and policy["actual"]["mode"] == "enforce"
+    assert policy["evidence"]["http_status"] == 200 and "version: STSv1" in policy["evidence"]["body"]
+    (sts_mx,) = by_id(env, "dns.mta_sts.mx")
+    assert sts_mx["actual"]["mx_hosts"] == ["mx.spine.test"] and not sts_mx["actual"]["unmatched_hosts"]
     (spf,) = by_id(env, "dns.spf.lookups")
     assert spf["actual"] == 1  # the mx mechanism (its targets' addresses are not counted: RFC 7208 4.6.4)
     receipt = Path(env["receipt"])

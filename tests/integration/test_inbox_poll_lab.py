@@ -112,8 +112,10 @@ def test_policy_sends_each_message_to_its_lane(lab, lab_root, tmp_path) -> None:
     messages = {
         "<ok@example.org>": _message("<ok@example.org>"),
         "<denied@example.org>": _message("<denied@example.org>", sender="spammer@bad.example"),
-        "<dmarcfail@example.org>": _message("<dmarcfail@example.org>", headers=[
-            ("Authentication-Results", f"{lab['authserv_id']}; dmarc=fail (p=reject) header.from=example.org")]),
+        # The receiver's block on top (its A-R, then its Received), as a delivery writes it: RFC 8601 §7.1.
+        "<dmarcfail@example.org>": f"Authentication-Results: {lab['authserv_id']}; dmarc=fail (p=reject) "
+        "header.from=example.org\r\nReceived: from x.example.org by mx.spine.test; Sat, 21 Nov 2026 10:00:00 "
+        "+0000\r\n".encode() + _message("<dmarcfail@example.org>"),
         "<forged@example.org>": _message("<forged@example.org>", headers=[
             ("Authentication-Results", "evil.example; dmarc=fail header.from=example.org")]),
         "<secret@example.org>": _message("<secret@example.org>", body="the api_key = abc123 for you\n"),

@@ -208,3 +208,21 @@ def test_vacation_is_refused_as_a_script_name(sieve_lab, name):
         assert code == 2
         assert "reserved" in stderr + json.dumps(env)
         assert "Traceback" not in stderr
+
+
+def test_the_script_size_limit_comes_from_the_contract_where_the_server_does_not_state_it(sieve_lab):
+    root, write, _ = sieve_lab
+    write([alert_rule("Alerts", "size")], managesieve={"max_script_bytes": 1024 * 1024})
+    code, envelope, _ = run(root, "sieve.status")
+    size = checks(envelope)["sieve.limits.size"]
+    assert size["status"] == "ok" and size["evidence"]["limit"] == 1024 * 1024, size
+    assert size["evidence"]["limit_from"] == "managesieve.max_script_bytes"
+    # A limit below the rendered script: HAVESPACE (Dovecot's, which does check size) says yes, the limit no.
+    write([alert_rule("Alerts", "size")], managesieve={"max_script_bytes": 64})
+    code, envelope, _ = run(root, "sieve.status")
+    size = checks(envelope)["sieve.limits.size"]
+    assert code == 1 and size["status"] == "fail" and "over the 64-byte script limit" in size["detail"], size
+    # Dovecot states nothing and its HAVESPACE checks the size: with no contract limit, HAVESPACE judges.
+    write([alert_rule("Alerts", "size")])
+    _, envelope, _ = run(root, "sieve.status")
+    assert checks(envelope)["sieve.limits.size"]["evidence"]["limit_from"] == "HAVESPACE"

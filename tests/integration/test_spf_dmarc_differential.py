@@ -103,6 +103,13 @@ CASES = [
          "RFC 9989 4.8 discards a bad value for its default, so checkdmarc warns; RFC 7489 has no such rule"),
     Case("c31", "dmarc", "unknown tag (ignored)", txt("_dmarc", "v=DMARC1; p=reject; foo=bar; rua=mailto:dmarc@spine.test"), "warning"),
     Case("c32", "dmarc", "bad sp value", txt("_dmarc", "v=DMARC1; p=reject; sp=maybe; rua=mailto:dmarc@spine.test"), "invalid"),
+    Case("c34", "dmarc", "v=DMARC1 as the second tag", txt("_dmarc", "p=reject; v=DMARC1; rua=mailto:dmarc@spine.test"), "broken", "missing",
+         "checkdmarc, too, refuses the record and does not fall back to spine.test's; its result then holds no record, which reads as missing here"),
+    Case("c35", "dmarc", "v=dmarc1 in lower case", txt("_dmarc", "v=dmarc1; p=reject; rua=mailto:dmarc@spine.test"), "broken", "missing",
+         "checkdmarc, too, refuses the record and does not fall back to spine.test's; its result then holds no record, which reads as missing here"),
+    Case("c36", "dmarc", "sp=none under p=reject", txt("_dmarc", "v=DMARC1; p=reject; sp=none; rua=mailto:dmarc@spine.test"), "warning"),
+    Case("c37", "dmarc", "a leading space", txt("_dmarc", " v=DMARC1; p=reject; rua=mailto:dmarc@spine.test"), "broken", "missing",
+         "checkdmarc, too, refuses the record and does not fall back to spine.test's; its result then holds no record, which reads as missing here"),
 ]
 # fmt: on
 
@@ -137,6 +144,8 @@ def their_spf_class(domain: str, nameserver: str) -> str:
 
 def our_dmarc_class(domain: str, resolver: Resolver) -> str:
     report = evaluate_dmarc(domain, resolver.query)
+    if report.discarded.get(f"_dmarc.{domain}") and not (report.record_name == f"_dmarc.{domain}" and report.records):
+        return "broken"  # meant as DMARC, discarded by receivers: dmarc.check fails it (whatever applies instead)
     if report.outcome != "ok":
         return report.outcome
     if any(d["authorized"] is False for d in report.external_destinations):
@@ -161,7 +170,7 @@ def their_dmarc_class(domain: str, nameserver: str) -> str:
         return "unauthorized-rua"
     if result["location"] != domain:
         return "inherited"
-    if "p tag value of none" in warnings:
+    if "A p tag value of none" in warnings:  # not "An sp tag value of none", a plain warning
         return "p-none"
     return "warning" if warnings else "valid"
 

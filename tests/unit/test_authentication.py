@@ -13,11 +13,10 @@ from spine_comms.mail.authentication import (
     author_domain,
     dmarc_verdict,
     evaluate_message,
-    split_trusted,
     trusted_spf_domain,
     verify_signatures,
 )
-from spine_comms.mail.authresults import parse_authentication_results
+from spine_comms.mail.authresults import sort_by_trust
 from spine_comms.protocols.dns import Answer
 
 
@@ -101,7 +100,50 @@ def test_each_failure_says_why(keys):
     assert found["nxdomain"].result == "permerror" and "key not found in DNS" in found["nxdomain"].reason
     assert found["servfail"].result == "temperror" and "SERVFAIL" in found["servfail"].reason
     assert found["two keys"].result == "permerror" and "2 key records" in found["two keys"].reason
-    assert found["garbage key"].result == "permerror" and "key unusable" in found["garbage key"].reason
+    assert found["garbage key"].result == "permerror" and "not a DER public key" in found["garbage key"].reason
+
+
+@pytest.mark.parametrize(
+    ("extra", "identity", "result", "why"),
+    [
+        ("h=sha256; ", None, "pass", "verified"),
+        ("h=sha1:sha256; ", None, "pass", "verified"),
+        ("h=sha1; ", None, "permerror", "does not allow sha256"),
+        ("s=email; ", None, "pass", "verified"),
+        ("s=*; ", None, "pass", "verified"),
+        ("s=tlsrpt; ", None, "permerror", "not for mail"),
+        ("t=s; ", b"@example.com", "pass", "verified"),
+        ("t=s; ", b"@sub.example.com", "permerror", "t=s forbids i=@sub.example.com"),
+        ("t=y; ", b"@sub.example.com", "pass", "verified"),
+        ("k=ed25519; ", None, "permerror", "a=rsa-sha256 but the key record says k=ed25519"),
+        ("k=dsa; ", None, "permerror", "unknown key type"),
+    ],
+)
+def test_the_key_records_constraints_apply_as_dkim_check_reads_them(keys, extra, identity, result, why):
+    from spine_comms.mail.dkim_record import key_strength, parse_dkim_record
+
+    (pem, record), _ = keys
+    published = record.replace("k=rsa; ", "") if extra.startswith("k=") else record
+    published = published.replace("v=DKIM1; ", "v=DKIM1; " + extra)
+    if extra == "k=ed25519; ":  # a real Ed25519 key, named by the RSA signature's selector
+        from spine_comms.mail.dkim_record import generate_key
+
+        published = generate_key("ed25519")[1]
+    header = dkim.sign(MESSAGE, b"sel", b"example.com", pem, identity=identity,
+                       include_headers=[b"from", b"to", b"subject", b"date"])  # fmt: skip
+    (sig,) = verify_signatures(header + MESSAGE, zone({"sel._domainkey.example.com": [published]}))
+    assert (sig.result, why in sig.reason) == (result, True), sig.reason
+    # dkim.check reads the same record the same way: a record it fails never verifies a signature here.
+    if key_strength(parse_dkim_record(published))[0] == "fail":
+        assert sig.result == "permerror"
+
+
+def test_a_sha1_signature_is_not_valid(keys):
+    (pem, record), _ = keys
+    header = dkim.sign(MESSAGE, b"sel", b"example.com", pem, signature_algorithm=b"rsa-sha1",
+                       include_headers=[b"from", b"subject"])  # fmt: skip
+    (sig,) = verify_signatures(header + MESSAGE, zone({"sel._domainkey.example.com": [record]}))
+    assert sig.result == "permerror" and "RFC 8301" in sig.reason
 
 
 def test_every_signature_is_verified_on_its_own(keys):
@@ -167,28 +209,35 @@ def test_the_author_domain_needs_exactly_one_address():
 # Authentication-Results: trust --------------------------------------------------------------
 
 
-def test_only_the_trusted_authserv_id_counts_and_only_mailfrom_spf():
-    headers = [
-        parse_authentication_results("evil.example; spf=pass smtp.mailfrom=example.com; dmarc=pass"),
-        parse_authentication_results("MX.Example.net.; spf=pass smtp.helo=example.com"),
-        parse_authentication_results("mx.example.net; spf=pass smtp.mailfrom=<bounce@Mail.Example.com>"),
+RECEIVED = b"Received: from mx.example.org by mx.example.net with ESMTPS id 1; Sat, 21 Nov 2026 10:00:01 +0000\r\n"
+
+
+def test_only_the_receivers_spf_counts_and_only_mailfrom():
+    fields = [
+        ("Received", "by mx.example.net"),
+        ("Authentication-Results", "mx.example.net; spf=pass smtp.helo=example.com"),
+        ("Authentication-Results", "mx.example.net; spf=pass smtp.mailfrom=<bounce@Mail.Example.com>"),
+        ("From", "a@example.com"),
+        ("Authentication-Results", "mx.example.net; spf=pass smtp.mailfrom=evil.example"),
     ]
-    trusted, untrusted = split_trusted(headers, "mx.example.net")
-    assert [a.authserv_id for a in untrusted] == ["evil.example"]
-    assert trusted_spf_domain(trusted) == "mail.example.com"  # the HELO result is not used for DMARC
-    assert trusted_spf_domain(untrusted) == "example.com"  # would be, which is why untrusted ones are dropped
-    assert split_trusted(headers, None) == ([], headers)
+    sorting = sort_by_trust(fields, "mx.example.net")
+    assert len(sorting.trusted) == 2 and len(sorting.untrusted) == 1
+    # the topmost trusted header that carries spf= is the receiver's word; its HELO result does not count
+    assert trusted_spf_domain(sorting) is None
+    sorting = sort_by_trust([fields[0], fields[2], fields[1]], "mx.example.net")
+    assert trusted_spf_domain(sorting) == "mail.example.com"
+    assert sort_by_trust(fields, None).trusted == []
 
 
 def test_a_forged_header_is_ignored_and_the_trusted_spf_is_used(keys):
     (pem, record), (_, other_record) = keys
     forged = b"Authentication-Results: evil.example; dkim=pass; dmarc=pass\r\n"
     receiver = b"Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=example.com\r\n"
-    raw = forged + receiver + signed(pem)
+    raw = forged + receiver + RECEIVED + signed(pem)
     good = evaluate_message(
         raw, query=zone({**DMARC, "sel._domainkey.example.com": [record]}), trusted_authserv_id="mx.example.net"
     )
-    assert [a.authserv_id for a in good.untrusted] == ["evil.example"]
+    assert [u.header.authserv_id for u in good.untrusted] == ["evil.example"]
     assert good.dmarc.result == "pass" and good.passing_aligned()[0].subject == "d=example.com s=sel"
     bad_key = zone({**DMARC, "sel._domainkey.example.com": [other_record]})
     broken = evaluate_message(raw, query=bad_key, trusted_authserv_id="mx.example.net")
@@ -197,3 +246,14 @@ def test_a_forged_header_is_ignored_and_the_trusted_spf_is_used(keys):
     untrusted_only = evaluate_message(raw, query=bad_key, trusted_authserv_id="other.example")
     assert untrusted_only.dmarc.result == "fail"  # the forged dmarc=pass and the SPF pass are not believed
     assert untrusted_only.to_dict()["authentication_results"]["trusted"] == []
+
+
+def test_a_forged_spf_pass_below_the_receivers_received_carries_no_dmarc():
+    forged = b"Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=example.com\r\n"
+    receiver = b"Authentication-Results: mx.example.net; spf=fail smtp.mailfrom=example.com\r\n"
+    for raw in (receiver + RECEIVED + forged + MESSAGE, RECEIVED + receiver + b"Return-Path: <x@y>\r\n" + forged
+                + MESSAGE, forged + MESSAGE):  # fmt: skip
+        ev = evaluate_message(raw, query=zone(DMARC), trusted_authserv_id="mx.example.net")
+        assert ev.dmarc.result == "fail", raw
+        assert ev.dmarc.spf_domain is None
+        assert [u.header.results[0].result for u in ev.untrusted] == ["pass"]

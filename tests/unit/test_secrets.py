@@ -109,3 +109,22 @@ def test_the_sentinel_never_reaches_stdout_stderr_or_any_receipt_file(root):
     for name, text in everything.items():
         assert SENTINEL not in text, f"the secret leaked into {name}"
     assert "[REDACTED]" in everything["output.txt"] and "[REDACTED]" in everything["receipt.json"]
+
+
+def test_a_private_key_is_redacted_whoever_sent_it():
+    """A PEM private key never reaches output: whole, cut short, or inside JSON's escaped line breaks."""
+    import json
+
+    from spine_comms.core.secrets import Redactor
+    from tests.stalwart_fake import generate_private_pem
+
+    redact = Redactor()
+    for kind in ("rsa", "ed25519"):
+        pem = generate_private_pem(kind)
+        secret_line = pem.splitlines()[1]
+        for text in (pem, f"error value={pem} end", json.dumps({"value": pem}), pem[: len(pem) // 2]):
+            out = redact(text)
+            assert secret_line not in out and "[REDACTED] (a private key)" in out, out
+    assert redact("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----") == (
+        "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----"
+    )  # a public key is no secret

@@ -23,8 +23,17 @@ ALGORITHM_TO_TYPE = {v: k for k, v in TYPE_TO_ALGORITHM.items()}
 
 
 def open_session(transport: Transport) -> dict:
-    """The authenticated JMAP session, found the way clients must: /.well-known/jmap, then its 307."""
-    response = transport.request("GET", "/.well-known/jmap", allow_redirects=True)
+    """The authenticated JMAP session, found the way clients must: /.well-known/jmap, then its 307.
+
+    The 307 names an absolute path (`/jmap/session`, crates/http/src/request.rs): behind a reverse proxy
+    that serves Stalwart under a path prefix, following it as a browser would loses the prefix. So the
+    redirect is followed here, inside our own base URL, never to another origin."""
+    path = "/.well-known/jmap"
+    for _hop in range(3):
+        response = transport.request("GET", path, allow_redirects=False)
+        if response.status_code not in (301, 302, 303, 307, 308):
+            break
+        path = _within_base(transport, response.headers.get("Location") or "")
     transport.refuse(response)
     if response.status_code != 200:
         raise StalwartError("api", f"{transport.url}/.well-known/jmap: HTTP {response.status_code}",
@@ -36,6 +45,16 @@ def open_session(transport: Transport) -> dict:
         # An anonymous session lists capabilities but no accounts: our credentials did not arrive.
         raise StalwartError("auth", f"{transport.url}: the JMAP session lists no account for {transport.account}")
     return session
+
+
+def _within_base(transport: Transport, location: str) -> str:
+    """The path under our base for a redirect's Location: an absolute URL or path keeps only its path."""
+    parts = urllib.parse.urlsplit(location)
+    if not parts.path.startswith("/"):
+        raise StalwartError("api", f"{transport.url}/.well-known/jmap redirects to {location!r}, not a path")
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    prefix = transport.prefix
+    return path[len(prefix) :] if prefix and path.startswith(prefix + "/") else path
 
 
 class JmapAdmin(StalwartAdmin):
@@ -126,7 +145,7 @@ class JmapAdmin(StalwartAdmin):
             if domain is not None and owner != domain.rstrip(".").lower():
                 continue
             keys.append(DkimKey(owner, item.get("selector", ""), algorithm, item.get("publicKey") or "",
-                                item.get("stage") or "active"))  # fmt: skip
+                                item.get("stage") or "active", item.get("id")))  # fmt: skip
         return sorted(keys, key=lambda k: (k.domain, k.algorithm, k.selector))
 
     def dns_records(self, domain: str) -> list[DnsRecord]:
@@ -137,9 +156,15 @@ class JmapAdmin(StalwartAdmin):
         if not isinstance(text, str):
             raise StalwartError("api", f"x:Domain/get gave no dnsZoneFile for {domain}")
         try:
-            return parse_zone_text(text, origin=domain.rstrip(".").lower())
+            records = parse_zone_text(text, origin=domain.rstrip(".").lower())
         except ZoneSyntaxError as exc:
             raise StalwartError("api", f"the dnsZoneFile of {domain} does not parse: {exc}") from None
+        # The zone lists every signature's record, retired ones too (records.rs has no stage filter):
+        # a selector whose every key is retired is nothing to publish.
+        keys = self.dkim_keys(domain)
+        retired = {f"{k.selector}._domainkey.{k.domain}" for k in keys if k.stage == "retired"}
+        retired -= {f"{k.selector}._domainkey.{k.domain}" for k in keys if k.stage != "retired"}
+        return [r for r in records if not (r.type == "TXT" and r.name in retired)]
 
     def create_dkim(self, domain: str, algorithm: str, selector: str | None = None) -> None:
         """Create a DkimSignature. 0.16 does not generate the key pair for x:DkimSignature/set,
@@ -148,6 +173,12 @@ class JmapAdmin(StalwartAdmin):
         kind = ALGORITHM_TO_TYPE[algorithm]
         domain_id = self._domain_id(domain)
         selector = selector or default_selector(algorithm)
+        # 0.16 has no uniqueness index on (domain, selector): a second key under a selector in use is
+        # accepted, and DNS can publish only one of them, so the other never verifies.
+        taken = [k for k in self.dkim_keys(domain) if k.selector == selector]
+        if taken:
+            raise StalwartError("api", f"selector {selector} of {domain} already holds a {taken[0].algorithm} key "
+                                f"({taken[0].stage}); choose another selector")  # fmt: skip
         create = {
             "@type": kind,
             "domainId": domain_id,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
-STAGES = ("active", "pending", "retiring", "retired")
+# 0.16 stages, and two 0.15 answers: "unused" (auth.dkim.sign never names the signature's id, so it
+# never signs) and "undetermined" (the rule is an expression this cannot evaluate).
+STAGES = ("active", "pending", "retiring", "retired", "unused", "undetermined")
 ERROR_KINDS = ("unreachable", "auth", "api", "not_found", "unsupported")
 
 
@@ -15,7 +17,9 @@ class DkimKey:
     selector: str
     algorithm: str  # "rsa-sha256" | "ed25519-sha256"
     public_key: str  # base64, as it would appear in the DNS p= tag
-    stage: str  # "active" | "pending" | "retiring" | "retired" ("active" for 0.15)
+    stage: str  # one of STAGES
+    signature_id: str | None = None  # 0.15: the settings id (rsa-<domain> ...); 0.16: the object id
+    note: str = ""  # why the stage is what it is, where that is not obvious
 
     @property
     def record_name(self) -> str:

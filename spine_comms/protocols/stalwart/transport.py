@@ -37,6 +37,9 @@ class Transport:
                 token = base64.b64encode(f"{username}:{secret}".encode()).decode()
                 self._headers["Authorization"] = f"Basic {token}"
             else:
+                # 0.16 API keys (API_...), 0.15's api_<base64(name:secret)> form and OAuth tokens all go as
+                # Bearer. A bare 0.15 key secret cannot: the server needs the key's name with it
+                # (crates/http/src/auth/authenticate.rs 162-171), given as the username (Basic).
                 self._headers["Authorization"] = f"Bearer {secret}"
         try:
             self._http = HttpSession(base, ca_file=ca_file, server_name=server_name, timeout=timeout)
