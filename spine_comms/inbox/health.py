@@ -32,6 +32,7 @@ from spine_comms.core.result import Check, Result, Status
 
 UNPROCESSED_SCAN = 1000  # the lowest UIDs above a checkpoint are the oldest; this many tell the story
 MIN_FREE_BYTES = 16 * 1024 * 1024
+MIN_FREE_INODES = 1000  # a message costs three to five files
 
 
 @capability("communications.inbox.health", safety="read-only", approval="auto")
@@ -214,21 +215,35 @@ def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     if not ok:
         result.add(Check("inbox.health.mailroom", Status.FAIL, where, "queued lane", "writable", "not writable"))
         return
-    probe = where
+    # The queued lane and the state directory (messages, markers, checkpoints) may sit on two file systems;
+    # either one full, of space or of inodes, stops the poll (exit 3, nothing placed).
+    state = str(contract.state_path(ctx.mailroom.state))
+    for label, path in (("queued lane", where), ("state directory", state)):
+        free, inodes = _room(path)
+        if free is not None and free < MIN_FREE_BYTES:
+            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {free} bytes free", label,
+                             f">= {MIN_FREE_BYTES} bytes free", free))  # fmt: skip
+            return
+        if inodes is not None and inodes < MIN_FREE_INODES:
+            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {inodes} free inodes (files)",
+                             label, f">= {MIN_FREE_INODES} free inodes", inodes))  # fmt: skip
+            return
+    free, inodes = _room(where)
+    result.add(Check("inbox.health.mailroom", Status.OK, f"{where} is writable ({free} bytes, {inodes} inodes free)",
+                     "queued lane", "writable", "writable"))  # fmt: skip
+
+
+def _room(path: str) -> tuple[int | None, int | None]:
+    """(free bytes, free inodes) of the file system holding `path` (or its nearest existing parent); an inode
+    count of None where the file system has no fixed number of them (btrfs reports 0 files)."""
+    probe = path
     while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
-    free = None
     try:
         stat = os.statvfs(probe)
-        free = stat.f_bavail * stat.f_frsize
     except OSError:
-        pass
-    if free is not None and free < MIN_FREE_BYTES:
-        result.add(Check("inbox.health.mailroom", Status.FAIL, f"{where} is writable but only {free} bytes are free",
-                         "queued lane", f">= {MIN_FREE_BYTES} bytes free", free))  # fmt: skip
-        return
-    result.add(Check("inbox.health.mailroom", Status.OK, f"{where} is writable ({free} bytes free)", "queued lane",
-                     "writable", "writable"))  # fmt: skip
+        return None, None
+    return stat.f_bavail * stat.f_frsize, (stat.f_favail if stat.f_files else None)
 
 
 def _parse_time(text: str | None) -> datetime | None:

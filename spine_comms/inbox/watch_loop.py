@@ -249,8 +249,11 @@ class MailboxWatch:
             if folder.folder == self.folder and folder.checkpoint_after:
                 self.stats.last_uid = folder.checkpoint_after.get("last_uid")
         if outcome.error:
-            # The connection (or the server) failed under the pipeline: reconnect like any other drop.
+            # The connection (or the server) failed under the pipeline: reconnect like any other drop. A full
+            # disk is retried the same way (it may clear), said as what it is; health sees the watch reconnecting.
             error = outcome.error
+            if error.get("disk_full"):
+                self.ctx.log(f"{self.stats.mailbox}: the disk is full: {error.get('error')}; retrying", level="error")
             raise ImapError(str(error.get("stage") or "poll"), str(error.get("error") or error))
         self.stats.last_error = None
         # More only when this run made progress: a message that fails every time must not spin the loop.

@@ -301,6 +301,24 @@ def test_no_free_inode_is_a_clear_error_and_never_70(lab, lab_root, tmp_path) ->
     assert 3 in codes and 1 in codes, codes
 
 
+def test_health_fails_a_mailroom_short_of_inodes_before_a_poll_would(lab, lab_root, tmp_path) -> None:
+    from tests.integration.inbox_lab import capability
+
+    root = make_root(tmp_path, lab, lab_root, folders=[_folder()])
+    mailroom = root / "mailroom"
+    for inodes, expected in ((400, "fail"), (100_000, "ok")):
+        _mount_tmpfs(mailroom, "64m", inodes=inodes)
+        (mailroom / "inbox" / "queued").mkdir(parents=True)
+        try:
+            _, env, _ = capability(root, "communications.inbox.health")
+        finally:
+            subprocess.run(["umount", "-l", str(mailroom)], check=False)
+        check = next(c for c in env["checks"] if c["id"] == "inbox.health.mailroom")
+        assert check["status"] == expected, check
+        if expected == "fail":
+            assert "free inodes" in check["detail"] and str(mailroom) in check["detail"]
+
+
 def test_a_commit_stopped_by_a_full_disk_reports_the_items_it_placed(lab, lab_root, tmp_path, monkeypatch) -> None:
     """The disk fills between the items and their delivery markers: the items are in the mailroom, so the
     report counts them (never "0 enqueued; nothing committed"), and the rerun marks them, each once."""
