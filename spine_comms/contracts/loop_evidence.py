@@ -16,11 +16,15 @@ maps to one proof or a list of proofs, all of which must hold:
           "5": {capability: verify.pack.run, args: [communications]}
 
 A proof names the capability (or a list: a receipt of any of them counts),
-the receipt statuses that pass (default ok), its freshness, arguments that
-the run must have had, and for verify receipts a gate id that must be PASS in
-that receipt. A bare capability id is a proof with the defaults. The latest
-matching receipt decides: a newer failure disproves
-an older success. Quote step ids ("1.10"): unquoted, YAML reads 1.10 as 1.1.
+the receipt statuses that pass (default ok), its freshness, the arguments of
+exactly the run that counts, and for verify receipts a gate id that must be
+PASS in that receipt. A run with any other argument that could narrow it
+(`--gate`, `--rollback`, `--mailbox` ...) does not count (governance/
+run_arguments.py); `allow` lists options that may take any value (a run's
+content, such as an event's --summary). A bare capability id is a proof with
+the defaults: a run with no arguments but the shared ones. The latest matching receipt decides: a
+newer failure disproves an older success. Quote step ids ("1.10"): unquoted,
+YAML reads 1.10 as 1.1.
 """
 
 from __future__ import annotations
@@ -46,11 +50,21 @@ class Proof(ContractModel):
         default_factory=lambda: ["ok"], min_length=1, description="Receipt statuses that count as passing"
     )
     max_age_hours: float | None = Field(default=None, gt=0, description="Freshness; default: the loop's")
-    args: list[str] = Field(default_factory=list, description="Arguments the run must have had (each one present)")
+    args: list[str] = Field(
+        default_factory=list,
+        description="The run's arguments, exactly: parsed by the capability's options, every other argument must be "
+        "at its default (only --root, --json, --strict, --debug, --no-color, --yes, --junit, --prom, --jobs and "
+        "--timeout may differ)",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Options of the capability that may take any value in the run (its content, such as an "
+        "event's --summary, not its scope); every other option must be as `args` says or at its default",
+    )
     gate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Gate id that must be PASS")
     note: str = ""
 
-    _listed = field_validator("capability", "status", "args", mode="before")(
+    _listed = field_validator("capability", "status", "args", "allow", mode="before")(
         classmethod(lambda cls, v: _one_or_many(v))
     )
 

@@ -4,14 +4,14 @@ Standalone, spine-comms writes receipt.md, output.txt and receipt.json into a
 temporary directory and renames it into place, so there is never a receipt
 directory without its receipt.md. Under the spine's runner (SPINE_CAP_RUN_KEY
 set) the runner writes receipt.md, output.txt and the ledger row; spine-comms
-adopts its run key and adds only receipt.json.
+adopts its run key and adds only receipt.json. Either way receipt.json is sealed
+and chained (receipt_seal.py, receipt_chain.py) so a reader can tell it from an
+edited, copied or hand-written one.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
-import hashlib
 import io
 import json
 import os
@@ -19,19 +19,23 @@ import re
 import secrets
 import shutil
 import string
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from spine_comms.core import receipt_seal
+from spine_comms.core.appendfile import append_line, locked_append
 from spine_comms.core.atomic import fsync_dir, write_atomic
+from spine_comms.core.receipt_chain import chain_writer
+from spine_comms.core.secrets import Secrets
 
 LEDGER_HEADER = [
     "run_id", "created_at", "started_at", "finished_at", "status",
     "prompt_file", "result_file", "error", "context_used",
 ]  # fmt: skip
 RUN_KEY_RE = re.compile(r"^CAP-[0-9]{8}-[0-9]{6}__[A-Za-z0-9._-]+__R[A-Za-z0-9]+$")
-_MD_FIELD = r"\|\s*{field}\s*\|\s*`?([^`|]+)`?\s*\|"  # the spine's receipts-index-build regex
 
 
 def new_run_key(capability: str, now_local: datetime) -> str:
@@ -45,7 +49,7 @@ def receipt_status(exit_code: int) -> str:
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return receipt_seal.sha256_hex(text)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ReceiptFiles:
 
 
 def render_markdown(doc: dict[str, Any], output_sha: str, json_sha: str) -> str:
+    """The spine's receipt.md; `json_sha` is the digest of receipt.json's document (its seal aside)."""
     inv = doc["invocation"]
     rows = [
         ("Run ID", f"`{doc['run_key']}`"),
@@ -115,24 +120,61 @@ def write_receipt(receipts_dir: Path, files: ReceiptFiles) -> Path:
     return final
 
 
+def ledger_line(row: list[str]) -> str:
+    """One ledger row as the spine writes it (with echo, so commas and newlines in a cell are replaced)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([cell.replace(",", ";").replace("\n", " ") for cell in row])
+    return buffer.getvalue()
+
+
 def append_ledger(ledger: Path, row: list[str]) -> None:
-    """Append one row under an exclusive lock; writes the 9-column header into a new file."""
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    with os.fdopen(fd, "a", encoding="utf-8", newline="") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            if os.fstat(handle.fileno()).st_size == 0:
-                writer.writerow(LEDGER_HEADER)
-            # The spine writes these rows with echo, so commas in the error are replaced.
-            writer.writerow([cell.replace(",", ";").replace("\n", " ") for cell in row])
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """Append one whole row under an exclusive lock; writes the 9-column header into a new file.
+    A torn tail (a full disk, a crash) is closed first, so rows never glue together."""
+    with locked_append(ledger) as fd:
+        if os.fstat(fd).st_size == 0:
+            append_line(fd, ledger, ledger_line(LEDGER_HEADER))
+        append_line(fd, ledger, ledger_line(row))
+
+
+def record_run(
+    receipts_dir: Path,
+    document: dict[str, Any],
+    *,
+    output_txt: str,
+    printed: str,
+    spine_runner: bool,
+    ledger: Path | None,
+    ledger_row: list[str] | None,
+    secrets: Secrets,
+    root: Path,
+    warn: TextIO | None = None,
+) -> Path:
+    """Seal, chain and write one run's receipt, then its ledger row (standalone only).
+
+    The chain stays locked from reading the last link until the receipt is in place, so parallel
+    runs (verify's gates) chain one after another. `printed` is what the run wrote to stdout."""
+    signer, signing_problem = receipt_seal.load_signer(secrets, root)
+    if signing_problem:
+        print(f"spine-comms: receipt {document['run_key']} not signed: {signing_problem}", file=warn or sys.stderr)
+    row_text = ledger_line(ledger_row) if ledger is not None and ledger_row is not None else None
+    with chain_writer(receipts_dir) as chain:
+        markdown = None
+        if not spine_runner:
+            json_sha = receipt_seal.document_digest(document)
+            markdown = render_markdown(document, sha256_text(output_txt), json_sha)
+        seal = receipt_seal.make_seal(document, previous=chain.previous, receipt_md=markdown,
+                                      output_txt=None if spine_runner else output_txt, printed=printed,
+                                      ledger_row=row_text)  # fmt: skip
+        link = receipt_seal.link_of(seal)
+        integrity = {**seal, "link": link, "signature": signer.sign(seal) if signer else None}
+        if signing_problem:
+            integrity["signing_problem"] = signing_problem
+        sealed = {**document, "integrity": integrity}
+        chain.append(document["run_key"], link, document["finished_at"])
+        final = write_receipt(receipts_dir, ReceiptFiles(document["run_key"], markdown, output_txt, sealed))
+    if row_text is not None and ledger is not None:
+        append_ledger(ledger, ledger_row)
+    return final
 
 
 # Reading ---------------------------------------------------------------------------------------
@@ -146,6 +188,7 @@ class ReceiptSummary:
     exit_code: int | None
     generated: str
     directory: Path
+    dry_run: bool = False  # a dry run changed nothing, so it proves nothing about the system
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,14 +209,13 @@ def read_summary(directory: Path) -> ReceiptSummary | None:
             doc = json.loads(doc_path.read_text(encoding="utf-8"))
             return ReceiptSummary(
                 doc["run_key"], doc["capability"], doc["status"], doc.get("exit_code"),
-                doc.get("finished_at", ""), directory,
+                doc.get("finished_at", ""), directory, doc.get("dry_run") is True,
             )  # fmt: skip
         if md_path.is_file():
             text = md_path.read_text(encoding="utf-8", errors="replace")
 
             def field(name: str, text: str = text) -> str:
-                match = re.search(_MD_FIELD.format(field=re.escape(name)), text)
-                return match.group(1).strip() if match else ""
+                return receipt_seal.md_field(text, name)
 
             code = field("Exit Code")
             return ReceiptSummary(

@@ -18,15 +18,13 @@ unified diff by default; `--execute` writes, with manual approval (`--yes`).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-import typer
-
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
+from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import list_receipts
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.core.yaml_roundtrip import RoundTripYaml
@@ -101,9 +99,13 @@ def found_endpoints(ctx: RunContext) -> tuple[dict[str, Any], dict[str, str]]:
     """(section -> what was found, section -> the run key that proves it), from the newest
     receipt of each source capability that reached its server."""
     found, proofs = {}, {}
+    verifier = ReceiptVerifier(ctx.root.receipts_dir, ctx.env, ctx.root.path)
     for section, capability_ids in SOURCES.items():
         for capability_id in capability_ids:
             for summary in list_receipts(ctx.root.receipts_dir, capability_id)[:RECEIPTS_LOOKED_AT]:
+                if forged := verifier.problems(summary.directory):  # never write what a forgery claims
+                    ctx.log(f"{summary.directory.name} refused as evidence: {forged[0]}", level="warn")
+                    continue
                 try:
                     document = json.loads((summary.directory / "receipt.json").read_text(encoding="utf-8"))
                     data = document["envelope"]["data"] or {}
@@ -130,15 +132,12 @@ def _not_seen(existing: Any, found: dict[str, Any]) -> list[str]:
 @capability("contract.endpoints.sync", safety="mutating", approval="manual")
 def endpoints_sync(
     ctx: RunContext,
-    execute: Annotated[bool, typer.Option("--execute", help="Write the stack contract. Without it: a dry run with "
-                       "the unified diff.")] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
 ) -> Result:  # fmt: skip
     """Write the CalDAV, CardDAV, ManageSieve, IMAP-poll and admin/JMAP endpoints that the status
     capabilities reached (their latest receipts) into the stack contract's `service_endpoints`
     section, round-trip. A dry run with a diff unless --execute --yes; a second run changes nothing."""
-    if execute:
-        require_approval(ctx.env, yes, "contract.endpoints.sync --execute (writing the stack contract)")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     ctx.contracts.load(STACK_CONTRACT, StackContract)  # valid before, and its sha256 in the receipt
     path = ctx.contracts.path(STACK_CONTRACT)
     doc = RoundTripYaml.load(path)

@@ -8,7 +8,9 @@ bindings/loop.evidence.contract.yaml, else the one shipped with spine-comms
 (governance/loops/), which maps LOOP-COMMS-AGENTIC-LAYER-20260223.
 
 A Definition of Done without a passing, fresh receipt fails the run (exit 1);
-a step or success criterion without one is a warning.
+a step or success criterion without one is a warning. A receipt that is not
+what a run wrote (edited, copied, hand-written: see core/receipt_seal.py) is
+refused, named, and fails the run wherever it was offered as proof.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def loop_evidence(ctx: RunContext, loop: LoopArg, contract: ContractOpt = None) 
     scope = parse_scope(path)
     ctx.contracts.read[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()  # recorded like a contract
     mapping = evidence.loops.get(scope.loop_id)
-    index = ReceiptIndex(ctx.root.receipts_dir)
+    index = ReceiptIndex(ctx.root.receipts_dir, ctx.env, ctx.root.path)
     now = ctx.clock()
     result = Result()
     if mapping is None:
@@ -83,6 +85,7 @@ def loop_evidence(ctx: RunContext, loop: LoopArg, contract: ContractOpt = None) 
         phases.append({"number": phase.number, "title": phase.title, "goal": phase.goal, "steps": steps, "dod": dod})
     criteria = [prove("criterion", c.number, c.text, mapping.criteria.get(c.number)) for c in scope.criteria]
     steps = [s for p in phases for s in p["steps"]]
+    _refused(result, [*steps, *(p["dod"] for p in phases), *criteria])
     _aggregate(result, "loop.steps", "steps", [(s["id"], s) for s in steps])
     _aggregate(result, "loop.criteria", "success criteria", [(c["key"], c) for c in criteria])
     result.data = _data(scope, contract_path, phases, criteria)
@@ -96,6 +99,15 @@ def _aggregate(result: Result, check_id: str, what: str, items: list[tuple[str, 
     detail = (f"all {len(items)} {what} proven" if not open_items
               else f"{len(open_items)} of {len(items)} {what} not proven: {', '.join(open_items)}")  # fmt: skip
     result.add(Check(check_id, Status.WARN if open_items else Status.OK, detail, what, "proven", open_items))
+
+
+def _refused(result: Result, items: list[dict]) -> None:
+    """An edited, copied or hand-written receipt offered as proof fails the run, whatever it proves."""
+    refused = {p["receipt"]: p["reason"] for item in items for p in item["proofs"] if p["verdict"] == "refused"}
+    status = Status.FAIL if refused else Status.OK
+    detail = (f"{len(refused)} receipt(s) refused: " + "; ".join(refused.values()) if refused
+              else "every receipt offered as proof is one a run wrote")  # fmt: skip
+    result.add(Check("loop.evidence.receipts", status, detail, "receipts", "sealed and chained", sorted(refused)))
 
 
 def _contract_path(ctx: RunContext, explicit: Path | None) -> Path:

@@ -1,10 +1,14 @@
 """Does a receipt prove it? One proof of the loop evidence contract, judged against the root's receipts.
 
-The latest receipt of the named capability (or capabilities) that ran with the
-required arguments decides: proven when its status is accepted, it is fresh
-enough and, for a verify receipt, the named gate is PASS in it; otherwise
-failing or stale. No such receipt: unproven. A receipt the spine's runner wrote
-without receipt.json counts through its receipt.md (done is ok, anything else fail).
+The latest receipt of exactly the run the proof names decides: the named
+capability (or capabilities), with the proof's arguments and no other argument
+that could narrow it (run_arguments.py: `verify.pack.run communications --gate
+D903` is not a run of the pack). Proven when that receipt is one a run wrote
+(its seal, its line in the receipt chain, its signature when a key is set), its
+status is accepted, it is fresh enough and, for a verify receipt, the named gate
+is PASS in it; refused when it is edited, copied or hand-written (a receipt.md
+with no receipt.json included); otherwise failing or stale. No such receipt:
+unproven.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from spine_comms.contracts.loop_evidence import Proof
+from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import ReceiptSummary, list_receipts
+from spine_comms.governance.run_arguments import proof_args_problem, same_run
 
-VERDICTS = ("failing", "unproven", "stale", "undeclared", "proven")  # worst first
+VERDICTS = ("refused", "failing", "unproven", "stale", "undeclared", "proven")  # worst first
 _MD_ARGS = re.compile(r"\|\s*Args\s*\|\s*`?([^`|]*)`?\s*\|")
 _MD_STATUS = {"done": "ok"}
 
@@ -55,6 +61,7 @@ class ProofOutcome:
                 "capability": self.proof.capability,
                 "status": self.proof.status,
                 "args": self.proof.args,
+                "allow": self.proof.allow,
                 "gate": self.proof.gate,
             },
             "verdict": self.verdict,
@@ -69,16 +76,27 @@ class ProofOutcome:
 
 
 class ReceiptIndex:
-    """The root's receipts by capability, newest first, each read at most once per run."""
+    """The root's receipts by capability, newest first, each read (and checked) at most once per run."""
 
-    def __init__(self, receipts_dir: Path):
+    def __init__(self, receipts_dir: Path, env: dict[str, str], root: Path | None = None):
         self.receipts_dir = receipts_dir
         self._by_cap: dict[str, list[Receipt]] = {}
+        self._verifier = ReceiptVerifier(receipts_dir, env, root)
+        self._problems: dict[Path, list[str]] = {}
 
     def of(self, capability: str) -> list[Receipt]:
         if capability not in self._by_cap:
-            self._by_cap[capability] = [_read(s) for s in list_receipts(self.receipts_dir, capability)]
+            # A dry run changed nothing, so it proves nothing.
+            found = [s for s in list_receipts(self.receipts_dir, capability) if not s.dry_run]
+            self._by_cap[capability] = [_read(s) for s in found]
         return self._by_cap[capability]
+
+    def problems(self, receipt: Receipt) -> list[str]:
+        """Why this receipt is not one a spine-comms run wrote; empty when it is."""
+        where = receipt.summary.directory
+        if where not in self._problems:
+            self._problems[where] = self._verifier.problems(where)
+        return self._problems[where]
 
 
 def _read(summary: ReceiptSummary) -> Receipt:
@@ -88,24 +106,32 @@ def _read(summary: ReceiptSummary) -> Receipt:
     if isinstance(document, dict):
         argv = [str(a) for a in (document.get("invocation") or {}).get("argv") or []]
         return Receipt(summary, summary.status, argv, document)
+    # A receipt.md alone is still a candidate, so that a hand-written one is named and refused.
     argv = []
     try:
         match = _MD_ARGS.search((summary.directory / "receipt.md").read_text(encoding="utf-8", errors="replace"))
-        argv = match.group(1).split() if match else []
+        argv = ["spine-comms", summary.capability, *(match.group(1).split() if match else [])]
     except OSError:
         pass
     return Receipt(summary, _MD_STATUS.get(summary.status, "fail"), argv, None)
 
 
 def judge(proof: Proof, index: ReceiptIndex, now: datetime, default_max_age_hours: float) -> ProofOutcome:
-    candidates = [r for cap in proof.capability for r in index.of(cap) if all(a in r.argv for a in proof.args)]
+    wanted = " or ".join(proof.capability) + (f" {' '.join(proof.args)}" if proof.args else "")
+    for cap in proof.capability:
+        if problem := proof_args_problem(cap, proof.args, proof.allow):
+            return ProofOutcome(proof, "unproven", f"the proof cannot be met: {problem}")
+    candidates = [r for cap in proof.capability for r in index.of(cap)
+                  if same_run(cap, r.argv, proof.args, proof.allow)]  # fmt: skip
     if not candidates:
-        wanted = " or ".join(proof.capability) + (f" with {' '.join(proof.args)}" if proof.args else "")
-        return ProofOutcome(proof, "unproven", f"no receipt of {wanted}")
+        return ProofOutcome(proof, "unproven", f"no receipt of exactly {wanted} (a narrower run does not count)")
     latest = max(candidates, key=lambda r: (r.generated or datetime.min.replace(tzinfo=UTC), r.summary.run_key))
     generated = latest.generated
     age = (now - generated).total_seconds() if generated else None
     max_age = (proof.max_age_hours or default_max_age_hours) * 3600
+    if forged := index.problems(latest):
+        return ProofOutcome(proof, "refused", f"receipt {latest.summary.directory} refused: " + "; ".join(forged),
+                            latest, age)  # fmt: skip
     if latest.status not in proof.status:
         return ProofOutcome(proof, "failing", f"latest receipt is {latest.status}, wants {'|'.join(proof.status)}",
                             latest, age)  # fmt: skip

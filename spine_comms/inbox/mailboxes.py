@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContract
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
 
@@ -117,17 +117,20 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
         ca_file = str(ctx.root.path / ca_file)
     target = ImapTarget(
         host, port, security, server_name, str(Path(ca_file).expanduser()) if ca_file else None,
-        login, password.value, imap.timeout_seconds,
+        login, password.value, connection_timeout(stack, imap),
     )  # fmt: skip
     return MailboxTarget(box.id, address, login, target, list(box.folders), box.after_enqueue, password.source)
 
 
 def could_not_evaluate(target: MailboxTarget, exc) -> CouldNotEvaluate:
     """An IMAP failure to connect or log in (`exc`: protocols.imap.ImapError) as exit 3, naming the account
-    and where; the password never appears."""
+    and where (the kind from the outcome map); the password never appears."""
+    from spine_comms.core.outcomes import FailureKind
+    from spine_comms.core.outcomes import could_not_evaluate as outcome_error
+
     hint = None
-    if exc.stage == "auth":
+    if exc.failure_kind is FailureKind.CREDENTIALS_REFUSED:
         hint = f"check the password of mailbox {target.id} ({target.password_source})"
-    elif exc.stage in ("connect", "tls", "starttls"):
+    elif exc.failure_kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.TLS_UNTRUSTED):
         hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
-    return CouldNotEvaluate(f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
+    return outcome_error(exc, f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)

@@ -40,12 +40,7 @@ def inbox_poll(
             "the oldest new ones per run with --enqueue (default: all; the rest waits for the next run).",
         ),
     ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Count, change nothing: unseen messages, or with --enqueue what is above each checkpoint."
-        ),
-    ] = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
     mailbox: Annotated[
         str | None,
         typer.Option(

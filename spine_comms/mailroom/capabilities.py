@@ -132,7 +132,7 @@ def mailroom_enqueue(
             help="Replace what the watcher's secret scan would park on by [REDACTED] instead of refusing the prompt.",
         ),
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show the item; write nothing.")] = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Enqueue a prompt for the mailroom watcher (agent-enqueue.sh's job), written atomically."""
     prompt, source = _read_prompt(text, file)

@@ -2,13 +2,15 @@
 
 contracts_valid: every YAML file in the root's bindings parses, and each contract spine-comms
 knows loads into its model (the same loader and messages as the capabilities that read it).
-receipts_valid: the newest receipt.json of every capability matches the JSON Schema the toolkit
-ships for receipts (receipts the spine's runner wrote without a receipt.json are counted apart).
+receipts_valid: the newest receipt of every spine-comms capability is one a run wrote (its seal,
+its place in the receipt chain, its signature when a key is configured) and matches the JSON Schema
+the toolkit ships; receipts of the spine's own capabilities are not spine-comms' to judge.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 from spine_comms.contracts.verify import Gate
 from spine_comms.core.contracts import validate
 from spine_comms.core.errors import SpineCommsError
+from spine_comms.core.receipt_seal import ReceiptVerifier
+from spine_comms.core.registry import load_registry
 from spine_comms.core.root import Root
 from spine_comms.core.yamlfile import load_yaml
 from spine_comms.verify.gates import FAIL, PASS, SKIP, GateResult, verdict
@@ -60,36 +64,46 @@ def receipts_valid(gate: Gate, root: Root) -> GateResult:
     try:
         validator = _receipt_validator()
     except ImportError:
-        return verdict(gate, SKIP, "the jsonschema package is not installed: receipts cannot be validated")
-    newest = _newest_per_capability(root.receipts_dir)
+        return verdict(gate, FAIL, "the jsonschema package is not installed: receipts cannot be validated")
+    ours = set(load_registry().capabilities)
+    everything = _newest_per_capability(root.receipts_dir)
+    newest = {cap: path for cap, path in everything.items() if cap in ours}
+    others = len(everything) - len(newest)
     if not newest:
-        return verdict(gate, SKIP, f"no receipts under {root.receipts_dir} yet")
-    problems, checked, spine_only = [], 0, 0
+        return verdict(gate, SKIP, f"no receipts of spine-comms capabilities under {root.receipts_dir} yet")
+    reader = ReceiptVerifier(root.receipts_dir, dict(os.environ), root.path)
+    problems = [f"receipt chain: {b}" for b in reader.chain.breaks]
     for capability, directory in sorted(newest.items()):
-        document = directory / "receipt.json"
-        if not document.is_file():
-            spine_only += 1  # the spine's runner wrote receipt.md alone
-            continue
-        checked += 1
-        try:
-            errors = list(validator.iter_errors(json.loads(document.read_text(encoding="utf-8"))))
-        except (OSError, ValueError) as exc:
-            problems.append(f"{capability}: {document} unreadable: {exc}")
-            continue
-        if errors:
-            first = min(errors, key=lambda e: list(map(str, e.path)))
-            where = "/".join(map(str, first.path)) or "(top)"
-            problems.append(f"{capability}: {directory.name}: {where}: {first.message}")
-    detail = f"{checked} newest receipt.json file(s) checked" + (f", {spine_only} without one" if spine_only else "")
+        found = reader.problems(directory)
+        if not found:
+            found = _schema_problems(validator, directory / "receipt.json")
+        problems += [f"{capability}: {directory.name}: {p}" for p in found]
+    detail = f"the newest receipt of {len(newest)} spine-comms capabilit{'y' if len(newest) == 1 else 'ies'}"
+    if others:
+        detail += f" ({others} other capabilit{'y' if others == 1 else 'ies'}' receipts not judged)"
     if problems:
-        return verdict(gate, FAIL, f"{len(problems)} of {detail} do not match the receipt schema: "
-                                   + "; ".join(problems[:3]), evidence={"problems": problems})  # fmt: skip
-    return verdict(gate, PASS, f"{detail}: all match the receipt schema")
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        return verdict(gate, FAIL, f"{len(problems)} problem(s) in {detail}: " + "; ".join(problems[:3]) + more,
+                       evidence={"problems": problems})  # fmt: skip
+    signed = " and signed" if reader.verify_key.key is not None else ""
+    return verdict(gate, PASS, f"{detail}: each sealed{signed}, in the receipt chain, and matching the schema")
+
+
+def _schema_problems(validator, document: Path) -> list[str]:
+    try:
+        errors = list(validator.iter_errors(json.loads(document.read_text(encoding="utf-8"))))
+    except (OSError, ValueError) as exc:
+        return [f"unreadable: {exc.__class__.__name__}"]
+    if not errors:
+        return []
+    first = min(errors, key=lambda e: list(map(str, e.path)))
+    return [f"{'/'.join(map(str, first.path)) or '(top)'}: {first.message} (receipt schema)"]
 
 
 def _newest_per_capability(receipts_dir: Path) -> dict[str, Path]:
-    """capability -> its newest receipt directory, from the names alone (no file is read)."""
-    newest: dict[str, tuple[str, Path]] = {}
+    """capability -> its newest receipt directory: by the time in the run key, then (runs within the
+    same second) by the directory's mtime, as the other receipt readers order them."""
+    newest: dict[str, tuple[str, float, Path]] = {}
     if not receipts_dir.is_dir():
         return {}
     for entry in receipts_dir.iterdir():
@@ -97,9 +111,10 @@ def _newest_per_capability(receipts_dir: Path) -> dict[str, Path]:
         if not entry.name.startswith("R") or len(parts) != 3 or not entry.is_dir():
             continue
         stamp, capability = parts[0], parts[1]
-        if capability not in newest or stamp > newest[capability][0]:
-            newest[capability] = (stamp, entry)
-    return {cap: path for cap, (_, path) in newest.items()}
+        rank = (stamp, entry.stat().st_mtime, entry)
+        if capability not in newest or rank[:2] > newest[capability][:2]:
+            newest[capability] = rank
+    return {cap: path for cap, (_, _, path) in newest.items()}
 
 
 BUILTINS = {"contracts_valid": contracts_valid, "receipts_valid": receipts_valid}

@@ -157,3 +157,17 @@ def test_without_receipts_nothing_is_found_and_nothing_changes(lab_root, tmp_pat
         f"endpoints.sync.{s}" for s in ("caldav", "carddav", "managesieve", "imap_poll", "admin_api")
     }
     assert (root / STACK).read_text() == before
+
+
+def test_a_forged_status_receipt_is_never_written_into_the_contract(evidence, tmp_path):
+    root = sync_root(evidence, tmp_path, (evidence / STACK).read_text())
+    _, planned = run(root, "contract.endpoints.sync")
+    port = planned["data"]["found"]["managesieve"]["ops"]["port"]
+    (receipt,) = root.glob("receipts/sessions/R*__sieve.status__*/receipt.json")
+    forged = receipt.read_text().replace(f':{port}"', ':6666"')  # the endpoint the receipt says it reached
+    assert forged != receipt.read_text()
+    receipt.write_text(forged)
+    done = run_capability(root, "contract.endpoints.sync", "--execute", "--yes", timeout=180)
+    assert "managesieve" not in done.envelope["data"]["found"]
+    assert "6666" not in (root / STACK).read_text()
+    assert f"{receipt.parent.name} refused as evidence: receipt.json was changed" in done.stderr

@@ -6,6 +6,7 @@ polls a fresh folder of sink@, so nothing here changes what other tests see.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
@@ -52,7 +53,7 @@ def test_the_lab_root_carries_the_loop_and_receipts_prove_it_dod_by_dod(loop_roo
     assert envelope["data"]["scope"] == str(loop_root / f"mailroom/state/loop-scopes/{LOOP}.scope.md")
     assert envelope["data"]["contract"] == str(loop_root / "bindings/loop.evidence.contract.yaml")
 
-    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", timeout=120)
+    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", "--execute", timeout=120)
     assert probe_code == 0, probe["summary"]
     code, envelope = evidence(loop_root)
     assert envelope["data"]["dod_unproven"] == ["2", "3", "4"]
@@ -66,8 +67,43 @@ def test_the_lab_root_carries_the_loop_and_receipts_prove_it_dod_by_dod(loop_roo
     assert code == 1 and envelope["data"]["dod_unproven"] == ["2", "4"]
     steps = {s["id"]: s["verdict"] for p in envelope["data"]["phases"] for s in p["steps"]}
     assert steps["1.4"] == steps["3.2"] == steps["3.3"] == "proven"
-    assert steps["3.1"] == "proven"  # any poll run proves the capability exists and reads the mailbox
+    assert steps["3.1"] == "unproven"  # it names a plain poll: the --enqueue run is another run
     assert steps["2.1"] == "unproven"
+
+
+def dod4_pack_proof(root: Path) -> dict:
+    code, envelope = evidence(root)
+    assert code == 1
+    (proof,) = [p for p in envelope["data"]["phases"][3]["dod"]["proofs"] if p["capability"] == "verify.pack.run"]
+    return proof
+
+
+def test_a_one_gate_run_never_proves_the_full_pack_after_it_failed(loop_root):
+    """The issue's case: a failing full pack, then one gate alone passing, must leave DoD 4 failing."""
+    assert capability(loop_root, "mail.auth.probe", timeout=120)[0] == 0  # so that D902 passes
+    full_code, full, _ = capability(loop_root, "verify.pack.run", "communications", timeout=180)
+    assert full_code == 1 and full["status"] == "fail", full["summary"]  # this root has no calendar
+    one_code, one, _ = capability(loop_root, "verify.pack.run", "communications", "--gate", "D902", timeout=180)
+    assert one_code == 0 and one["status"] == "ok", one["summary"]
+    proof = dod4_pack_proof(loop_root)
+    assert proof["verdict"] == "failing" and proof["run_key"] == full["run_key"], proof
+
+
+def test_an_edited_real_receipt_is_refused_and_named(loop_root):
+    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", timeout=120)
+    assert probe_code == 0, probe["summary"]
+    directory = Path(probe["receipt"])
+    doc = json.loads((directory / "receipt.json").read_text())
+    doc["summary"].append("dkim=pass")  # any change at all
+    (directory / "receipt.json").write_text(json.dumps(doc, indent=2))
+    code, envelope = evidence(loop_root)
+    dod1 = envelope["data"]["phases"][0]["dod"]
+    assert code == 1 and dod1["verdict"] == "refused" and str(directory) in dod1["detail"]
+    refused = next(c for c in envelope["checks"] if c["id"] == "loop.evidence.receipts")
+    assert refused["status"] == "fail" and refused["actual"] == [str(directory)]
+    verify_code, verify, _ = capability(loop_root, "verify.core.run")
+    d912 = next(g for g in verify["data"]["gates"] if g["id"] == "D912")
+    assert verify_code == 1 and d912["status"] == "FAIL" and directory.name in d912["detail"], d912
 
 
 def test_text_mode_lists_every_part_and_ends_with_the_status(loop_root):

@@ -1,8 +1,9 @@
 """loop.evidence: the scope parser, the contract, and the verdicts drawn from receipts.
 
 Receipts here are written from a real one (a capabilities.verify run) with their capability,
-status, time, arguments and data changed, and stay valid against the receipt schema; the lab
-test (tests/integration/test_loop_evidence_lab.py) proves the loop with receipts of real runs.
+status, time, arguments and data changed, then sealed and chained by the receipt writer itself (the
+test plays the runner), so they stay valid against the receipt schema; the lab test
+(tests/integration/test_loop_evidence_lab.py) proves the loop with receipts of real runs.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from spine_comms.core.receipts import record_run
+from spine_comms.core.secrets import Redactor, Secrets
 from spine_comms.governance.loop_evidence import SHIPPED
 from spine_comms.governance.loop_scope import parse_scope
 
@@ -107,12 +111,13 @@ def receipt(root: Path, template: dict, capability: str, status: str = "ok", *, 
     doc = copy.deepcopy(template)
     directory = root / "receipts" / "sessions" / f"R{run_key}"
     doc.update(run_key=run_key, capability=capability, status=status, started_at=stamp, finished_at=stamp,
-               exit_code={"ok": 0, "warn": 0, "fail": 1}[status])  # fmt: skip
+               exit_code={"ok": 0, "warn": 0, "fail": 1, "error": 3}[status])  # fmt: skip
     doc["envelope"].update(capability=capability, status=status, generated_at=stamp, data=data or {},
                            run_key=run_key, receipt=str(directory))  # fmt: skip
     doc["invocation"]["argv"] = ["spine-comms", capability, *args]
-    directory.mkdir(parents=True)
-    (directory / "receipt.json").write_text(json.dumps(doc))
+    doc.pop("integrity", None)
+    record_run(root / "receipts" / "sessions", doc, output_txt="", printed="", spine_runner=False, ledger=None,
+               ledger_row=None, secrets=Secrets(Redactor(), {}), root=root)  # fmt: skip
     return run_key
 
 
@@ -169,19 +174,95 @@ def test_verdicts_follow_the_latest_matching_receipt(cli, loop_root, template):
     assert code == 0 and envelope["status"] == "ok"
 
 
-def test_a_spine_runner_receipt_md_counts(cli, loop_root, template):
-    run_key = "CAP-20260101-000000__a.one__Rspine1"
-    for capability in ("a.one", "a.two"):
-        directory = loop_root / "receipts/sessions" / f"R{run_key.replace('a.one', capability)}"
-        directory.mkdir(parents=True)
-        stamp = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        (directory / "receipt.md").write_text(
-            f"# Receipt\n\n| Field | Value |\n|---|---|\n| Run ID | `{directory.name[1:]}` |\n"
-            f"| Capability | `{capability}` |\n| Status | {'done' if capability == 'a.one' else 'failed'} |\n"
-            f"| Exit Code | 0 |\n| Generated | {stamp} |\n"
-        )
+def test_a_receipt_md_alone_is_refused_and_named(cli, loop_root, template):
+    """The spine's runner has spine-comms write receipt.json too: a receipt.md alone is hand-written."""
+    receipt(loop_root, template, "a.one", "fail", hours_ago=1)
+    run_key = f"CAP-{datetime.now(UTC):%Y%m%d-%H%M%S}__a.one__Rhand1"
+    directory = loop_root / "receipts/sessions" / f"R{run_key}"
+    directory.mkdir(parents=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (directory / "receipt.md").write_text(
+        f"# Receipt\n\n| Field | Value |\n|---|---|\n| Run ID | `{run_key}` |\n| Capability | `a.one` |\n"
+        f"| Status | done |\n| Exit Code | 0 |\n| Generated | {stamp} |\n| Model | local |\n"
+    )
+    code, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    assert code == 1 and verdicts(envelope)["dod 1"] == "refused"
+    refused = next(c for c in envelope["checks"] if c["id"] == "loop.evidence.receipts")
+    assert refused["status"] == "fail" and refused["actual"] == [str(directory)]
+    assert "no receipt.json" in refused["detail"] and run_key in refused["detail"]
+
+
+def test_a_hand_written_or_edited_receipt_json_is_refused(cli, loop_root, template):
+    good = receipt(loop_root, template, "a.one", "error", hours_ago=0.5)
+    directory = loop_root / "receipts/sessions" / f"R{good}"
+    doc = json.loads((directory / "receipt.json").read_text())
+    doc["status"], doc["exit_code"], doc["envelope"]["status"] = "ok", 0, "ok"  # an error edited to ok
+    (directory / "receipt.json").write_text(json.dumps(doc))
+    code, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    assert code == 1 and verdicts(envelope)["dod 1"] == "refused"
+    assert "changed after the run wrote it" in envelope["data"]["phases"][0]["dod"]["detail"]
+
+    # A minimal hand-written receipt.json (newer still): no seal, no line in the chain.
+    run_key = f"CAP-{datetime.now(UTC):%Y%m%d-%H%M%S}__a.one__Rhand2"
+    (loop_root / "receipts/sessions" / f"R{run_key}").mkdir()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    minimal = {"run_key": run_key, "capability": "a.one", "status": "ok", "exit_code": 0, "finished_at": stamp,
+               "invocation": {"argv": ["spine-comms", "a.one"]}}  # fmt: skip
+    (loop_root / "receipts/sessions" / f"R{run_key}" / "receipt.json").write_text(json.dumps(minimal))
     _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
-    assert verdicts(envelope)["dod 1"] == "proven" and verdicts(envelope)["dod 2"] == "failing"
+    dod = envelope["data"]["phases"][0]["dod"]
+    assert dod["verdict"] == "refused" and "carries no seal" in dod["detail"] and run_key in dod["detail"]
+
+    # The same seal copied in whole under a newer name: its run key is not its directory's.
+    copied = loop_root / "receipts/sessions" / f"R{run_key}"
+    shutil.rmtree(copied)
+    shutil.copytree(directory, copied)
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    assert "copied or renamed" in envelope["data"]["phases"][0]["dod"]["detail"]
+    shutil.rmtree(copied)  # the forgeries go: every receipt left under tmp_path is audited as genuine
+    shutil.rmtree(directory)
+
+
+NARROW = """version: 1
+loops:
+  LOOP-TEST-20260101:
+    dod:
+      "1": {capability: verify.pack.run, args: [communications]}
+      "2": {capability: sieve.apply, args: [--execute]}
+"""
+
+
+def dods(envelope: dict) -> dict[str, str]:
+    return {k: v for k, v in verdicts(envelope).items() if k.startswith("dod")}
+
+
+def test_a_narrower_run_never_stands_in_for_the_run_a_proof_names(cli, loop_root, template):
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(NARROW)
+    receipt(loop_root, template, "verify.pack.run", "fail", hours_ago=1, args=("communications",))
+    receipt(loop_root, template, "verify.pack.run", hours_ago=0.5, args=("communications", "--gate", "D903"))
+    receipt(loop_root, template, "verify.pack.run", hours_ago=0.5, args=("core",))
+    receipt(loop_root, template, "sieve.apply", "fail", hours_ago=1, args=("--execute", "--yes"))
+    receipt(loop_root, template, "sieve.apply", hours_ago=0.5, args=("--execute", "--rollback", "--yes"))
+    receipt(loop_root, template, "sieve.apply", hours_ago=0.5, args=("--execute", "--mailbox", "ops", "--yes"))
+    receipt(loop_root, template, "sieve.apply", hours_ago=0.4)  # a dry run
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    assert dods(envelope) == {"dod 1": "failing", "dod 2": "failing"}
+
+    # The full pack with only output and parallelism options, and the apply with --yes and a timeout: they count.
+    receipt(loop_root, template, "verify.pack.run", hours_ago=0.2,
+            args=("--jobs", "2", "communications", "--junit", "/tmp/x.xml", "--json"))  # fmt: skip
+    receipt(loop_root, template, "sieve.apply", hours_ago=0.2, args=("--execute", "--yes", "--timeout", "5"))
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    assert dods(envelope) == {"dod 1": "proven", "dod 2": "proven"}
+    assert {c["id"]: c["status"] for c in envelope["checks"]}["loop.dod.1"] == "ok"
+
+
+def test_a_proof_whose_arguments_the_capability_does_not_take_is_unproven(cli, loop_root, template):
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(NARROW.replace("[--execute]", "[--exec]"))
+    receipt(loop_root, template, "sieve.apply", args=("--exec",))
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    dod = envelope["data"]["phases"][1]["dod"]
+    assert dod["verdict"] == "unproven" and "--exec are not arguments sieve.apply accepts" in dod["detail"]
 
 
 def test_the_scope_is_found_under_the_mailroom_state_or_by_path(cli, loop_root, tmp_path):
@@ -240,3 +321,25 @@ def test_a_file_that_is_not_a_scope_is_exit_2(cli, loop_root, tmp_path):
     notes.write_text("---\nloop_id: LOOP-X\n# never closed\n")
     done = cli("loop.evidence", "--root", str(loop_root), str(notes))
     assert done.exit_code == 2 and "opening --- without a closing ---" in done.stdout
+
+
+def test_allowed_options_may_take_any_value_but_a_dry_run_never_counts(cli, loop_root, template):
+    contract = NARROW.replace(
+        '"2": {capability: sieve.apply, args: [--execute]}',
+        '"2": {capability: calendar.event.create, args: [--execute], allow: [--summary, --start, --attendee]}',
+    )
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(contract)
+    content = ("--summary", "review", "--start", "2031-03-24T09:00", "--attendee", "Ada <ada@example.org>", "--execute")
+    receipt(loop_root, template, "calendar.event.create", hours_ago=0.5, args=content)
+    receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.4,
+            args=("--summary", "x", "--start", "2031-03-24T09:00", "--calendar", "other", "--execute"))  # fmt: skip
+    receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.3,
+            args=("--summary", "x", "--start", "2031-03-24T09:00", "--dry-run"))  # fmt: skip
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    dod = envelope["data"]["phases"][1]["dod"]
+    assert dod["verdict"] == "proven", dod  # the --calendar and --dry-run runs are other runs
+
+    (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(contract.replace("--attendee]", "--atendee]"))
+    _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")
+    dod = envelope["data"]["phases"][1]["dod"]
+    assert dod["verdict"] == "unproven" and "--atendee not an option of calendar.event.create" in dod["detail"]
