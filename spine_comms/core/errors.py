@@ -98,6 +98,7 @@ class CouldNotEvaluate(SpineCommsError):
         if kind:  # else the class's own (a refused bridge token is credentials_refused), or none
             self.kind = str(kind)
 
+
 # No space, no free inode, over quota: the machine's state, not a bug (exit 3, never 70), and the path is named.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
