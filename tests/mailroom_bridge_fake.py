@@ -4,13 +4,15 @@ Like ops/plugins/mailroom-bridge/bin/mailroom-bridge-serve: a ThreadingHTTPServe
 `Authorization: Bearer <t>` or `X-Spine-Token: <t>`; `POST /inbox/enqueue` takes a JSON body of
 1 byte to 1 MiB (Content-Length) and writes the item the way agent-enqueue.sh does (session
 `S%Y%m%d-%H%M%S` local time unless given, slug through `tr -cd 'a-zA-Z0-9_-'`, run id
-`R%03d` unless given and then used as is, written in place with no rename); `GET
+`R%03d` unless given and then used as is, written in place with no rename). Like the bridge, it
+strips the prompt, slug, run id and session id (`.strip()`) before the script sees them; `GET
 /inbox/status/<run_id>` looks in the lanes, then the outbox result, then the ledger; `GET
 /health` needs no token. Errors are the bridge's bodies: 400 {"error": "prompt is
 required" | "invalid JSON body" | "invalid content length"}, 401 {"error": "unauthorized"},
 500 {"error": "enqueue failed", "stderr": ...}.
 
-`fail_next` makes the next enqueue answer that HTTP status (500, 503...), for retry tests.
+`fail_next` makes the next enqueue answer that HTTP status (500, 503...), for retry tests;
+`omit_run_id` answers without `run_id`, as older bridges do.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FakeBridge:
         self.inbox, self.outbox, self.state, self.token = Path(inbox), Path(outbox), Path(state), token
         self.requests: list[dict] = []  # method, path, headers (as received), body
         self.fail_next: int | None = None
+        self.omit_run_id = False  # answer as older bridges do: {"status", "path"} only
         handler = type("Handler", (_Handler,), {"bridge": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -130,14 +133,17 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(body)
         except ValueError:
             return self._send(400, {"error": "invalid JSON body"})
-        if not isinstance(payload, dict) or not str(payload.get("prompt") or "").strip():
+        prompt = str(payload.get("prompt") or "").strip() if isinstance(payload, dict) else ""
+        if not prompt:
             return self._send(400, {"error": "prompt is required"})
         if self.bridge.fail_next:
             status, self.bridge.fail_next = self.bridge.fail_next, None
             return self._send(status, {"error": "enqueue failed", "stderr": "injected failure"})
         try:
-            path = self.bridge.enqueue(payload["prompt"], str(payload.get("slug") or "task"),
-                                       payload.get("run_id") or None, payload.get("session_id") or None)  # fmt: skip
+            path = self.bridge.enqueue(prompt, str(payload.get("slug") or "task").strip(),
+                                       str(payload.get("run_id") or "").strip() or None,
+                                       str(payload.get("session_id") or "").strip() or None)  # fmt: skip
         except OSError as exc:
             return self._send(500, {"error": "enqueue failed", "stderr": str(exc)})
-        return self._send(200, {"status": "enqueued", "path": str(path), "run_id": path.stem})
+        answer = {"status": "enqueued", "path": str(path)}
+        return self._send(200, answer if self.bridge.omit_run_id else {**answer, "run_id": path.stem})

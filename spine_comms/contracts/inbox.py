@@ -10,6 +10,7 @@ and a test keeps the two equal.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -137,3 +138,9 @@ class InboxContract(ContractModel):
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         return next((m for m in self.mailboxes if m.id == mailbox_id), None)
+
+    def state_path(self, mailroom_state: Path) -> Path:
+        """state_directory resolved: relative to the mailroom state directory, or absolute. Here, below
+        both the inbox and the outbox, so a reply (outbox) finds stored mail without importing the inbox."""
+        path = Path(self.state_directory).expanduser()
+        return path if path.is_absolute() else Path(mailroom_state) / path

@@ -5,6 +5,7 @@ Capabilities raise these; they never choose an exit code or print themselves.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -96,3 +97,21 @@ class CouldNotEvaluate(SpineCommsError):
         super().__init__(message, hint=hint, problems=problems)
         if kind:  # else the class's own (a refused bridge token is credentials_refused), or none
             self.kind = str(kind)
+
+
+# No space, no free inode, over quota: the machine's state, not a bug (exit 3, never 70), and the path is named.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(CouldNotEvaluate):
+    reference = "disk-full"
+
+
+def disk_full(exc: OSError, where: str | None = None) -> DiskFull | None:
+    """`exc` as a DiskFull naming the path (the file the system named, else `where`), or None when it is
+    another error."""
+    if exc.errno not in DISK_FULL_ERRNOS:
+        return None
+    path = exc.filename or where or "a path the system did not name"
+    return DiskFull(f"{exc.strerror or 'disk full'}: {path}",
+                    hint="free space or inodes on that file system (df -h, df -i), then run again")  # fmt: skip

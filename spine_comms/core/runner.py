@@ -21,7 +21,7 @@ from spine_comms import __version__
 from spine_comms.core import output, receipts
 from spine_comms.core.approval import Safety, SafetyFlags, decide
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, ExitCode, SpineCommsError
+from spine_comms.core.errors import DISK_FULL_ERRNOS, ContractError, ExitCode, SpineCommsError, disk_full
 from spine_comms.core.options import GlobalOptions, color_allowed
 from spine_comms.core.result import Result, Status
 from spine_comms.core.root import find_root
@@ -85,6 +85,13 @@ def execute(
     except KeyboardInterrupt:
         status, exit_code = Status.ERROR, ExitCode.INTERRUPTED
         error = {"reference": "interrupted", "message": "interrupted", "problems": [], "hint": None}
+    except OSError as exc:  # a full disk is the machine's state (exit 3); any other OSError escaping is a bug
+        full = disk_full(exc)
+        status, exit_code = Status.ERROR, full.exit_code if full else ExitCode.INTERNAL
+        error = ({"reference": full.reference, "message": full.message, "problems": [], "hint": full.hint} if full else
+                 {"reference": "internal-error", "message": f"internal error: {exc.__class__.__name__}: {exc}",
+                  "problems": [], "hint": "run again with --debug to see the traceback, and report it"})  # fmt: skip
+        _debug_trace(options, ctx, exc, always=full is None)
     except Exception as exc:
         status, exit_code = Status.ERROR, ExitCode.INTERNAL
         error = {
@@ -157,6 +164,11 @@ def execute(
         return int(ExitCode.USAGE)
     except OSError as exc:
         print(f"spine-comms: could not write the receipt for {run_key}: {exc}", file=stderr)
+        if exc.errno in DISK_FULL_ERRNOS:  # the run's own code stands when it already says something went wrong
+            where = exc.filename or f"{root.receipts_dir} or {ctx.mailroom.ledger}"
+            print(f"spine-comms: the disk is full ({where}): the run is as reported above, its record is not",
+                  file=stderr)  # fmt: skip
+            return int(exit_code) if exit_code != ExitCode.OK else int(ExitCode.COULD_NOT_EVALUATE)
         return int(ExitCode.INTERNAL)
     return int(exit_code)
 

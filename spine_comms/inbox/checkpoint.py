@@ -33,12 +33,6 @@ from spine_comms.core.atomic import write_atomic
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def state_directory(mailroom_state: Path, configured: str) -> Path:
-    """The contract's state_directory: relative to the mailroom state dir, or absolute."""
-    path = Path(configured).expanduser()
-    return path if path.is_absolute() else mailroom_state / path
-
-
 def safe_component(name: str) -> str:
     """A file-name part from a mailbox id or folder name: readable, unique (a hash), never a path."""
     readable = _UNSAFE.sub("_", name).strip("._")[:60] or "folder"
@@ -98,7 +92,8 @@ class CheckpointStore:
             write_atomic(path, text)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one poller per mailbox: the lock says so
+        # One poller per mailbox (the lock says so); named as write_atomic names them, so a sweep finds it.
+        temp = path.with_name(f".{path.name}.{os.getpid()}-quick.tmp")
         try:
             temp.write_text(text, "utf-8")
             os.replace(temp, path)

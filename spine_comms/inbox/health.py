@@ -3,9 +3,16 @@
 Per mailbox: the login works; per folder, the checkpoint agrees with the server
 (same UIDVALIDITY, last UID below UIDNEXT) and no message above it is older than
 health.max_unprocessed_minutes; the last successful poll (the checkpoints'
-last_poll_at) or the watch loop's heartbeat (<state dir>/<mailbox>.heartbeat.json)
-is younger than health.max_heartbeat_age_seconds; and the mailroom's queued lane
-is writable. Folders are opened with EXAMINE and nothing is written anywhere.
+last_poll_at) or the heartbeat of a live, connected watch loop
+(<state dir>/<mailbox>.heartbeat.json) is younger than health.max_heartbeat_age_seconds;
+and the mailroom's queued lane is writable. Folders are opened with EXAMINE and
+nothing is written anywhere.
+
+A heartbeat counts only when it says the watch is connected (idle, polling or
+catching up) and, on this host, its pid is running: a watch stuck reconnecting
+rewrites its heartbeat all the same, and a SIGKILLed one leaves `status: idle`
+behind. Without a heartbeat that counts, the last successful poll decides, so the
+gate turns red within max_heartbeat_age_seconds of the last real work.
 
 Exit codes: 0 ok or warn, 1 fail, 3 when no mailbox could be asked.
 """
@@ -13,6 +20,7 @@ Exit codes: 0 ok or warn, 1 fail, 3 when no mailbox could be asked.
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -24,6 +32,7 @@ from spine_comms.core.result import Check, Result, Status
 
 UNPROCESSED_SCAN = 1000  # the lowest UIDs above a checkpoint are the oldest; this many tell the story
 MIN_FREE_BYTES = 16 * 1024 * 1024
+MIN_FREE_INODES = 1000  # a message costs three to five files
 
 
 @capability("communications.inbox.health", safety="read-only", approval="auto")
@@ -58,7 +67,7 @@ def inbox_health(
 
 def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dict):
     from spine_comms.inbox.checkpoint import CheckpointStore, read_heartbeat
-    from spine_comms.inbox.poll import could_not_evaluate
+    from spine_comms.inbox.mailboxes import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     store = CheckpointStore(state_dir, target.id)
@@ -85,20 +94,43 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
         return None
 
     heartbeat = read_heartbeat(state_dir, target.id)
-    beat = _parse_time(str(heartbeat.get("at"))) if heartbeat else None
+    ignored = watch_problem(heartbeat) if heartbeat else None
+    beat = _parse_time(str(heartbeat.get("at"))) if heartbeat and ignored is None else None
     latest = max([t for t in [*polls, beat] if t is not None], default=None)
     entry["last_poll_at"] = max(polls).strftime("%Y-%m-%dT%H:%M:%SZ") if polls else None
     entry["heartbeat"] = heartbeat
     max_age = limits.max_heartbeat_age_seconds
+    aside = f"; the watch heartbeat does not count: {ignored}" if ignored else ""
     if latest is None:
-        status, detail, age = Status.FAIL, "never polled: no checkpoint with a successful poll, no heartbeat", None
+        status, age = Status.FAIL, None
+        detail = "never polled: no checkpoint with a successful poll, no heartbeat of a connected watch" + aside
     else:
         age = round((now - latest).total_seconds(), 1)
-        source = "watch heartbeat" if latest == beat else "poll"
+        source = "watch heartbeat" if latest == beat else "successful poll"
         status = Status.OK if age <= max_age else Status.FAIL
-        detail = f"last {source} {age:g} s ago (at most {max_age:g} s)"
+        detail = f"last {source} {age:g} s ago (at most {max_age:g} s){aside}"
     result.add(Check("inbox.health.fresh", status, detail, target.address, f"<= {max_age:g} s", age,
-                     {"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat}))  # fmt: skip
+                     {"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat,
+                      "heartbeat_ignored": ignored}))  # fmt: skip
+    return None
+
+
+CONNECTED = ("idle", "polling", "catching-up")  # the watch loop's states while it holds a working connection
+
+
+def watch_problem(heartbeat: dict) -> str | None:
+    """Why a heartbeat does not show a live, connected watch; None when it does. The pid is checked only
+    on the host that wrote it (a heartbeat without a host is from before hosts were recorded: this one)."""
+    from spine_comms.core.atomic import running
+
+    status = heartbeat.get("status")
+    if status not in CONNECTED:
+        return f"the watch is {status or 'in an unknown state'}" + (
+            f" ({heartbeat['last_error']})" if heartbeat.get("last_error") else "")  # fmt: skip
+    pid = heartbeat.get("pid")
+    here = heartbeat.get("host") in (None, socket.gethostname())
+    if here and (not isinstance(pid, int) or pid <= 0 or not running(pid)):
+        return f"its process (pid {pid}) is not running (it said {status})"
     return None
 
 
@@ -185,21 +217,35 @@ def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     if not ok:
         result.add(Check("inbox.health.mailroom", Status.FAIL, where, "queued lane", "writable", "not writable"))
         return
-    probe = where
+    # The queued lane and the state directory (messages, markers, checkpoints) may sit on two file systems;
+    # either one full, of space or of inodes, stops the poll (exit 3, nothing placed).
+    state = str(contract.state_path(ctx.mailroom.state))
+    for label, path in (("queued lane", where), ("state directory", state)):
+        free, inodes = _room(path)
+        if free is not None and free < MIN_FREE_BYTES:
+            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {free} bytes free", label,
+                             f">= {MIN_FREE_BYTES} bytes free", free))  # fmt: skip
+            return
+        if inodes is not None and inodes < MIN_FREE_INODES:
+            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {inodes} free inodes (files)",
+                             label, f">= {MIN_FREE_INODES} free inodes", inodes))  # fmt: skip
+            return
+    free, inodes = _room(where)
+    result.add(Check("inbox.health.mailroom", Status.OK, f"{where} is writable ({free} bytes, {inodes} inodes free)",
+                     "queued lane", "writable", "writable"))  # fmt: skip
+
+
+def _room(path: str) -> tuple[int | None, int | None]:
+    """(free bytes, free inodes) of the file system holding `path` (or its nearest existing parent); an inode
+    count of None where the file system has no fixed number of them (btrfs reports 0 files)."""
+    probe = path
     while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
-    free = None
     try:
         stat = os.statvfs(probe)
-        free = stat.f_bavail * stat.f_frsize
     except OSError:
-        pass
-    if free is not None and free < MIN_FREE_BYTES:
-        result.add(Check("inbox.health.mailroom", Status.FAIL, f"{where} is writable but only {free} bytes are free",
-                         "queued lane", f">= {MIN_FREE_BYTES} bytes free", free))  # fmt: skip
-        return
-    result.add(Check("inbox.health.mailroom", Status.OK, f"{where} is writable ({free} bytes free)", "queued lane",
-                     "writable", "writable"))  # fmt: skip
+        return None, None
+    return stat.f_bavail * stat.f_frsize, (stat.f_favail if stat.f_files else None)
 
 
 def _parse_time(text: str | None) -> datetime | None:

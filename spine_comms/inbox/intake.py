@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spine_comms.contracts.inbox import InboxContract
+from spine_comms.core.atomic import sweep_temporaries
+from spine_comms.inbox.checkpoint import CheckpointStore
 from spine_comms.inbox.delivery import PendingItem, Placed
 from spine_comms.inbox.policy import DROPPED, PARKED, QUEUED, Verdict, judge, oversized
 from spine_comms.inbox.staging import NEW, BatchWriter
@@ -133,8 +135,12 @@ class Intake:
         self.index = DeliveryIndex(state_dir, mailbox.id)
         self.target = target
         self.clock = clock
-        # One for the whole run: see BatchWriter. Its files are made ahead where most of them go.
-        self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes])
+        # One for the whole run: see BatchWriter. Its files are made ahead where most of them go; it lists
+        # where it makes temporaries, so the next run removes those a kill -9 left (sweep_writers).
+        self.writer = BatchWriter(homes=[state_dir / ".ahead", *target.staging_homes], journal=state_dir / ".writers")
+        # The atomic writes outside the batch (heartbeat, checkpoints) leave theirs in two small directories.
+        sweep_temporaries(state_dir)
+        sweep_temporaries(CheckpointStore(state_dir, mailbox.id).directory)
 
     def expect(self, messages: int) -> None:
         """`messages` new ones are about to be staged (see BatchWriter.expect)."""
@@ -184,12 +190,17 @@ class Intake:
         batch.identities.add(identity)
         batch.pending.append(_Pending(fetched.uid, None, identity, marker, prepared, item))
 
-    def commit(self, batch: IntakeBatch, bounce=None) -> list[tuple[int, Taken]]:
+    def commit(self, batch: IntakeBatch, bounce=None, placed: list | None = None) -> list[tuple[int, Taken]]:
         """Make the staged messages durable and visible, in the order that keeps them exactly once:
         stored files synced and placed, synced; items placed (or sent), synced; `bounce(normalized list)`
         called; markers written, synced. An exception leaves markers missing, never ahead of their
-        items: a rerun finds the items. `bounce` must not raise for a bounce it could not note."""
+        items: a rerun finds the items. `bounce` must not raise for a bounce it could not note.
+
+        `placed`, when given, receives (uid, Taken) for each item the moment it is in the mailroom
+        (before its marker): a commit stopped halfway (a full disk, the bridge gone) can still say
+        what the watcher will see."""
         writer = batch.writer
+        placed = [] if placed is None else placed
         writer.sync()  # the bytes of every staged file: .eml, .json, attachments, items
         for staged in writer.staged:
             if staged.how != NEW and not staged.placed:
@@ -200,6 +211,7 @@ class Intake:
         for pending in batch.pending:
             if pending.item is not None:
                 placed_items[pending.uid] = pending.item.commit(writer)
+                placed.append((pending.uid, _taken(pending, placed_items[pending.uid])))
         writer.sync()  # items visible and durable: only now may their markers say "committed"
         bounces = batch.bounces()
         if bounce is not None and bounces:
@@ -271,6 +283,7 @@ class Intake:
             },
             classification=_classification(message),
             auth_summary=verdict.auth_summary,
+            hidden_html=message.hidden_html,
         )
         prepared.text = self._screen(text, prepared, fetched.uid, rid)
         return prepared

@@ -20,7 +20,7 @@ from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContr
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, UsageError
+from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
 
 
 @dataclass
@@ -120,3 +120,17 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
         login, password.value, connection_timeout(stack, imap),
     )  # fmt: skip
     return MailboxTarget(box.id, address, login, target, list(box.folders), box.after_enqueue, password.source)
+
+
+def could_not_evaluate(target: MailboxTarget, exc) -> CouldNotEvaluate:
+    """An IMAP failure to connect or log in (`exc`: protocols.imap.ImapError) as exit 3, naming the account
+    and where (the kind from the outcome map); the password never appears."""
+    from spine_comms.core.outcomes import FailureKind
+    from spine_comms.core.outcomes import could_not_evaluate as outcome_error
+
+    hint = None
+    if exc.failure_kind is FailureKind.CREDENTIALS_REFUSED:
+        hint = f"check the password of mailbox {target.id} ({target.password_source})"
+    elif exc.failure_kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.TLS_UNTRUSTED):
+        hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
+    return outcome_error(exc, f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from spine_comms.contracts.inbox import InboxContract
 from spine_comms.core.context import RunContext
+from spine_comms.core.errors import DISK_FULL_ERRNOS as DISK_FULL
 from spine_comms.core.errors import CouldNotEvaluate
-from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock, state_directory
+from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock
 from spine_comms.inbox.intake import Fetched, Intake, utc_stamp
 from spine_comms.inbox.mailboxes import MailboxTarget, open_mailbox
 from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
@@ -47,7 +48,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
 
 
 def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
-    return state_directory(ctx.mailroom.state, contract.state_directory)
+    return contract.state_path(ctx.mailroom.state)
 
 
 def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):
@@ -110,27 +111,33 @@ def process_new(
                     break
                 except _Halt as halt:
                     outcome.error = {"stage": halt.stage, "folder": folder, "error": halt.message}
+                    if halt.disk_full:
+                        outcome.error["disk_full"] = True
                     break
             outcome.stopped = outcome.stopped or run.stopped
     except LockHeld as exc:
         outcome.locked = str(exc)
     except OSError as exc:
-        outcome.error = {"stage": "state", "error": _os_text(exc)}
+        outcome.error = {"stage": "state", "error": _os_text(exc, str(state_dir))}
+        if exc.errno in DISK_FULL:
+            outcome.error["disk_full"] = True
     return outcome
 
 
 class _Halt(Exception):
     """The batch cannot go on (disk full, bridge unreachable): stop, keep the checkpoint behind it."""
 
-    def __init__(self, stage: str, message: str) -> None:
+    def __init__(self, stage: str, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.stage = stage
         self.message = message
+        self.disk_full = disk_full
 
 
-def _os_text(exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
-    return f"{exc.strerror or exc}{where}"
+def _os_text(exc: OSError, where: str = "") -> str:
+    """What failed and where: the file the system named, else `where` (a syncfs names no file)."""
+    path = exc.filename or where
+    return f"{exc.strerror or exc}" + (f" ({path})" if path else "")
 
 
 class _Run:
@@ -144,6 +151,9 @@ class _Run:
         self.stop = stop
         self.baseline = baseline
         self.stopped = False
+        # Where the batch writes, for an error the system reports without a file name (syncfs, a full disk).
+        inbox = getattr(getattr(target, "mailroom", None), "inbox", None)
+        self.where = f"{state_dir}" + (f" or {inbox}" if inbox is not None else "")
 
     def __enter__(self) -> _Run:
         return self
@@ -261,28 +271,38 @@ class _Run:
                                                                                   raw, header))  # fmt: skip
                 except OSError as exc:
                     done = considered[-1] if considered else None
-                    halt = _Halt("store", f"UID {uid}: {_os_text(exc)}; nothing after UID {done or '-'} was committed")
+                    halt = _Halt("store", f"UID {uid}: {_os_text(exc, self.where)}; nothing after UID {done or '-'} "
+                                 "was committed", disk_full=exc.errno in DISK_FULL)  # fmt: skip
                     result.errors.append({"uid": uid, "stage": halt.stage, "error": halt.message})
                     break
                 considered.append(uid)
+            placed: list = []  # what the commit put in the mailroom, even when it stops halfway
             try:
-                taken = self.intake.commit(staged, bounce=lambda found: self._note_bounces(result, found))
+                taken = self.intake.commit(staged, placed=placed,
+                                           bounce=lambda found: self._note_bounces(result, found))  # fmt: skip
             except OSError as exc:
-                failed = _Halt("store", f"{_os_text(exc)}; nothing of this batch was committed")
+                self._record(result, placed)
+                failed = _Halt("store", f"{_os_text(exc, self.where)}; {_unmarked(placed)}",
+                               disk_full=exc.errno in DISK_FULL)  # fmt: skip
                 return None, self._failed(result, failed)
             except CouldNotEvaluate as exc:  # the bridge: unreachable, refused token
-                return None, self._failed(result, _Halt("mailroom", f"{exc.message}; this batch was not committed"))
+                self._record(result, placed)
+                return None, self._failed(result, _Halt("mailroom", f"{exc.message}; {_unmarked(placed)}"))
         finally:
             staged.close()
+        self._record(result, taken)
+        if taken:
+            ahead.idle()  # the connection is this thread's again
+            self._post_commit(result, [uid for uid, _ in taken])
+        return (considered[-1] if considered else None), halt
+
+    @staticmethod
+    def _record(result: FolderOutcome, taken: list) -> None:
         for _uid, item in taken:
             {"enqueued": result.enqueued, "parked": result.parked, "dropped": result.dropped,
              "duplicate": result.duplicates}[item.kind].append(item.record)  # fmt: skip
             if item.secret:
                 result.secret_matches.append(item.secret)
-        if taken:
-            ahead.idle()  # the connection is this thread's again
-            self._post_commit(result, [uid for uid, _ in taken])
-        return (considered[-1] if considered else None), halt
 
     def _note_bounces(self, result: FolderOutcome, bounces: list[dict]) -> None:
         """DSNs whose items are placed, to the outbox, which matches them to what it sent; called by the
@@ -328,7 +348,17 @@ class _Run:
             self.checkpoints.save(checkpoint, durable=durable)
         except OSError as exc:
             if not quiet:  # behind is safe: the next run fetches again and finds the markers
-                raise _Halt("checkpoint", f"cannot write the checkpoint: {_os_text(exc)}") from None
+                raise _Halt(
+                    "checkpoint", f"cannot write the checkpoint: {_os_text(exc)}", disk_full=exc.errno in DISK_FULL
+                ) from None
+
+
+def _unmarked(placed: list) -> str:
+    """What a commit stopped halfway leaves: items the watcher will see, whose messages are not yet marked."""
+    if not placed:
+        return "nothing of this batch was committed"
+    return (f"{len(placed)} item(s) of this batch are in the mailroom (counted above) without their delivery "
+            "markers: the next run finds and marks them; the rest of the batch was not committed")  # fmt: skip
 
 
 def _batches(uids: list[int], metas: dict, cap: int) -> list[list[int]]:

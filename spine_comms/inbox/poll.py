@@ -6,9 +6,11 @@ With --enqueue every new message of every contract mailbox (or --mailbox) goes
 through spine_comms.inbox.pipeline into the mailroom exactly once.
 
 Exit codes: 0 ok (and warn: another poll held the lock); 1 partial (a message or a
-mailbox could not be processed: the rest was, and a rerun picks up what was not);
+mailbox could not be processed: the rest was, and a rerun picks up what was not;
+the report counts every item placed, also when the disk filled up after it);
 2 usage, contract or secret problems; 3 login refused or server unreachable (the
-account is named, never the password).
+account is named, never the password), or the disk full (no space, no inode, over
+quota) before anything was placed, with the path named.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import typer
 
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.inbox.mailboxes import could_not_evaluate, load_inbox_contract, open_mailbox
+from spine_comms.inbox.poll_enqueue import enqueue_all
 
 LISTING_LIMIT = 10
 
@@ -72,8 +76,6 @@ def inbox_poll(
 ) -> Result:
     """List the newest unseen mail (the spine's poll), or with --enqueue put every new message into the mailroom
     exactly once: parsed, classified, checked against policy, deduplicated, stored, checkpointed."""
-    from spine_comms.inbox.mailboxes import load_inbox_contract
-
     if mark_seen and enqueue:
         raise UsageError("--mark-seen is for the listing; with --enqueue the contract's after_enqueue decides")
     if baseline and not enqueue:
@@ -81,22 +83,7 @@ def inbox_poll(
     contract = load_inbox_contract(ctx, required=enqueue)
     if not enqueue:
         return _listing(ctx, contract, mailbox, LISTING_LIMIT if limit is None else limit, mark_seen, dry_run)
-    from spine_comms.inbox.poll_enqueue import enqueue_all
-
     return enqueue_all(ctx, contract, mailbox, limit=limit, dry_run=dry_run, baseline=baseline, lock_wait=lock_wait)
-
-
-def could_not_evaluate(target, exc) -> CouldNotEvaluate:
-    """Exit 3 naming the account and where (the kind from the outcome map); the password never appears."""
-    from spine_comms.core.outcomes import FailureKind
-    from spine_comms.core.outcomes import could_not_evaluate as outcome_error
-
-    hint = None
-    if exc.failure_kind is FailureKind.CREDENTIALS_REFUSED:
-        hint = f"check the password of mailbox {target.id} ({target.password_source})"
-    elif exc.failure_kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.TLS_UNTRUSTED):
-        hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
-    return outcome_error(exc, f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
 
 
 def _default_mailbox(ctx: RunContext, contract) -> str:
@@ -107,7 +94,6 @@ def _default_mailbox(ctx: RunContext, contract) -> str:
 
 def _listing(ctx: RunContext, contract, wanted: str | None, limit: int, mark_seen: bool, dry_run: bool) -> Result:
     from spine_comms.inbox.listing import list_unseen
-    from spine_comms.inbox.mailboxes import open_mailbox
     from spine_comms.protocols.imap import ImapError, session
 
     target = open_mailbox(ctx, contract, wanted or _default_mailbox(ctx, contract))

@@ -51,6 +51,11 @@ def enqueue_all(
     if not dry_run:  # DSNs handed to the outbox, over every mailbox
         counts = [m.get("bounces") or {} for m in result.data["mailboxes"]]
         result.data["bounces"] = {key: sum(c.get(key, 0) for c in counts) for key in ("noted", "matched", "errors")}
+        if any(m.get("enqueued") or m.get("quarantined") for m in result.data["mailboxes"]):
+            # Items were placed: the run changed the mailroom, so it is partial, never "could not evaluate".
+            for check in result.checks:
+                if check.id == "inbox.poll.mailbox" and check.status is Status.ERROR:
+                    check.status = Status.PARTIAL
     if unreachable and len(unreachable) == len(targets):
         raise unreachable[0]  # nothing could be asked: exit 3 with the account named
     return result
@@ -65,7 +70,7 @@ class _Unreachable(Exception):
 @contextmanager
 def _session(target):
     """An IMAP session; a failure to connect or log in becomes _Unreachable (exit 3 when all are)."""
-    from spine_comms.inbox.poll import could_not_evaluate
+    from spine_comms.inbox.mailboxes import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     opened = False
@@ -135,7 +140,10 @@ def _verdict(outcome) -> tuple[Status, str]:
     if remaining:
         line += f", {remaining} left for the next run"
     if outcome.error:
-        return Status.PARTIAL, f"{line}; stopped at {outcome.error['stage']}: {outcome.error['error']}"
+        stopped = f"{line}; stopped at {outcome.error['stage']}: {outcome.error['error']}"
+        if outcome.error.get("disk_full") and not counts["enqueued"] and not counts["quarantined"]:
+            return Status.ERROR, f"the disk is full, nothing was placed: {stopped}"  # exit 3, the path named
+        return Status.PARTIAL, stopped
     if outcome.message_errors:
         return Status.PARTIAL, line
     return Status.OK, line

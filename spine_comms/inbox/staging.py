@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spine_comms.core.atomic import running
+
 REPLACE = "replace"  # os.replace: the newest version wins (normalized JSON, markers)
 SAME = "same"  # content-addressed: an existing file has these very bytes; replacing it changes nothing
 NEW = "new"  # an existing file is never replaced (items), and `existed` says so
@@ -170,19 +172,43 @@ def sweep(home: Path) -> None:
             if not entry.name.startswith(AHEAD_PREFIX):
                 continue
             pid = entry.name[len(AHEAD_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _running(int(pid)):
+            if pid.isdigit() and not running(int(pid)):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: running
-        return True
-    return True
+JOURNAL_SUFFIX = ".dirs"
+
+
+def sweep_writers(journal: Path) -> int:
+    """Remove what killed writers left: each writer lists, in `<journal>/<pid>-<tag>.dirs`, every
+    directory before it makes its first temporary there, and removes the list when it closes. A list
+    whose pid is gone names the directories to clean, so the sweep costs what that writer touched,
+    not a walk of the whole state. Returns the temporaries removed."""
+    removed, lists = 0, []
+    with contextlib.suppress(OSError), os.scandir(journal) as entries:
+        lists = [e for e in entries if e.name.endswith(JOURNAL_SUFFIX)]
+    for entry in lists:
+        tag = entry.name.removesuffix(JOURNAL_SUFFIX)
+        pid = tag.split("-", 1)[0]
+        if not pid.isdigit() or running(int(pid)):
+            continue
+        try:
+            directories = Path(entry.path).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        marker = f".{tag}-"  # in every name the writer made: .<final name>.<pid>-<hex>-<n>.tmp
+        for directory in dict.fromkeys(d for d in directories if d):
+            with contextlib.suppress(OSError), os.scandir(directory) as found:
+                for temp in found:
+                    name = os.fsdecode(temp.name)
+                    if name.startswith(".") and marker in name and name.endswith(".tmp"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(temp.path)
+                            removed += 1
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    return removed
 
 
 class BatchWriter:
@@ -190,7 +216,7 @@ class BatchWriter:
     directories known to exist and the file systems' descriptors are found once per run, not
     once per batch; closed at the end."""
 
-    def __init__(self, homes: Iterable[Path] = ()) -> None:
+    def __init__(self, homes: Iterable[Path] = (), journal: Path | None = None) -> None:
         self.staged: list[Staged] = []
         self._unsynced: list[Staged] = []
         # One descriptor per file system, opened before the first write to it: syncfs reports a
@@ -202,6 +228,12 @@ class BatchWriter:
         self._homes = list(homes)
         for home in self._homes:
             sweep(home)
+        # Where this writer lists its directories (sweep_writers): made at the first stage, so a run that
+        # writes nothing makes no file. Without a journal, temporaries beside final names are not swept.
+        self._journal = journal
+        self._journal_fd: int | None = None
+        if journal is not None:
+            sweep_writers(journal)
         self._ahead: Ahead | None = None  # made by expect() for a backlog
         self._home_of: dict[Path, Path | None] = {}  # directory -> the home whose files it may take
 
@@ -215,6 +247,7 @@ class BatchWriter:
         directory = final.parent
         if directory not in self._directories:
             directory.mkdir(parents=True, exist_ok=True)
+            self._listed(directory)
             self._watch(directory)
             self._directories.add(directory)
         payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -229,9 +262,13 @@ class BatchWriter:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-        except BaseException:
+        except OSError as exc:
             os.close(fd)
             os.unlink(temp)  # a half-written temporary (disk full) goes at once
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc  # a write names no file: say which
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
             raise
         os.close(fd)
         staged = Staged(temp, final, how)
@@ -273,6 +310,24 @@ class BatchWriter:
                 return os.open(temp, _CREATE, 0o600), temp
             except FileExistsError:  # left by a killed run that had the same pid: the next number
                 continue
+
+    def _listed(self, directory: Path) -> None:
+        """`directory` in this writer's journal before its first temporary is made there. A write()
+        without fsync: a killed process loses nothing it wrote, and a crash of the machine (which can
+        lose the list) loses the temporaries' unsynced names with it."""
+        if self._journal is None:
+            return
+        path = self._journal / f"{self._tag.rstrip('-')}{JOURNAL_SUFFIX}"
+        for attempt in (1, 2):  # another writer (a watch thread of another mailbox) may remove the empty directory
+            if self._journal_fd is not None:
+                break
+            self._journal.mkdir(parents=True, exist_ok=True)
+            try:
+                self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        os.write(self._journal_fd, os.fsencode(directory) + b"\0")
 
     def _watch(self, directory: Path) -> None:
         device = os.stat(directory).st_dev
@@ -327,6 +382,13 @@ class BatchWriter:
         for fd in self._filesystems.values():
             os.close(fd)
         self._filesystems = {}
+        if self._journal_fd is not None:  # everything it listed is placed or removed: the list goes
+            os.close(self._journal_fd)
+            self._journal_fd = None
+            with contextlib.suppress(OSError):
+                (self._journal / f"{self._tag.rstrip('-')}{JOURNAL_SUFFIX}").unlink()
+            with contextlib.suppress(OSError):  # left empty: gone, like the homes (another writer's list: stays)
+                self._journal.rmdir()
 
 
 def _fsync_path(path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from contextlib import suppress
@@ -94,6 +95,7 @@ class Heartbeat:
         doc = {
             "at": utc_now(),
             "pid": os.getpid(),
+            "host": socket.gethostname(),  # health checks the pid only on this host
             "mailbox": self.stats.mailbox,
             "folder": self.stats.folder,
             "last_uid": self.stats.last_uid,
@@ -120,7 +122,7 @@ class MailboxWatch:
 
     def __init__(self, ctx, contract, mailbox_id: str, stop: threading.Event, *, poll_interval: float) -> None:
         from spine_comms.inbox import pipeline
-        from spine_comms.inbox.checkpoint import heartbeat_path, state_directory
+        from spine_comms.inbox.checkpoint import heartbeat_path
         from spine_comms.inbox.mailboxes import open_mailbox
 
         self.ctx, self.contract, self.stop = ctx, contract, stop
@@ -131,11 +133,12 @@ class MailboxWatch:
         self.folder = self.target.folders[0]
         self.poll_interval = poll_interval
         self.stats = MailboxStats(mailbox_id, self.folder)
-        state_dir = state_directory(ctx.mailroom.state, contract.state_directory)
+        state_dir = contract.state_path(ctx.mailroom.state)
         self.heartbeat = Heartbeat(
             heartbeat_path(state_dir, mailbox_id), self.stats, contract.watch.heartbeat_seconds, utc_now()
         )
         self.caught_up_uidnext: int | None = None
+        self.settled = False  # this connection reached IDLE (or its poll wait): a drop now is a fresh start
 
     # The outer loop: connect, serve, back off ---------------------------------------------------
 
@@ -144,11 +147,13 @@ class MailboxWatch:
         failures = attempts = 0
         while not self.stop.is_set():
             attempts += 1
+            self.settled = False  # set by _serve once this connection is caught up and waiting (IDLE)
             self.heartbeat.beat("connecting", force=True)
             try:
                 self._serve()
                 failures = 0
             except ImapError as exc:
+                failures = 0 if self.settled else failures  # a healthy connection ended: the backoff starts over
                 self.stats.last_error = f"{exc.stage}: {exc.message}"
                 self.stats.last_error_kind = str(exc.failure_kind)
                 # A refused login or a missing folder on the very first connection is the contract's fault;
@@ -161,7 +166,7 @@ class MailboxWatch:
             except OSError as exc:  # a socket error outside the IMAP layer's wrapping
                 self.stats.last_error = f"connection: {exc}"
                 self.stats.last_error_kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
-                failures += 1
+                failures = (0 if self.settled else failures) + 1
             if self.stop.is_set():
                 break
             self.stats.drops.append(f"{utc_now()} {self.stats.last_error}")
@@ -199,6 +204,7 @@ class MailboxWatch:
                 if self.stop.is_set():
                     return
                 self.heartbeat.beat("idle" if channel.supported else "polling")
+                self.settled = True  # connected, caught up, IDLE entered: the next drop starts the backoff over
                 wake = channel.wait(self._wait_budget(), self.stop)
                 reason = wake.reason
                 if reason == "stop":
@@ -250,8 +256,11 @@ class MailboxWatch:
             if folder.folder == self.folder and folder.checkpoint_after:
                 self.stats.last_uid = folder.checkpoint_after.get("last_uid")
         if outcome.error:
-            # The connection (or the server) failed under the pipeline: reconnect like any other drop.
+            # The connection (or the server) failed under the pipeline: reconnect like any other drop. A full
+            # disk is retried the same way (it may clear), said as what it is; health sees the watch reconnecting.
             error = outcome.error
+            if error.get("disk_full"):
+                self.ctx.log(f"{self.stats.mailbox}: the disk is full: {error.get('error')}; retrying", level="error")
             raise ImapError(str(error.get("stage") or "poll"), str(error.get("error") or error))
         self.stats.last_error = None
         # More only when this run made progress: a message that fails every time must not spin the loop.

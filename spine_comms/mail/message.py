@@ -36,7 +36,7 @@ from spine_comms.mail.attachments import (
 )
 from spine_comms.mail.classify import Classification, classify
 from spine_comms.mail.encoded_text import decode_bytes, decode_words, header_str, one_line, raw_header
-from spine_comms.mail.html_text import MAX_HTML_CHARS, html_to_text
+from spine_comms.mail.html_text import MAX_HTML_CHARS, convert_html
 
 MAX_SUBJECT_CHARS = 998
 MAX_ADDRESSES = 200  # per field
@@ -76,6 +76,9 @@ class NormalizedMessage:
     thread_id: str = ""
     text: str = ""
     html_converted: bool = False
+    # Text of the HTML a reader would not see (display:none, zero font, white on white...), dropped from
+    # `text`: {chars, elements, reasons}; None when nothing was hidden or the text is not from HTML.
+    hidden_html: dict | None = None
     attachments: list[Attachment] = field(default_factory=list)
     skipped_attachments: list[dict] = field(default_factory=list)
     headers: dict[str, list[str]] = field(default_factory=dict)
@@ -98,6 +101,7 @@ class NormalizedMessage:
             "thread_id": self.thread_id,
             "text": self.text,
             "html_converted": self.html_converted,
+            "hidden_html": dict(self.hidden_html) if self.hidden_html else None,
             "attachments": [a.to_dict() for a in self.attachments],
             "skipped_attachments": [dict(s) for s in self.skipped_attachments],
             "headers": {k: list(v) for k, v in self.headers.items()},
@@ -276,8 +280,15 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
         joined = "\n\n".join(html)
         if len(joined) > MAX_HTML_CHARS:
             result.problems.append(f"HTML longer than {MAX_HTML_CHARS} characters: the rest was not converted")
-        text = html_to_text(joined, max_chars=limits["max_text_bytes"])
+        converted = convert_html(joined, max_chars=limits["max_text_bytes"])
+        text = converted.text
         result.html_converted = True
+        if converted.hidden_chars:
+            result.hidden_html = converted.to_dict()
+            result.problems.append(
+                f"hidden HTML text dropped: {converted.hidden_chars} characters in {converted.hidden_elements} "
+                f"element(s) ({', '.join(converted.reasons)})"
+            )
     else:
         text = ""
     text = _clean_text(text, result.problems).strip("\n")

@@ -1,9 +1,11 @@
 """A client for the spine's mailroom bridge (spine-conventions §3.5).
 
 `POST /inbox/enqueue` with `Authorization: Bearer <token>` and JSON {prompt, slug, run_id,
-session_id} answers 200 {"status": "enqueued", "path", "run_id"}; `GET /inbox/status/<run_id>`
-answers the run's state or 404. The bridge runs agent-enqueue.sh, so what lands on disk is
-the script's doing, not ours.
+session_id} answers 200 {"status": "enqueued", "path", "run_id"} (older bridges leave out
+run_id: it is the path's stem); `GET /inbox/status/<run_id>` answers the run's state or 404.
+The bridge strips the prompt (Python's str.strip) and pipes it to agent-enqueue.sh, which
+writes it as it is: `stored_by_bridge` is that text, so a receipt can give the bytes and
+sha256 of what the bridge stored, not of what was sent.
 
 Errors are typed for the caller: BridgeAuthError (401/403: the token is refused),
 BridgeTransientError (unreachable, timeout, 5xx, 429: may be retried, with the same run and
@@ -51,6 +53,12 @@ class BridgeRejected(UsageError):
     """400: the bridge judged the request invalid (exit 2)."""
 
     reference = "mailroom-bridge-rejected"
+
+
+def stored_by_bridge(prompt: str) -> str:
+    """The text the bridge writes for `prompt`: it strips it (`(payload.get("prompt") or "").strip()`)
+    before agent-enqueue.sh's `cat > file`, so the trailing newline of an item never reaches the file."""
+    return prompt.strip()
 
 
 def _reason(exc: BaseException) -> str:
@@ -134,8 +142,10 @@ class BridgeClient:
         if status != 200 or not answer:
             raise BridgeProtocolError(f"POST {self.url}/inbox/enqueue: unexpected HTTP {status}")
         path, stem = answer.get("path"), answer.get("run_id")
-        if answer.get("status") != "enqueued" or not isinstance(path, str) or not isinstance(stem, str):
-            raise BridgeProtocolError(f"POST {self.url}/inbox/enqueue: answer without status/path/run_id")
+        if answer.get("status") != "enqueued" or not isinstance(path, str) or not path:
+            raise BridgeProtocolError(f"POST {self.url}/inbox/enqueue: answer without status/path")
+        if not isinstance(stem, str) or not stem:
+            stem = path.rsplit("/", 1)[-1].removesuffix(".md")  # the bridge's run id is the file stem
         return {"path": path, "run_id": stem}
 
     def status(self, run_id: str) -> dict | None:

@@ -19,7 +19,7 @@ import typer
 from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import Problem, UsageError
+from spine_comms.core.errors import Problem, UsageError, disk_full
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.mailroom.filesystem import (
     LANES,
@@ -161,6 +161,10 @@ def mailroom_enqueue(
 
     contract = _inbox_contract(ctx)
     via = via or ("bridge" if bridge_url else (contract.mailroom.via if contract else "filesystem"))
+    if via == "bridge":
+        from spine_comms.mailroom.bridge import stored_by_bridge
+
+        item = stored_by_bridge(item)  # sent as the bridge stores it: the receipt's bytes are the file's
     payload = item.encode("utf-8")
     result.data = {"via": via, "source": source, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
                    "redactions": len(findings), "dry_run": dry_run}  # fmt: skip
@@ -191,6 +195,9 @@ def mailroom_enqueue(
         except MailroomError as exc:
             raise UsageError(str(exc)) from None
         except OSError as exc:
+            full = disk_full(exc, str(ctx.mailroom.inbox))
+            if full is not None:
+                raise full from None
             raise UsageError(
                 f"cannot write into {ctx.mailroom.inbox}: {exc.strerror or exc}",
                 hint="check the mailroom paths (SPINE_INBOX, mailroom.runtime.contract.yaml)",

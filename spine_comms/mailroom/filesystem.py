@@ -8,7 +8,8 @@ outbox's `<stem>__RESULT.md`). Two differences, both deliberate:
 - the item is written to a hidden temporary file in the lane (the watcher skips dotfiles and
   anything not .md/.txt), fsynced, then hard-linked to its final name, which fails rather than
   replace an existing item, and the lane directory is fsynced. The script writes in place and
-  relies on the watcher sleeping 0.5 s.
+  relies on the watcher sleeping 0.5 s. The temporary's name carries the writer's pid, and the
+  next enqueue into that lane removes those of writers no longer running (a kill -9).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spine_comms.core.atomic import fsync_dir
+from spine_comms.core.atomic import fsync_dir, sweep_temporaries
 
 LANES = ("queued", "running", "done", "failed", "parked", "archived")
 ITEM_SUFFIXES = (".md", ".txt")  # what the watcher picks up
@@ -127,7 +128,8 @@ class Mailroom:
                                  found[0])  # fmt: skip
         stem = final.stem
         payload = text.encode("utf-8")
-        temp = directory / f".{stem}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        sweep_temporaries(directory)  # what a killed writer left in this lane (named with its pid)
+        temp = directory / f".{stem}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # mail is private
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -43,6 +43,7 @@ def outbox_flush(
     settings = load_settings(ctx)
     store = OutboxStore(settings.state)
     result = Result(data={"outbox": str(store.root), "bounces_applied": [], "sends": []})
+    result.data["temporaries_removed"] = store.sweep()  # a killed send or flush leaves them (kill -9)
     result.data["bounces_applied"] = apply_pending(settings.state, now=ctx.clock())
     attempter = Attempter(ctx, settings, store)
     pending = [r for r in store.records() if r["status"] in FLUSHABLE and (send is None or r["send_id"] == send)]

@@ -59,8 +59,10 @@ def mail_send(
 ) -> Result:  # fmt: skip
     """Send a mail as a stack mailbox through the durable outbox (a dry run unless --execute).
     Refused before anything is written: recipients outside the allowed domains, CR/LF in a header
-    value, oversize attachments, an unknown --in-reply-to. Delivered: exit 0; waiting for a retry or
-    unknown: warn; refused by the server (5xx): fail, exit 1; login refused: error, exit 3."""
+    value, oversize attachments, an unknown --in-reply-to, a password that cannot be resolved.
+    Delivered: exit 0; waiting for a retry or unknown: warn; refused by the server (5xx): fail, exit 1;
+    login refused: error, exit 3."""
+    from spine_comms.outbox.attempt import Attempter
     from spine_comms.outbox.compose import (
         Draft,
         build,
@@ -115,8 +117,12 @@ def mail_send(
         "submission": endpoint.where(), "login": endpoint.login, "send_id": send_id, "idempotency_key": the_key,
         "size": len(raw), "outbox": str(store.root), "delivery_log": str(settings.delivery_log),
     })  # fmt: skip
+    attempter = Attempter(ctx, settings, store)
     if dry_run:
-        return _dry_run(result, existing, raw, preview_headers)
+        return _dry_run(result, existing, raw, preview_headers, _credentials_problem(attempter, box, endpoint))
+    # The password before the outbox entry: a send that cannot log in now must not wait in the outbox for a
+    # later flush (with other credentials in its environment) to deliver it. SecretError: exit 2, nothing written.
+    attempter.password(box.id, endpoint)
     if existing is None:
         record = _new_record(settings, draft, box.id, send_id, the_key, message_id, now)
         if store.create(record, raw):
@@ -126,7 +132,18 @@ def mail_send(
         result.data["new"] = True
     else:
         result.data["new"] = False
-    return _attempt(ctx, settings, store, send_id, result)
+    return _attempt(attempter, store, send_id, result)
+
+
+def _credentials_problem(attempter, box, endpoint) -> str | None:
+    """Why --execute would refuse for want of a password (the dry run says so), or None."""
+    from spine_comms.core.errors import SecretError
+
+    try:
+        attempter.password(box.id, endpoint)
+    except SecretError as exc:
+        return exc.message
+    return None
 
 
 def _check_domains(allowed: list[str], addresses: list[str]) -> None:
@@ -169,9 +186,12 @@ def _new_record(settings, draft, mailbox_id, send_id, key, message_id, now) -> d
     }  # fmt: skip
 
 
-def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers) -> Result:
+def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers, no_password: str | None) -> Result:
     result.data["status"] = "dry-run"
     result.data["headers"] = preview_headers(raw)
+    if no_password:
+        result.add(Check(id="mail.send.credentials", status=Status.WARN, detail=f"--execute would refuse: "
+                         f"{no_password}", subject=result.data["login"], expected="a password"))  # fmt: skip
     if existing:
         result.data["existing"] = {"status": existing["status"], "attempts": len(existing["attempts"])}
         detail = f"already in the outbox ({existing['status']}); --execute would not send it again"
@@ -186,10 +206,7 @@ def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers)
     return result
 
 
-def _attempt(ctx, settings, store, send_id: str, result: Result) -> Result:
-    from spine_comms.outbox.attempt import Attempter
-
-    attempter = Attempter(ctx, settings, store)
+def _attempt(attempter, store, send_id: str, result: Result) -> Result:
     with store.locked(send_id, wait=0.0) as held:
         record = store.load(send_id)
         if not held:

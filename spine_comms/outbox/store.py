@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from spine_comms.core.atomic import write_atomic
+from spine_comms.core.atomic import sweep_temporaries, write_atomic
 
 STORE_DIR = "outbox"
 # Record states. `attempting` with nobody holding the lock is a process that died mid-attempt.
@@ -87,6 +87,10 @@ class OutboxStore:
 
     def save(self, record: dict) -> None:
         write_atomic(self.record_path(record["send_id"]), _dump(record), 0o600)
+
+    def sweep(self) -> int:
+        """Remove the temporaries killed writers left in the store (their pid is in the name)."""
+        return sum(sweep_temporaries(d) for d in (self.sends, self.index, self.pending_dsn))
 
     def ids(self) -> list[str]:
         try:

@@ -19,14 +19,15 @@ from spine_comms.outbox.store import normalize_message_id
 
 def find_inbound(ctx: RunContext, message_id: str) -> dict:
     from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
-    from spine_comms.inbox.pipeline import inbox_state_dir
 
     wanted = normalize_message_id(message_id)
     if not wanted:
         raise UsageError("--in-reply-to: give the Message-ID of a stored inbound message, e.g. <abc@example.org>")
     if not ctx.contracts.exists(INBOX_CONTRACT):
         raise UsageError(f"--in-reply-to needs the inbox state, and there is no {INBOX_CONTRACT} to find it")
-    directory = inbox_state_dir(ctx, ctx.contracts.load(INBOX_CONTRACT, InboxContract)) / "messages"
+    # The inbox's store (inbox/store.py: messages/<sha[:2]>/<sha>.json), found through the contract: the
+    # outbox never imports the inbox, whose pipeline hands its bounces to the outbox.
+    directory = ctx.contracts.load(INBOX_CONTRACT, InboxContract).state_path(ctx.mailroom.state) / "messages"
     needle = wanted.encode("utf-8")
     for path in sorted(directory.glob("*/*.json")) if directory.is_dir() else []:
         try:

@@ -108,3 +108,20 @@ def checkpoint(root: Path, user: str, folder: str) -> dict | None:
 def folder_result(envelope: dict, folder: str | None = None) -> dict:
     mailbox = envelope["data"]["mailboxes"][0]
     return next(f for f in mailbox["folders"] if folder is None or f["folder"] == folder)
+
+
+def in_process(root: Path, monkeypatch):
+    """The poll's pipeline in this process (so a test can replace a step): (ctx, contract, mailbox of sink)."""
+    import os
+
+    from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
+    from spine_comms.core.context import RunContext
+    from spine_comms.core.options import GlobalOptions
+    from spine_comms.core.root import find_root
+    from spine_comms.inbox.pipeline import open_mailbox
+
+    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
+        monkeypatch.delenv(name)
+    ctx = RunContext("communications.inbox.poll", find_root(root), GlobalOptions(str(root), True, False, False, True))
+    contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract)
+    return ctx, contract, open_mailbox(ctx, contract, "sink")

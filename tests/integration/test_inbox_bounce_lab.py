@@ -16,7 +16,6 @@ stops the intake: the message stays delivered, the failure is counted and logged
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.inbox_lab import capability, items, make_root, run
+from tests.integration.inbox_lab import capability, in_process, items, make_root, run
 from tests.integration.test_outbox_support import own_root, records
 from tests.mailbox_fill import delete_folder, fill_imap
 
@@ -108,21 +107,6 @@ def _dsn_folder(lab, lab_root, tmp_path) -> tuple[str, str, Path]:
     return folder, original, make_root(tmp_path, lab, lab_root, folders=[folder])
 
 
-def _in_process(root: Path, monkeypatch):
-    """The poll's pipeline in this process (so a test can replace a step): (ctx, contract, mailbox)."""
-    from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
-    from spine_comms.core.context import RunContext
-    from spine_comms.core.options import GlobalOptions
-    from spine_comms.core.root import find_root
-    from spine_comms.inbox.pipeline import open_mailbox
-
-    for name in [k for k in os.environ if k.startswith(("SPINE_", "STALWART_"))]:
-        monkeypatch.delenv(name)
-    ctx = RunContext("communications.inbox.poll", find_root(root), GlobalOptions(str(root), True, False, False, True))
-    contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract)
-    return ctx, contract, open_mailbox(ctx, contract, "sink")
-
-
 def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkeypatch) -> None:
     from spine_comms.inbox.pipeline import process_new
     from spine_comms.outbox import bounces as outbox_bounces
@@ -139,7 +123,7 @@ def test_a_failing_outbox_never_stops_the_intake(lab, lab_root, tmp_path, monkey
 
     monkeypatch.setattr(outbox_bounces, "note_bounce", broken)
     try:
-        ctx, contract, mailbox = _in_process(root, monkeypatch)
+        ctx, contract, mailbox = in_process(root, monkeypatch)
         with session(mailbox.imap) as imap:
             outcome = process_new(ctx, contract, mailbox, imap)
         assert outcome.error is None and outcome.total("enqueued") == 1
@@ -187,11 +171,13 @@ def test_a_dsn_is_noted_before_its_marker_so_a_rerun_after_a_failed_marker_notes
     monkeypatch.setattr(outbox_bounces, "note_bounce", seen)
     monkeypatch.setattr(DeliveryIndex, "link", no_room)
     try:
-        ctx, contract, mailbox = _in_process(root, monkeypatch)
+        ctx, contract, mailbox = in_process(root, monkeypatch)
         state_dir = inbox_state_dir(ctx, contract)
         with session(mailbox.imap) as imap:
             first = process_new(ctx, contract, mailbox, imap)
-        assert first.error is not None and first.total("enqueued") == 0  # the markers failed: nothing committed
+        # The markers failed, the item is in the mailroom: the report counts it, and says it is not marked yet.
+        assert first.error is not None and first.total("enqueued") == 1
+        assert first.error.get("disk_full") and "without their delivery markers" in first.error["error"]
         assert calls == [{"original": original, "items": 1, "marked": False}]  # noted, item placed, no marker
 
         monkeypatch.setattr(DeliveryIndex, "link", real_link)

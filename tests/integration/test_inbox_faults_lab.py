@@ -98,8 +98,46 @@ def test_kill_9_at_random_instants_then_rerun_gives_each_message_once(lab, lab_r
     # And the delivery index agrees: one marker per message, no more.
     markers = list((root / "mailroom/state/communications/inbox/sink/delivered").rglob("*.json"))
     assert len(markers) == n
-    # The files the killed runs made ahead of need are swept by the rerun, which leaves none of its own.
-    assert list((root / "mailroom").rglob(".ahead-*")) == []
+    # The files the killed runs made ahead of need, and every hidden temporary they staged, are swept by
+    # the rerun, which leaves none of its own.
+    assert _hidden_leftovers(root) == []
+
+
+def _hidden_leftovers(root: Path) -> list[str]:
+    """Every hidden temporary, file made ahead, writer's journal or home left anywhere in the mailroom."""
+    found = []
+    for path in (root / "mailroom").rglob(".*"):
+        journal = path.name == ".writers" and any(path.iterdir())
+        if path.name.endswith(".tmp") or path.name.startswith(".ahead") or journal:
+            found.append(str(path.relative_to(root)))
+    return sorted(found)
+
+
+def _staged_temporaries(root: Path) -> list[Path]:
+    """Temporaries beside their final names (a lane, the message store): what only the journal sweep finds."""
+    return [p for p in (root / "mailroom").rglob(".*.tmp") if ".ahead" not in p.parts and ".writers" not in p.parts]
+
+
+def test_kill_9_while_temporaries_are_staged_then_the_next_run_sweeps_them(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 600
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=19, tag="sweep", max_bytes=96 * 1024))
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
+    caught = 0
+    for _ in range(6):
+        child = _popen(root)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None and not _staged_temporaries(root):
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        caught += bool(_staged_temporaries(root))
+        message_ids_in_items(root)  # no visible item is partial
+    assert caught >= 2, "no kill landed while temporaries were staged"
+    assert _staged_temporaries(root), "the last kill should have left some for the rerun to sweep"
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0, env["summary"]
+    assert _hidden_leftovers(root) == []
+    assert_exactly_once(root, _ids("sweep", n))
 
 
 class CuttingProxy:
@@ -172,13 +210,19 @@ def test_connection_cut_mid_fetch_then_rerun_gives_each_message_once(lab, lab_ro
     assert checkpoint(root, "sink", folder)["last_uid"] == max(folder_uids(lab, "sink", folder))
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
+def _mount_tmpfs(path: Path, size: str, inodes: int | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+    options = f"size={size},mode=0755" + (f",nr_inodes={inodes}" if inodes else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         why = done.stderr.strip() or f"exit {done.returncode}"
         pytest.skip(f"cannot mount a tmpfs here ({why}): the full-disk case needs root")
+
+
+def _placed_report(env: dict) -> int:
+    """Items the run says it placed (enqueued or quarantined), over every mailbox."""
+    return sum(m.get("enqueued", 0) + m.get("quarantined", 0) for m in env["data"]["mailboxes"])
 
 
 def test_full_disk_writes_no_partial_item_and_keeps_the_checkpoint(lab, lab_root, tmp_path) -> None:
@@ -189,13 +233,16 @@ def test_full_disk_writes_no_partial_item_and_keeps_the_checkpoint(lab, lab_root
     mailroom = root / "mailroom"
     _mount_tmpfs(mailroom, "2m")
     try:
-        # 1. The disk fills up partway through: what was written is whole, the rest is not started.
+        # 1. The disk fills up partway through: what was written is whole, the rest is not started, and
+        #    the report counts exactly what the watcher will see (partial, exit 1: it changed the mailroom).
         code, env, _ = run(root, "--enqueue")
         assert code == 1 and env["status"] == "partial", env["summary"]
         error = env["data"]["mailboxes"][0]["error"]
         assert error["stage"] == "store" and "No space left on device" in error["error"]
+        assert str(mailroom) in error["error"]  # the path is named
         written = message_ids_in_items(root)  # asserts every visible item is complete
         assert 0 < len(written) < n
+        assert _placed_report(env) == len(written)
         _no_temporaries(root)
         cp = checkpoint(root, "sink", folder)
         committed = [e["uid"] for e in folder_result(env)["enqueued_messages"]]
@@ -206,12 +253,16 @@ def test_full_disk_writes_no_partial_item_and_keeps_the_checkpoint(lab, lab_root
             imap.select_folder(folder, readonly=True)
             assert len(imap.search(["UNSEEN"])) == n - len(written)  # only written ones were flagged
 
-        # 2. Full from the start: nothing written, the checkpoint stays where it was, a clear error.
+        # 2. Full from the start: nothing written, the checkpoint stays where it was: error, exit 3 (never 70),
+        #    naming the full file system's path.
         filler = mailroom / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
         before = checkpoint(root, "sink", folder)
-        code, env, _ = run(root, "--enqueue")
-        assert code == 1 and "No space left on device" in json.dumps(env["data"]["mailboxes"][0]["error"])
+        code, env, stderr = run(root, "--enqueue")
+        assert code == 3 and env["status"] == "error", (code, env["summary"], stderr[-500:])
+        error = json.dumps(env["data"]["mailboxes"][0]["error"])
+        assert "No space left on device" in error and str(mailroom) in error
+        assert _placed_report(env) == 0
         assert message_ids_in_items(root) == written and checkpoint(root, "sink", folder) == before
         _no_temporaries(root)
 
@@ -223,6 +274,85 @@ def test_full_disk_writes_no_partial_item_and_keeps_the_checkpoint(lab, lab_root
         assert_exactly_once(root, _ids("full", n))
     finally:
         subprocess.run(["umount", "-l", str(mailroom)], check=False)
+
+
+def test_no_free_inode_is_a_clear_error_and_never_70(lab, lab_root, tmp_path) -> None:
+    folder, n = _folder(), 40
+    fill_imap(lab, "sink", folder, make_messages(n, seed=17, tag="inode", max_bytes=4 * 1024), connections=2)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder], after="{action: seen}")
+    mailroom = root / "mailroom"
+    codes = []
+    for inodes in (12, 40, 80, 160):  # from "nothing fits" to "runs out halfway"
+        subprocess.run(["umount", "-l", str(mailroom)], check=False, capture_output=True)
+        _mount_tmpfs(mailroom, "64m", inodes=inodes)
+        try:
+            code, env, stderr = run(root, "--enqueue")
+            codes.append(code)
+            assert code in (0, 1, 3), (inodes, code, stderr[-800:])
+            placed = _placed_report(env) if env else 0
+            written = message_ids_in_items(root)
+            assert placed == len(written), (inodes, placed, len(written))  # the report is what was placed
+            if code == 3:
+                assert env["status"] == "error" and placed == 0
+                assert "No space left on device" in json.dumps(env["data"]) + json.dumps(env.get("error"))
+            _no_temporaries(root)
+        finally:
+            subprocess.run(["umount", "-l", str(mailroom)], check=False)
+    assert 3 in codes and 1 in codes, codes
+
+
+def test_health_fails_a_mailroom_short_of_inodes_before_a_poll_would(lab, lab_root, tmp_path) -> None:
+    from tests.integration.inbox_lab import capability
+
+    root = make_root(tmp_path, lab, lab_root, folders=[_folder()])
+    mailroom = root / "mailroom"
+    for inodes, expected in ((400, "fail"), (100_000, "ok")):
+        _mount_tmpfs(mailroom, "64m", inodes=inodes)
+        (mailroom / "inbox" / "queued").mkdir(parents=True)
+        try:
+            _, env, _ = capability(root, "communications.inbox.health")
+        finally:
+            subprocess.run(["umount", "-l", str(mailroom)], check=False)
+        check = next(c for c in env["checks"] if c["id"] == "inbox.health.mailroom")
+        assert check["status"] == expected, check
+        if expected == "fail":
+            assert "free inodes" in check["detail"] and str(mailroom) in check["detail"]
+
+
+def test_a_commit_stopped_by_a_full_disk_reports_the_items_it_placed(lab, lab_root, tmp_path, monkeypatch) -> None:
+    """The disk fills between the items and their delivery markers: the items are in the mailroom, so the
+    report counts them (never "0 enqueued; nothing committed"), and the rerun marks them, each once."""
+    import errno
+
+    from spine_comms.inbox import store
+    from spine_comms.inbox.pipeline import process_new
+    from spine_comms.protocols.imap import session
+    from tests.integration.inbox_lab import in_process
+
+    folder, n = _folder(), 12
+    fill_imap(lab, "sink", folder, make_messages(n, seed=18, tag="mark", max_bytes=8 * 1024), connections=1)
+    root = make_root(tmp_path, lab, lab_root, folders=[folder])
+    real_link, calls = store.DeliveryIndex.link, []
+
+    def full_after_five(self, identity, normalized):
+        calls.append(identity)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_link(self, identity, normalized)
+
+    monkeypatch.setattr(store.DeliveryIndex, "link", full_after_five)
+    ctx, contract, mailbox = in_process(root, monkeypatch)
+    with session(mailbox.imap) as imap:
+        outcome = process_new(ctx, contract, mailbox, imap)
+    placed = message_ids_in_items(root)
+    counts = outcome.to_dict()
+    assert outcome.error and outcome.error.get("disk_full"), outcome.error
+    assert counts["enqueued"] == len(placed) > 0, (counts, len(placed))
+    assert "without their delivery markers" in outcome.error["error"]
+    monkeypatch.setattr(store.DeliveryIndex, "link", real_link)
+    code, env, _ = run(root, "--enqueue")
+    assert code == 0, env["summary"]
+    assert_exactly_once(root, _ids("mark", n))
 
 
 def test_two_pollers_at_once_one_exits_or_waits_and_none_duplicates(lab, lab_root, tmp_path) -> None:

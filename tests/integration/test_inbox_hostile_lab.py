@@ -54,6 +54,17 @@ def test_every_hostile_message_is_enqueued_or_parked_and_none_escapes(lab, lab_r
     for item in lanes["parked"]:
         text = item.read_text()
         assert "## Parked by spine-comms" in text and "\nReasons" in text, item.name
+    # No item has a line of mail text that reads as a control line or a heading (grep '^MODE:' finds one
+    # mode per item), and text hidden from the mail's reader is in none, but counted where it was.
+    hidden_notes = 0
+    for item in lanes["queued"] + lanes["parked"]:
+        lines = item.read_text().splitlines()
+        assert [line for line in lines if line.startswith("MODE:")] == ["MODE: ROUTE"], item.name
+        headings = {line for line in lines if line.lstrip().startswith("#")}
+        assert headings <= {"## Event: email_received", "## Parked by spine-comms"}, (item.name, headings)
+        assert "HIDDEN-ORDER" not in "\n".join(lines), item.name
+        hidden_notes += any(line.startswith("**Hidden text:** ") for line in lines)
+    assert hidden_notes >= 2  # hidden_html_orders.eml and html_only_script.eml (its <style> hides a <p>)
     # Nothing was written outside the root (the corpus names attachments ../, /etc/..., NUL ...).
     after = _files_under(tmp_path) - _files_under(root)
     assert after == before, sorted(after - before)

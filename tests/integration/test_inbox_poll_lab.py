@@ -221,14 +221,30 @@ def test_health_sees_fresh_stale_and_unprocessed(lab, lab_root, tmp_path) -> Non
         imap.append(folder, _message("<h.old@example.org>"), msg_time=datetime.now(UTC) - timedelta(hours=1))
     code, env, _ = capability(root, "communications.inbox.health")
     assert code == 1 and _status(env, "inbox.health.unprocessed") == "fail"
-    # A watch heartbeat counts as fresh; an old one does not.
-    state = root / "mailroom/state/communications/inbox"
-    beat = {"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "pid": 1, "mailbox": "sink"}
-    (state / "sink.heartbeat.json").write_text(json.dumps(beat))
-    assert _status(capability(root, "communications.inbox.health")[1], "inbox.health.fresh") == "ok"
+    # The heartbeat of a live, connected watch counts as fresh; an old one does not, and neither does a fresh
+    # one of a watch that is reconnecting or whose process is gone (once the last poll is past the limit).
+    import os
+    import subprocess
     import time
 
+    state = root / "mailroom/state/communications/inbox"
+
+    def beat(**fields) -> str:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        (state / "sink.heartbeat.json").write_text(json.dumps({"at": now, "mailbox": "sink", **fields}))
+        return _status(capability(root, "communications.inbox.health")[1], "inbox.health.fresh")
+
+    dead = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout)
+    assert beat(pid=os.getpid(), status="idle") == "ok"
     time.sleep(6)
+    assert beat(pid=os.getpid(), status="idle") == "ok"  # the poll is old now: the live heartbeat alone
+    assert beat(pid=os.getpid(), status="reconnecting", last_error="connect: refused") == "fail"
+    assert beat(pid=os.getpid(), status="connecting") == "fail"
+    assert beat(pid=dead, status="idle") == "fail"  # SIGKILLed: its last word was idle
+    assert beat(pid=os.getpid(), status="stopped") == "fail"
+    assert beat(pid=dead, status="idle", host="another-host") == "ok"  # a pid elsewhere is not checked here
+    (state / "sink.heartbeat.json").write_text(json.dumps({"at": "2020-01-01T00:00:00Z", "pid": os.getpid(),
+                                                           "status": "idle"}))  # fmt: skip
     assert _status(capability(root, "communications.inbox.health")[1], "inbox.health.fresh") == "fail"
     # A checkpoint from another UIDVALIDITY is flagged (the next poll re-baselines).
     path = state / "sink" / "folders"

@@ -32,7 +32,8 @@ LANES = ("queued", "running", "done", "failed", "parked")
 # The watch process -------------------------------------------------------------------------------
 
 
-def make_root(tmp_path: Path, lab: dict, *, folder: str = "INBOX", port: int | None = None, **watch) -> Path:
+def make_root(tmp_path: Path, lab: dict, *, folder: str = "INBOX", port: int | None = None, health: str = "",
+              **watch) -> Path:  # fmt: skip
     """A root with the lab's bindings and an inbox contract that watches sink@ in `folder`."""
     root = tmp_path / "root"
     shutil.copytree(Path(lab["root"]) / "bindings", root / "bindings")
@@ -50,7 +51,7 @@ def make_root(tmp_path: Path, lab: dict, *, folder: str = "INBOX", port: int | N
         "policy:\n"
         f"  trusted_authserv_id: {lab['authserv_id']}\n"
         "mailroom: {via: filesystem}\n"
-        f"watch: {json.dumps(settings)}\n"
+        f"watch: {json.dumps(settings)}\n" + (f"health: {health}\n" if health else "")
     )
     return root
 
@@ -232,6 +233,8 @@ class CuttingProxy:
         return len(pairs)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept(): close() alone leaves the port accepting
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.cut()
 
@@ -364,3 +367,68 @@ def test_a_refused_password_exits_3_without_showing_it(lab, tmp_path, watches):
     everything = stderr + json.dumps(envelope) + "".join(p.read_text() for p in receipt.iterdir())
     assert sentinel not in everything
     assert "auth" in json.dumps(envelope["checks"])
+
+
+def health(root: Path, lab: dict) -> dict:
+    """communications.inbox.health, straight to the lab's IMAPS port (whatever proxy the watch goes through)."""
+    from tests.cli_process import run_capability
+
+    done = run_capability(root, "communications.inbox.health", env={"STALWART_IMAP_PORT": str(lab["ports"]["imaps"])})
+    return next(c for c in done.envelope["checks"] if c["id"] == "inbox.health.fresh")
+
+
+def test_health_turns_red_when_the_watch_is_sigkilled(lab, tmp_path, watches):
+    root = make_root(tmp_path, lab, folder=fresh_folder(lab, uuid.uuid4().hex[:12], 3),
+                     health="{max_heartbeat_age_seconds: 3}")  # fmt: skip
+    watch = watches(root, "--max-runtime", "120")
+    wait_until(lambda: (h := heartbeat(root)) and h["status"] == "idle", 30, "the watch to idle")
+    time.sleep(4)  # past the limit since its catch-up poll: only the live heartbeat keeps it fresh now
+    fresh = health(root, lab)
+    assert fresh["status"] == "ok" and "watch heartbeat" in fresh["detail"], fresh
+    watch.proc.send_signal(signal.SIGKILL)
+    watch.proc.wait(timeout=10)
+    assert heartbeat(root)["status"] == "idle"  # what a killed watch leaves behind
+    fresh = health(root, lab)
+    assert fresh["status"] == "fail", fresh
+    assert f"pid {watch.proc.pid}" in fresh["detail"] and "not running" in fresh["detail"]
+
+
+def test_health_turns_red_when_the_watch_is_stuck_reconnecting(lab, tmp_path, watches):
+    proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]))
+    try:
+        root = make_root(tmp_path, lab, folder=fresh_folder(lab, uuid.uuid4().hex[:12], 2), port=proxy.port,
+                         health="{max_heartbeat_age_seconds: 3}", reconnect_backoff_seconds=[0.3])  # fmt: skip
+        watches(root, "--max-runtime", "120")
+        wait_until(lambda: (h := heartbeat(root)) and h["status"] == "idle", 30, "the watch to idle")
+        assert health(root, lab)["status"] == "ok"
+        proxy.close()  # the server is gone: every reconnect fails, and the heartbeat keeps being rewritten
+        wait_until(lambda: (h := heartbeat(root)) and h["status"] in ("reconnecting", "connecting"), 30,
+                   "the watch to lose its connection")  # fmt: skip
+        time.sleep(4)
+        beat = heartbeat(root)
+        assert beat["status"] in ("reconnecting", "connecting") and beat["last_error"]
+        fresh = health(root, lab)
+        assert fresh["status"] == "fail", fresh
+        assert "the watch is reconnecting" in fresh["detail"] or "the watch is connecting" in fresh["detail"]
+    finally:
+        proxy.close()
+
+
+def test_the_reconnect_backoff_starts_over_after_a_healthy_connection(lab, tmp_path, watches):
+    proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]))
+    try:
+        root = make_root(tmp_path, lab, folder=fresh_folder(lab, uuid.uuid4().hex[:12], 2), port=proxy.port,
+                         reconnect_backoff_seconds=[0.2, 7, 7])  # fmt: skip
+        watch = watches(root, "--max-runtime", "120")
+        for n in range(1, 4):  # three drops, each after the watch was back in IDLE
+            wait_until(lambda n=n: (h := heartbeat(root)) and h["status"] == "idle" and h["reconnects"] == n - 1,
+                       30, f"connection {n} to idle")  # fmt: skip
+            assert proxy.cut() == 1
+        wait_until(lambda: (h := heartbeat(root)) and h["status"] == "idle" and h["reconnects"] == 3, 10,
+                   "the fourth connection, within the first backoff step each time")  # fmt: skip
+        code, _, stderr = watch.finish(signal.SIGTERM)
+    finally:
+        proxy.close()
+    assert code == 0, stderr
+    delays = [line.split("reconnecting in ")[1] for line in stderr.splitlines() if "reconnecting in " in line]
+    assert delays == ["0.2 s"] * 3, delays

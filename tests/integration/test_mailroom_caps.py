@@ -6,6 +6,7 @@ tests/mailroom_bridge_fake.py, which writes items the way the spine's agent-enqu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -61,6 +62,25 @@ def test_enqueue_from_stdin_writes_the_item_receipt_and_ledger(root):
     validate_receipt(Path(env["receipt"]) / "receipt.json")
     ledger = (root / "mailroom/state/ledger.csv").read_text().splitlines()
     assert ledger[0].count(",") == 8 and env["run_key"] in ledger[-1]
+
+
+def test_a_full_mailroom_disk_is_exit_3_naming_the_path(root, tmp_path):
+    import subprocess
+
+    inbox = tmp_path / "full-inbox"
+    inbox.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", str(inbox)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={inbox / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        code, env, stderr = run(root, "mailroom.enqueue", "--text", "x" * 20000, env={"SPINE_INBOX": str(inbox)})
+        assert code == 3 and env["status"] == "error", (code, env, stderr)
+        assert env["error"]["reference"] == "disk-full" and str(inbox) in env["error"]["message"]
+        assert "Traceback" not in stderr and not [p for p in inbox.rglob("*.md")]
+    finally:
+        subprocess.run(["umount", "-l", str(inbox)], check=False)
 
 
 def test_enqueue_text_and_file_with_explicit_names(root, tmp_path):
@@ -192,12 +212,14 @@ def test_enqueue_via_the_contracts_bridge(root, bridge, tmp_path):
     code, env, stderr = run(root, "mailroom.enqueue", "--slug", "triage", "--run-id", "RB1", input="route this\n")
     assert code == 0, env
     path = Path(env["data"]["path"])
-    assert path.parent == bridge.inbox / "queued" and path.read_text() == "route this\n"
+    assert path.parent == bridge.inbox / "queued" and path.read_text() == "route this"  # the bridge strips
     assert env["data"]["via"] == "bridge" and env["data"]["run_id"] == path.stem
     assert path.name == f"{env['data']['session_id']}__triage__RB1.md"
+    stored = path.read_bytes()  # the receipt describes the bytes the bridge stored
+    assert (env["data"]["bytes"], env["data"]["sha256"]) == (len(stored), hashlib.sha256(stored).hexdigest())
     (post,) = [r for r in bridge.requests if r["method"] == "POST"]
     assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    assert json.loads(post["body"]) == {"prompt": "route this\n", "slug": "triage", "run_id": "RB1",
+    assert json.loads(post["body"]) == {"prompt": "route this", "slug": "triage", "run_id": "RB1",
                                         "session_id": env["data"]["session_id"]}  # fmt: skip
     assert queued(root) == []  # nothing on the local filesystem
     assert TOKEN not in json.dumps(env) + stderr + everything_written(root)
@@ -208,6 +230,30 @@ def test_bridge_url_flag_and_env_token(root, bridge):
                        env={"MAILROOM_BRIDGE_TOKEN": TOKEN})  # fmt: skip
     assert code == 0 and env["data"]["via"] == "bridge"
     assert Path(env["data"]["path"]).is_file()
+
+
+@pytest.mark.parametrize("prompt", ["  indented\n\n\n", "\u2003wide space and tab\t\r\n", "x"])
+def test_the_receipt_gives_the_bytes_the_bridge_stored(root, bridge, prompt):
+    code, env, _ = run(root, "mailroom.enqueue", "--bridge-url", bridge.url, "--text", prompt, "--dry-run",
+                       env={"MAILROOM_BRIDGE_TOKEN": TOKEN})  # fmt: skip
+    planned = env["data"]["bytes"], env["data"]["sha256"]
+    code, env, _ = run(root, "mailroom.enqueue", "--bridge-url", bridge.url, "--text", prompt,
+                       env={"MAILROOM_BRIDGE_TOKEN": TOKEN})  # fmt: skip
+    assert code == 0, env
+    stored = Path(env["data"]["path"]).read_bytes()
+    assert stored == prompt.strip().encode()
+    assert (env["data"]["bytes"], env["data"]["sha256"]) == (len(stored), hashlib.sha256(stored).hexdigest())
+    assert planned == (len(stored), hashlib.sha256(stored).hexdigest())  # the dry run said the same
+
+
+def test_an_answer_without_run_id_takes_the_paths_stem(bridge):
+    bridge.omit_run_id = True  # the bridge's older answer: {"status": "enqueued", "path"}
+    client = BridgeClient(bridge.url, TOKEN, timeout=5)
+    try:
+        answer = client.enqueue("x", slug="t", run_id="RNR", session_id="S8")
+    finally:
+        client.close()
+    assert answer == {"path": str(bridge.inbox / "queued/S8__t__RNR.md"), "run_id": "S8__t__RNR"}
 
 
 def test_a_refused_token_is_exit_3_and_never_shown(root, bridge):

@@ -110,6 +110,57 @@ def test_wrong_password_is_an_error_not_retried_and_never_shown(lab, tmp_path):
     assert sentinel not in everything
 
 
+def test_an_unresolvable_password_refuses_before_the_outbox_so_no_flush_sends_it(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    stack = root / "bindings" / "communications.stack.contract.yaml"
+    ops_secret = f"file:{lab['lab_dir']}/secrets/ops.password"
+    assert ops_secret in stack.read_text()
+    stack.write_text(stack.read_text().replace(ops_secret, "env:H4_OPS_PASSWORD_UNSET"))
+    title = subject("nopw")
+    args = ("--to", "sink@spine.test", "--subject", title, "--body", "x")
+    code, out, _ = run(root, SEND, *args, env=env)  # the dry run says what --execute would do
+    assert code == 0 and out["status"] == "warn"
+    (check,) = [c for c in out["checks"] if c["id"] == "mail.send.credentials"]
+    assert "H4_OPS_PASSWORD_UNSET" in check["detail"] and "--execute would refuse" in check["detail"]
+    code, out, err = run(root, SEND, *args, "--execute", env=env)
+    assert code == 2 and out["status"] == "error", err
+    assert "H4_OPS_PASSWORD_UNSET" in out["error"]["message"]
+    assert records(tmp_path) == {} and log_lines(tmp_path) == []  # nothing queued for a later flush
+    # With the password there now, a flush finds nothing to send: the refused send never went out.
+    code, flushed, _ = run(root, FLUSH, "--ignore-backoff", env={**env, "H4_OPS_PASSWORD_UNSET": lab_password(lab)})
+    assert code == 0 and flushed["data"]["sends"] == []
+    queue_empty(lab)
+    assert count_with(read_mailbox("sink"), title) == 0
+
+
+def test_a_full_outbox_disk_is_exit_3_naming_the_path_and_sends_nothing(lab, tmp_path, read_mailbox):
+    import subprocess
+
+    root, env = own_root(lab, tmp_path)
+    mailroom = tmp_path / "mailroom"
+    mailroom.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mailroom)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    title = subject("full")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={mailroom / 'filler'}", "bs=4k"], capture_output=True, check=False)
+        code, out, err = run(root, SEND, "--to", "sink@spine.test", "--subject", title, "--body", "x" * 5000,
+                             "--execute", env=env)  # fmt: skip
+        assert code == 3 and out["status"] == "error", (code, err[-600:])
+        assert out["error"]["reference"] == "disk-full" and str(mailroom) in out["error"]["message"]
+        assert "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(mailroom)], check=False)
+    queue_empty(lab)
+    assert count_with(read_mailbox("sink"), title) == 0
+
+
+def lab_password(lab: dict, user: str = "ops") -> str:
+    return Path(lab["lab_dir"], "secrets", f"{user}.password").read_text().strip()
+
+
 def test_from_not_owned_by_the_login_is_permanent(lab, tmp_path, lab_credentials):
     # The alerts mailbox, logged in as ops: Postfix (reject_authenticated_sender_login_mismatch), like
     # Stalwart (mustMatchSender), refuses the MAIL FROM with a 5xx.

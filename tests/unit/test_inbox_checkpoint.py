@@ -21,7 +21,6 @@ from spine_comms.inbox.checkpoint import (
     poll_lock,
     read_heartbeat,
     safe_component,
-    state_directory,
 )
 from spine_comms.inbox.store import DeliveryIndex, MessageStore, content_sha256
 
@@ -74,8 +73,13 @@ def test_a_damaged_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path, cont
 
 
 def test_state_directory_relative_or_absolute(tmp_path: Path) -> None:
-    assert state_directory(tmp_path, "communications/inbox") == tmp_path / "communications/inbox"
-    assert state_directory(tmp_path, "/var/lib/x") == Path("/var/lib/x")
+    from spine_comms.contracts.inbox import InboxContract
+
+    def contract(where: str) -> InboxContract:
+        return InboxContract(version=1, mailboxes=[{"id": "ops"}], state_directory=where)
+
+    assert contract("communications/inbox").state_path(tmp_path) == tmp_path / "communications/inbox"
+    assert contract("/var/lib/x").state_path(tmp_path) == Path("/var/lib/x")
 
 
 def test_lock_excludes_a_second_holder_and_frees_on_exit(tmp_path: Path) -> None:

@@ -189,3 +189,18 @@ def test_a_caller_with_its_own_index_may_skip_the_run_id_scan(tmp_path):
     assert first.path != second.path and first.path.read_text() == "a"
     with pytest.raises(ItemExists):  # the exact name is still never replaced
         room.enqueue("c", slug="t", run_id="R5", session_id="S2", check_run_id=False)
+
+
+def test_an_enqueue_sweeps_the_temporaries_killed_writers_left_in_its_lane(tmp_path):
+    from spine_comms.mailroom.filesystem import Mailroom
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)  # fmt: skip
+    room = Mailroom(tmp_path / "inbox")
+    lane = room.lane_dir("queued")
+    lane.mkdir(parents=True)
+    (lane / f".S1__t__R1.{dead}-abcd1234.tmp").write_bytes(b"half")
+    (lane / ".not-ours.tmp").write_bytes(b"")
+    assert len(room.temporaries("queued")) == 2
+    room.enqueue("hello", slug="t")
+    assert [p.name for p in room.temporaries("queued")] == [".not-ours.tmp"]

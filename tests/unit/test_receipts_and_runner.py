@@ -105,6 +105,23 @@ def test_could_not_evaluate_is_exit_3(root):
     assert "timed out" in err  # a person watching stderr sees it too
 
 
+def test_a_full_disk_in_a_capability_is_exit_3_naming_the_path_and_any_other_oserror_is_70(root):
+    def full(ctx):
+        raise OSError(28, "No space left on device", "/srv/mailroom/state/x.json")
+
+    code, out, err = run(root, full)
+    error = json.loads(out)["error"]
+    assert code == 3 and error["reference"] == "disk-full"
+    assert error["message"] == "No space left on device: /srv/mailroom/state/x.json" and "df -i" in error["hint"]
+    assert "Traceback" not in err
+
+    def broken(ctx):
+        raise OSError(5, "Input/output error")
+
+    code, out, _ = run(root, broken)
+    assert code == 70 and json.loads(out)["error"]["reference"] == "internal-error"
+
+
 def test_contract_problems_are_exit_2_one_per_line(root):
     def invalid(ctx):
         raise ContractError(
@@ -159,16 +176,18 @@ def test_an_invalid_spine_run_key_is_not_adopted(root):
     assert json.loads(out)["run_key"].startswith("CAP-")
 
 
-def test_a_failed_write_leaves_no_directory(root, monkeypatch):
+@pytest.mark.parametrize("errno_, code_", [(28, 3), (122, 3), (5, 70)])  # ENOSPC, EDQUOT: the disk; EIO: a bug
+def test_a_failed_write_leaves_no_directory(root, monkeypatch, errno_, code_):
     def explode(path, data, mode=0o644):
         if path.name == "receipt.md":
-            raise OSError(28, "No space left on device")
+            raise OSError(errno_, "write failed")
         (path.parent).mkdir(parents=True, exist_ok=True)
         path.write_text(data if isinstance(data, str) else data.decode())
 
     monkeypatch.setattr(receipts, "write_atomic", explode)
     code, _, err = run(root, returning(Status.OK))
-    assert code == 70 and "could not write the receipt" in err
+    assert code == code_ and "could not write the receipt" in err
+    assert ("the disk is full" in err) == (code_ == 3)
     # The chain's line goes in first (a reader that sees a receipt finds its line); no directory follows.
     assert [p.name for p in (root / "receipts/sessions").iterdir()] == [".chain.jsonl"]
 

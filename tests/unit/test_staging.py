@@ -142,3 +142,58 @@ def test_an_item_never_replaces_one_already_there_with_or_without_renameat2(tmp_
         assert (where / "queued" / "new.md").read_text() == "a new item"
         assert not kept.temp.exists() and not fresh.temp.exists()
         writer.close()
+
+
+def test_a_new_writer_sweeps_the_temporaries_a_killed_one_left_beside_their_final_names(tmp_path) -> None:
+    """kill -9 between stage and place: hidden temporaries in every directory the writer staged into (a lane,
+    the message store), none in a home. The next writer's journal sweep removes exactly those."""
+    journal, lane, store = tmp_path / "state/.writers", tmp_path / "inbox/queued", tmp_path / "state/messages/ab"
+    code = (
+        "import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
+        "from pathlib import Path; from spine_comms.inbox.staging import BatchWriter, NEW;"
+        "base = Path(sys.argv[2]); w = BatchWriter(journal=base / 'state/.writers');"
+        "[w.stage(base / d / f'f{i}', b'x' * 100, how=NEW)"
+        " for d in ('inbox/queued', 'state/messages/ab') for i in range(3)];"
+        "w.sync(); os.kill(os.getpid(), signal.SIGKILL)"
+    )  # fmt: skip
+    repo = str(Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code, repo, str(tmp_path)], check=False, timeout=60)
+    left = _leftovers(lane) + _leftovers(store)
+    assert len(left) == 6 and all(n.startswith(".") and n.endswith(".tmp") for n in left), left
+    assert len(list(journal.iterdir())) == 1  # the killed writer's list of directories
+    (lane / ".someone-elses.tmp").write_bytes(b"")  # not the dead writer's: stays
+    (lane / "S1__x__R1.md").write_bytes(b"item")
+    BatchWriter(journal=journal).close()
+    assert _leftovers(lane) == [".someone-elses.tmp", "S1__x__R1.md"] and _leftovers(store) == []
+    assert not journal.exists() or list(journal.iterdir()) == []
+
+
+def test_a_writer_that_closes_leaves_no_journal_and_one_that_writes_nothing_makes_none(tmp_path) -> None:
+    journal = tmp_path / ".writers"
+    BatchWriter(journal=journal).close()
+    assert not journal.exists()  # a poll with nothing new makes no file
+    writer = BatchWriter(journal=journal)
+    writer.place(writer.stage(tmp_path / "d/f", b"x"))
+    assert len(list(journal.iterdir())) == 1
+    writer.close()
+    assert not journal.exists() and (tmp_path / "d/f").read_bytes() == b"x"
+
+
+def test_write_atomic_temporaries_of_a_dead_writer_are_swept_and_a_live_ones_kept(tmp_path) -> None:
+    from spine_comms.core.atomic import sweep_temporaries, write_atomic, writer_pid
+
+    code = (
+        "import os, signal, sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
+        "from spine_comms.core import atomic;"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL);"  # killed between fsync and rename
+        "atomic.write_atomic(Path(sys.argv[2]) / 'checkpoint.json', 'x')"
+    )
+    repo = str(Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code, repo, str(tmp_path)], check=False, timeout=60)
+    (dead,) = _leftovers(tmp_path)
+    assert dead.startswith(".checkpoint.json.") and writer_pid(dead) is not None
+    live = tmp_path / f".other.json.{os.getpid()}-abc.tmp"
+    live.write_bytes(b"")
+    assert sweep_temporaries(tmp_path) == 1 and _leftovers(tmp_path) == [live.name]
+    write_atomic(tmp_path / "x.json", "y")
+    assert sorted(_leftovers(tmp_path)) == sorted([live.name, "x.json"])
