@@ -48,7 +48,7 @@ class Proof(ContractModel):
     max_age_hours: float | None = Field(default=None, gt=0, description="Freshness; default: the loop's")
     args: list[str] = Field(default_factory=list, description="Arguments the run must have had (each one present)")
     gate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Gate id that must be PASS")
-    note: str = ""
+    note: str = Field(default="", description="Why this proof counts, for the reader")
 
     _listed = field_validator("capability", "status", "args", mode="before")(
         classmethod(lambda cls, v: _one_or_many(v))
@@ -60,10 +60,10 @@ Proofs = list[Proof]
 
 class LoopMapping(ContractModel):
     scope: str | None = Field(default=None, description="The scope file (relative to the root); default: the mailroom")
-    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0)
-    steps: dict[str, Proofs] = Field(default_factory=dict)
-    dod: dict[str, Proofs] = Field(default_factory=dict)
-    criteria: dict[str, Proofs] = Field(default_factory=dict)
+    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, description="Freshness of every proof")
+    steps: dict[str, Proofs] = Field(default_factory=dict, description="Step id (3.4) -> the proofs it needs")
+    dod: dict[str, Proofs] = Field(default_factory=dict, description="Definition-of-Done item -> its proofs")
+    criteria: dict[str, Proofs] = Field(default_factory=dict, description="Acceptance criterion -> its proofs")
 
     @field_validator("steps", "dod", "criteria", mode="before")
     @classmethod
@@ -85,8 +85,8 @@ def _key(key: Any) -> str:
 
 
 class LoopEvidenceContract(ContractModel):
-    version: int = 1
-    loops: dict[str, LoopMapping] = Field(min_length=1)
+    version: int = Field(default=1, description="The contract's version")
+    loops: dict[str, LoopMapping] = Field(min_length=1, description="Loop id (LOOP-...) -> what proves it")
 
     @field_validator("loops")
     @classmethod
