@@ -208,3 +208,13 @@ class InboxContract(ContractModel):
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         return next((m for m in self.mailboxes if m.id == mailbox_id), None)
+
+    def check_with(self, contracts) -> list[tuple[tuple, str]]:
+        """Each mailbox has an address: its own, or its stack mailbox's (found when the contract loads, so
+        the error names this file and line, not a poll half way through)."""
+        from spine_comms.contracts.stack import stack_mailbox_ids
+
+        known = stack_mailbox_ids(contracts)
+        return [(("mailboxes", i, "id"), f"mailbox {box.id}: no address here, and the stack contract has no "
+                 f"mailbox {box.id} (it has: {', '.join(known) or 'none'})")
+                for i, box in enumerate(self.mailboxes) if not box.address and box.id not in known]  # fmt: skip

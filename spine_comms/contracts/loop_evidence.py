@@ -40,13 +40,36 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
+def _one_or_list(schema: dict) -> None:
+    """The JSON Schema of a list field that also takes one item alone (as `_one_or_many` reads it)."""
+    array = {k: v for k, v in schema.items() if k not in ("description", "title", "default")}
+    kept = {k: v for k, v in schema.items() if k in ("description", "title", "default")}
+    schema.clear()
+    schema.update(kept, anyOf=[array["items"], array])
+
+
+def _proofs_by_key(schema: dict) -> None:
+    """steps/dod/criteria: each value is a capability id, a proof, or a list of either."""
+    one = {"anyOf": [{"type": "string"}, schema["additionalProperties"]["items"]]}
+    schema["additionalProperties"] = {"anyOf": [*one["anyOf"], {"type": "array", "items": one, "minItems": 1}]}
+
+
 class Proof(ContractModel):
-    capability: list[str] = Field(min_length=1, description="Capability id, or a list: a receipt of any of them")
+    capability: list[str] = Field(
+        min_length=1, description="Capability id, or a list: a receipt of any of them", json_schema_extra=_one_or_list
+    )
     status: list[Literal["ok", "warn", "fail", "partial", "error"]] = Field(
-        default_factory=lambda: ["ok"], min_length=1, description="Receipt statuses that count as passing"
+        default_factory=lambda: ["ok"],
+        min_length=1,
+        description="Receipt statuses that count as passing",
+        json_schema_extra=_one_or_list,
     )
     max_age_hours: float | None = Field(default=None, gt=0, description="Freshness; default: the loop's")
-    args: list[str] = Field(default_factory=list, description="Arguments the run must have had (each one present)")
+    args: list[str] = Field(
+        default_factory=list,
+        description="Arguments the run must have had (each one present)",
+        json_schema_extra=_one_or_list,
+    )
     gate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Gate id that must be PASS")
     note: str = Field(default="", description="Why this proof counts, for the reader")
 
@@ -61,9 +84,14 @@ Proofs = list[Proof]
 class LoopMapping(ContractModel):
     scope: str | None = Field(default=None, description="The scope file (relative to the root); default: the mailroom")
     max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, description="Freshness of every proof")
-    steps: dict[str, Proofs] = Field(default_factory=dict, description="Step id (3.4) -> the proofs it needs")
-    dod: dict[str, Proofs] = Field(default_factory=dict, description="Definition-of-Done item -> its proofs")
-    criteria: dict[str, Proofs] = Field(default_factory=dict, description="Acceptance criterion -> its proofs")
+    steps: dict[str, Proofs] = Field(
+        default_factory=dict, description="Step id (3.4) -> the proofs it needs", json_schema_extra=_proofs_by_key
+    )
+    dod: dict[str, Proofs] = Field(
+        default_factory=dict, description="Definition-of-Done item -> its proofs", json_schema_extra=_proofs_by_key
+    )
+    criteria: dict[str, Proofs] = Field(default_factory=dict, description="Acceptance criterion -> its proofs",
+                                        json_schema_extra=_proofs_by_key)  # fmt: skip
 
     @field_validator("steps", "dod", "criteria", mode="before")
     @classmethod

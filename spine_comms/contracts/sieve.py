@@ -320,14 +320,18 @@ class SieveContract(ContractModel):
         return next((m for m in self.mailboxes if m.id == mailbox_id), None)
 
     def check_with(self, contracts) -> list[tuple[tuple, str]]:
-        """Redirects go only to the allowed recipient domains, the rule communications.mail.send keeps."""
+        """Each mailbox can log in (its own login, or a stack mailbox's), and redirects go only to the
+        allowed recipient domains, the rule communications.mail.send keeps."""
+        from spine_comms.contracts.stack import stack_mailbox_ids
+
+        known = stack_mailbox_ids(contracts)
+        problems = [(("mailboxes", i, "id"), f"mailbox {box.id}: no login here, and the stack contract has no "
+                     f"mailbox {box.id} (it has: {', '.join(known) or 'none'})")
+                    for i, box in enumerate(self.mailboxes) if not box.login and box.id not in known]  # fmt: skip
         redirects = [(("mailboxes", b, "rules", r, "actions", a, "redirect"), action.address)
                      for b, box in enumerate(self.mailboxes) for r, rule in enumerate(box.rules)
                      for a, action in enumerate(rule.actions) if action.kind == "redirect"]  # fmt: skip
-        if not redirects:
-            return []
-        allowed = allowed_recipient_domains(contracts)
-        problems = []
+        allowed = allowed_recipient_domains(contracts) if redirects else []
         for key, address in redirects:
             if not allowed:
                 problems.append((key, f"redirect to {address}: no allowed recipient domains (set "

@@ -172,6 +172,13 @@ class ServiceEndpoints(ContractModel):
     """The management API: url, api form, version, jmap_session, verified_by."""
 
 
+def stack_mailbox_ids(contracts) -> list[str]:
+    """The mailbox ids of the root's stack contract (none without one), for other contracts' load checks."""
+    if not contracts.exists(STACK_CONTRACT):
+        return []
+    return [box.id for box in contracts.load(STACK_CONTRACT, StackContract).pilot.mailboxes]
+
+
 def mailbox_env(mailbox_id: str, what: str = "PASSWORD") -> str:
     """The spine's override variable for a stack mailbox: STALWART_OPS_PASSWORD, STALWART_OPS_USER ..."""
     return f"STALWART_{mailbox_id.upper().replace('-', '_')}_{what}"

@@ -16,6 +16,7 @@ both lines, and the last one wins. Files this project owns stay strict.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -68,6 +69,7 @@ def validate(doc: YamlDocument, model: type[M]) -> M:
             else:
                 # Our own validators raise ValueError; pydantic prefixes their text with "Value error, ".
                 message = err["msg"].removeprefix("Value error, ")
+                loc = _to_unknown_key(doc.data, loc, message)
             problems.append(Problem(shown, doc.line_of(loc), _field(loc), message))
         raise ContractError(f"{shown}: invalid contract", problems=_unique(problems)) from None
 
@@ -143,6 +145,21 @@ def _model_field(model: type[BaseModel], part: Any):
         if part in (name, field.alias):
             return field
     return None
+
+
+def _to_unknown_key(data, loc: tuple, message: str) -> tuple:
+    """A shorthand's own validator (a Sieve action ...) refuses a key of the mapping it was given: point at
+    that key's line, not the mapping's."""
+    match = re.match(r"unknown key '([^']+)'", message)
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return loc
+    if match and isinstance(node, dict) and match.group(1) in node:
+        return (*loc, match.group(1))
+    return loc
 
 
 def _real_loc(data, loc) -> tuple:
