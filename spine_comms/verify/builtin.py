@@ -51,7 +51,7 @@ def contracts_valid(gate: Gate, root: Root) -> GateResult:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return verdict(gate, FAIL, f"{len(problems)} problem(s) in {bindings}: " + "; ".join(problems[:3]) + more,
                        evidence=evidence)  # fmt: skip
-    noted = f"; {len(warnings)} warning(s) in the spine's files (duplicate keys read as yq does)" if warnings else ""
+    noted = f"; {len(warnings)} warning(s) in the spine's files (read as its tools read them)" if warnings else ""
     return verdict(gate, PASS, f"{len(files)} file(s) in {bindings} parse; {typed} validate against their model"
                    + noted, evidence=evidence)  # fmt: skip
 

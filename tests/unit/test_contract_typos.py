@@ -397,3 +397,44 @@ def test_the_schema_flags_the_same_typo(name, line, typo, key):
     bad = yaml.safe_load(GOOD[name].replace(line, line.replace(f"{key}:", f"{typo}:", 1)))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+# D911 (contracts_valid) ----------------------------------------------------------------------------------
+
+
+def _d911(root: Path):
+    from spine_comms.contracts.verify import Gate
+    from spine_comms.core.root import find_root
+    from spine_comms.verify.builtin import contracts_valid
+
+    gate = Gate(id="D911", name="comms-contracts-valid", description="d", severity="high", checks="c",
+                fix_hint="f", builtin="contracts_valid")  # fmt: skip
+    return contracts_valid(gate, find_root(root))
+
+
+def test_d911_passes_the_spines_files_as_its_tools_read_them_and_fails_a_typo_in_ours(tmp_path):
+    from tests.spine_checkout import build_spine_with_duplicates
+
+    spine = build_spine_with_duplicates(tmp_path / "spine")
+    bindings = spine / "ops" / "bindings"
+    shutil.copy(FIXTURES / "spine" / STACK, bindings)
+    inbox = bindings / "communications.inbox.contract.yaml"
+    inbox.write_text(GOOD["communications.inbox.contract.yaml"])
+    result = _d911(spine)
+    assert result.status == "PASS", result.detail
+    warnings = result.evidence["warnings"]
+    assert any("cli.tools.inventory.yaml:4: tools[0].description: duplicate key at lines 3 and 4" in w
+               for w in warnings), warnings  # fmt: skip
+    assert any("wave.lock.yaml" in w and "2 YAML documents" in w for w in warnings), warnings
+    assert "3 warning(s) in the spine's files" in result.detail
+
+    inbox.write_text(GOOD["communications.inbox.contract.yaml"].replace("  dmarc_fail: drop", "  dmarc_fial: drop"))
+    result = _d911(spine)
+    assert result.status == "FAIL"
+    assert f"{inbox}:10: policy.dmarc_fial: unknown key 'dmarc_fial' (did you mean 'dmarc_fail'?)" in result.detail
+
+    stack = bindings / STACK
+    inbox.write_text(GOOD["communications.inbox.contract.yaml"])
+    stack.write_text(stack.read_text() + "endpoints:\n  ca_file: /nonexistent/ca.pem\n")
+    result = _d911(spine)
+    assert result.status == "FAIL" and "endpoints.ca_file: /nonexistent/ca.pem: no such file" in result.detail
