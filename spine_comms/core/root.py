@@ -83,7 +83,7 @@ def mailroom_paths(root: Root, env: dict[str, str] | None = None) -> MailroomPat
     source = "root"
     contract = root.bindings_dir / RUNTIME_CONTRACT
     if contract.is_file():
-        data = load_yaml(contract).data or {}
+        data = load_yaml(contract, spine_owned=True).data or {}  # the spine's file: read as its tools read it
         if isinstance(data, dict) and data.get("active") is True and data.get("runtime_root"):
             base = Path(str(data["runtime_root"])).expanduser()
             source = "runtime-contract"

@@ -438,3 +438,15 @@ def test_d911_passes_the_spines_files_as_its_tools_read_them_and_fails_a_typo_in
     stack.write_text(stack.read_text() + "endpoints:\n  ca_file: /nonexistent/ca.pem\n")
     result = _d911(spine)
     assert result.status == "FAIL" and "endpoints.ca_file: /nonexistent/ca.pem: no such file" in result.detail
+
+
+def test_the_spines_runtime_contract_with_a_repeated_key_is_read_as_yq_reads_it(tmp_path):
+    from spine_comms.core.root import mailroom_paths
+
+    root = _root(tmp_path)
+    runtime = tmp_path / "runtime"
+    (root / "bindings" / "mailroom.runtime.contract.yaml").write_text(
+        f"runtime_root: /nowhere\nactive: false\nruntime_root: {runtime}\nactive: true\n"
+    )
+    paths = mailroom_paths(Root(root, "project"), env={})
+    assert paths.source == "runtime-contract" and paths.inbox == runtime / "inbox"
