@@ -284,7 +284,8 @@ def spine_lines(outcomes: list[RuleOutcome], files: RegistryFiles) -> list[str]:
             missing = [c for c, m in violations if m.startswith("MISSING")]
             phantom = [c for c, m in violations if m.startswith("PHANTOM")]
             lines += [f"  MISSING from map: {c}" for c in missing] + [f"  PHANTOM in map: {c}" for c in phantom]
-            where = f"(source={files.registry_path} map={files.map_path})"
+            # The spine's own words: counts as `yq keys` gives them (a repeated id counted each time).
+            where = f"(source={listed_count(files)} map={len(files.mapped) + len(files.map_repeated)})"
             lines.append(
                 f"D67 FAIL: map drift: {len(missing)} missing, {len(phantom)} phantom {where}"
                 if violations

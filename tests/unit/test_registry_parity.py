@@ -242,7 +242,7 @@ def test_a_repeat_in_one_file_only_is_the_spines_d67_drift(cli, root, tmp_path):
     code, envelope = verify(cli, root, "--spine-root", str(spine))
     assert code == 1 and envelope["data"]["failing_rules"] == ["registry.d67.map_parity"]
     assert f"  MISSING from map: {REPEATED}" in envelope["data"]["lines"]
-    assert any(line.startswith("D67 FAIL: map drift: 1 missing, 0 phantom") for line in envelope["data"]["lines"])
+    assert "D67 FAIL: map drift: 1 missing, 0 phantom (source=64 map=63)" in envelope["data"]["lines"]
 
 
 def test_a_change_since_the_merge_base_is_judged_against_the_last_duplicate(cli, root, tmp_path):
