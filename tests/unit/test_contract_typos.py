@@ -450,3 +450,23 @@ def test_the_spines_runtime_contract_with_a_repeated_key_is_read_as_yq_reads_it(
     )
     paths = mailroom_paths(Root(root, "project"), env={})
     assert paths.source == "runtime-contract" and paths.inbox == runtime / "inbox"
+
+
+@pytest.mark.parametrize(
+    ("line", "typo", "key"),
+    [('  default: "America/New_York"', "defualt", "default"), ('      authority: "spine"', "authorty", "authority"),
+     ('          byminute: 0', "byminut", "byminute")],
+)  # fmt: skip
+def test_the_spines_calendar_layers_refuse_typos_and_keep_the_spines_own_keys(tmp_path, line, typo, key):
+    root = _root(tmp_path)
+    text = (FIXTURES / "spine" / "calendar.global.yaml").read_text()
+    _write(root, "calendar.global.yaml", text)
+    assert _load(root, "calendar.global.yaml").feeds is not None  # the spine's generator's keys are kept
+    lines = text.splitlines()
+    index = lines.index(line)
+    lines[index] = lines[index].replace(f"{key}:", f"{typo}:", 1)
+    path = _write(root, "calendar.global.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(ContractError) as caught:
+        _load(root, "calendar.global.yaml")
+    expected = f"{path}:{index + 1}: "
+    assert any(str(p).startswith(expected) and f"(did you mean {key!r}?)" in str(p) for p in caught.value.problems)
