@@ -216,5 +216,6 @@ class InboxContract(ContractModel):
 
         known = stack_mailbox_ids(contracts)
         return [(("mailboxes", i, "id"), f"mailbox {box.id}: no address here, and the stack contract has no "
-                 f"mailbox {box.id} (it has: {', '.join(known) or 'none'})")
-                for i, box in enumerate(self.mailboxes) if not box.address and box.id not in known]  # fmt: skip
+                 f"mailbox {box.id} (it has: {', '.join(known or []) or 'none'})")
+                for i, box in enumerate(self.mailboxes)
+                    if known is not None and not box.address and box.id not in known]  # fmt: skip

@@ -326,8 +326,9 @@ class SieveContract(ContractModel):
 
         known = stack_mailbox_ids(contracts)
         problems = [(("mailboxes", i, "id"), f"mailbox {box.id}: no login here, and the stack contract has no "
-                     f"mailbox {box.id} (it has: {', '.join(known) or 'none'})")
-                    for i, box in enumerate(self.mailboxes) if not box.login and box.id not in known]  # fmt: skip
+                     f"mailbox {box.id} (it has: {', '.join(known or []) or 'none'})")
+                    for i, box in enumerate(self.mailboxes)
+                    if known is not None and not box.login and box.id not in known]  # fmt: skip
         redirects = [(("mailboxes", b, "rules", r, "actions", a, "redirect"), action.address)
                      for b, box in enumerate(self.mailboxes) for r, rule in enumerate(box.rules)
                      for a, action in enumerate(rule.actions) if action.kind == "redirect"]  # fmt: skip

@@ -172,10 +172,11 @@ class ServiceEndpoints(ContractModel):
     """The management API: url, api form, version, jmap_session, verified_by."""
 
 
-def stack_mailbox_ids(contracts) -> list[str]:
-    """The mailbox ids of the root's stack contract (none without one), for other contracts' load checks."""
+def stack_mailbox_ids(contracts) -> list[str] | None:
+    """The mailbox ids of the root's stack contract, for other contracts' load checks; None without one (a
+    capability that needs no mailbox, like mailroom.enqueue, may run on such a root)."""
     if not contracts.exists(STACK_CONTRACT):
-        return []
+        return None
     return [box.id for box in contracts.load(STACK_CONTRACT, StackContract).pilot.mailboxes]
 
 
