@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -127,6 +127,8 @@ class CalendarMeta(ContractModel):
 
 class Timezone(ContractModel):
     default: str
+    output: dict[str, Any] | None = None  # the spine's generator's settings, not read here
+    handling: dict[str, Any] | None = None  # the spine's generator's settings, not read here
 
     @field_validator("default")
     @classmethod
@@ -160,13 +162,23 @@ class DtstampRule(ContractModel):
 class Determinism(ContractModel):
     uid: UidRule
     dtstamp: DtstampRule
+    ordering: dict[str, Any] | None = None  # the spine's generator's, not read here
 
 
 class CalendarSource(ContractModel):
     """calendar.global.yaml, or any events file in the same shape (feeds, conflict_policy and
-    sync_contracts are the spine's generator's business and may be left out)."""
+    sync_contracts are the spine's generator's business and may be left out). The spine's keys are listed;
+    any other key is refused as a typo."""
+
+    spine_owned: ClassVar[bool] = True
 
     version: int | str = 1
+    updated_at: str | date | None = None
+    updated: str | date | None = None  # the spine's older name of updated_at
+    owner: str | None = None
+    feeds: dict[str, Any] | None = None
+    conflict_policy: dict[str, Any] | None = None
+    sync_contracts: dict[str, Any] | None = None
     calendar: CalendarMeta
     timezone: Timezone
     layers: Layers
@@ -204,7 +216,7 @@ class Source:
 
 def load_source(path: Path | str) -> Source:
     """Load and validate; every problem is a ContractError with file:line (exit 2)."""
-    doc = load_yaml(path)
+    doc = load_yaml(path, spine_owned=CalendarSource.spine_owned)  # the spine's file: read as yq reads it
     return Source(Path(path), doc.sha256, validate(doc, CalendarSource))
 
 

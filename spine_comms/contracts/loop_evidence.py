@@ -44,25 +44,46 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
+def _one_or_list(schema: dict) -> None:
+    """The JSON Schema of a list field that also takes one item alone (as `_one_or_many` reads it)."""
+    array = {k: v for k, v in schema.items() if k not in ("description", "title", "default")}
+    kept = {k: v for k, v in schema.items() if k in ("description", "title", "default")}
+    schema.clear()
+    schema.update(kept, anyOf=[array["items"], array])
+
+
+def _proofs_by_key(schema: dict) -> None:
+    """steps/dod/criteria: each value is a capability id, a proof, or a list of either."""
+    one = {"anyOf": [{"type": "string"}, schema["additionalProperties"]["items"]]}
+    schema["additionalProperties"] = {"anyOf": [*one["anyOf"], {"type": "array", "items": one, "minItems": 1}]}
+
+
 class Proof(ContractModel):
-    capability: list[str] = Field(min_length=1, description="Capability id, or a list: a receipt of any of them")
+    capability: list[str] = Field(
+        min_length=1, description="Capability id, or a list: a receipt of any of them", json_schema_extra=_one_or_list
+    )
     status: list[Literal["ok", "warn", "fail", "partial", "error"]] = Field(
-        default_factory=lambda: ["ok"], min_length=1, description="Receipt statuses that count as passing"
+        default_factory=lambda: ["ok"],
+        min_length=1,
+        description="Receipt statuses that count as passing",
+        json_schema_extra=_one_or_list,
     )
     max_age_hours: float | None = Field(default=None, gt=0, description="Freshness; default: the loop's")
     args: list[str] = Field(
         default_factory=list,
         description="The run's arguments, exactly: parsed by the capability's options, every other argument must be "
         "at its default (only --root, --json, --strict, --debug, --no-color, --yes, --junit, --prom, --jobs and "
-        "--timeout may differ)",
+        "--timeout may differ; --execute and --dry-run compare as the mode they decide)",
+        json_schema_extra=_one_or_list,
     )
     allow: list[str] = Field(
         default_factory=list,
         description="Options of the capability that may take any value in the run (its content, such as an "
         "event's --summary, not its scope); every other option must be as `args` says or at its default",
+        json_schema_extra=_one_or_list,
     )
     gate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description="Gate id that must be PASS")
-    note: str = ""
+    note: str = Field(default="", description="Why this proof counts, for the reader")
 
     _listed = field_validator("capability", "status", "args", "allow", mode="before")(
         classmethod(lambda cls, v: _one_or_many(v))
@@ -74,10 +95,15 @@ Proofs = list[Proof]
 
 class LoopMapping(ContractModel):
     scope: str | None = Field(default=None, description="The scope file (relative to the root); default: the mailroom")
-    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0)
-    steps: dict[str, Proofs] = Field(default_factory=dict)
-    dod: dict[str, Proofs] = Field(default_factory=dict)
-    criteria: dict[str, Proofs] = Field(default_factory=dict)
+    max_age_hours: float = Field(default=DEFAULT_MAX_AGE_HOURS, gt=0, description="Freshness of every proof")
+    steps: dict[str, Proofs] = Field(
+        default_factory=dict, description="Step id (3.4) -> the proofs it needs", json_schema_extra=_proofs_by_key
+    )
+    dod: dict[str, Proofs] = Field(
+        default_factory=dict, description="Definition-of-Done item -> its proofs", json_schema_extra=_proofs_by_key
+    )
+    criteria: dict[str, Proofs] = Field(default_factory=dict, description="Acceptance criterion -> its proofs",
+                                        json_schema_extra=_proofs_by_key)  # fmt: skip
 
     @field_validator("steps", "dod", "criteria", mode="before")
     @classmethod
@@ -99,8 +125,8 @@ def _key(key: Any) -> str:
 
 
 class LoopEvidenceContract(ContractModel):
-    version: int = 1
-    loops: dict[str, LoopMapping] = Field(min_length=1)
+    version: int = Field(default=1, description="The contract's version")
+    loops: dict[str, LoopMapping] = Field(min_length=1, description="Loop id (LOOP-...) -> what proves it")
 
     @field_validator("loops")
     @classmethod

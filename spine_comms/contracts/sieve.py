@@ -30,9 +30,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from spine_comms.core.contracts import ContractModel
+from spine_comms.contracts.addresses import plain_address
+from spine_comms.core.contract_files import CaFile
+from spine_comms.core.contracts import ContractModel, unknown_key_message
+from spine_comms.core.secrets import check_secret_reference
 
 SIEVE_CONTRACT = "communications.sieve.contract.yaml"
 RESERVED_NAMES = {"vacation"}  # Stalwart keeps JMAP's VacationResponse under it (reference/stalwart.md §5)
@@ -57,12 +60,20 @@ def _listed(value: Any) -> Any:
 class Condition(ContractModel):
     """One test: `header`/`address`/`envelope` names, a match type and the values it compares with."""
 
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _or_shorthand(schema, CONDITION_SHORTHAND))
+
     test: Literal["header", "address", "envelope"]
+    """What is tested: a header, an address header, or the SMTP envelope."""
     names: list[str] = Field(min_length=1)
+    """The header names (or envelope parts: from, to) tested."""
     match: Literal["is", "contains", "matches"]
+    """How values are compared: is (equal), contains, matches (* and ? wildcards)."""
     values: list[str] = Field(min_length=1)
+    """The values compared with (any one matching is a match)."""
     part: Literal["all", "localpart", "domain"] = "all"
+    """For address and envelope: the whole address, its local part or its domain."""
     negate: bool = False
+    """True: the condition holds when the test does not match."""
 
     @model_validator(mode="before")
     @classmethod
@@ -83,7 +94,7 @@ class Condition(ContractModel):
         if "not" in data:
             out["negate"] = data.pop("not")
         if data:
-            raise ValueError(f"unknown key(s) in a condition: {', '.join(map(str, data))}")
+            raise ValueError("; ".join(unknown_key_message(str(k), CONDITION_KEYS) for k in data))
         return out
 
     @model_validator(mode="after")
@@ -110,12 +121,22 @@ ACTIONS = ("fileinto", "addflag", "setflag", "redirect", "keep", "discard", "sto
 
 
 class Action(ContractModel):
+    """One action of a rule: fileinto, addflag, setflag, redirect, keep, discard or stop."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _or_shorthand(schema, ACTION_SHORTHAND))
+
     kind: Literal["fileinto", "addflag", "setflag", "redirect", "keep", "discard", "stop"]
-    mailbox: str | None = None  # fileinto
-    create: bool = False  # fileinto :create (RFC 5490): without it a missing folder means INBOX on Stalwart
-    specialuse: str | None = None  # fileinto :specialuse (RFC 8579), e.g. \\Junk
-    flags: list[str] = Field(default_factory=list)  # addflag, setflag
-    address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")  # redirect
+    """The action."""
+    mailbox: str | None = None
+    """fileinto: the folder."""
+    create: bool = False
+    """fileinto :create (RFC 5490): create a missing folder (without it Stalwart delivers to INBOX)."""
+    specialuse: str | None = None
+    """fileinto :specialuse (RFC 8579), e.g. \\Junk."""
+    flags: list[str] = Field(default_factory=list)
+    """addflag, setflag: the IMAP flags."""
+    address: str | None = None
+    """redirect: the address, a plain user@domain within the stack contract's allowed recipient domains."""
 
     @model_validator(mode="before")
     @classmethod
@@ -141,7 +162,8 @@ class Action(ContractModel):
         elif value is not True:
             raise ValueError(f"write `{kind}: true` (it takes no value)")
         if data:
-            raise ValueError(f"unknown key(s) in a {kind} action: {', '.join(map(str, data))}")
+            known = ["create", "specialuse"] if kind == "fileinto" else []
+            raise ValueError("; ".join(unknown_key_message(str(k), [*known, *ACTIONS]) for k in data))
         return out
 
     @model_validator(mode="after")
@@ -158,8 +180,11 @@ class Action(ContractModel):
             for flag in self.flags:
                 if not _FLAG.match(flag):
                     raise ValueError(f"{flag!r} is not an IMAP flag (\\Flagged, \\Seen, $Label ...)")
-        if self.kind == "redirect" and not self.address:
-            raise ValueError("redirect needs an address")
+        if self.kind == "redirect":
+            if not self.address:
+                raise ValueError("redirect needs an address")
+            if not plain_address(self.address):
+                raise ValueError(f"redirect {self.address!r} is not a plain address (user@domain)")
         return self
 
     def to_canonical(self) -> dict:
@@ -177,10 +202,16 @@ _DELIVERING = ("fileinto", "redirect", "keep")
 
 
 class Rule(ContractModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # it goes in a comment: no spaces, no newline
+    """A named rule: anyof or allof its conditions, then its actions."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """The rule's name (it goes in a comment of the script: no spaces, no newline)."""
     anyof: list[Condition] | None = None
+    """The rule applies when any of these conditions holds."""
     allof: list[Condition] | None = None
+    """The rule applies when all of these conditions hold."""
     actions: list[Action] = Field(min_length=1)
+    """What is done, in order."""
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
@@ -217,24 +248,42 @@ class ManageSieveEndpoint(ContractModel):
     """Where to manage scripts; each field defaults to the stack contract (the ManageSieve port ...)."""
 
     host: str | None = None
+    """The ManageSieve server; default: the stack contract's host."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """Its port; default: the stack contract's ManageSieve port."""
     server_name: str | None = None
-    ca_file: str | None = None
+    """The certificate name (and SNI); default: the stack contract's."""
+    ca_file: CaFile | None = None
+    """A PEM file of CA certificates (relative to the root); default: the stack contract's, else the system's."""
     timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    # The server's script size limit. ManageSieve has no capability that states it and Stalwart's
-    # HAVESPACE checks only quota and name, so sieve.status takes it from here: the limit itself, or
-    # the Stalwart release line it follows from (1 MiB up to 0.15, 100 KiB from 0.16).
+    """How long a connection or an answer may take."""
     max_script_bytes: int | None = Field(default=None, gt=0)
+    """The server's script size limit in bytes. ManageSieve has no capability that states it and Stalwart's
+    HAVESPACE checks only quota and name, so sieve.status takes it from here."""
     server_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
+    """The Stalwart release (0.15.5), when max_script_bytes is not given: 1 MiB up to 0.15, 100 KiB from 0.16."""
 
 
 class SieveMailbox(ContractModel):
+    """The routing of one mailbox."""
+
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """A stack mailbox id; login and password default from the stack contract."""
     login: str | None = None
+    """The ManageSieve login; default: the stack mailbox's login, else its address."""
     password_ref: str | None = None
+    """A secret reference for its password (env:, file:, cmd:, infisical://); STALWART_<ID>_PASSWORD overrides."""
     managesieve: ManageSieveEndpoint = Field(default_factory=ManageSieveEndpoint)
+    """Where and how to reach ManageSieve."""
     script: str = Field(default="spine-routing", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """The script's name on the server."""
     rules: list[Rule] = Field(default_factory=list)
+    """The rules, in order."""
+
+    @field_validator("password_ref")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        return check_secret_reference(value)
 
     @field_validator("script")
     @classmethod
@@ -258,8 +307,12 @@ class SieveMailbox(ContractModel):
 
 
 class SieveContract(ContractModel):
+    """communications.sieve.contract.yaml: the Sieve routing of each mailbox."""
+
     version: int | str
+    """The contract's version."""
     mailboxes: list[SieveMailbox] = Field(min_length=1)
+    """The mailboxes whose routing is managed."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SieveContract:
@@ -270,3 +323,76 @@ class SieveContract(ContractModel):
 
     def mailbox(self, mailbox_id: str) -> SieveMailbox | None:
         return next((m for m in self.mailboxes if m.id == mailbox_id), None)
+
+    def check_with(self, contracts) -> list[tuple[tuple, str]]:
+        """Each mailbox can log in (its own login, or a stack mailbox's), and redirects go only to the
+        allowed recipient domains, the rule communications.mail.send keeps."""
+        from spine_comms.contracts.stack import stack_mailbox_ids
+
+        known = stack_mailbox_ids(contracts)
+        problems = [(("mailboxes", i, "id"), f"mailbox {box.id}: no login here, and the stack contract has no "
+                     f"mailbox {box.id} (it has: {', '.join(known or []) or 'none'})")
+                    for i, box in enumerate(self.mailboxes)
+                    if known is not None and not box.login and box.id not in known]  # fmt: skip
+        redirects = [(("mailboxes", b, "rules", r, "actions", a, "redirect"), action.address)
+                     for b, box in enumerate(self.mailboxes) for r, rule in enumerate(box.rules)
+                     for a, action in enumerate(rule.actions) if action.kind == "redirect"]  # fmt: skip
+        allowed = allowed_recipient_domains(contracts) if redirects else []
+        for key, address in redirects:
+            if not allowed:
+                problems.append((key, f"redirect to {address}: no allowed recipient domains (set "
+                                      "pilot.send_test.allowed_recipient_domains in the stack contract)"))  # fmt: skip
+            elif address.rpartition("@")[2].lower() not in allowed:
+                problems.append((key, f"redirect to {address}: outside the allowed recipient domains "
+                                      f"({', '.join(allowed)})"))  # fmt: skip
+        return problems
+
+
+def _or_shorthand(schema: dict, shorthand: dict) -> None:
+    """The JSON Schema accepts the written shorthand ({address: From, is: x}) as well as the full form."""
+    full = dict(schema)
+    schema.clear()
+    schema.update({"description": full.pop("description", ""), "anyOf": [shorthand, full]})
+
+
+_ONE_OR_MANY = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+CONDITION_SHORTHAND = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **{k: {**_ONE_OR_MANY, "description": f"The {k} name(s) tested."} for k in SUBJECTS},
+        **{k: {**_ONE_OR_MANY, "description": f"The value(s) the {k} comparison uses."} for k in MATCH_TYPES},
+        "part": {"enum": ["all", "localpart", "domain"], "description": "For address and envelope: which part."},
+        "not": {"type": "boolean", "description": "True: the condition holds when the test does not match."},
+    },
+    "oneOf": [{"required": [k]} for k in SUBJECTS],
+}
+CONDITION_KEYS = [*SUBJECTS, *MATCH_TYPES, "part", "not"]
+ACTION_SHORTHAND = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "fileinto": {"type": "string", "description": "File into this folder."},
+        "create": {"type": "boolean", "description": "fileinto: create the folder when missing (RFC 5490)."},
+        "specialuse": {"type": "string", "description": "fileinto: the special-use flag (RFC 8579), e.g. \\Junk."},
+        "addflag": {**_ONE_OR_MANY, "description": "Add these IMAP flags."},
+        "setflag": {**_ONE_OR_MANY, "description": "Set these IMAP flags."},
+        "redirect": {"type": "string", "description": "Redirect to this address (within the allowed domains)."},
+        **{k: {"const": True, "description": f"`{k}: true`."} for k in ("keep", "discard", "stop")},
+    },
+    "oneOf": [{"required": [k]} for k in ACTIONS],
+}
+
+
+def allowed_recipient_domains(contracts) -> list[str]:
+    """The domains mail may go to: the stack contract's pilot.send_test list, else the outbox contract's."""
+    from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
+    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
+
+    allowed: list[str] = []
+    if contracts.exists(STACK_CONTRACT):
+        stack = contracts.load(STACK_CONTRACT, StackContract)
+        allowed = stack.pilot.send_test.allowed_recipient_domains if stack.pilot.send_test else []
+    if not allowed and contracts.exists(OUTBOX_CONTRACT):
+        allowed = contracts.load(OUTBOX_CONTRACT, OutboxContract).allowed_recipient_domains
+    return [d.lower().lstrip("@") for d in allowed]

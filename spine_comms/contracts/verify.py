@@ -33,45 +33,61 @@ class RunCheck(ContractModel):
     """Run `spine-comms <capability> --root <root> --json [args]` and judge what it reports."""
 
     capability: str = Field(pattern=_CAPABILITY)
+    """The read-only capability to run."""
     args: list[str] = Field(default_factory=list)
+    """Its arguments."""
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
-    # Judge only the checks whose ids match these globs (`stack.tls.*`); none given: the whole run.
+    """How long the run may take."""
     only_checks: list[str] = Field(default_factory=list)
-    # Values the envelope's data must hold, by dotted path: {"summary.planned": 0}.
+    """Judge only the checks whose ids match these globs (`stack.tls.*`); none given: the whole run."""
     expect_data: dict[str, Any] = Field(default_factory=dict)
-    # A warn passes unless this is set (the spine's rc 0 = PASS).
+    """Values the envelope's data must hold, by dotted path: {"summary.planned": 0}."""
     fail_on_warn: bool = False
+    """A warn fails the gate (otherwise it passes, as the spine's rc 0 = PASS)."""
 
 
 class ReceiptCheck(ContractModel):
     """The newest receipt of `capability` must have one of `statuses` and be younger than max_age_minutes."""
 
     capability: str = Field(pattern=_CAPABILITY)
+    """The capability whose newest receipt is judged."""
     max_age_minutes: float = Field(default=24 * 60, gt=0)
-    # receipt.json statuses (ok, warn, ...) or the spine's receipt.md ones (done, failed).
+    """The receipt may be at most this old."""
     statuses: list[str] = Field(default_factory=lambda: ["ok", "done"], min_length=1)
+    """Statuses that pass: receipt.json ones (ok, warn ...) or the spine's receipt.md ones (done, failed)."""
 
 
 class Gate(ContractModel):
+    """One gate: what it proves and the one way it proves it (run, receipt or builtin)."""
+
     id: str = Field(pattern=r"^D[0-9]+$")
+    """The gate's id, in the spine's D<NN> shape."""
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """Its name (lower case, dashes)."""
     description: str = Field(min_length=1)
+    """What it protects."""
     severity: Literal["low", "medium", "high", "critical"]
+    """How bad a FAIL is."""
     ring: Literal["instant", "standard", "deep"] = "standard"
+    """Its ring: instant, standard or deep (their budgets differ)."""
     checks: str = Field(min_length=1, description="What the gate checks, in the operator's words.")
     fix_hint: str = Field(min_length=1)
-    # The part of the stack the gate proves: when the stack contract declares it not deployed
-    # (`surfaces.<surface>.deployed: false`), the gate is SKIP, the only way a gate can be.
+    """What to do when it fails."""
     surface: Surface | None = None
-    # Contracts (in bindings/) the gate needs: one absent makes the gate FAIL (could not evaluate),
-    # unless its surface is declared not deployed.
+    """The part of the stack the gate proves: when the stack contract declares it not deployed
+    (`surfaces.<surface>.deployed: false`), the gate is SKIP, the only way a gate can be."""
     needs: list[str] = Field(default_factory=list)
-    # Gates that must PASS first; when one does not, this gate does not run and is SKIP with the
-    # reason (its verdict would only echo that failure, which already fails the run).
+    """Contracts (in bindings/) the gate needs: one absent makes the gate FAIL (could not evaluate), unless
+    its surface is declared not deployed."""
     depends_on: list[str] = Field(default_factory=list)
+    """Gates that must PASS first; when one does not, this gate does not run and is SKIP with the reason (its
+    verdict would only echo that failure, which already fails the run)."""
     run: RunCheck | None = None
+    """Prove it by running a capability."""
     receipt: ReceiptCheck | None = None
+    """Prove it by a capability's newest receipt."""
     builtin: Literal["contracts_valid", "receipts_valid"] | None = None
+    """Prove it by a check of the root itself."""
 
     @model_validator(mode="after")
     def _one_way(self) -> Gate:
@@ -91,18 +107,27 @@ class Gate(ContractModel):
 
 
 class Pack(ContractModel):
+    """A named group of gates run together."""
+
     description: str = ""
-    # The ring whose budget the whole run must keep; default: the slowest ring among its gates.
+    """What the pack is for."""
     ring: Literal["instant", "standard", "deep"] | None = None
+    """The ring whose budget the whole run must keep; default: the slowest ring among its gates."""
     gates: list[str] = Field(min_length=1)
+    """Its gate ids."""
 
 
 class VerifyContract(ContractModel):
+    """verify.gates.yaml: the gates and the packs that group them."""
+
     version: Literal[1] = 1
-    # Seconds a run of each ring may take; an overrun fails the run (the spine's `budget exceeded`).
+    """The contract's version."""
     budgets: dict[Literal["instant", "standard", "deep"], float] = Field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    """Seconds a run of each ring may take; an overrun fails the run (the spine's `budget exceeded`)."""
     gates: list[Gate] = Field(min_length=1)
+    """The gates."""
     packs: dict[str, Pack] = Field(min_length=1)
+    """The packs, by name."""
 
     @model_validator(mode="after")
     def _consistent(self) -> VerifyContract:

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from spine_comms.core.contracts import Contracts
@@ -37,9 +38,10 @@ class RunContext:
     stderr: Console | None = None
 
     def __post_init__(self) -> None:
-        self.contracts = Contracts(self.root)
+        self.contracts = Contracts(self.root, on_warning=lambda message: self.log(escape(message), level="warn"))
         spine_root = self.root.path if self.root.layout == "spine" else None
-        self.secrets = Secrets(self.redactor, self.env, spine_root)
+        self.secrets = Secrets(self.redactor, self.env, spine_root,
+                               locate=lambda ref: self.contracts.locate(ref, key_suffix="_ref"))  # fmt: skip
         if self.stderr is None:
             self.stderr = Console(file=sys.stderr, no_color=not color_allowed(self.options, self.env), highlight=False)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,15 @@ class RegistryFiles:
     cmap: dict[str, Any]
     manifest_path: Path | None = None
     manifest: dict[str, Any] | None = None
-    # The capabilities at the merge-base with origin/main; None: every entry needs arg_protocol.
+    # The capabilities at the merge-base with origin/main. None: in this project's layout every entry needs
+    # arg_protocol; in a spine checkout none does (the spine's D63 has nothing to compare with then).
     baseline: dict[str, Any] | None = None
     baseline_note: str = ""
+    # Warnings from reading the spine's files (duplicate keys, read as yq reads them).
+    warnings: list[str] = field(default_factory=list)
+    # Capability ids a file repeats (a duplicate key): yq's `keys` lists each occurrence, so D67 counts them.
+    registry_repeated: list[str] = field(default_factory=list)
+    map_repeated: list[str] = field(default_factory=list)
 
     @property
     def caps(self) -> dict[str, Any]:
@@ -71,12 +78,23 @@ class RuleOutcome:
 
 
 def d67(files: RegistryFiles) -> RuleOutcome:
-    listed, mapped = set(files.caps), set(files.mapped)
+    """As the spine's D67 compares `yq '.capabilities | keys'` of both files with `comm`: key occurrences, so
+    an id one file repeats more often than the other counts as missing (or phantom) once per extra time."""
+    listed = Counter([*map(str, files.caps), *files.registry_repeated])
+    mapped = Counter([*map(str, files.mapped), *files.map_repeated])
     out = RuleOutcome("registry.d67.map_parity", "D67", "registry and map list the same capabilities")
-    out.checked = len(listed | mapped)
-    out.violations += [(cap, "MISSING from map") for cap in sorted(listed - mapped)]
-    out.violations += [(cap, "PHANTOM in map") for cap in sorted(mapped - listed)]
+    out.checked = sum(listed.values())
+    for where, counted in (("source", listed), ("map", mapped)):
+        if not counted:
+            out.violations.append(("", f"no capabilities found in {where}"))
+    out.violations += [(cap, "MISSING from map") for cap in sorted((listed - mapped).elements())]
+    out.violations += [(cap, "PHANTOM in map") for cap in sorted((mapped - listed).elements())]
     return out
+
+
+def listed_count(files: RegistryFiles) -> int:
+    """How many capabilities the spine's D67 says the registry lists (yq counts a repeated id each time)."""
+    return len(files.caps) + len(files.registry_repeated)
 
 
 def d63(files: RegistryFiles) -> list[RuleOutcome]:
@@ -101,9 +119,9 @@ def d63(files: RegistryFiles) -> list[RuleOutcome]:
 def _header(files: RegistryFiles) -> RuleOutcome:
     out = RuleOutcome("registry.d63.header", "D63", "version non-empty, updated YYYY-MM-DD", checked=2)
     version, updated = files.registry.get("version"), files.registry.get("updated")
-    if version in (None, ""):
+    if not str(version or ""):  # the spine's test: a falsy version (0 included) is missing
         out.violations.append(("", "version is empty or missing"))
-    if not _DATE.match(str(updated or "")):
+    if not _DATE.fullmatch(str(updated or "")):
         out.violations.append(("", f"updated {updated!r} is not YYYY-MM-DD"))
     return out
 
@@ -117,12 +135,12 @@ def _each(caps: dict, rule: str, title: str, test: Callable[[Any], list[str]]) -
 
 
 def _required(entry: dict) -> list[str]:
-    return [f"{name} missing or empty" for name in ("description", "command") if not str(entry.get(name) or "").strip()]
+    return [f"{name} missing or empty" for name in ("description", "command") if not str(entry.get(name) or "")]
 
 
 def _enum(entry: dict, name: str, allowed: tuple[str, ...]) -> list[str]:
     value = entry.get(name)
-    return [] if value in allowed else [f"{name} {value!r} not in {'|'.join(allowed)}"]
+    return [] if str(value or "") in allowed else [f"{name} {value!r} not in {'|'.join(allowed)}"]
 
 
 def _outputs(entry: dict) -> list[str]:
@@ -136,13 +154,15 @@ def _requires(entry: dict, caps: dict) -> list[str]:
         return []
     if not isinstance(requires, list):
         return [f"requires {requires!r} is not a list"]
-    return [f"requires unknown capability {r}" for r in requires if r not in caps]
+    named = [str(r or "").strip() for r in requires]
+    return [f"requires unknown capability {r}" for r in named if r and r not in caps]
 
 
 def _touches_api(entry: dict) -> list[str]:
-    if entry.get("touches_api") is not True:
+    if not entry.get("touches_api"):  # the spine's test is truthiness
         return []
-    requires = entry.get("requires") if isinstance(entry.get("requires"), list) else []
+    listed = entry.get("requires") if isinstance(entry.get("requires"), list) else []
+    requires = [str(r or "").strip() for r in listed]
     return [f"touches_api: true but requires lacks {need}" for need in SECRETS_PRECONDITIONS if need not in requires]
 
 
@@ -155,11 +175,13 @@ def _arg_protocol(files: RegistryFiles) -> RuleOutcome:
         if not isinstance(entry, dict):
             continue
         value = entry.get("arg_protocol")
-        if value is not None and value not in ARG_PROTOCOLS:
+        given = str(value).strip() if value is not None else ""  # the spine's test: blank is missing
+        if given and given not in ARG_PROTOCOLS:
             out.violations.append((cap_id, f"arg_protocol {value!r} not in {'|'.join(ARG_PROTOCOLS)}"))
-        elif value is None:
+        elif not given:
             if base is None:
-                out.violations.append((cap_id, "arg_protocol missing"))
+                if files.layout == "project":  # this project's rule: every entry declares it
+                    out.violations.append((cap_id, "arg_protocol missing"))
             elif cap_id not in base:
                 out.violations.append((cap_id, "arg_protocol missing on a capability new since the merge-base"))
             elif base[cap_id] != entry:
@@ -194,29 +216,59 @@ def _command_targets(files: RegistryFiles) -> RuleOutcome:
 
 
 def d279(files: RegistryFiles) -> RuleOutcome:
+    """As the spine's D279: every plugin has a name and a path that exists, its listed scripts exist, and
+    its listed capabilities are in capabilities.yaml with a non-empty command."""
     out = RuleOutcome("registry.d279.manifest", "D279", "MANIFEST scripts exist, MANIFEST capabilities exist")
     if files.manifest is None:
         out.skipped = "no ops/plugins/MANIFEST.yaml" if files.layout == "spine" else "a spine checkout's rule"
         return out
     plugins = files.manifest.get("plugins")
-    if not isinstance(plugins, list):
-        out.violations.append(("", "plugins is not a list"))
+    if not isinstance(plugins, list) or not plugins:
+        out.violations.append(("", "manifest has zero plugins"))
         return out
-    for plugin in plugins:
-        if not isinstance(plugin, dict):
-            out.violations.append(("", f"plugin entry {plugin!r} is not a mapping"))
+    for index, plugin in enumerate(plugins):
+        plugin = plugin if isinstance(plugin, dict) else {}
+        name, path = str(plugin.get("name") or ""), str(plugin.get("path") or "")
+        if not name:
+            out.violations.append(("", f"plugin[{index}] missing name"))
             continue
-        name = str(plugin.get("name") or "?")
-        directory = files.base / str(plugin.get("path") or f"ops/plugins/{name}")
-        for script in plugin.get("scripts") or []:
+        if not path:
+            out.violations.append(("", f"plugin {name!r} missing path"))
+            continue
+        directory = files.base / path
+        out.checked += 1
+        if not directory.is_dir():
+            out.violations.append(("", f"plugin {name!r} path missing: {path}"))
+        for script in _listed(plugin.get("scripts")):
             out.checked += 1
-            if not (directory / str(script)).is_file():
-                out.violations.append(("", f"plugin {name}: script {script} does not exist"))
-        for cap in plugin.get("capabilities") or []:
+            if not (directory / script).is_file():
+                out.violations.append(("", f"plugin {name!r} missing script file: {path}/{script}"))
+        for cap in _listed(plugin.get("capabilities")):
             out.checked += 1
-            if cap not in files.caps:
-                out.violations.append((str(cap), f"plugin {name}: capability {cap} is not in capabilities.yaml"))
+            entry = files.caps.get(cap)
+            if not (isinstance(entry, dict) and str(entry.get("command") or "")):
+                out.violations.append((cap, f"plugin {name!r} capability missing in ops/capabilities.yaml: {cap}"))
     return out
+
+
+def _listed(value: Any) -> list[str]:
+    """A MANIFEST list as `yq '.x[]? // ""'` gives it: its non-empty items as text (a scalar is one item)."""
+    items = value if isinstance(value, list) else ([] if value is None else [value])
+    return [text for text in ("" if item is None else _yq_text(item) for item in items) if text]
+
+
+def _yq_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def changed_capabilities(files: RegistryFiles) -> int:
+    """The spine's D63 `changed_caps`: entries new or different since the merge-base (0 without one)."""
+    if files.baseline is None:
+        return 0
+    missing = object()
+    return sum(files.baseline.get(cap, missing) != entry for cap, entry in files.caps.items())
 
 
 def spine_lines(outcomes: list[RuleOutcome], files: RegistryFiles) -> list[str]:
@@ -232,11 +284,12 @@ def spine_lines(outcomes: list[RuleOutcome], files: RegistryFiles) -> list[str]:
             missing = [c for c, m in violations if m.startswith("MISSING")]
             phantom = [c for c, m in violations if m.startswith("PHANTOM")]
             lines += [f"  MISSING from map: {c}" for c in missing] + [f"  PHANTOM in map: {c}" for c in phantom]
-            where = f"(source={files.registry_path} map={files.map_path})"
+            # The spine's own words: counts as `yq keys` gives them (a repeated id counted each time).
+            where = f"(source={listed_count(files)} map={len(files.mapped) + len(files.map_repeated)})"
             lines.append(
                 f"D67 FAIL: map drift: {len(missing)} missing, {len(phantom)} phantom {where}"
                 if violations
-                else f"D67 PASS: capability map covers all {len(files.caps)} capabilities"
+                else f"D67 PASS: capability map covers all {listed_count(files)} capabilities"
             )
             continue
         lines += [f"  violation: {c + ': ' if c else ''}{m}" for c, m in violations]
@@ -244,15 +297,17 @@ def spine_lines(outcomes: list[RuleOutcome], files: RegistryFiles) -> list[str]:
             lines.append(f"{gate} SKIP: {group[0].skipped}")
         elif violations:
             failing = ", ".join(o.rule for o in group if o.violations)
-            lines.append(f"{gate} FAIL: {len(violations)} violation(s) in {failing}")
+            lines.append(f"{gate} FAIL: {len(violations)} violation(s)" + ("" if gate == "D279" else f" in {failing}"))
         else:
             lines.append(f"{gate} PASS: {_pass_text(gate, files, sum(o.checked for o in applied))}")
     return lines
 
 
 def _pass_text(gate: str, files: RegistryFiles, checked: int) -> str:
+    # The spine's own PASS lines, word for word.
     if gate == "D63":
-        return f"capabilities metadata valid ({len(files.caps)} capabilities)"
+        changed = changed_capabilities(files)
+        return f"capabilities metadata valid (changed_caps={changed})" if changed else "capabilities metadata valid"
     if gate == "D279":
-        return f"plugin manifest parity ({checked} listed scripts and capabilities exist)"
+        return "plugins manifest high-churn parity lock enforced"
     return f"every command runs a spine-comms capability ({checked} checked)"

@@ -96,7 +96,7 @@ def mailroom_paths(root: Root, env: dict[str, str] | None = None) -> MailroomPat
     source = "root"
     contract = root.bindings_dir / RUNTIME_CONTRACT
     if contract.is_file():
-        doc = load_yaml(contract)
+        doc = load_yaml(contract, spine_owned=True)  # the spine's file: read as its tools read it
         data = doc.data or {}
         if isinstance(data, dict) and data.get("active") is True and data.get("runtime_root"):
             if not isinstance(data["runtime_root"], str):

@@ -13,10 +13,11 @@ import re
 import shlex
 import subprocess
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spine_comms.core.errors import SecretError
+from spine_comms.core.errors import Problem, SecretError
 
 REDACTED = "[REDACTED]"
 # A private key is a secret whoever sent it: a server that echoes one (Stalwart 0.15 does, in an error)
@@ -81,11 +82,51 @@ def describe(ref: str) -> str:
     return ref
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCHEMES_HINT = "use env:NAME, file:PATH, cmd:COMMAND or infisical://spine/<path>/<KEY>"
+
+
+def check_secret_reference(ref: str | None) -> str | None:
+    """A contract's secret reference, checked for its form when the contract loads (a ValueError names
+    what is wrong, so the contract's file and line are reported): never the value, which is not read here."""
+    if ref is None:
+        return None
+    if ref.startswith("env:"):
+        if not _ENV_NAME.match(ref[4:]):
+            raise ValueError(f"env: reference {ref!r} does not name an environment variable")
+    elif ref.startswith("file:"):
+        if not ref[5:].strip():
+            raise ValueError("file: reference names no path")
+    elif ref.startswith("cmd:"):
+        try:
+            argv = shlex.split(ref[4:])
+        except ValueError as exc:
+            raise ValueError(f"cmd: reference does not parse as a command line ({exc})") from None
+        if not argv:
+            raise ValueError("cmd: reference names no command")
+    elif ref.startswith("infisical://"):
+        key = ref.rstrip("/").rsplit("/", 1)[-1]
+        if ref.rstrip("/") == "infisical:/" or not key or key == "infisical:":
+            raise ValueError(f"{ref!r} names no key (infisical://spine/<path>/<KEY>)")
+    else:
+        scheme = ref.split(":", 1)[0] if ":" in ref else ref[:12]
+        raise ValueError(f"unknown secret reference scheme {scheme!r}: {SCHEMES_HINT}")
+    return ref
+
+
 class Secrets:
-    def __init__(self, redactor: Redactor, env: dict[str, str], spine_root: Path | None = None):
+    def __init__(
+        self,
+        redactor: Redactor,
+        env: dict[str, str],
+        spine_root: Path | None = None,
+        locate: Callable[[str], Problem | None] | None = None,
+    ):
         self.redactor = redactor
         self.env = env
         self.spine_root = spine_root
+        # Where a contract holds a reference (file, line, field), so an error names it.
+        self.locate = locate
 
     def resolve(self, ref: str | None, *, override_env: str | None = None, what: str = "secret") -> Secret:
         """Resolve `ref`; the spine's variable `override_env`, when set, wins."""
@@ -94,8 +135,19 @@ class Secrets:
         if not ref:
             hint = f"set {override_env}" if override_env else "add a secret reference (env:, file:, cmd:)"
             raise SecretError(f"no {what} configured", hint=hint)
-        value = self._lookup(ref, what)
-        return self._keep(value, describe(ref))
+        try:
+            value = self._lookup(ref, what)
+            return self._keep(value, describe(ref))
+        except SecretError as exc:
+            raise self._placed(exc, ref) from None
+
+    def _placed(self, exc: SecretError, ref: str) -> SecretError:
+        """The error with the file and line of the contract that holds the reference, when one does."""
+        where = self.locate(ref) if self.locate else None
+        if where is None or exc.problems:
+            return exc
+        problem = Problem(where.file, where.line, where.field, exc.message)
+        return SecretError(str(problem), hint=exc.hint, problems=[problem])
 
     def _keep(self, value: str, source: str) -> Secret:
         value = value.rstrip("\r\n")
@@ -123,10 +175,7 @@ class Secrets:
         if ref.startswith("infisical://"):
             return self._infisical(ref, what)
         scheme = ref.split(":", 1)[0] if ":" in ref else ref[:12]
-        raise SecretError(
-            f"{what}: unknown secret reference scheme {scheme!r}",
-            hint="use env:NAME, file:PATH, cmd:COMMAND or infisical://spine/<path>/<KEY>",
-        )
+        raise SecretError(f"{what}: unknown secret reference scheme {scheme!r}", hint=SCHEMES_HINT)
 
     def _infisical(self, ref: str, what: str) -> str:
         key = ref.rstrip("/").rsplit("/", 1)[-1]

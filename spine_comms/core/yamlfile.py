@@ -4,6 +4,13 @@ PyYAML silently keeps the last of two duplicate keys and will happily expand a
 billion-laughs alias tree, so documents are composed into nodes and built here.
 Every value's line is kept in `lines`, keyed by its path, so a validation error
 can say `file:line: field: message`.
+
+Two readings, by who owns the file:
+- this project's files are strict: a duplicate key or a second document is an error;
+- the spine's files (`spine_owned=True`) are read as the spine's own tools read them
+  (yq, PyYAML): a duplicate key is a warning naming both lines and the last one wins;
+  a file of several documents is read document by document (the first one's keys
+  are the data; later documents are only checked to parse), with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ MAX_BYTES = 16 * 1024 * 1024
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 PathKey = tuple[str | int, ...]
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass
@@ -33,6 +41,10 @@ class YamlDocument:
     data: Any
     sha256: str
     lines: dict[PathKey, int] = field(default_factory=dict)
+    # What a spine-owned file does that this project's files may not (duplicate keys, several documents).
+    warnings: list[Problem] = field(default_factory=list)
+    # The path of every repeated key occurrence (yq keeps them all: `keys` lists a repeated key twice).
+    repeated: list[PathKey] = field(default_factory=list)
 
     def line_of(self, key: PathKey) -> int | None:
         """The line of the value at `key`, or of its nearest parent that has one."""
@@ -45,11 +57,14 @@ class YamlDocument:
 
 
 class _Builder:
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, spine_owned: bool = False):
         self.path = path
+        self.spine_owned = spine_owned
         self.lines: dict[PathKey, int] = {}
         self.count = 0
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.repeated: list[PathKey] = []
         self._scalar_loader = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, key: PathKey) -> Any:
@@ -64,28 +79,39 @@ class _Builder:
             return self._mapping(node, key)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*key, i)) for i, child in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        # Most values are strings: the composer has resolved their tag, so their text is their value
+        # (constructing each one costs seconds on the spine's 300 binding files).
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
+            return node.value
         return self._scalar_loader.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, key: PathKey) -> dict:
         self._scalar_loader.flatten_mapping(node)  # resolves `<<` merge keys
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            name = self._scalar_loader.construct_object(key_node, deep=True)
+            name = self._scalar(key_node)
             if not isinstance(name, str | int | float | bool) and name is not None:
                 self.problems.append(
                     Problem(self.path, key_node.start_mark.line + 1, _dotted(key), "keys must be scalars")
                 )
                 continue
             if name in out:
-                self.problems.append(
-                    Problem(
-                        self.path,
-                        key_node.start_mark.line + 1,
-                        _dotted((*key, name)),
-                        f"duplicate key (first at line {self.lines.get((*key, name), '?')})",
+                first = self.lines.get((*key, name), "?")
+                line = key_node.start_mark.line + 1
+                if not self.spine_owned:
+                    self.problems.append(
+                        Problem(self.path, line, _dotted((*key, name)), f"duplicate key (first at line {first})")
                     )
-                )
-                continue
+                    continue
+                # yq and PyYAML keep the last: so do we, and say so.
+                message = f"duplicate key at lines {first} and {line}; the last wins, as yq and PyYAML read it"
+                self.warnings.append(Problem(self.path, line, _dotted((*key, name)), message))
+                self.repeated.append((*key, name))
+                for seen in [k for k in self.lines if k[: len(key) + 1] == (*key, name)]:
+                    del self.lines[seen]
             self.lines[(*key, name)] = key_node.start_mark.line + 1
             out[name] = self.build(value_node, (*key, name))
         return out
@@ -98,8 +124,10 @@ def _dotted(key: PathKey) -> str:
     return out
 
 
-def load_yaml(path: Path | str, *, allow_empty: bool = False) -> YamlDocument:
-    """Load one YAML file. Every problem becomes a ContractError with file and line."""
+def load_yaml(path: Path | str, *, allow_empty: bool = False, spine_owned: bool = False) -> YamlDocument:
+    """Load one YAML file. Every problem becomes a ContractError with file and line.
+
+    `spine_owned`: the file belongs to the spine; read it as yq and PyYAML do (see the module's doc)."""
     path = Path(path)
     shown = str(path)
 
@@ -136,18 +164,29 @@ def load_yaml(path: Path | str, *, allow_empty: bool = False) -> YamlDocument:
         raise fail(f"YAML syntax: {exc}") from None
     # The spine's contracts sometimes end with `---` and a second, empty document.
     nodes = [n for n in nodes if n is not None]
+    warnings: list[Problem] = []
     if len(nodes) > 1:
-        raise fail("more than one YAML document", nodes[1].start_mark.line + 1)
+        if not spine_owned:
+            raise fail("more than one YAML document", nodes[1].start_mark.line + 1)
+        message = f"{len(nodes)} YAML documents (yq reads each); spine-comms reads the first one's keys"
+        warnings.append(Problem(shown, nodes[1].start_mark.line + 1, "", message))
     if not nodes:
         raise fail("file is empty", 1)
-    builder = _Builder(shown)
-    try:
-        data = builder.build(nodes[0], ())
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        raise fail(f"YAML value: {exc.problem}", mark.line + 1 if mark else None) from None
-    except RecursionError:
-        raise fail("nesting too deep (a recursive alias?)") from None
-    if builder.problems:
-        raise ContractError(f"{shown}: invalid YAML", problems=builder.problems)
-    return YamlDocument(path, data, digest, builder.lines)
+    data = None
+    lines: dict[PathKey, int] = {}
+    repeated: list[PathKey] = []
+    for index, node in enumerate(nodes):
+        builder = _Builder(shown, spine_owned=spine_owned)
+        try:
+            built = builder.build(node, ())
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            raise fail(f"YAML value: {exc.problem}", mark.line + 1 if mark else None) from None
+        except RecursionError:
+            raise fail("nesting too deep (a recursive alias?)") from None
+        if builder.problems:
+            raise ContractError(f"{shown}: invalid YAML", problems=builder.problems)
+        warnings += builder.warnings
+        if index == 0:
+            data, lines, repeated = built, builder.lines, builder.repeated
+    return YamlDocument(path, data, digest, lines, warnings, repeated)

@@ -206,15 +206,39 @@ def _write(ctx: RunContext, doc: RoundTripYaml, path: Path, existed: bool, commi
         return
     try:
         result.data["commit"] = commit_file(path, message, ctx.env)
-    except CommitFailed as exc:
-        if existed:
-            write_atomic(path, doc.original, path.stat().st_mode & 0o777)
-        else:
-            path.unlink(missing_ok=True)
+    except (CommitFailed, UsageError, OSError) as exc:
+        # The file is written: whatever happens now, the run reports what is on disk, never `error`.
+        why = exc.message if isinstance(exc, CommitFailed | UsageError) else f"git could not run ({exc})"
+        try:
+            if existed:
+                write_atomic(path, doc.original, path.stat().st_mode & 0o777)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as undo:
+            result.add(
+                Check(
+                    id=check_id,
+                    status=Status.PARTIAL,
+                    subject=str(path),
+                    expected="committed",
+                    actual="written, not committed",
+                    detail=f"{why}; {path.name} is written but could not be put back ({undo.strerror})",
+                )
+            )
+            result.summary.append(f"PARTIAL: {why}; {path.name} written, not committed")
+            return
         result.data["written"] = False
-        result.add(Check(check_id, Status.FAIL, f"{exc.message}; {path.name} put back as it was", str(path),
-                         "committed", "refused by git"))  # fmt: skip
-        result.summary.append(f"FAIL: {exc.message}; nothing changed")
+        result.add(
+            Check(
+                id=check_id,
+                status=Status.FAIL,
+                detail=f"{why}; {path.name} put back as it was",
+                subject=str(path),
+                expected="committed",
+                actual="refused by git",
+            )
+        )
+        result.summary.append(f"FAIL: {why}; nothing changed")
         return
     result.add(Check(check_id, Status.OK, f"committed {result.data['commit'][:12]}", str(path)))
     result.summary.append(f"committed {result.data['commit'][:12]}")

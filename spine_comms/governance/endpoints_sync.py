@@ -6,9 +6,9 @@ home set per account), sieve.status (ManageSieve host and port per mailbox),
 communications.inbox.health or .poll (the mailboxes and folders polled over
 IMAP), stalwart.status (the management API's URL, form and version).
 
-They go into one new top-level section, `service_endpoints`, so the spine's
-file keeps loading as it is (unknown keys are kept) and nothing it already has
-changes. Only endpoints go there, never run keys or times: a second run over the
+They go into one new top-level section, `service_endpoints` (a key the stack
+contract's model declares), so the spine's file keeps loading as it is and
+nothing it already has changes. Only endpoints go there, never run keys or times: a second run over the
 same servers changes nothing. Entries no longer seen are kept and reported (the
 sync never deletes). The edit is round-trip (core.yaml_roundtrip): comments,
 order and quoting of everything else stay byte for byte. A dry run with a
@@ -24,10 +24,12 @@ from urllib.parse import urlsplit
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
+from spine_comms.core.contracts import validate
 from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import list_receipts
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.core.yaml_roundtrip import RoundTripYaml
+from spine_comms.core.yamlfile import YamlDocument
 
 SECTION = "service_endpoints"
 # section -> the capabilities whose receipts can prove it, first preferred
@@ -168,7 +170,8 @@ def endpoints_sync(
                          name))  # fmt: skip
     diff = doc.diff(path.name)
     result.data["diff"] = diff.splitlines()
-    StackContract.model_validate(doc.data)  # the edited contract still loads as the stack contract
+    # The edited contract must still load as the stack contract (checked before anything is written).
+    validate(YamlDocument(path, doc.data, ""), StackContract)
     if not diff:
         result.summary.append(f"{path.name}: {SECTION} already matches the receipts; nothing to do")
     elif not execute:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
@@ -67,7 +68,10 @@ def capabilities_verify(ctx: RunContext, spine_root: SpineRootOpt = None, regist
     for outcome in outcomes:
         result.add(_check(outcome))
     lines = spine_lines(outcomes, files)
+    for warning in files.warnings:  # the spine's tools accept these; say so without failing the run
+        ctx.log(escape(warning), level="warn")
     result.summary = [f"{files.layout} registry {files.registry_path} ({len(files.caps)} capabilities)", *lines]
+    result.summary += [f"warning: {w}" for w in files.warnings]
     if files.baseline_note:
         result.summary.append(f"arg_protocol: {files.baseline_note}")
     result.data = {
@@ -79,6 +83,7 @@ def capabilities_verify(ctx: RunContext, spine_root: SpineRootOpt = None, regist
         "arg_protocol_baseline": files.baseline_note,
         "lines": lines,
         "failing_rules": [o.rule for o in outcomes if o.violations],
+        "warnings": files.warnings,
     }
     return result
 
@@ -96,10 +101,19 @@ def _check(outcome: RuleOutcome) -> Check:
                  outcome.offenders, evidence)  # fmt: skip
 
 
-def _mapping(path: Path, what: str) -> dict:
+def _mapping(path: Path, what: str, *, spine_owned: bool = False, warnings: list[str] | None = None,
+             repeated: list[str] | None = None) -> dict:  # fmt: skip
+    """A registry file's mapping. The spine's files are read as its gates read them (yq, PyYAML): a duplicate
+    key is a warning (added to `warnings`) and the last one wins; a repeated capability id is added to
+    `repeated` (yq lists it twice, so the spine's D67 counts it twice). This project's files stay strict."""
     from spine_comms.core.yamlfile import load_yaml
 
-    data = load_yaml(path).data
+    doc = load_yaml(path, spine_owned=spine_owned)
+    if warnings is not None:
+        warnings += [str(w) for w in doc.warnings]
+    if repeated is not None:
+        repeated += [str(key[1]) for key in doc.repeated if len(key) == 2 and key[0] == "capabilities"]
+    data = doc.data
     if not isinstance(data, dict):
         problem = Problem(str(path), 1, "", "expected a mapping")
         raise ContractError(f"{path}: {what} is not a mapping", problems=[problem])
@@ -128,11 +142,18 @@ def read_spine(spine_root: Path) -> RegistryFiles:
     registry_path, map_path, manifest_path = root / SPINE_REGISTRY, root / SPINE_MAP, root / SPINE_MANIFEST
     if not registry_path.is_file():
         raise UsageError(f"{root} is not a spine checkout: {SPINE_REGISTRY} not found")
+    warnings: list[str] = []
+    repeated: dict[str, list[str]] = {"registry": [], "map": [], "manifest": []}
+
+    def spine_file(path: Path, what: str) -> dict:
+        return _mapping(path, what, spine_owned=True, warnings=warnings, repeated=repeated[what])
+
     files = RegistryFiles(
-        "spine", root, registry_path, map_path, _mapping(registry_path, "registry"), _mapping(map_path, "map"),
+        "spine", root, registry_path, map_path, spine_file(registry_path, "registry"), spine_file(map_path, "map"),
         manifest_path if manifest_path.is_file() else None,
-        _mapping(manifest_path, "manifest") if manifest_path.is_file() else None,
+        spine_file(manifest_path, "manifest") if manifest_path.is_file() else None,
     )  # fmt: skip
+    files.warnings, files.registry_repeated, files.map_repeated = warnings, repeated["registry"], repeated["map"]
     files.baseline, files.baseline_note = merge_base_capabilities(root)
     return files
 
@@ -140,28 +161,36 @@ def read_spine(spine_root: Path) -> RegistryFiles:
 def merge_base_capabilities(root: Path) -> tuple[dict | None, str]:
     """The registry's capabilities at `git merge-base HEAD origin/main`, as the spine's D63 compares.
 
-    Without git, a repository or origin/main, every entry must carry arg_protocol, and the note says so."""
+    Exactly the spine's D63: the old registry is read as yq reads it (a duplicate key: the last wins), and
+    when there is no merge-base, no registry there, or it does not parse, nothing counts as new or changed,
+    so arg_protocol is required of no entry (None: the note says why)."""
     git = shutil.which("git")
     if git is None:
-        return None, "required for every capability (git not found)"
+        return None, "not required (git not found, so no merge-base: the spine's D63 then requires it of none)"
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([git, "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=False)
 
     base = run("merge-base", "HEAD", "origin/main")
     if base.returncode != 0 or not base.stdout.strip():
-        return None, "required for every capability (no merge-base with origin/main)"
+        return None, "not required (no merge-base with origin/main: the spine's D63 then requires it of none)"
     sha = base.stdout.strip()
     shown = run("show", f"{sha}:{SPINE_REGISTRY}")
     if shown.returncode != 0:
-        return {}, f"required on entries new or changed since merge-base {sha[:12]} (registry absent there)"
+        return None, f"not required (no registry at merge-base {sha[:12]}: the spine's D63 then requires it of none)"
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "capabilities.yaml"
         old.write_text(shown.stdout, encoding="utf-8")
         try:
-            caps = _mapping(old, "registry").get("capabilities")
+            caps = _mapping(old, "registry", spine_owned=True).get("capabilities")
         except ContractError:
-            return None, f"required for every capability (the registry at {sha[:12]} does not parse)"
+            caps = None
+    if not caps:
+        return (
+            None,
+            f"not required (the registry at merge-base {sha[:12]} does not parse: the spine's D63 then "
+            "requires it of none)",
+        )
     return caps, f"required on entries new or changed since merge-base {sha[:12]}"
 
 

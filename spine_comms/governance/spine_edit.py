@@ -111,12 +111,12 @@ def _where(doc: RoundTripYaml) -> str:
     return Path(doc.source).name
 
 
-def write(edits: Edits, plans: list[CapPlan]) -> list[str]:
+def write(edits: Edits, plans: list[CapPlan], written: list[str]) -> list[str]:
     """Shims first (harmless alone), then the registry, the map and the MANIFEST (D279 wants listed caps
-    registered). Each file is replaced atomically; an interrupted install is completed by running it again."""
+    registered). Each file is replaced atomically and added to `written` as soon as it is, so a write that
+    fails part way still tells what is on disk; an interrupted install is completed by running it again."""
     from spine_comms.core.atomic import write_atomic
 
-    written = []
     for plan in plans:
         path = edits.root / plan.shim_path
         if plan.action in WRITES and _text(path) != plan.shim_text:

@@ -26,7 +26,7 @@ import typer
 
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import CouldNotEvaluate, SpineCommsError, UsageError
 from spine_comms.core.registry_rules import RegistryFiles, RuleOutcome, d63, d67, d279, spine_lines
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.governance import spine_edit
@@ -85,12 +85,27 @@ def spine_install(
         plans = [plan_capability(s, caps, mapped, root, binary, s.id in set(force or [])) for s in specs]
         spine_edit.apply(edits, plans, ctx.clock().astimezone().date().isoformat())
         diff = edits.diff()
-        written = spine_edit.write(edits, plans) if execute else []
+        written: list[str] = []
+        write_error = _write(edits, plans, written) if execute else None
     result = Result()
-    _report(result, plans, edits, execute, written)
-    outcomes = _parity(root, edits, execute)
+    _report(result, plans, edits, execute, written, write_error)
     ours = {p.cap_id for p in plans if p.action != "conflict"}
-    result.add(_parity_check(outcomes, ours))
+    try:
+        outcomes = _parity(root, edits, execute)
+        result.add(_parity_check(outcomes, ours))
+    except SpineCommsError as exc:
+        if not written:
+            raise
+        # What was written stands: the run reports it; the re-check that could not run is a warning.
+        outcomes = []
+        result.add(
+            Check(
+                id="install.parity",
+                status=Status.WARN,
+                subject="registry",
+                detail=f"written, but the spine's D67/D63/D279 could not be re-checked: {exc.lines()[0]}",
+            )
+        )
     new_shims = [p.shim_path for p in plans if p.action in spine_edit.WRITES and "shim" in (p.changed or ["shim"])]
     result.data = {
         "spine_root": str(root),
@@ -138,7 +153,19 @@ def _executable(explicit: Path | None) -> str:
     raise UsageError(f"no executable spine-comms at {candidates[0]}", hint="pass --executable PATH")
 
 
-def _report(result: Result, plans: list[CapPlan], edits: spine_edit.Edits, execute: bool, written: list[str]) -> None:
+def _write(edits: spine_edit.Edits, plans: list[CapPlan], written: list[str]) -> str | None:
+    """Write; a failure part way (a full disk ...) is returned, not raised, so the run can report what is on
+    disk (status partial) instead of an error that hides the files it changed."""
+    try:
+        spine_edit.write(edits, plans, written)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
+def _report(result: Result, plans: list[CapPlan], edits: spine_edit.Edits, execute: bool, written: list[str],
+            write_error: str | None = None) -> None:  # fmt: skip
     by_action: dict[str, list[str]] = {}
     for plan in plans:
         by_action.setdefault(plan.action, []).append(plan.cap_id)
@@ -147,7 +174,10 @@ def _report(result: Result, plans: list[CapPlan], edits: spine_edit.Edits, execu
         "add": "would add", "update": "would update", "take-over": "would take over"}  # fmt: skip
     for action, ids in by_action.items():
         result.summary.append(f"{verb.get(action, action)} ({len(ids)}): {', '.join(ids)}")
-    if not pending:
+    if write_error:
+        detail = f"wrote {len(written)} files, then stopped: {write_error}; run it again to finish"
+        status = Status.PARTIAL if written else Status.FAIL
+    elif not pending:
         detail, status = f"nothing to do: {len(plans)} capabilities checked", Status.OK
     elif execute:
         detail, status = f"wrote {len(written)} files for {len(pending)} capabilities", Status.OK

@@ -1,7 +1,8 @@
 """The builtin gates: checks of the root itself, with no capability to run.
 
-contracts_valid: every YAML file in the root's bindings parses, and each contract spine-comms
-knows loads into its model (the same loader and messages as the capabilities that read it).
+contracts_valid: every YAML file in the root's bindings parses (the spine's own files as its tools
+read them: a duplicate key is a warning, the last wins), and each contract spine-comms knows loads
+into its model with the loader the capabilities use (unknown keys refused, named files present).
 receipts_valid: the newest receipt of every spine-comms capability is one a run wrote (its seal,
 its place in the receipt chain, its signature when a key is configured) and matches the JSON Schema
 the toolkit ships; receipts of the spine's own capabilities are not spine-comms' to judge.
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from spine_comms.contracts.verify import Gate
-from spine_comms.core.contracts import validate
+from spine_comms.core.contracts import Contracts
 from spine_comms.core.errors import SpineCommsError
 from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.registry import load_registry
@@ -33,23 +34,30 @@ def contracts_valid(gate: Gate, root: Root) -> GateResult:
     from spine_comms.contracts.catalog import contract_models
 
     models = contract_models()
+    contracts = Contracts(root)
     problems: list[str] = []
+    warnings: list[str] = []
     typed = 0
     for path in files:
         try:
-            doc = load_yaml(path)
             if path.name in models:
-                validate(doc, models[path.name])
+                # The loader the capabilities use: unknown keys, named files, cross-contract rules.
+                contracts.load(path.name, models[path.name])
                 typed += 1
+            else:
+                # Not a contract spine-comms reads: the spine's own file, read as its tools (yq) read it.
+                warnings += [str(w) for w in load_yaml(path, spine_owned=True).warnings]
         except SpineCommsError as exc:
             problems += [str(p) for p in exc.problems] or [f"{path}: {exc.message}"]
-    evidence = {"files": [p.name for p in files], "problems": problems}
+    warnings = list(dict.fromkeys([*contracts.warnings, *warnings]))
+    evidence = {"files": [p.name for p in files], "problems": problems, "warnings": warnings}
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return verdict(gate, FAIL, f"{len(problems)} problem(s) in {bindings}: " + "; ".join(problems[:3]) + more,
                        evidence=evidence)  # fmt: skip
-    return verdict(gate, PASS, f"{len(files)} file(s) in {bindings} parse; {typed} validate against their model",
-                   evidence=evidence)  # fmt: skip
+    noted = f"; {len(warnings)} warning(s) in the spine's files (read as its tools read them)" if warnings else ""
+    return verdict(gate, PASS, f"{len(files)} file(s) in {bindings} parse; {typed} validate against their model"
+                   + noted, evidence=evidence)  # fmt: skip
 
 
 @cache

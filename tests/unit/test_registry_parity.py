@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from spine_comms.core.registry import REGISTRY_DIR
-from tests.spine_checkout import build_spine_checkout, commit_all
+from tests.spine_checkout import (
+    REPEATED,
+    REPEATED_ENTRY,
+    REPEATED_MAP,
+    build_spine_checkout,
+    build_spine_with_duplicates,
+    commit_all,
+)
 
 CAP = "communications.stack.status"
 
@@ -188,11 +195,71 @@ def test_a_new_cap_with_arg_protocol_passes_and_committed_old_ones_stay_grandfat
     assert verify(cli, root, "--spine-root", str(spine))[1]["data"]["failing_rules"] == ["registry.d63.arg_protocol"]
 
 
-def test_without_git_every_entry_needs_arg_protocol_and_it_says_so(cli, root, tmp_path):
+def test_without_a_merge_base_no_entry_needs_arg_protocol_as_the_spines_d63_decides(cli, root, tmp_path):
+    """The spine's D63 compares with `git merge-base HEAD origin/main`; without one its changed set is empty,
+    so it passes entries without arg_protocol. Ours agrees, and says why."""
     spine = build_spine_checkout(tmp_path / "plain", git=False)
+    _append_cap(spine, "calendar.extra", arg_protocol=False)
+    code, envelope = verify(cli, root, "--spine-root", str(spine))
+    assert code == 0 and envelope["data"]["failing_rules"] == [], envelope["data"]["lines"]
+    assert "D63 PASS: capabilities metadata valid" in envelope["data"]["lines"]
+    assert envelope["data"]["arg_protocol_baseline"].startswith("not required (no merge-base")
+
+
+def test_this_projects_registry_still_needs_arg_protocol_on_every_entry(cli, root, tmp_path):
+    code, envelope = verify(cli, root, "--registry", str(project_copy(tmp_path, _drop("arg_protocol"))))
+    assert code == 1 and envelope["data"]["failing_rules"] == ["registry.d63.arg_protocol"]
+
+
+# The real checkout's duplicate keys (tests/spine_checkout.build_spine_with_duplicates) --------------------
+
+
+def test_a_spine_with_duplicate_keys_gets_the_spines_own_verdicts_and_counts(cli, root, tmp_path):
+    """What the spine's gates print on this tree, worked out from their scripts: D67 counts `yq keys`, which
+    lists the repeated id in each file twice (63 ids + 1 repeat = 64, the same in both files, so PASS); D63
+    reads both registries through `yq -o=json` + json.loads (the last duplicate wins) and finds one entry
+    new since the merge-base, with arg_protocol; D279 finds every listed script and capability."""
+    spine = build_spine_with_duplicates(tmp_path / "dup")
+    done = cli("capabilities.verify", "--root", str(root), "--json", "--spine-root", str(spine))
+    envelope = done.json()
+    lines = envelope["data"]["lines"]
+    assert done.exit_code == 0 and envelope["data"]["failing_rules"] == [], lines
+    assert "D67 PASS: capability map covers all 64 capabilities" in lines
+    assert "D63 PASS: capabilities metadata valid (changed_caps=1)" in lines
+    assert "D279 PASS: plugins manifest high-churn parity lock enforced" in lines
+    registry_lines = _lines_of(spine / "ops/capabilities.yaml", f"  {REPEATED}:")
+    warning = next(w for w in envelope["data"]["warnings"] if "ops/capabilities.yaml" in w)
+    assert f"duplicate key at lines {registry_lines[0]} and {registry_lines[1]}; the last wins" in warning
+    assert any("capability_map.yaml" in w for w in envelope["data"]["warnings"])
+    assert "duplicate key" in done.stderr  # said where a person looks, without failing the run
+
+
+def test_a_repeat_in_one_file_only_is_the_spines_d67_drift(cli, root, tmp_path):
+    """`comm` on the two `yq keys` lists: an id repeated in the registry but not in the map is MISSING once."""
+    spine = build_spine_with_duplicates(tmp_path / "dup")
+    path = spine / "ops/bindings/capability_map.yaml"
+    path.write_text(path.read_text().replace(REPEATED_MAP, "", 1))
+    code, envelope = verify(cli, root, "--spine-root", str(spine))
+    assert code == 1 and envelope["data"]["failing_rules"] == ["registry.d67.map_parity"]
+    assert f"  MISSING from map: {REPEATED}" in envelope["data"]["lines"]
+    assert "D67 FAIL: map drift: 1 missing, 0 phantom (source=64 map=63)" in envelope["data"]["lines"]
+
+
+def test_a_change_since_the_merge_base_is_judged_against_the_last_duplicate(cli, root, tmp_path):
+    """The merge-base registry has duplicates too: read as yq reads it, the repeated entry is unchanged;
+    dropping arg_protocol from the entry that wins makes it changed, and then it must carry one."""
+    spine = build_spine_with_duplicates(tmp_path / "dup")
+    path = spine / "ops/capabilities.yaml"
+    path.write_text(
+        path.read_text().replace(REPEATED_ENTRY, REPEATED_ENTRY.replace("    arg_protocol: argparse\n", ""))
+    )
     code, envelope = verify(cli, root, "--spine-root", str(spine))
     assert code == 1 and envelope["data"]["failing_rules"] == ["registry.d63.arg_protocol"]
-    assert envelope["data"]["arg_protocol_baseline"].startswith("required for every capability")
+    assert any(REPEATED in line and "changed since the merge-base" in line for line in envelope["data"]["lines"])
+
+
+def _lines_of(path: Path, text: str) -> list[int]:
+    return [n for n, line in enumerate(path.read_text().splitlines(), 1) if line == text]
 
 
 def test_bad_input_is_a_usage_error_without_traceback(cli, root, tmp_path):

@@ -220,3 +220,41 @@ def _today() -> str:
     from datetime import datetime
 
     return datetime.now().astimezone().date().isoformat()
+
+
+def test_a_spine_with_duplicate_keys_installs_and_reports_what_it_wrote(cli, root, tmp_path):
+    """The real checkout repeats a capability in its registry and map; the spine's tools read the last one.
+    Install writes its entries, re-checks with the spine's rules, and reports ok, never `error` after writing."""
+    from tests.spine_checkout import build_spine_with_duplicates
+
+    spine = build_spine_with_duplicates(tmp_path / "dup")
+    code, envelope = install(cli, root, spine, "--execute", "--yes", *only(*SUBSET))
+    assert code == 0 and envelope["status"] == "ok", envelope["checks"]
+    assert set(envelope["data"]["written"]) >= set(FILES)
+    assert {c["id"]: c["status"] for c in envelope["checks"]}["install.parity"] == "ok"
+    assert "D67 PASS: capability map covers all 70 capabilities" in envelope["data"]["parity"]
+    checked = verify(cli, root, spine)
+    assert checked["status"] == "ok" and len(checked["data"]["warnings"]) == 2, checked["data"]["lines"]
+
+
+def test_a_write_that_fails_part_way_is_partial_naming_what_was_written(cli, root, spine, monkeypatch):
+    """The disk fills after the shims and the registry: the run says which files it wrote (partial, exit 1)."""
+    import errno
+
+    from spine_comms.core import yaml_roundtrip
+
+    real = yaml_roundtrip.write_atomic
+
+    def full_disk_at_the_manifest(path, data, mode=0o644, **kw):
+        if Path(path).name == "MANIFEST.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data, mode, **kw)
+
+    monkeypatch.setattr(yaml_roundtrip, "write_atomic", full_disk_at_the_manifest)
+    code, envelope = install(cli, root, spine, "--execute", "--yes", *only(*SUBSET))
+    assert code == 1 and envelope["status"] == "partial", envelope["checks"]
+    written = envelope["data"]["written"]
+    assert "ops/capabilities.yaml" in written and "ops/bindings/capability_map.yaml" in written
+    assert "ops/plugins/MANIFEST.yaml" not in written
+    plan = {c["id"]: c for c in envelope["checks"]}["install.plan"]
+    assert plan["status"] == "partial" and "No space left on device" in plan["detail"]
