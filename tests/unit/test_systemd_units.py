@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,15 @@ def analyze(directory: Path, *, user: bool = False) -> subprocess.CompletedProce
     assert tool, "systemd-analyze is missing: lab/install.sh installs the Debian package systemd"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPINE_")}
     args = [tool, "--man=no"]
-    if user:
-        runtime = directory / ".runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        env["XDG_RUNTIME_DIR"] = str(runtime)
-        args.append("--user")
     units = sorted(str(p) for p in directory.iterdir() if p.suffix in (".service", ".timer"))
-    return subprocess.run([*args, "verify", *units], capture_output=True, text=True, env=env, timeout=60)
+    if not user:
+        return subprocess.run([*args, "verify", *units], capture_output=True, text=True, env=env, timeout=60)
+    # A short runtime directory: the user units systemd loads beside ours (gpg-agent's sockets) put
+    # socket paths under it, and a socket path is limited to 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="xdg", dir="/tmp") as runtime:
+        env["XDG_RUNTIME_DIR"] = runtime
+        return subprocess.run([*args, "--user", "verify", *units], capture_output=True, text=True, env=env,
+                              timeout=60)  # fmt: skip
 
 
 def sections(text: str) -> configparser.RawConfigParser:
