@@ -34,29 +34,62 @@ def contracts_check(ctx: RunContext) -> Result:
                  "owner": "spine" if name in SPINE_OWNED else "spine-comms"}  # fmt: skip
         files[name] = entry
         if not path.is_file() and name in DEFAULTED:
-            result.add(Check(id="contracts.present", status=Status.OK, detail=f"absent: {DEFAULTED[name]} apply",
-                             subject=name, expected="present or defaulted", actual="default",
-                             evidence={"feeds": readers}))  # fmt: skip
+            result.add(
+                Check(
+                    id="contracts.present",
+                    status=Status.OK,
+                    detail=f"absent: {DEFAULTED[name]} apply",
+                    subject=name,
+                    expected="present or defaulted",
+                    actual="default",
+                    evidence={"feeds": readers},
+                )
+            )
             continue
         if not path.is_file():
             status = Status.FAIL if name in CORE else Status.SKIP
             detail = f"absent: {', '.join(readers) or 'nothing'} cannot run" if readers else "absent"
-            result.add(Check(id="contracts.present", status=status, detail=detail, subject=name,
-                             expected="present", actual="absent", evidence={"feeds": readers}))  # fmt: skip
+            result.add(
+                Check(
+                    id="contracts.present",
+                    status=status,
+                    detail=detail,
+                    subject=name,
+                    expected="present",
+                    actual="absent",
+                    evidence={"feeds": readers},
+                )
+            )
             continue
         try:
             validate(load_yaml(path), model)
         except SpineCommsError as exc:
             entry["valid"] = False
             entry["problems"] = [str(p) for p in exc.problems] or [f"{path}: {exc.message}"]
-            result.add(Check(id="contracts.valid", status=Status.FAIL,
-                             detail=f"{len(entry['problems'])} problem(s); stops {', '.join(readers) or 'nothing'}",
-                             subject=name, expected="valid", actual="invalid",
-                             evidence={"problems": entry["problems"], "feeds": readers}))  # fmt: skip
+            result.add(
+                Check(
+                    id="contracts.valid",
+                    status=Status.FAIL,
+                    detail=f"{len(entry['problems'])} problem(s); stops {', '.join(readers) or 'nothing'}",
+                    subject=name,
+                    expected="valid",
+                    actual="invalid",
+                    evidence={"problems": entry["problems"], "feeds": readers},
+                )
+            )
             continue
         entry["valid"] = True
-        result.add(Check(id="contracts.valid", status=Status.OK, detail=f"valid; feeds {len(readers)} capability(ies)",
-                         subject=name, expected="valid", actual="valid", evidence={"feeds": readers}))  # fmt: skip
+        result.add(
+            Check(
+                id="contracts.valid",
+                status=Status.OK,
+                detail=f"valid; feeds {len(readers)} capability(ies)",
+                subject=name,
+                expected="valid",
+                actual="valid",
+                evidence={"feeds": readers},
+            )
+        )
     unknown = sorted(p.name for p in bindings.iterdir() if p.suffix in (".yaml", ".yml") and p.name not in models)
     result.data = {"bindings": str(bindings), "contracts": files, "other_files": unknown}
     for name, entry in files.items():

@@ -61,9 +61,15 @@ def account_error(kind: Kind, account: Account, exc) -> Check:
     """A DavError that stops one account: `error` (could not evaluate), naming the account, never a password."""
     hint = failure_hint(exc)
     detail = f"account {account.id}: {exc.message}" + (f" ({hint})" if hint else "")
-    return Check(f"{kind.protocol}.account.reachable", Status.ERROR, detail, account.id, "answers, login accepted",
-                 exc.kind, {"url": exc.url, "status": exc.status, "kind": str(exc.failure_kind),
-                            "dav_kind": exc.kind})  # fmt: skip
+    return Check(
+        id=f"{kind.protocol}.account.reachable",
+        status=Status.ERROR,
+        detail=detail,
+        subject=account.id,
+        expected="answers, login accepted",
+        actual=exc.kind,
+        evidence={"url": exc.url, "status": exc.status, "kind": str(exc.failure_kind), "dav_kind": exc.kind},
+    )
 
 
 # ---- the survey ------------------------------------------------------------------------------------------
@@ -88,9 +94,17 @@ def discovery_checks(kind: Kind, account: Account, client: DavClient, view: Surv
     well_known = [s for s in found.steps if s.name == "well-known"]
     followed = bool(well_known) and all(s.detail.startswith("redirect to ") for s in well_known)
     detail = "; ".join(f"{s.url} -> HTTP {s.status} ({s.elapsed_ms} ms): {s.detail}" for s in well_known)
-    out.append(Check(f"{p}.discovery.well_known", Status.OK if followed else Status.WARN, detail, subject,
-                     "a redirect on the same host", [s.status for s in well_known],
-                     [asdict(s) for s in well_known]))  # fmt: skip
+    out.append(
+        Check(
+            id=f"{p}.discovery.well_known",
+            status=Status.OK if followed else Status.WARN,
+            detail=detail,
+            subject=subject,
+            expected="a redirect on the same host",
+            actual=[s.status for s in well_known],
+            evidence=[asdict(s) for s in well_known],
+        )
+    )
     if account.domain:
         out.append(_srv_check(kind, account, client, found, resolver))
     for name, value, what in (("principal", found.principal, "current-user-principal"),
@@ -98,8 +112,17 @@ def discovery_checks(kind: Kind, account: Account, client: DavClient, view: Surv
         step = [s for s in found.steps if s.name == name.replace("_", "-")]
         shown = "; ".join(f"{s.url} -> HTTP {s.status} ({s.elapsed_ms} ms): {s.detail}" for s in step)
         status = Status.OK if value else Status.FAIL
-        out.append(Check(f"{p}.discovery.{name}", status, shown or f"no {what}", subject, f"a {what}", value,
-                         [asdict(s) for s in step] or steps))  # fmt: skip
+        out.append(
+            Check(
+                id=f"{p}.discovery.{name}",
+                status=status,
+                detail=shown or f"no {what}",
+                subject=subject,
+                expected=f"a {what}",
+                actual=value,
+                evidence=[asdict(s) for s in step] or steps,
+            )
+        )
     return out
 
 
@@ -108,8 +131,15 @@ def _srv_check(kind: Kind, account: Account, client: DavClient, found: Discovery
     p = kind.protocol
     steps = [asdict(s) for s in found.steps if s.name == "srv"]
     if not found.srv:
-        return Check(f"{p}.discovery.srv", Status.WARN, f"no _{p}s/_{p} SRV records for {account.domain}: clients "
-                     "must be given the URL by hand", account.id, "SRV records", [], steps)  # fmt: skip
+        return Check(
+            id=f"{p}.discovery.srv",
+            status=Status.WARN,
+            detail=f"no _{p}s/_{p} SRV records for {account.domain}: clients must be given the URL by hand",
+            subject=account.id,
+            expected="SRV records",
+            actual=[],
+            evidence=steps,
+        )
     wanted = {client.host, client.server_name} - {None}
     matching = []
     for entry in found.srv:
@@ -121,10 +151,24 @@ def _srv_check(kind: Kind, account: Account, client: DavClient, found: Discovery
         if int(port) == client.port and names & wanted:
             matching.append(entry)
     if matching:
-        return Check(f"{p}.discovery.srv", Status.OK, f"SRV leads here: {', '.join(matching)}", account.id,
-                     f"{client.origin}", found.srv, steps)  # fmt: skip
-    return Check(f"{p}.discovery.srv", Status.WARN, f"SRV records point elsewhere than {client.origin}: "
-                 f"{', '.join(found.srv)}", account.id, client.origin, found.srv, steps)  # fmt: skip
+        return Check(
+            id=f"{p}.discovery.srv",
+            status=Status.OK,
+            detail=f"SRV leads here: {', '.join(matching)}",
+            subject=account.id,
+            expected=f"{client.origin}",
+            actual=found.srv,
+            evidence=steps,
+        )
+    return Check(
+        id=f"{p}.discovery.srv",
+        status=Status.WARN,
+        detail=f"SRV records point elsewhere than {client.origin}: {', '.join(found.srv)}",
+        subject=account.id,
+        expected=client.origin,
+        actual=found.srv,
+        evidence=steps,
+    )
 
 
 def options_check(kind: Kind, account: Account, view: Survey) -> Check:
@@ -132,8 +176,15 @@ def options_check(kind: Kind, account: Account, view: Survey) -> Check:
     detail = f"DAV: {', '.join(view.classes) or '(none)'}"
     if not advertised:
         detail = f"{kind.dav_class} is not advertised; {detail}"
-    return Check(f"{kind.protocol}.options.dav_classes", Status.OK if advertised else Status.FAIL, detail, account.id,
-                 kind.dav_class, view.classes, {"dav": view.classes, "allow": view.methods})  # fmt: skip
+    return Check(
+        id=f"{kind.protocol}.options.dav_classes",
+        status=Status.OK if advertised else Status.FAIL,
+        detail=detail,
+        subject=account.id,
+        expected=kind.dav_class,
+        actual=view.classes,
+        evidence={"dav": view.classes, "allow": view.methods},
+    )
 
 
 def _same_color(want: str, have: str | None) -> bool:
@@ -163,15 +214,39 @@ def collection_checks(
     p, subject = kind.protocol, f"{account.id}/{item.id}"
     if found is None:
         fix = f"; run {kind.ensure} --execute" if hint_ensure else ""
-        return [Check(f"{p}.collection.exists", Status.FAIL, f"{kind.noun} {item.id} is missing{fix}", subject,
-                      item.id, None)]  # fmt: skip
+        return [
+            Check(
+                id=f"{p}.collection.exists",
+                status=Status.FAIL,
+                detail=f"{kind.noun} {item.id} is missing{fix}",
+                subject=subject,
+                expected=item.id,
+                actual=None,
+            )
+        ]
     shown = collection_dict(found)
-    out = [Check(f"{p}.collection.exists", Status.OK, f"{found.href} ({found.display_name or 'no display name'})",
-                 subject, item.id, found.href, shown)]  # fmt: skip
+    out = [
+        Check(
+            id=f"{p}.collection.exists",
+            status=Status.OK,
+            detail=f"{found.href} ({found.display_name or 'no display name'})",
+            subject=subject,
+            expected=item.id,
+            actual=found.href,
+            evidence=shown,
+        )
+    ]
     differ = mismatches(kind, item, found)
-    out.append(Check(f"{p}.collection.properties", Status.WARN if differ else Status.OK,
-                     "; ".join(differ) if differ else "as the contract says", subject,
-                     _wished(kind, item), shown))  # fmt: skip
+    out.append(
+        Check(
+            id=f"{p}.collection.properties",
+            status=Status.WARN if differ else Status.OK,
+            detail="; ".join(differ) if differ else "as the contract says",
+            subject=subject,
+            expected=_wished(kind, item),
+            actual=shown,
+        )
+    )
     return out
 
 
@@ -235,9 +310,16 @@ def run_status(ctx, kind: Kind, account_ids: list[str] | None) -> Result:
             if view.discovery.home_set:
                 result.checks += collection_checks(kind, account, item, view.find(item.id), hint_ensure=True)
             else:
-                result.add(Check(f"{kind.protocol}.collection.exists", Status.SKIP,
-                                 f"not checked: no {kind.collection}-home-set found", f"{account.id}/{item.id}",
-                                 item.id, None))  # fmt: skip
+                result.add(
+                    Check(
+                        id=f"{kind.protocol}.collection.exists",
+                        status=Status.SKIP,
+                        detail=f"not checked: no {kind.collection}-home-set found",
+                        subject=f"{account.id}/{item.id}",
+                        expected=item.id,
+                        actual=None,
+                    )
+                )
         result.data["accounts"][account.id] = account_data(account, client, view) | {"requests": client.requests}
         result.summary += summary_lines(account, view)
     return result
@@ -300,13 +382,13 @@ def _ensure_account(ctx, kind, contract, account, client, resolver, result: Resu
         if not execute:
             result.add(
                 Check(
-                    f"{kind.protocol}.ensure.create",
-                    Status.WARN,
-                    f"missing; would create {href}",
-                    f"{account.id}/{item.id}",
-                    item.id,
-                    None,
-                    {"would_create": href} | _wished(kind, item),
+                    id=f"{kind.protocol}.ensure.create",
+                    status=Status.WARN,
+                    detail=f"missing; would create {href}",
+                    subject=f"{account.id}/{item.id}",
+                    expected=item.id,
+                    actual=None,
+                    evidence={"would_create": href} | _wished(kind, item),
                 )
             )
             actions.append(_action(account, item, href, "create", mode, "planned"))
@@ -334,7 +416,16 @@ def _create(ctx, kind: Kind, account: Account, client: DavClient, item, href: st
     if occupant:
         kinds = occupant[0].props.get("{DAV:}resourcetype")
         note = f"{href} exists but is not a {kind.noun} (resourcetype {kinds})"
-        result.add(Check(f"{kind.protocol}.ensure.create", Status.FAIL, note, subject, item.id, kinds))
+        result.add(
+            Check(
+                id=f"{kind.protocol}.ensure.create",
+                status=Status.FAIL,
+                detail=note,
+                subject=subject,
+                expected=item.id,
+                actual=kinds,
+            )
+        )
         return _action(account, item, href, "create", "execute", note)
     ctx.log(f"{account.id}: creating {kind.noun} {href}")
     try:
@@ -346,8 +437,26 @@ def _create(ctx, kind: Kind, account: Account, client: DavClient, item, href: st
     except DavError as exc:
         if exc.kind in ("auth", "unreachable", "timeout"):
             raise
-        result.add(Check(f"{kind.protocol}.ensure.create", Status.FAIL, f"the server refused: {exc.message}", subject,
-                         item.id, exc.kind, {"status": exc.status, "url": exc.url}))  # fmt: skip
+        result.add(
+            Check(
+                id=f"{kind.protocol}.ensure.create",
+                status=Status.FAIL,
+                detail=f"the server refused: {exc.message}",
+                subject=subject,
+                expected=item.id,
+                actual=exc.kind,
+                evidence={"status": exc.status, "url": exc.url},
+            )
+        )
         return _action(account, item, href, "create", "execute", f"refused: {exc.message}")
-    result.add(Check(f"{kind.protocol}.ensure.create", Status.OK, f"created {href}", subject, item.id, href))
+    result.add(
+        Check(
+            id=f"{kind.protocol}.ensure.create",
+            status=Status.OK,
+            detail=f"created {href}",
+            subject=subject,
+            expected=item.id,
+            actual=href,
+        )
+    )
     return _action(account, item, href, "create", "execute", "created", done=True)

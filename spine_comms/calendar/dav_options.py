@@ -85,6 +85,6 @@ def would_write(
     condition = "If-None-Match: *" if create_only else (f"If-Match: {if_match}" if if_match else None)
     result.data["dry_run"] = True
     result.data["would"] = {"method": method, "href": href, "condition": condition, "body": body}
-    result.add(Check(check_id, Status.OK, f"dry run: would {what}", href, actual=condition))
+    result.add(Check(id=check_id, status=Status.OK, detail=f"dry run: would {what}", subject=href, actual=condition))
     result.summary.append(f"dry run: would {method} {href}" + (f" ({condition})" if condition else ""))
     return result

@@ -44,7 +44,7 @@ def too_large_detail(target: CalendarTarget) -> str:
 
 
 def failed(result: Result, check_id: str, subject: str, detail: str, *, hint: str | None = None) -> Result:
-    result.add(Check(check_id, Status.FAIL, detail, subject))
+    result.add(Check(id=check_id, status=Status.FAIL, detail=detail, subject=subject))
     result.summary.append(detail)
     if hint:
         result.summary.append(f"hint: {hint}")
@@ -70,8 +70,17 @@ def conflicted(result, target, check_id, uid, href, if_match, ours, exc, *, dele
     theirs, theirs_etag = (exc.current, exc.current_etag) if exc.current else current(target, href)
     conflict = conflict_of(uid, href, if_match, theirs_etag, ours, theirs, deleting=deleting)
     result.data["conflict"] = conflict
-    result.add(Check(f"{check_id}", Status.FAIL, f"conflict: the event changed since ETag {if_match}; nothing "
-                     "was written", href, expected=if_match, actual=theirs_etag, evidence=conflict))  # fmt: skip
+    result.add(
+        Check(
+            id=f"{check_id}",
+            status=Status.FAIL,
+            detail=f"conflict: the event changed since ETag {if_match}; nothing was written",
+            subject=href,
+            expected=if_match,
+            actual=theirs_etag,
+            evidence=conflict,
+        )
+    )
     result.summary += [f"conflict on {uid}: the server's version is not the one expected ({if_match})",
                        f"  ours:   {conflict['ours']}", f"  theirs: {conflict['theirs']}",
                        "hint: read it again (calendar.event.get), then update with --etag of that version"]  # fmt: skip

@@ -109,7 +109,9 @@ def event_create(
                            hint="use calendar.event.update, or give another --uid")  # fmt: skip
         return failed(result, "calendar.event.create", href, refused(exc))
     result.data["etag"] = etag
-    result.add(Check("calendar.event.create", Status.OK, f"created {spec.uid}", href, actual=etag))
+    result.add(
+        Check(id="calendar.event.create", status=Status.OK, detail=f"created {spec.uid}", subject=href, actual=etag)
+    )
     result.summary += [f"uid: {spec.uid}", f"href: {href}", f"etag: {etag}"]
     return result
 
@@ -152,26 +154,68 @@ def event_list(
                           "events": events, "unreadable": unreadable,
                           "server_expansion_rejected": listing.rejected,
                           "expansion": listing.expansion()})  # fmt: skip
-    result.add(Check("calendar.event.list", Status.OK, f"{len(events)} event(s) in range", target.path,
-                     actual=len(events)))  # fmt: skip
+    result.add(
+        Check(
+            id="calendar.event.list",
+            status=Status.OK,
+            detail=f"{len(events)} event(s) in range",
+            subject=target.path,
+            actual=len(events),
+        )
+    )
     if unreadable:
-        result.add(Check("calendar.event.unreadable", Status.WARN, f"{len(unreadable)} resource(s) did not parse",
-                         target.path, evidence=unreadable[:20]))  # fmt: skip
+        result.add(
+            Check(
+                id="calendar.event.unreadable",
+                status=Status.WARN,
+                detail=f"{len(unreadable)} resource(s) did not parse",
+                subject=target.path,
+                evidence=unreadable[:20],
+            )
+        )
     if outside:
-        result.add(Check("calendar.event.href_outside", Status.WARN, "the server named resources outside the "
-                         "calendar; ignored", target.path, evidence=outside[:20]))  # fmt: skip
+        result.add(
+            Check(
+                id="calendar.event.href_outside",
+                status=Status.WARN,
+                detail="the server named resources outside the calendar; ignored",
+                subject=target.path,
+                evidence=outside[:20],
+            )
+        )
     if target.too_large:
         result.data["too_large"] = target.too_large
-        result.add(Check("calendar.event.too_large", Status.FAIL, too_large_detail(target), target.path,
-                         evidence=target.too_large[:50]))  # fmt: skip
+        result.add(
+            Check(
+                id="calendar.event.too_large",
+                status=Status.FAIL,
+                detail=too_large_detail(target),
+                subject=target.path,
+                evidence=target.too_large[:50],
+            )
+        )
         result.summary.append(too_large_detail(target))
     if expand and listing.rejected:
-        result.add(Check("calendar.event.expanded_here", Status.OK, f"the server's expansion "
-                         f"({listing.server_expansion}) was not used for {len(listing.rejected)} event(s): expanded "
-                         "here from their own data", target.path, evidence=listing.rejected[:20]))  # fmt: skip
+        result.add(
+            Check(
+                id="calendar.event.expanded_here",
+                status=Status.OK,
+                detail=f"the server's expansion "
+                f"({listing.server_expansion}) was not used for {len(listing.rejected)} event(s): expanded "
+                "here from their own data",
+                subject=target.path,
+                evidence=listing.rejected[:20],
+            )
+        )
     if truncated:
-        result.add(Check("calendar.event.expansion_truncated", Status.WARN, "local expansion stopped at "
-                         f"{ical_read.MAX_INSTANCES} occurrences per event", target.path))  # fmt: skip
+        result.add(
+            Check(
+                id="calendar.event.expansion_truncated",
+                status=Status.WARN,
+                detail=f"local expansion stopped at {ical_read.MAX_INSTANCES} occurrences per event",
+                subject=target.path,
+            )
+        )
     for event in events[:200]:
         result.summary.append(f"{ical_read.summary_line(_view(event))}  uid={ical_read.one_line(event['uid'], 255)}")
     if not events:
@@ -200,7 +244,9 @@ def event_get(
     result.data.update(href=found.href, etag=found.etag, event=view.to_dict() if view else None)
     if raw:
         result.data["raw"] = printable(found.body)
-    result.add(Check("calendar.event.get", Status.OK, f"found {uid}", found.href, actual=found.etag))
+    result.add(
+        Check(id="calendar.event.get", status=Status.OK, detail=f"found {uid}", subject=found.href, actual=found.etag)
+    )
     result.summary += [summary_line(view), f"href: {found.href}", f"etag: {found.etag}"]
     return result
 
@@ -278,8 +324,16 @@ def event_update(
             return conflicted(result, target, "calendar.event.update", uid, found.href, if_match, body, exc)
         return failed(result, "calendar.event.update", found.href, refused(exc))
     result.data["etag"] = new_etag
-    result.add(Check("calendar.event.update", Status.OK, f"updated {uid}", found.href, expected=if_match,
-                     actual=new_etag))  # fmt: skip
+    result.add(
+        Check(
+            id="calendar.event.update",
+            status=Status.OK,
+            detail=f"updated {uid}",
+            subject=found.href,
+            expected=if_match,
+            actual=new_etag,
+        )
+    )
     result.summary += [summary_line(view), f"href: {found.href}", f"etag: {new_etag}"]
     return result
 
@@ -324,7 +378,11 @@ def event_delete(
         if exc.kind == "not_found":
             return failed(result, "calendar.event.delete", found.href, f"no event with UID {uid!r}: already gone")
         return failed(result, "calendar.event.delete", found.href, refused(exc))
-    result.add(Check("calendar.event.delete", Status.OK, f"deleted {uid}", found.href, expected=if_match))
+    result.add(
+        Check(
+            id="calendar.event.delete", status=Status.OK, detail=f"deleted {uid}", subject=found.href, expected=if_match
+        )
+    )
     result.summary.append(f"deleted {uid} ({summary_line(find_event(found.body, uid))})")
     return result
 

@@ -33,13 +33,13 @@ def lock_held(run: dict, setup, lock: SyncLock) -> Result:
     }
     result.add(
         Check(
-            "calendar.sync.lock",
-            Status.FAIL,
-            message,
-            str(setup.lock_path),
-            "free",
-            "held",
-            {"error_code": LOCK_HELD, "holder": holder},
+            id="calendar.sync.lock",
+            status=Status.FAIL,
+            detail=message,
+            subject=str(setup.lock_path),
+            expected="free",
+            actual="held",
+            evidence={"error_code": LOCK_HELD, "holder": holder},
         )
     )
     result.summary.append(f"{LOCK_HELD}: {message}; nothing was done")
@@ -80,48 +80,48 @@ def report(result: Result, run, setup, actions, errors, stopped, how, collection
     subject = f"{setup.account.id}:{collection}"
     result.add(
         Check(
-            "calendar.sync.source",
-            Status.OK,
-            f"{len(setup.events)} event(s) in {len(setup.source.layer_order)}"
+            id="calendar.sync.source",
+            status=Status.OK,
+            detail=f"{len(setup.events)} event(s) in {len(setup.source.layer_order)}"
             f" layer(s); writing {', '.join(setup.layers) or 'none'}",
-            str(setup.source.path),
-            None,
-            setup.layers,
-            {"sha256": setup.source.sha256},
+            subject=str(setup.source.path),
+            expected=None,
+            actual=setup.layers,
+            evidence={"sha256": setup.source.sha256},
         )
     )
     result.add(
         Check(
-            "calendar.sync.target",
-            Status.OK,
-            f"calendar {setup.sync.target_calendar} at {collection}",
-            subject,
-            setup.sync.target_calendar,
-            collection,
+            id="calendar.sync.target",
+            status=Status.OK,
+            detail=f"calendar {setup.sync.target_calendar} at {collection}",
+            subject=subject,
+            expected=setup.sync.target_calendar,
+            actual=collection,
         )
     )
-    result.add(Check("calendar.sync.listing", Status.OK, how, subject))
+    result.add(Check(id="calendar.sync.listing", status=Status.OK, detail=how, subject=subject))
     conflict_status = Status.WARN if conflicts and setup.sync.conflict_policy != "spine_wins" else Status.OK
     result.add(
         Check(
-            "calendar.sync.conflicts",
-            conflict_status,
-            f"{len(conflicts)} event(s) changed on the server (policy {setup.sync.conflict_policy})",
-            subject,
-            0,
-            len(conflicts),
-            conflicts or None,
+            id="calendar.sync.conflicts",
+            status=conflict_status,
+            detail=f"{len(conflicts)} event(s) changed on the server (policy {setup.sync.conflict_policy})",
+            subject=subject,
+            expected=0,
+            actual=len(conflicts),
+            evidence=conflicts or None,
         )
     )
     deferred = summary["deferred"]
     result.add(
         Check(
-            "calendar.sync.limits",
-            Status.WARN if deferred else Status.OK,
-            f"{deferred} write(s) deferred to the next run" if deferred else "within the limits",
-            subject,
-            result.data["limits"],
-            deferred,
+            id="calendar.sync.limits",
+            status=Status.WARN if deferred else Status.OK,
+            detail=f"{deferred} write(s) deferred to the next run" if deferred else "within the limits",
+            subject=subject,
+            expected=result.data["limits"],
+            actual=deferred,
         )
     )
     done = summary["created"] + summary["updated"] + summary["deleted"]
@@ -129,7 +129,15 @@ def report(result: Result, run, setup, actions, errors, stopped, how, collection
         status = Status.OK if not errors else (Status.PARTIAL if done else Status.FAIL)
         detail = f"{done} write(s) done, {len(errors)} failed" + ("; stopped at the first error" if stopped else "")
         result.add(
-            Check("calendar.sync.writes", status, detail, subject, summary["planned"] - deferred, done, errors or None)
+            Check(
+                id="calendar.sync.writes",
+                status=status,
+                detail=detail,
+                subject=subject,
+                expected=summary["planned"] - deferred,
+                actual=done,
+                evidence=errors or None,
+            )
         )
     if errors:
         result.status = Status.PARTIAL if done else Status.FAIL

@@ -109,7 +109,17 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
     out = []
 
     def add(check_id, status, detail, expected=None, actual=None, evidence=None):
-        out.append(Check(check_id, Status(status), detail, subject, expected, actual, evidence))
+        out.append(
+            Check(
+                id=check_id,
+                status=Status(status),
+                detail=detail,
+                subject=subject,
+                expected=expected,
+                actual=actual,
+                evidence=evidence,
+            )
+        )
 
     # A server that cannot be reached, or took the connection and went silent or away, could not be
     # evaluated: `error` (exit 3), as in every capability (core.outcomes). A server that answered

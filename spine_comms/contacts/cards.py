@@ -82,8 +82,16 @@ RawOpt = Annotated[bool, typer.Option("--raw", help="Include the vCard text as s
 
 def _book(ctx: RunContext, account: str | None, addressbook: str | None, result: Result) -> Book:
     book = open_book(ctx, account, addressbook)
-    result.add(Check("contacts.addressbook.found", Status.OK, f"{book.book_id} at {book.href}", book.where,
-                     book.book_id, book.href))  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.addressbook.found",
+            status=Status.OK,
+            detail=f"{book.book_id} at {book.href}",
+            subject=book.where,
+            expected=book.book_id,
+            actual=book.href,
+        )
+    )
     result.data.update(account=book.account.id, addressbook=book.book_id, addressbook_href=book.href)
     return book
 
@@ -101,8 +109,16 @@ def _must_find(book: Book, uid: str | None, result: Result, email: str | None = 
         found = find_by_email(book, email)
         if len(found) > 1:
             uids = ", ".join(str(c.contact.uid) for c in found)
-            result.add(Check("contacts.card.found", Status.FAIL, f"{len(found)} cards have the email {email}: {uids}",
-                             email, "one card", [c.contact.uid for c in found]))  # fmt: skip
+            result.add(
+                Check(
+                    id="contacts.card.found",
+                    status=Status.FAIL,
+                    detail=f"{len(found)} cards have the email {email}: {uids}",
+                    subject=email,
+                    expected="one card",
+                    actual=[c.contact.uid for c in found],
+                )
+            )
             result.data["candidates"] = [c.to_dict() for c in found]
             return None
         card = found[0] if found else None
@@ -114,16 +130,42 @@ def _must_find(book: Book, uid: str | None, result: Result, email: str | None = 
         if book.too_large:
             # Not "no card": the card asked for may be one of those that could not be read.
             _name_too_large(book, result)
-            result.add(Check("contacts.card.found", Status.FAIL, f"no readable card with {what} in {book.where}; "
-                             f"{len(book.too_large)} card(s) over the size limit could not be read",
-                             key, "a card", None, book.too_large[:20]))  # fmt: skip
+            result.add(
+                Check(
+                    id="contacts.card.found",
+                    status=Status.FAIL,
+                    detail=f"no readable card with {what} in {book.where}; "
+                    f"{len(book.too_large)} card(s) over the size limit could not be read",
+                    subject=key,
+                    expected="a card",
+                    actual=None,
+                    evidence=book.too_large[:20],
+                )
+            )
             result.data["too_large"] = book.too_large
             return None
-        result.add(Check("contacts.card.found", Status.FAIL, f"no card with {what} in {book.where}", key,
-                         "a card", None))  # fmt: skip
+        result.add(
+            Check(
+                id="contacts.card.found",
+                status=Status.FAIL,
+                detail=f"no card with {what} in {book.where}",
+                subject=key,
+                expected="a card",
+                actual=None,
+            )
+        )
         result.summary.append(f"{key}: not found in {book.where}")
         return None
-    result.add(Check("contacts.card.found", Status.OK, f"{card.href} (ETag {card.etag})", key, "a card", card.href))
+    result.add(
+        Check(
+            id="contacts.card.found",
+            status=Status.OK,
+            detail=f"{card.href} (ETag {card.etag})",
+            subject=key,
+            expected="a card",
+            actual=card.href,
+        )
+    )
     return card
 
 
@@ -134,11 +176,22 @@ def _conflict(result: Result, exc, card: StoredCard, expected: str | None, yours
         "uid": card.contact.uid, "href": card.href, "expected_etag": expected, "current_etag": exc.current_etag,
         "yours": yours, "theirs": theirs,
     }  # fmt: skip
-    result.add(Check("contacts.card.conflict", Status.FAIL,
-                     f"the card changed on the server since ETag {expected}; not {what}", card.href, expected,
-                     exc.current_etag, {"yours": yours, "theirs": theirs}))  # fmt: skip
-    result.summary += [f"conflict: {card.href} changed since {expected}; nothing written",
-                       f"  yours:  {yours}", f"  theirs: {theirs}"]  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.card.conflict",
+            status=Status.FAIL,
+            detail=f"the card changed on the server since ETag {expected}; not {what}",
+            subject=card.href,
+            expected=expected,
+            actual=exc.current_etag,
+            evidence={"yours": yours, "theirs": theirs},
+        )
+    )
+    result.summary += [
+        f"conflict: {card.href} changed since {expected}; nothing written",
+        f"  yours:  {yours}",
+        f"  theirs: {theirs}",
+    ]
 
 
 def _name_too_large(book: Book, result: Result) -> None:
@@ -148,8 +201,17 @@ def _name_too_large(book: Book, result: Result) -> None:
     names = ", ".join(f"{e['href']} ({e['bytes'] or 'over ' + str(e['limit'])} bytes)" for e in book.too_large[:5])
     more = f" and {len(book.too_large) - 5} more" if len(book.too_large) > 5 else ""
     detail = f"{len(book.too_large)} card(s) over the limit of {MAX_CARD_BYTES} bytes not read: {names}{more}"
-    result.add(Check("contacts.card.too_large", Status.FAIL, detail, book.where, f"<= {MAX_CARD_BYTES} bytes",
-                     len(book.too_large), book.too_large[:50]))  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.card.too_large",
+            status=Status.FAIL,
+            detail=detail,
+            subject=book.where,
+            expected=f"<= {MAX_CARD_BYTES} bytes",
+            actual=len(book.too_large),
+            evidence=book.too_large[:50],
+        )
+    )
     result.summary.append(detail)
 
 
@@ -205,13 +267,31 @@ def card_create(
         except DavError as exc:
             if exc.kind in ("precondition", "conflict", "forbidden", "too_large"):
                 why = "a card with this UID already exists" if exc.kind == "precondition" else exc.message
-                result.add(Check("contacts.card.created", Status.FAIL, why, href, "created", exc.status))
+                result.add(
+                    Check(
+                        id="contacts.card.created",
+                        status=Status.FAIL,
+                        detail=why,
+                        subject=href,
+                        expected="created",
+                        actual=exc.status,
+                    )
+                )
                 result.summary.append(f"{uid}: not created: {why}")
                 result.data.update(requests=book.client.requests)
                 return result
             raise could_not_evaluate(book.account.id, exc) from None
     card = parse(text)
-    result.add(Check("contacts.card.created", Status.OK, f"{href} ETag {etag}", href, "created", "created"))
+    result.add(
+        Check(
+            id="contacts.card.created",
+            status=Status.OK,
+            detail=f"{href} ETag {etag}",
+            subject=href,
+            expected="created",
+            actual="created",
+        )
+    )
     result.data.update(uid=uid, href=href, etag=etag, card=card.to_dict(), requests=book.client.requests)
     result.summary.append(f"created {uid}  {href}  ETag {etag}  ·  {card.summary()}")
     return result
@@ -238,14 +318,31 @@ def card_list(
                        skipped_hrefs=book.skipped, too_large=book.too_large)  # fmt: skip
     _name_too_large(book, result)
     unreadable = [c for c in cards if c.contact.problems]
-    result.add(Check("contacts.card.readable", Status.WARN if unreadable else Status.OK,
-                     f"{len(unreadable)} of {len(cards)} card(s) read with problems" if unreadable
-                     else f"{len(cards)} card(s) read", book.where, 0, len(unreadable),
-                     {c.href: c.contact.problems for c in unreadable} or None))  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.card.readable",
+            status=Status.WARN if unreadable else Status.OK,
+            detail=f"{len(unreadable)} of {len(cards)} card(s) read with problems"
+            if unreadable
+            else f"{len(cards)} card(s) read",
+            subject=book.where,
+            expected=0,
+            actual=len(unreadable),
+            evidence={c.href: c.contact.problems for c in unreadable} or None,
+        )
+    )
     if book.skipped:
-        result.add(Check("contacts.addressbook.hrefs", Status.WARN, f"{len(book.skipped)} href(s) outside the "
-                         "address book in the server's answer were ignored", book.where, 0, len(book.skipped),
-                         book.skipped[:20]))  # fmt: skip
+        result.add(
+            Check(
+                id="contacts.addressbook.hrefs",
+                status=Status.WARN,
+                detail=f"{len(book.skipped)} href(s) outside the address book in the server's answer were ignored",
+                subject=book.where,
+                expected=0,
+                actual=len(book.skipped),
+                evidence=book.skipped[:20],
+            )
+        )
     for card in shown:
         result.summary.append(f"{card.contact.uid or '(no UID)'}  {card.contact.summary()}")
     found = f"{len(cards)} card(s)" + (f" matching {search!r}" if search else "")
@@ -276,7 +373,14 @@ def card_get(
         result.data.update(uid=card.contact.uid, href=card.href, etag=card.etag, card=card.to_dict(raw=raw))
         result.summary.append(f"{card.contact.uid}  ETag {card.etag}  ·  {card.contact.summary()}")
         if card.contact.problems:
-            result.add(Check("contacts.card.readable", Status.WARN, "; ".join(card.contact.problems), card.href))
+            result.add(
+                Check(
+                    id="contacts.card.readable",
+                    status=Status.WARN,
+                    detail="; ".join(card.contact.problems),
+                    subject=card.href,
+                )
+            )
     return result
 
 
@@ -329,14 +433,31 @@ def card_update(
         try:
             text, notes = revise(card.text, changes)
         except CardError as exc:
-            result.add(Check("contacts.card.updated", Status.FAIL, str(exc), card.href, "updated", None))
+            result.add(
+                Check(
+                    id="contacts.card.updated",
+                    status=Status.FAIL,
+                    detail=str(exc),
+                    subject=card.href,
+                    expected="updated",
+                    actual=None,
+                )
+            )
             return result
         new = parse(text)
         for line in notes:
-            result.add(Check("contacts.card.change", Status.WARN, line, card.href))
+            result.add(Check(id="contacts.card.change", status=Status.WARN, detail=line, subject=card.href))
         if new.to_dict() == card.contact.to_dict() and expected == card.etag:
-            result.add(Check("contacts.card.updated", Status.OK, "no change: nothing written", card.href,
-                             "updated", "unchanged"))  # fmt: skip
+            result.add(
+                Check(
+                    id="contacts.card.updated",
+                    status=Status.OK,
+                    detail="no change: nothing written",
+                    subject=card.href,
+                    expected="updated",
+                    actual="unchanged",
+                )
+            )
             result.data.update(etag=card.etag, changed=False, card=card.to_dict())
             result.summary.append(f"{uid}: already as asked; nothing written")
             return result
@@ -353,11 +474,29 @@ def card_update(
                 _conflict(result, exc, card, expected, new.summary(), "updated")
                 return result
             if exc.kind in ("forbidden", "conflict", "too_large"):
-                result.add(Check("contacts.card.updated", Status.FAIL, exc.message, card.href, "updated", exc.status))
+                result.add(
+                    Check(
+                        id="contacts.card.updated",
+                        status=Status.FAIL,
+                        detail=exc.message,
+                        subject=card.href,
+                        expected="updated",
+                        actual=exc.status,
+                    )
+                )
                 return result
             raise could_not_evaluate(book.account.id, exc) from None
-    result.add(Check("contacts.card.updated", Status.OK, f"ETag {expected} -> {new_etag}", card.href, "updated",
-                     "updated", {"before": card.contact.summary(), "after": new.summary()}))  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.card.updated",
+            status=Status.OK,
+            detail=f"ETag {expected} -> {new_etag}",
+            subject=card.href,
+            expected="updated",
+            actual="updated",
+            evidence={"before": card.contact.summary(), "after": new.summary()},
+        )
+    )
     result.data.update(etag=new_etag, changed=True, before=card.contact.summary(), card=new.to_dict(),
                        requests=book.client.requests)  # fmt: skip
     result.summary += [f"updated {uid}  ETag {new_etag}", f"  before: {card.contact.summary()}",
@@ -386,8 +525,16 @@ def card_delete(
         expected = normal_etag(etag) or card.etag
         result.data.update(uid=uid, href=card.href, expected_etag=expected, dry_run=dry_run, card=card.to_dict())
         if not expected:
-            result.add(Check("contacts.card.deleted", Status.FAIL, "the server gave no ETag, so the delete cannot "
-                             "be made conditional; pass --etag", card.href, "deleted", None))  # fmt: skip
+            result.add(
+                Check(
+                    id="contacts.card.deleted",
+                    status=Status.FAIL,
+                    detail="the server gave no ETag, so the delete cannot be made conditional; pass --etag",
+                    subject=card.href,
+                    expected="deleted",
+                    actual=None,
+                )
+            )
             return result
         if dry_run:
             result.summary.append(card.contact.summary())
@@ -401,11 +548,28 @@ def card_delete(
                 _conflict(result, exc, card, expected, f"(delete) {card.contact.summary()}", "deleted")
                 return result
             if exc.kind in ("forbidden", "conflict", "not_found"):
-                result.add(Check("contacts.card.deleted", Status.FAIL, exc.message, card.href, "deleted", exc.status))
+                result.add(
+                    Check(
+                        id="contacts.card.deleted",
+                        status=Status.FAIL,
+                        detail=exc.message,
+                        subject=card.href,
+                        expected="deleted",
+                        actual=exc.status,
+                    )
+                )
                 return result
             raise could_not_evaluate(book.account.id, exc) from None
     result.data.update(deleted=True, card=card.to_dict(), requests=book.client.requests)
-    result.add(Check("contacts.card.deleted", Status.OK, f"deleted (If-Match {expected})", card.href, "deleted",
-                     "deleted"))  # fmt: skip
+    result.add(
+        Check(
+            id="contacts.card.deleted",
+            status=Status.OK,
+            detail=f"deleted (If-Match {expected})",
+            subject=card.href,
+            expected="deleted",
+            actual="deleted",
+        )
+    )
     result.summary.append(f"deleted {uid}  {card.href}  ·  {card.contact.summary()}")
     return result

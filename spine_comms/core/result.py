@@ -32,7 +32,9 @@ def worst(statuses) -> Status:
     return Status.OK
 
 
-@dataclass
+# Keyword arguments only: with eight fields of like types, a swapped `expected` and `actual` would
+# otherwise pass unnoticed.
+@dataclass(kw_only=True)
 class Check:
     """One verdict. `id` is stable across runs (`stack.tls.expiry`); `subject` says what was checked."""
 

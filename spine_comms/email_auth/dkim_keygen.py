@@ -100,8 +100,16 @@ def dkim_keygen(
     _make_private_dirs(base, target_dir, result)
     if contract and not contract.domain(chosen):
         names = ", ".join(d.domain for d in contract.domains)
-        result.add(Check("dkim.keygen.domain_in_contract", Status.WARN, f"{chosen} is not in the contract ({names})",
-                         chosen, names, chosen))  # fmt: skip
+        result.add(
+            Check(
+                id="dkim.keygen.domain_in_contract",
+                status=Status.WARN,
+                detail=f"{chosen} is not in the contract ({names})",
+                subject=chosen,
+                expected=names,
+                actual=chosen,
+            )
+        )
     keys = []
     for algo in algorithms:
         keys.append(_one_key(ctx, result, chosen, algo, selectors[algo], files[algo], force))
@@ -184,9 +192,16 @@ def _make_private_dirs(base: Path, target: Path, result: Result) -> None:
         if directory.is_dir():
             mode = stat.S_IMODE(directory.stat().st_mode)
             if mode & 0o077:
-                result.add(Check("dkim.keygen.directory_private", Status.WARN,
-                                 f"{directory} is readable by others (mode {mode:04o})",
-                                 str(directory), "0700", f"{mode:04o}"))  # fmt: skip
+                result.add(
+                    Check(
+                        id="dkim.keygen.directory_private",
+                        status=Status.WARN,
+                        detail=f"{directory} is readable by others (mode {mode:04o})",
+                        subject=str(directory),
+                        expected="0700",
+                        actual=f"{mode:04o}",
+                    )
+                )
             continue
         try:
             directory.mkdir(parents=True, mode=0o700)
@@ -219,15 +234,39 @@ def _one_key(ctx: RunContext, result: Result, domain: str, algo: str, selector: 
     strength, why = key_strength(record)
     matches, match_detail = private_key_matches(path.read_bytes(), record)
 
-    result.add(Check("dkim.keygen.key_written", Status.OK if mode == 0o600 else Status.FAIL,
-                     f"{'replaced' if replaced else 'wrote'} {path} (mode {mode:04o})", name,
-                     "a PEM file, mode 0600", f"{mode:04o}",
-                     {"file": str(path), "mode": f"{mode:04o}", "replaced": replaced}))  # fmt: skip
-    result.add(Check("dkim.keygen.record_valid", Status(strength) if not record.problems else Status.FAIL,
-                     why, name, "a DKIM1 record with a 2048-bit RSA or 32-byte Ed25519 key",
-                     record.bits, {"txt": value, "problems": record.problems}))  # fmt: skip
-    result.add(Check("dkim.keygen.key_matches_record", Status.OK if matches else Status.FAIL, match_detail, name,
-                     fingerprint, fingerprint if matches else "a different key", {"file": str(path)}))  # fmt: skip
+    result.add(
+        Check(
+            id="dkim.keygen.key_written",
+            status=Status.OK if mode == 0o600 else Status.FAIL,
+            detail=f"{'replaced' if replaced else 'wrote'} {path} (mode {mode:04o})",
+            subject=name,
+            expected="a PEM file, mode 0600",
+            actual=f"{mode:04o}",
+            evidence={"file": str(path), "mode": f"{mode:04o}", "replaced": replaced},
+        )
+    )
+    result.add(
+        Check(
+            id="dkim.keygen.record_valid",
+            status=Status(strength) if not record.problems else Status.FAIL,
+            detail=why,
+            subject=name,
+            expected="a DKIM1 record with a 2048-bit RSA or 32-byte Ed25519 key",
+            actual=record.bits,
+            evidence={"txt": value, "problems": record.problems},
+        )
+    )
+    result.add(
+        Check(
+            id="dkim.keygen.key_matches_record",
+            status=Status.OK if matches else Status.FAIL,
+            detail=match_detail,
+            subject=name,
+            expected=fingerprint,
+            actual=fingerprint if matches else "a different key",
+            evidence={"file": str(path)},
+        )
+    )
     strings = txt_strings(value)
     line = zone_line(name, value, DEFAULT_TTL)
     result.summary += [

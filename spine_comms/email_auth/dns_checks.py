@@ -31,7 +31,15 @@ def parallel(function: Callable, items: Iterable) -> list:
 
 
 def _check(check_id, status, detail, subject, expected=None, actual=None, evidence=None) -> Check:
-    return Check(check_id, Status(status), detail, subject, expected, actual, evidence)
+    return Check(
+        id=check_id,
+        status=Status(status),
+        detail=detail,
+        subject=subject,
+        expected=expected,
+        actual=actual,
+        evidence=evidence,
+    )
 
 
 def missing_or_error(check_id: str, subject: str, answer: Answer, *, required: bool, expected) -> Check:

@@ -237,18 +237,24 @@ def _key_check(pem: bytes, path: Path, domain: str, selector: str, query) -> Che
     record = record_checks.dkim_record_at(domain, selector, query)
     if record is None or record.public_key is None:
         return Check(
-            "dns.dkim.private_key",
-            Status.FAIL,
-            f"no usable public key at {name} to compare with",
-            name,
-            "the published key",
-            None,
-            str(path),
+            id="dns.dkim.private_key",
+            status=Status.FAIL,
+            detail=f"no usable public key at {name} to compare with",
+            subject=name,
+            expected="the published key",
+            actual=None,
+            evidence=str(path),
         )
     matches, reason = private_key_matches(pem, record)
     status = Status.OK if matches else Status.FAIL
     return Check(
-        "dns.dkim.private_key", status, reason, name, "the published key", "matches" if matches else reason, str(path)
+        id="dns.dkim.private_key",
+        status=status,
+        detail=reason,
+        subject=name,
+        expected="the published key",
+        actual="matches" if matches else reason,
+        evidence=str(path),
     )
 
 
@@ -257,19 +263,28 @@ def _compare_with_server(cfg: Domain, server, query, only_dkim: bool) -> list[Ch
     from spine_comms.mail.dkim_record import key_fingerprint
 
     if isinstance(server, CouldNotEvaluate):
-        return [Check("dns.stalwart.view", Status.ERROR, f"could not ask Stalwart: {server}", cfg.domain, None, None,
-                      {"kind": server.kind})]  # fmt: skip
+        return [
+            Check(
+                id="dns.stalwart.view",
+                status=Status.ERROR,
+                detail=f"could not ask Stalwart: {server}",
+                subject=cfg.domain,
+                expected=None,
+                actual=None,
+                evidence={"kind": server.kind},
+            )
+        ]
     checks = []
     keys = [k for k in server.dkim_keys if k.domain.lower() == cfg.domain.lower() and k.stage == "active"]
     if not keys:
         checks.append(
             Check(
-                "dns.dkim.server_match",
-                Status.FAIL,
-                "Stalwart has no active DKIM key for this domain",
-                cfg.domain,
-                "an active key",
-                [],
+                id="dns.dkim.server_match",
+                status=Status.FAIL,
+                detail="Stalwart has no active DKIM key for this domain",
+                subject=cfg.domain,
+                expected="an active key",
+                actual=[],
             )
         )
     for key in keys:
@@ -285,37 +300,37 @@ def _compare_with_server(cfg: Domain, server, query, only_dkim: bool) -> list[Ch
         if record is None:
             checks.append(
                 Check(
-                    "dns.dkim.server_match",
-                    Status.FAIL,
-                    f"Stalwart signs with {key.selector} ({key.algorithm}) but {name} has no key record",
-                    name,
-                    theirs,
-                    None,
-                    evidence,
+                    id="dns.dkim.server_match",
+                    status=Status.FAIL,
+                    detail=f"Stalwart signs with {key.selector} ({key.algorithm}) but {name} has no key record",
+                    subject=name,
+                    expected=theirs,
+                    actual=None,
+                    evidence=evidence,
                 )
             )
         elif ours != theirs:
             checks.append(
                 Check(
-                    "dns.dkim.server_match",
-                    Status.FAIL,
-                    f"the key at {name} is not the key Stalwart signs with: mail will fail DKIM",
-                    name,
-                    theirs,
-                    ours,
-                    evidence,
+                    id="dns.dkim.server_match",
+                    status=Status.FAIL,
+                    detail=f"the key at {name} is not the key Stalwart signs with: mail will fail DKIM",
+                    subject=name,
+                    expected=theirs,
+                    actual=ours,
+                    evidence=evidence,
                 )
             )
         else:
             checks.append(
                 Check(
-                    "dns.dkim.server_match",
-                    Status.OK,
-                    f"{name} is Stalwart's {key.algorithm} key",
-                    name,
-                    theirs,
-                    ours,
-                    evidence,
+                    id="dns.dkim.server_match",
+                    status=Status.OK,
+                    detail=f"{name} is Stalwart's {key.algorithm} key",
+                    subject=name,
+                    expected=theirs,
+                    actual=ours,
+                    evidence=evidence,
                 )
             )
     if only_dkim:
@@ -331,7 +346,16 @@ def _compare_with_server(cfg: Domain, server, query, only_dkim: bool) -> list[Ch
                 if status == Status.OK
                 else (f"Stalwart recommends MX {target}; DNS has {', '.join(targets) or 'none'}")
             )
-            checks.append(Check("dns.stalwart.expected", status, detail, cfg.domain, record.value, targets))
+            checks.append(
+                Check(
+                    id="dns.stalwart.expected",
+                    status=status,
+                    detail=detail,
+                    subject=cfg.domain,
+                    expected=record.value,
+                    actual=targets,
+                )
+            )
     return checks
 
 

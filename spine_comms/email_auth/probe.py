@@ -133,39 +133,65 @@ def mail_auth_probe(
                 + (f" ({reply_text})" if reply_text else ""),
                 hint=hint,
             ) from None
-        result.add(Check(
-            "probe.submit", Status.FAIL, f"{exc.stage}: {exc.message}" + (f": {reply_text}" if reply_text else ""),
-            submission.where(), "250 accepted", reply_text,
-            {"stage": exc.stage, "reply": exc.reply.to_dict() if exc.reply else None},
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="probe.submit",
+                status=Status.FAIL,
+                detail=f"{exc.stage}: {exc.message}" + (f": {reply_text}" if reply_text else ""),
+                subject=submission.where(),
+                expected="250 accepted",
+                actual=reply_text,
+                evidence={"stage": exc.stage, "reply": exc.reply.to_dict() if exc.reply else None},
+            )
+        )
         _skip_rest(result, "the probe was not accepted for delivery")
         return result
     sent_ms = round((time.monotonic() - started) * 1000, 1)
     result.data["submission"]["reply"] = reply.to_dict()
-    result.add(Check(
-        "probe.submit", Status.OK, f"accepted in {sent_ms} ms: {reply}", submission.where(),
-        "250 accepted", str(reply), {"reply": reply.to_dict(), "message_id": message_id}, sent_ms,
-    ))  # fmt: skip
+    result.add(
+        Check(
+            id="probe.submit",
+            status=Status.OK,
+            detail=f"accepted in {sent_ms} ms: {reply}",
+            subject=submission.where(),
+            expected="250 accepted",
+            actual=str(reply),
+            evidence={"reply": reply.to_dict(), "message_id": message_id},
+            duration_ms=sent_ms,
+        )
+    )
     result.summary.append(f"submitted {message_id} via {submission.where()} as {submission.login}")
 
     # 2. Wait for it -----------------------------------------------------------------------------
     found = _wait(ctx, reading, _folder(probe.target, to), token, timeout, poll_interval)
     if found is None:
-        result.add(Check(
-            "probe.delivered", Status.FAIL,
-            f"the probe did not arrive in {target_address} within {timeout:g} s", target_address,
-            f"{TOKEN_HEADER}: {token}", None, {"endpoint": reading.where(), "folder": _folder(probe.target, to)},
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="probe.delivered",
+                status=Status.FAIL,
+                detail=f"the probe did not arrive in {target_address} within {timeout:g} s",
+                subject=target_address,
+                expected=f"{TOKEN_HEADER}: {token}",
+                actual=None,
+                evidence={"endpoint": reading.where(), "folder": _folder(probe.target, to)},
+            )
+        )
         _skip_rest(result, "the probe did not arrive")
         result.summary.append(f"NOT delivered to {target_address} within {timeout:g} s")
         return result
     result.data["received"] = _received(found)
-    result.add(Check(
-        "probe.delivered", Status.OK,
-        f"arrived in {found.folder} after {found.waited_ms / 1000:.1f} s (uid {found.uid}, {len(found.raw)} bytes)",
-        target_address, f"{TOKEN_HEADER}: {token}", f"uid {found.uid}",
-        {"uid": found.uid, "folder": found.folder, "polls": found.polls, "waited_ms": found.waited_ms},
-    ))  # fmt: skip
+    result.add(
+        Check(
+            id="probe.delivered",
+            status=Status.OK,
+            detail=f"arrived in {found.folder} after {found.waited_ms / 1000:.1f} s "
+            f"(uid {found.uid}, {len(found.raw)} bytes)",
+            subject=target_address,
+            expected=f"{TOKEN_HEADER}: {token}",
+            actual=f"uid {found.uid}",
+            evidence={"uid": found.uid, "folder": found.folder, "polls": found.polls, "waited_ms": found.waited_ms},
+        )
+    )
     result.summary.append(f"delivered to {target_address} after {found.waited_ms / 1000:.1f} s")
 
     # 3. Judge it --------------------------------------------------------------------------------
@@ -318,18 +344,29 @@ _SIG_STATUS = {"pass": Status.OK, "fail": Status.FAIL, "permerror": Status.FAIL,
 def _skip_rest(result: Result, why: str) -> None:
     for check_id in ("probe.dkim", "probe.dmarc", "probe.authresults.trusted"):
         if not any(c.id == check_id for c in result.checks):
-            result.add(Check(check_id, Status.SKIP, f"not evaluated: {why}"))
+            result.add(Check(id=check_id, status=Status.SKIP, detail=f"not evaluated: {why}"))
 
 
 def _judge(ev) -> list[Check]:
     checks = []
     for sig in ev.signatures:
-        checks.append(Check(
-            "probe.dkim.signature", _SIG_STATUS.get(sig.result, Status.FAIL),
-            f"{sig.subject} a={sig.algorithm}: {sig.result}: {sig.reason}", sig.subject, "pass", sig.result,
-            {"signature": sig.header, "key_name": sig.key_name, "key_record": sig.key_record,
-             "key_bits": sig.key_bits, "dns": sig.dns},
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.dkim.signature",
+                status=_SIG_STATUS.get(sig.result, Status.FAIL),
+                detail=f"{sig.subject} a={sig.algorithm}: {sig.result}: {sig.reason}",
+                subject=sig.subject,
+                expected="pass",
+                actual=sig.result,
+                evidence={
+                    "signature": sig.header,
+                    "key_name": sig.key_name,
+                    "key_record": sig.key_record,
+                    "key_bits": sig.key_bits,
+                    "dns": sig.dns,
+                },
+            )
+        )
 
     aligned = ev.passing_aligned()
     from_domain = ev.from_domain or "?"
@@ -344,33 +381,55 @@ def _judge(ev) -> list[Check]:
     else:
         why = "; ".join(f"{s.subject}: {s.reason}" for s in ev.signatures)
         status, detail = Status.FAIL, f"no signature verified ({why})"
-    checks.append(Check(
-        "probe.dkim", status, detail, from_domain, f"a passing signature aligned with {from_domain}",
-        [f"{s.subject} {s.result}" for s in ev.signatures], {"aligned": [s.subject for s in aligned]},
-    ))  # fmt: skip
+    checks.append(
+        Check(
+            id="probe.dkim",
+            status=status,
+            detail=detail,
+            subject=from_domain,
+            expected=f"a passing signature aligned with {from_domain}",
+            actual=[f"{s.subject} {s.result}" for s in ev.signatures],
+            evidence={"aligned": [s.subject for s in aligned]},
+        )
+    )
 
     d = ev.dmarc
     status = {"pass": Status.OK, "temperror": Status.ERROR}.get(d.result, Status.FAIL)
     policy = f" (p={d.policy})" if d.policy else ""
-    checks.append(Check(
-        "probe.dmarc", status, f"dmarc={d.result}{policy}: " + "; ".join(d.reasons), from_domain, "pass", d.result,
-        d.to_dict(),
-    ))  # fmt: skip
+    checks.append(
+        Check(
+            id="probe.dmarc",
+            status=status,
+            detail=f"dmarc={d.result}{policy}: " + "; ".join(d.reasons),
+            subject=from_domain,
+            expected="pass",
+            actual=d.result,
+            evidence=d.to_dict(),
+        )
+    )
 
     trusted_id = ev.trusted_authserv_id
     if not trusted_id:
-        checks.append(Check(
-            id="probe.authresults.trusted", status=Status.SKIP,
-            detail="no probe.trusted_authserv_id in the contract: the receiver's Authentication-Results are not "
-            "consulted",
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.authresults.trusted",
+                status=Status.SKIP,
+                detail="no probe.trusted_authserv_id in the contract: the receiver's Authentication-Results are not "
+                "consulted",
+            )
+        )
     elif not ev.trusted:
-        checks.append(Check(
-            id="probe.authresults.trusted", status=Status.SKIP,
-            detail=f"none from the receiver ({ev.sorting.note}; Stalwart adds them on port 25 only): "
-            "the local verdicts stand",
-            subject=trusted_id, expected="dkim=pass dmarc=pass", actual=None,
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.authresults.trusted",
+                status=Status.SKIP,
+                detail=f"none from the receiver ({ev.sorting.note}; Stalwart adds them on port 25 only): "
+                "the local verdicts stand",
+                subject=trusted_id,
+                expected="dkim=pass dmarc=pass",
+                actual=None,
+            )
+        )
     else:
         from spine_comms.mail.authentication import receiver_verdict
 
@@ -384,26 +443,44 @@ def _judge(ev) -> list[Check]:
             status, note = Status.WARN, f"; the local verdicts differ ({local})"
         else:
             status, note = Status.OK, ""
-        checks.append(Check(
-            id="probe.authresults.trusted", status=status, detail=said.summary + note,
-            subject=trusted_id, expected="dkim=pass dmarc=pass", actual=seen, evidence=[a.raw for a in ev.trusted],
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.authresults.trusted",
+                status=status,
+                detail=said.summary + note,
+                subject=trusted_id,
+                expected="dkim=pass dmarc=pass",
+                actual=seen,
+                evidence=[a.raw for a in ev.trusted],
+            )
+        )
 
     if ev.untrusted:
         ids = ", ".join(dict.fromkeys(u.header.authserv_id or "(none)" for u in ev.untrusted))
         reasons = "; ".join(dict.fromkeys(u.why for u in ev.untrusted))
-        checks.append(Check(
-            id="probe.authresults.untrusted", status=Status.WARN,
-            detail=f"ignored {len(ev.untrusted)} Authentication-Results header(s) not written by the receiver "
-            f"({reasons})",
-            subject=ids, expected="none", actual=[u.header.authserv_id for u in ev.untrusted],
-            evidence=[u.to_dict() for u in ev.untrusted],
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.authresults.untrusted",
+                status=Status.WARN,
+                detail=f"ignored {len(ev.untrusted)} Authentication-Results header(s) not written by the receiver "
+                f"({reasons})",
+                subject=ids,
+                expected="none",
+                actual=[u.header.authserv_id for u in ev.untrusted],
+                evidence=[u.to_dict() for u in ev.untrusted],
+            )
+        )
     else:
-        checks.append(Check(
-            id="probe.authresults.untrusted", status=Status.OK,
-            detail="no Authentication-Results other than the receiver's", subject="", expected="none", actual=[],
-        ))  # fmt: skip
+        checks.append(
+            Check(
+                id="probe.authresults.untrusted",
+                status=Status.OK,
+                detail="no Authentication-Results other than the receiver's",
+                subject="",
+                expected="none",
+                actual=[],
+            )
+        )
     return checks
 
 

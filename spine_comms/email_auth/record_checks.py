@@ -21,7 +21,17 @@ class _Checks(list):
         self.subject = subject
 
     def add(self, check_id, status, detail, expected=None, actual=None, evidence=None) -> _Checks:
-        self.append(Check(check_id, Status(status), detail, self.subject, expected, actual, evidence))
+        self.append(
+            Check(
+                id=check_id,
+                status=Status(status),
+                detail=detail,
+                subject=self.subject,
+                expected=expected,
+                actual=actual,
+                evidence=evidence,
+            )
+        )
         return self
 
 
@@ -221,6 +231,13 @@ def _reports(out: _Checks, cfg: Domain, report) -> None:
             status, detail = "error", f"could not ask {where}"
         else:
             status, detail = "fail", f"{dest['domain']} has not authorized reports for {cfg.domain} ({where})"
-        check = Check("dns.dmarc.rua_authorized", Status(status), detail, where, f"v=DMARC1 at {where}",
-                      dest.get("records"), dest)  # fmt: skip
+        check = Check(
+            id="dns.dmarc.rua_authorized",
+            status=Status(status),
+            detail=detail,
+            subject=where,
+            expected=f"v=DMARC1 at {where}",
+            actual=dest.get("records"),
+            evidence=dest,
+        )
         out.append(check)

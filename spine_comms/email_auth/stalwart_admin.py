@@ -96,9 +96,17 @@ def stalwart_status(
         state = health(target.url, ca_file=target.ca_file, server_name=target.server_name, timeout=target.timeout)
     for probe in ("live", "ready"):
         ok = state[probe]
-        result.add(Check(f"stalwart.health.{probe}", Status.OK if ok else Status.FAIL,
-                         f"/healthz/{probe} {'answered 200' if ok else 'did not answer 200'}", target.url,
-                         True, ok, {"path": f"/healthz/{probe}", "ok": ok}))  # fmt: skip
+        result.add(
+            Check(
+                id=f"stalwart.health.{probe}",
+                status=Status.OK if ok else Status.FAIL,
+                detail=f"/healthz/{probe} {'answered 200' if ok else 'did not answer 200'}",
+                subject=target.url,
+                expected=True,
+                actual=ok,
+                evidence={"path": f"/healthz/{probe}", "ok": ok},
+            )
+        )
     result.data = {"url": target.url, "username": target.username, "live": state["live"], "ready": state["ready"],
                    "form": None, "version": None, "domains": []}  # fmt: skip
     try:
@@ -108,15 +116,41 @@ def stalwart_status(
         status = Status.FAIL if exc.kind == "unsupported" else Status.ERROR
         check_id = "stalwart.api.auth" if exc.kind == "auth" else "stalwart.api.form"
         detail = f"{exc.message} ({_auth_hint(target)})" if exc.kind == "auth" else exc.message
-        result.add(Check(check_id, status, detail, target.url, "the management API, logged in", exc.kind,
-                         {"kind": str(exc.failure_kind)}))  # fmt: skip
+        result.add(
+            Check(
+                id=check_id,
+                status=status,
+                detail=detail,
+                subject=target.url,
+                expected="the management API, logged in",
+                actual=exc.kind,
+                evidence={"kind": str(exc.failure_kind)},
+            )
+        )
         result.summary.append(f"{target.url}: {detail}")
         return result
     with admin, _could_not_evaluate(target):
-        result.add(Check("stalwart.api.auth", Status.OK, f"logged in as {target.account}", target.url,
-                         "accepted", "accepted"))  # fmt: skip
-        result.add(Check("stalwart.api.form", Status.OK, f"{admin.form} ({admin.version})", target.url,
-                         "jmap or rest", admin.form, {"form": admin.form, "version": admin.version}))  # fmt: skip
+        result.add(
+            Check(
+                id="stalwart.api.auth",
+                status=Status.OK,
+                detail=f"logged in as {target.account}",
+                subject=target.url,
+                expected="accepted",
+                actual="accepted",
+            )
+        )
+        result.add(
+            Check(
+                id="stalwart.api.form",
+                status=Status.OK,
+                detail=f"{admin.form} ({admin.version})",
+                subject=target.url,
+                expected="jmap or rest",
+                actual=admin.form,
+                evidence={"form": admin.form, "version": admin.version},
+            )
+        )
         on_server = admin.domains()
     result.data.update(form=admin.form, version=admin.version, domains=on_server)
     for domain in contract.domains if contract else []:
@@ -201,13 +235,31 @@ def stalwart_dkim_ensure(
                 check_id, subject = f"stalwart.dkim.ensure.{alg}", name
                 if have:
                     shown = ", ".join(f"{k.selector} ({k.stage})" for k in have)
-                    result.add(Check(check_id, Status.OK, f"present: {shown}", subject, "a usable key", shown))
+                    result.add(
+                        Check(
+                            id=check_id,
+                            status=Status.OK,
+                            detail=f"present: {shown}",
+                            subject=subject,
+                            expected="a usable key",
+                            actual=shown,
+                        )
+                    )
                     actions.append(_action(name, alg, have[0].selector, "none", mode, "present"))
                     continue
                 selector = _selector(contract, alg, ctx)
                 if not execute:
-                    result.add(Check(check_id, Status.WARN, f"missing; would create {selector}", subject,
-                                     "a usable key", None, {"would_create": selector}))  # fmt: skip
+                    result.add(
+                        Check(
+                            id=check_id,
+                            status=Status.WARN,
+                            detail=f"missing; would create {selector}",
+                            subject=subject,
+                            expected="a usable key",
+                            actual=None,
+                            evidence={"would_create": selector},
+                        )
+                    )
                     actions.append(_action(name, alg, selector, "create", mode, "planned"))
                     continue
                 actions.append(_create(ctx, admin, result, name, alg, selector, wait))
@@ -252,7 +304,17 @@ def stalwart_dns_expected(
             detail = f"{len(records)} record(s): {shown or 'none'}"
             evidence = [r.to_dict() for r in records]
             expected = "the server's records"
-            result.add(Check("stalwart.dns.expected", status, detail, name, expected, len(records), evidence))
+            result.add(
+                Check(
+                    id="stalwart.dns.expected",
+                    status=status,
+                    detail=detail,
+                    subject=name,
+                    expected=expected,
+                    actual=len(records),
+                    evidence=evidence,
+                )
+            )
             width = max((len(r.name) for r in records), default=0)
             for r in records:
                 value = r.value if len(r.value) <= 80 else r.value[:77] + "..."
@@ -432,8 +494,17 @@ def _create(ctx, admin, result: Result, domain: str, algorithm: str, selector: s
     except StalwartError as exc:
         if exc.kind in ("unreachable", "auth"):
             raise
-        result.add(Check(check_id, Status.FAIL, f"the server refused: {exc.message}", domain, "a usable key", None,
-                         exc.evidence))  # fmt: skip
+        result.add(
+            Check(
+                id=check_id,
+                status=Status.FAIL,
+                detail=f"the server refused: {exc.message}",
+                subject=domain,
+                expected="a usable key",
+                actual=None,
+                evidence=exc.evidence,
+            )
+        )
         return _action(domain, algorithm, selector, "create", "execute", f"refused: {exc.message}")
     # Generation can be asynchronous (a Task in 0.16): the key shows up a moment later.
     deadline = time.monotonic() + wait
@@ -443,20 +514,44 @@ def _create(ctx, admin, result: Result, domain: str, algorithm: str, selector: s
             break
         time.sleep(0.25)
     if not found:
-        result.add(Check(check_id, Status.FAIL, f"created, but not listed after {wait:g} s", domain, "a usable key",
-                         None))  # fmt: skip
+        result.add(
+            Check(
+                id=check_id,
+                status=Status.FAIL,
+                detail=f"created, but not listed after {wait:g} s",
+                subject=domain,
+                expected="a usable key",
+                actual=None,
+            )
+        )
         return _action(domain, algorithm, selector, "create", "execute", "created, not listed yet")
     key = found[0]
-    result.add(Check(check_id, Status.OK, f"created {key.selector} ({key.stage})", domain, "a usable key",
-                     key.selector, key.to_dict()))  # fmt: skip
+    result.add(
+        Check(
+            id=check_id,
+            status=Status.OK,
+            detail=f"created {key.selector} ({key.stage})",
+            subject=domain,
+            expected="a usable key",
+            actual=key.selector,
+            evidence=key.to_dict(),
+        )
+    )
     return _action(domain, algorithm, key.selector, "create", "execute", f"created ({key.stage})", done=True)
 
 
 def _domain_check(name: str, on_server: list[str]) -> Check:
     present = name in on_server
     detail = "a domain on the server" if present else "not a domain on the server"
-    return Check("stalwart.domain.present", Status.OK if present else Status.FAIL, detail, name, True, present,
-                 {"server_domains": on_server})  # fmt: skip
+    return Check(
+        id="stalwart.domain.present",
+        status=Status.OK if present else Status.FAIL,
+        detail=detail,
+        subject=name,
+        expected=True,
+        actual=present,
+        evidence={"server_domains": on_server},
+    )
 
 
 def _key_check(name: str, algorithm: str, keys: list[DkimKey]) -> Check:
@@ -466,21 +561,54 @@ def _key_check(name: str, algorithm: str, keys: list[DkimKey]) -> Check:
     evidence = [k.to_dict() for k in mine]
     check_id = f"stalwart.dkim.present.{algorithm}"
     if active:
-        return Check(check_id, Status.OK, f"signing with {', '.join(k.selector for k in active)}", name,
-                     "an active key", shown, evidence)  # fmt: skip
+        return Check(
+            id=check_id,
+            status=Status.OK,
+            detail=f"signing with {', '.join(k.selector for k in active)}",
+            subject=name,
+            expected="an active key",
+            actual=shown,
+            evidence=evidence,
+        )
     others = f" (only {', '.join(shown)})" if shown else ""
     if algorithm == REQUIRED_ALGORITHM:
-        return Check(check_id, Status.FAIL, f"no active RSA key: mail goes out unsigned{others}", name,
-                     "an active key", shown, evidence)  # fmt: skip
-    return Check(check_id, Status.OK, f"no active Ed25519 key (optional){others}", name, "optional", shown, evidence)
+        return Check(
+            id=check_id,
+            status=Status.FAIL,
+            detail=f"no active RSA key: mail goes out unsigned{others}",
+            subject=name,
+            expected="an active key",
+            actual=shown,
+            evidence=evidence,
+        )
+    return Check(
+        id=check_id,
+        status=Status.OK,
+        detail=f"no active Ed25519 key (optional){others}",
+        subject=name,
+        expected="optional",
+        actual=shown,
+        evidence=evidence,
+    )
 
 
 def _selectors_check(name: str, keys: list[DkimKey], selectors: list[str]) -> Check:
     active = sorted({k.selector for k in keys if k.stage == "active"})
     unlisted = [s for s in active if s not in selectors]
     if unlisted:
-        return Check("stalwart.dkim.selectors_in_contract", Status.WARN,
-                     f"signing with {', '.join(unlisted)}, not in the contract's dkim_selectors", name,
-                     selectors, active)  # fmt: skip
-    return Check("stalwart.dkim.selectors_in_contract", Status.OK, "every active selector is in the contract", name,
-                 selectors, active)  # fmt: skip
+        return Check(
+            id="stalwart.dkim.selectors_in_contract",
+            status=Status.WARN,
+            detail=f"signing with {', '.join(unlisted)}, not in the contract's dkim_selectors",
+            subject=name,
+            expected=selectors,
+            actual=active,
+        )
+    return Check(
+        id="stalwart.dkim.selectors_in_contract",
+        status=Status.OK,
+        detail="every active selector is in the contract",
+        subject=name,
+        expected=selectors,
+        actual=active,
+    )

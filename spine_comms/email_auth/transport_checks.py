@@ -23,7 +23,15 @@ MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 3.3's suggested limit
 
 
 def _check(check_id, status, detail, subject, expected=None, actual=None, evidence=None) -> Check:
-    return Check(check_id, Status(status), detail, subject, expected, actual, evidence)
+    return Check(
+        id=check_id,
+        status=Status(status),
+        detail=detail,
+        subject=subject,
+        expected=expected,
+        actual=actual,
+        evidence=evidence,
+    )
 
 
 # ---------------------------------------------------------------- the TXT records

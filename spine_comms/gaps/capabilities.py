@@ -87,7 +87,7 @@ def gaps_file(
     result = Result()
     for warning in sorted({w for d in wanted for w in d.warnings}):
         ctx.log(warning, level="warn")
-        result.add(Check("gaps.file.loop_flag", Status.WARN, warning, "--loop-id"))
+        result.add(Check(id="gaps.file.loop_flag", status=Status.WARN, detail=warning, subject="--loop-id"))
     path = registry.gaps_path(ctx.root)
     if commit and not dry_run:
         check_repository(path, ctx.env)  # before the lock and any change
@@ -99,11 +99,26 @@ def gaps_file(
         result.data = {"file": str(path), "dry_run": dry_run, "filed": outcome.filed, "skipped": outcome.skipped,
                        "written": False, "commit": None, "diff": gaps.diff(path.name).splitlines()}  # fmt: skip
         for entry in outcome.filed:
-            result.add(Check("gaps.file.filed", Status.OK, f"{entry['id']} filed", entry["id"], actual=entry["id"]))
+            result.add(
+                Check(
+                    id="gaps.file.filed",
+                    status=Status.OK,
+                    detail=f"{entry['id']} filed",
+                    subject=entry["id"],
+                    actual=entry["id"],
+                )
+            )
             result.summary.append(f"FILED: {entry['id']} ({entry['severity']}, {entry['type']}): {entry['title']}")
         for skipped in outcome.skipped:
-            result.add(Check("gaps.file.duplicate", Status.OK, f"already open as {skipped['existing_id']}",
-                             skipped["existing_id"], actual=skipped["title"]))  # fmt: skip
+            result.add(
+                Check(
+                    id="gaps.file.duplicate",
+                    status=Status.OK,
+                    detail=f"already open as {skipped['existing_id']}",
+                    subject=skipped["existing_id"],
+                    actual=skipped["title"],
+                )
+            )
             result.summary.append(f"SKIPPED_DUPLICATE: {skipped['existing_id']} is open as {skipped['title']!r}")
         if dry_run:
             result.summary += ["dry run: the diff:", *gaps.diff(path.name).splitlines(), "nothing written"]
@@ -134,8 +149,17 @@ def gaps_list(
     tally = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
     result.summary = [f"{len(rows)} of {len(items)} gaps match ({tally})", *map(listing.line, rows)]
     detail = f"{len(broken)} schema violation(s): {'; '.join(broken[:5])}" if broken else "every entry conforms"
-    result.add(Check("gaps.schema", Status.WARN if broken else Status.OK, detail, str(path), "conforms",
-                     len(broken), broken))  # fmt: skip
+    result.add(
+        Check(
+            id="gaps.schema",
+            status=Status.WARN if broken else Status.OK,
+            detail=detail,
+            subject=str(path),
+            expected="conforms",
+            actual=len(broken),
+            evidence=broken,
+        )
+    )
     return result
 
 
@@ -168,12 +192,22 @@ def gaps_close(
         result.data = {"file": str(path), "dry_run": dry_run, "closed": outcome.closed, "skipped": outcome.skipped,
                        "written": False, "commit": None, "diff": gaps.diff(path.name).splitlines()}  # fmt: skip
         for item in outcome.closed:
-            result.add(Check("gaps.close.closed", Status.OK, f"{item['id']} {item['status']}", item["id"],
-                             actual=item["status"]))  # fmt: skip
-            result.summary.append(f"CLOSED: {item['id']} (status={item['status']}, "
-                                  f"fixed_in={item.get('fixed_in', '-')})")  # fmt: skip
+            result.add(
+                Check(
+                    id="gaps.close.closed",
+                    status=Status.OK,
+                    detail=f"{item['id']} {item['status']}",
+                    subject=item["id"],
+                    actual=item["status"],
+                )
+            )
+            result.summary.append(
+                f"CLOSED: {item['id']} (status={item['status']}, fixed_in={item.get('fixed_in', '-')})"
+            )
         for item in outcome.skipped:
-            result.add(Check("gaps.close.skipped", Status.OK, f"already {item['status']}", item["id"]))
+            result.add(
+                Check(id="gaps.close.skipped", status=Status.OK, detail=f"already {item['status']}", subject=item["id"])
+            )
             result.summary.append(f"SKIPPED: {item['id']} already {item['status']} (idempotent)")
         if dry_run:
             result.summary += ["dry run: the diff:", *gaps.diff(path.name).splitlines(), "nothing written"]
@@ -240,5 +274,7 @@ def _write(ctx: RunContext, doc: RoundTripYaml, path: Path, existed: bool, commi
         )
         result.summary.append(f"FAIL: {why}; nothing changed")
         return
-    result.add(Check(check_id, Status.OK, f"committed {result.data['commit'][:12]}", str(path)))
+    result.add(
+        Check(id=check_id, status=Status.OK, detail=f"committed {result.data['commit'][:12]}", subject=str(path))
+    )
     result.summary.append(f"committed {result.data['commit'][:12]}")

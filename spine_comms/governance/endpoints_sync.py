@@ -149,15 +149,36 @@ def endpoints_sync(
     for section, capability_ids in SOURCES.items():
         if section in found:
             detail = f"{len(found[section]) if section != 'admin_api' else 1} found ({proofs[section]})"
-            result.add(Check(f"endpoints.sync.{section}", Status.OK, detail, section, actual=proofs[section]))
+            result.add(
+                Check(
+                    id=f"endpoints.sync.{section}",
+                    status=Status.OK,
+                    detail=detail,
+                    subject=section,
+                    actual=proofs[section],
+                )
+            )
         else:
-            result.add(Check(f"endpoints.sync.{section}", Status.WARN, f"no receipt of {' or '.join(capability_ids)} "
-                             "that reached its server; run it first", section))  # fmt: skip
+            result.add(
+                Check(
+                    id=f"endpoints.sync.{section}",
+                    status=Status.WARN,
+                    detail=f"no receipt of {' or '.join(capability_ids)} that reached its server; run it first",
+                    subject=section,
+                )
+            )
     existing = doc.data.get(SECTION) if isinstance(doc.data, dict) else None
     not_seen = _not_seen(existing, found)
     for name in not_seen:
-        result.add(Check("endpoints.sync.not_seen", Status.WARN, f"{name} is in the contract but not in the latest "
-                         "receipt; kept (the sync never deletes): remove it by hand if it is gone", name))  # fmt: skip
+        result.add(
+            Check(
+                id="endpoints.sync.not_seen",
+                status=Status.WARN,
+                detail=f"{name} is in the contract but not in the latest "
+                "receipt; kept (the sync never deletes): remove it by hand if it is gone",
+                subject=name,
+            )
+        )
     if found:
         if existing is None or not isinstance(existing, dict):
             doc.add_entry((), SECTION, found)
@@ -166,8 +187,14 @@ def endpoints_sync(
         if doc.text != doc.original and isinstance(doc.data.get("updated_at"), str):
             doc.set_scalar(("updated_at",), ctx.clock().strftime("%Y-%m-%d"))
     for name in result.data["by_hand"]:
-        result.add(Check("endpoints.sync.by_hand", Status.WARN, f"{name} cannot change round-trip; edit it by hand",
-                         name))  # fmt: skip
+        result.add(
+            Check(
+                id="endpoints.sync.by_hand",
+                status=Status.WARN,
+                detail=f"{name} cannot change round-trip; edit it by hand",
+                subject=name,
+            )
+        )
     diff = doc.diff(path.name)
     result.data["diff"] = diff.splitlines()
     # The edited contract must still load as the stack contract (checked before anything is written).
@@ -175,13 +202,29 @@ def endpoints_sync(
     if not diff:
         result.summary.append(f"{path.name}: {SECTION} already matches the receipts; nothing to do")
     elif not execute:
-        result.add(Check("endpoints.sync.contract", Status.WARN, f"{path.name} differs from what was found",
-                         str(path), "in sync", "differs"))  # fmt: skip
+        result.add(
+            Check(
+                id="endpoints.sync.contract",
+                status=Status.WARN,
+                detail=f"{path.name} differs from what was found",
+                subject=str(path),
+                expected="in sync",
+                actual="differs",
+            )
+        )
         result.summary += ["dry run: the diff:", *diff.splitlines(), "run again with --execute --yes to write it"]
     else:
         doc.save(path)
         result.data["written"] = True
-        result.add(Check("endpoints.sync.contract", Status.OK, f"{path.name} written", str(path), "in sync",
-                         "written"))  # fmt: skip
+        result.add(
+            Check(
+                id="endpoints.sync.contract",
+                status=Status.OK,
+                detail=f"{path.name} written",
+                subject=str(path),
+                expected="in sync",
+                actual="written",
+            )
+        )
         result.summary += [f"{path.name}: written", *diff.splitlines()]
     return result

@@ -58,8 +58,16 @@ def loop_evidence(ctx: RunContext, loop: LoopArg, contract: ContractOpt = None) 
     now = ctx.clock()
     result = Result()
     if mapping is None:
-        result.add(Check("loop.evidence.mapping", Status.FAIL, f"{contract_path} maps no proof for {scope.loop_id}",
-                         scope.loop_id, scope.loop_id, sorted(evidence.loops)))  # fmt: skip
+        result.add(
+            Check(
+                id="loop.evidence.mapping",
+                status=Status.FAIL,
+                detail=f"{contract_path} maps no proof for {scope.loop_id}",
+                subject=scope.loop_id,
+                expected=scope.loop_id,
+                actual=sorted(evidence.loops),
+            )
+        )
         mapping = LoopMapping()
     else:
         _unknown_keys(result, scope, mapping, contract_path)
@@ -71,8 +79,17 @@ def loop_evidence(ctx: RunContext, loop: LoopArg, contract: ContractOpt = None) 
                 "wants": [_wants(p) for p in proofs or []], "proofs": [o.to_dict() for o in outcomes]}  # fmt: skip
         if kind == "dod":  # one check per Definition of Done: these decide the exit code
             status = Status.OK if verdict == "proven" else Status.FAIL
-            result.add(Check(f"loop.dod.{key}", status, item["detail"], text[:120], item["wants"], verdict,
-                             item["proofs"]))  # fmt: skip
+            result.add(
+                Check(
+                    id=f"loop.dod.{key}",
+                    status=status,
+                    detail=item["detail"],
+                    subject=text[:120],
+                    expected=item["wants"],
+                    actual=verdict,
+                    evidence=item["proofs"],
+                )
+            )
         return item
 
     phases = []
@@ -98,7 +115,16 @@ def _aggregate(result: Result, check_id: str, what: str, items: list[tuple[str, 
     open_items = [key for key, item in items if item["verdict"] != "proven"]
     detail = (f"all {len(items)} {what} proven" if not open_items
               else f"{len(open_items)} of {len(items)} {what} not proven: {', '.join(open_items)}")  # fmt: skip
-    result.add(Check(check_id, Status.WARN if open_items else Status.OK, detail, what, "proven", open_items))
+    result.add(
+        Check(
+            id=check_id,
+            status=Status.WARN if open_items else Status.OK,
+            detail=detail,
+            subject=what,
+            expected="proven",
+            actual=open_items,
+        )
+    )
 
 
 def _refused(result: Result, items: list[dict]) -> None:
@@ -107,7 +133,16 @@ def _refused(result: Result, items: list[dict]) -> None:
     status = Status.FAIL if refused else Status.OK
     detail = (f"{len(refused)} receipt(s) refused: " + "; ".join(refused.values()) if refused
               else "every receipt offered as proof is one a run wrote")  # fmt: skip
-    result.add(Check("loop.evidence.receipts", status, detail, "receipts", "sealed and chained", sorted(refused)))
+    result.add(
+        Check(
+            id="loop.evidence.receipts",
+            status=status,
+            detail=detail,
+            subject="receipts",
+            expected="sealed and chained",
+            actual=sorted(refused),
+        )
+    )
 
 
 def _contract_path(ctx: RunContext, explicit: Path | None) -> Path:
@@ -143,8 +178,16 @@ def _unknown_keys(result: Result, scope: LoopScope, mapping: LoopMapping, contra
     }
     unknown = [f"{part}.{key}" for part, keys in known.items() for key in getattr(mapping, part) if key not in keys]
     if unknown:
-        result.add(Check("loop.evidence.mapping", Status.WARN, f"{contract_path} maps parts the scope lacks: "
-                         + ", ".join(unknown), scope.loop_id, "keys of the scope", unknown))  # fmt: skip
+        result.add(
+            Check(
+                id="loop.evidence.mapping",
+                status=Status.WARN,
+                detail=f"{contract_path} maps parts the scope lacks: " + ", ".join(unknown),
+                subject=scope.loop_id,
+                expected="keys of the scope",
+                actual=unknown,
+            )
+        )
 
 
 def _wants(proof: Proof) -> str:

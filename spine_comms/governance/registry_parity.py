@@ -90,15 +90,33 @@ def capabilities_verify(ctx: RunContext, spine_root: SpineRootOpt = None, regist
 
 def _check(outcome: RuleOutcome) -> Check:
     if outcome.skipped:
-        return Check(outcome.rule, Status.SKIP, f"{outcome.gate}: not applied: {outcome.skipped}", outcome.gate)
+        return Check(
+            id=outcome.rule,
+            status=Status.SKIP,
+            detail=f"{outcome.gate}: not applied: {outcome.skipped}",
+            subject=outcome.gate,
+        )
     if not outcome.violations:
-        return Check(outcome.rule, Status.OK, f"{outcome.gate}: {outcome.title} ({outcome.checked} checked)",
-                     outcome.gate, outcome.title, "no violations")  # fmt: skip
+        return Check(
+            id=outcome.rule,
+            status=Status.OK,
+            detail=f"{outcome.gate}: {outcome.title} ({outcome.checked} checked)",
+            subject=outcome.gate,
+            expected=outcome.title,
+            actual="no violations",
+        )
     shown = "; ".join(f"{c + ': ' if c else ''}{m}" for c, m in outcome.violations[:5])
     more = f" (+{len(outcome.violations) - 5} more)" if len(outcome.violations) > 5 else ""
     evidence = {"violations": [{"capability": c, "problem": m} for c, m in outcome.violations]}
-    return Check(outcome.rule, Status.FAIL, f"{outcome.gate}: {shown}{more}", outcome.gate, outcome.title,
-                 outcome.offenders, evidence)  # fmt: skip
+    return Check(
+        id=outcome.rule,
+        status=Status.FAIL,
+        detail=f"{outcome.gate}: {shown}{more}",
+        subject=outcome.gate,
+        expected=outcome.title,
+        actual=outcome.offenders,
+        evidence=evidence,
+    )
 
 
 def _mapping(path: Path, what: str, *, spine_owned: bool = False, warnings: list[str] | None = None,

@@ -183,16 +183,40 @@ def _report(result: Result, plans: list[CapPlan], edits: spine_edit.Edits, execu
         detail, status = f"wrote {len(written)} files for {len(pending)} capabilities", Status.OK
     else:
         detail, status = f"{len(pending)} capabilities to add or update (dry run)", Status.WARN
-    result.add(Check("install.plan", status, detail, "capabilities", "installed and up to date",
-                     {a: len(ids) for a, ids in by_action.items()}))  # fmt: skip
+    result.add(
+        Check(
+            id="install.plan",
+            status=status,
+            detail=detail,
+            subject="capabilities",
+            expected="installed and up to date",
+            actual={a: len(ids) for a, ids in by_action.items()},
+        )
+    )
     conflicts = [p for p in plans if p.action == "conflict"]
-    result.add(Check("install.conflicts", Status.WARN if conflicts else Status.OK,
-                     "; ".join(f"{p.cap_id}: {p.reason}" for p in conflicts) + " (--force ID takes one over)"
-                     if conflicts else "no id registered to something else", "capabilities", [],
-                     [p.cap_id for p in conflicts]))  # fmt: skip
+    result.add(
+        Check(
+            id="install.conflicts",
+            status=Status.WARN if conflicts else Status.OK,
+            detail="; ".join(f"{p.cap_id}: {p.reason}" for p in conflicts) + " (--force ID takes one over)"
+            if conflicts
+            else "no id registered to something else",
+            subject="capabilities",
+            expected=[],
+            actual=[p.cap_id for p in conflicts],
+        )
+    )
     by_hand = "; ".join(edits.by_hand) or "every change can be made round-trip"
-    result.add(Check("install.by_hand", Status.WARN if edits.by_hand else Status.OK, by_hand, "files", [],
-                     edits.by_hand))  # fmt: skip
+    result.add(
+        Check(
+            id="install.by_hand",
+            status=Status.WARN if edits.by_hand else Status.OK,
+            detail=by_hand,
+            subject="files",
+            expected=[],
+            actual=edits.by_hand,
+        )
+    )
 
 
 def _parity(root: Path, edits: spine_edit.Edits, execute: bool) -> list[RuleOutcome]:
@@ -212,12 +236,21 @@ def _parity_check(outcomes: list[RuleOutcome], ours: set[str]) -> Check:
     violations = [(o.rule, cap, message) for o in outcomes for cap, message in o.violations]
     mine = [v for v in violations if v[1] in ours]
     if not violations:
-        return Check("install.parity", Status.OK, "the spine's D67, D63 and D279 rules hold", "registry")
+        return Check(
+            id="install.parity", status=Status.OK, detail="the spine's D67, D63 and D279 rules hold", subject="registry"
+        )
     status = Status.FAIL if mine else Status.WARN
     shown = "; ".join(f"{cap or '-'}: {message}" for _, cap, message in (mine or violations)[:5])
     prefix = "" if mine else "the checkout already breaks: "
-    return Check("install.parity", status, prefix + shown, "registry", "no violations",
-                 sorted({v[0] for v in (mine or violations)}), [list(v) for v in violations])  # fmt: skip
+    return Check(
+        id="install.parity",
+        status=status,
+        detail=prefix + shown,
+        subject="registry",
+        expected="no violations",
+        actual=sorted({v[0] for v in (mine or violations)}),
+        evidence=[list(v) for v in violations],
+    )
 
 
 def _files_for_lines(root: Path) -> RegistryFiles:

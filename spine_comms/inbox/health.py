@@ -76,7 +76,14 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
     polls = []
     try:
         with session(target.imap) as imap:
-            result.add(Check("inbox.health.login", Status.OK, f"logged in as {target.login}", target.address))
+            result.add(
+                Check(
+                    id="inbox.health.login",
+                    status=Status.OK,
+                    detail=f"logged in as {target.login}",
+                    subject=target.address,
+                )
+            )
             for folder in target.folders:
                 checkpoint = _folder_checks(imap, store, folder, target, now, limits, result, entry)
                 when = _parse_time(checkpoint.last_poll_at) if checkpoint is not None else None
@@ -85,12 +92,30 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
     except ImapError as exc:
         error = could_not_evaluate(target, exc)
         if not any(c.id == "inbox.health.login" and c.subject == target.address for c in result.checks):
-            result.add(Check("inbox.health.login", Status.ERROR, error.message, target.address, "login", None,
-                             {"kind": error.kind}))  # fmt: skip
+            result.add(
+                Check(
+                    id="inbox.health.login",
+                    status=Status.ERROR,
+                    detail=error.message,
+                    subject=target.address,
+                    expected="login",
+                    actual=None,
+                    evidence={"kind": error.kind},
+                )
+            )
             entry["error"] = error.message
             return error
-        result.add(Check("inbox.health.folder", Status.ERROR, error.message, target.address, None, None,
-                         {"kind": error.kind}))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.folder",
+                status=Status.ERROR,
+                detail=error.message,
+                subject=target.address,
+                expected=None,
+                actual=None,
+                evidence={"kind": error.kind},
+            )
+        )
         return None
 
     heartbeat = read_heartbeat(state_dir, target.id)
@@ -109,9 +134,17 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
         source = "watch heartbeat" if latest == beat else "successful poll"
         status = Status.OK if age <= max_age else Status.FAIL
         detail = f"last {source} {age:g} s ago (at most {max_age:g} s){aside}"
-    result.add(Check("inbox.health.fresh", status, detail, target.address, f"<= {max_age:g} s", age,
-                     {"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat,
-                      "heartbeat_ignored": ignored}))  # fmt: skip
+    result.add(
+        Check(
+            id="inbox.health.fresh",
+            status=status,
+            detail=detail,
+            subject=target.address,
+            expected=f"<= {max_age:g} s",
+            actual=age,
+            evidence={"last_poll_at": entry["last_poll_at"], "heartbeat": heartbeat, "heartbeat_ignored": ignored},
+        )
+    )
     return None
 
 
@@ -141,42 +174,79 @@ def _folder_checks(imap, store, folder, target, now, limits, result: Result, ent
     try:
         checkpoint = store.load(folder)
     except ValueError as exc:
-        result.add(Check("inbox.health.checkpoint", Status.FAIL, str(exc), subject))
+        result.add(Check(id="inbox.health.checkpoint", status=Status.FAIL, detail=str(exc), subject=subject))
         return None
     try:
         state = imap.open(folder)
     except ImapError as exc:
-        result.add(Check("inbox.health.checkpoint", Status.FAIL, f"cannot open {folder}: {exc.message}", subject))
+        result.add(
+            Check(
+                id="inbox.health.checkpoint",
+                status=Status.FAIL,
+                detail=f"cannot open {folder}: {exc.message}",
+                subject=subject,
+            )
+        )
         return checkpoint
     info = {"folder": folder, "uidvalidity": state.uidvalidity, "uidnext": state.uidnext,
             "checkpoint": checkpoint.to_dict() if checkpoint else None}  # fmt: skip
     entry["folders"].append(info)
     server = {"uidvalidity": state.uidvalidity, "uidnext": state.uidnext}
     if checkpoint is None:
-        result.add(Check("inbox.health.checkpoint", Status.WARN, "no checkpoint yet: never polled", subject,
-                         "a checkpoint", None, server))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.checkpoint",
+                status=Status.WARN,
+                detail="no checkpoint yet: never polled",
+                subject=subject,
+                expected="a checkpoint",
+                actual=None,
+                evidence=server,
+            )
+        )
         last = 0
     elif checkpoint.uidvalidity != state.uidvalidity:
-        result.add(Check(
-            "inbox.health.checkpoint", Status.WARN,
-            f"UIDVALIDITY is {state.uidvalidity}, the checkpoint has {checkpoint.uidvalidity}: the next poll "
-            "re-baselines (nothing is enqueued twice)", subject, checkpoint.uidvalidity, state.uidvalidity, server,
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.checkpoint",
+                status=Status.WARN,
+                detail=f"UIDVALIDITY is {state.uidvalidity}, the checkpoint has {checkpoint.uidvalidity}: "
+                "the next poll "
+                "re-baselines (nothing is enqueued twice)",
+                subject=subject,
+                expected=checkpoint.uidvalidity,
+                actual=state.uidvalidity,
+                evidence=server,
+            )
+        )
         last = 0
     elif state.uidnext is not None and checkpoint.last_uid > state.uidnext - 1:
-        result.add(Check(
-            "inbox.health.checkpoint", Status.FAIL,
-            f"the checkpoint's last UID {checkpoint.last_uid} is at or above UIDNEXT {state.uidnext}: the server "
-            "lost messages or the checkpoint belongs elsewhere", subject, f"<= {state.uidnext - 1}",
-            checkpoint.last_uid, server,
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.checkpoint",
+                status=Status.FAIL,
+                detail=f"the checkpoint's last UID {checkpoint.last_uid} is at or above UIDNEXT {state.uidnext}: "
+                "the server "
+                "lost messages or the checkpoint belongs elsewhere",
+                subject=subject,
+                expected=f"<= {state.uidnext - 1}",
+                actual=checkpoint.last_uid,
+                evidence=server,
+            )
+        )
         return checkpoint
     else:
-        result.add(Check(
-            "inbox.health.checkpoint", Status.OK,
-            f"UIDVALIDITY {state.uidvalidity}, last UID {checkpoint.last_uid}, UIDNEXT {state.uidnext}",
-            subject, state.uidvalidity, checkpoint.uidvalidity, server,
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.checkpoint",
+                status=Status.OK,
+                detail=f"UIDVALIDITY {state.uidvalidity}, last UID {checkpoint.last_uid}, UIDNEXT {state.uidnext}",
+                subject=subject,
+                expected=state.uidvalidity,
+                actual=checkpoint.uidvalidity,
+                evidence=server,
+            )
+        )
         last = checkpoint.last_uid
     _unprocessed(imap, state, last, now, limits, subject, result, info)
     return checkpoint
@@ -192,30 +262,57 @@ def _unprocessed(imap, state, last: int, now, limits, subject: str, result: Resu
     if old:
         oldest = min(m.internaldate for m in old)
         minutes = round((now - oldest).total_seconds() / 60, 1)
-        result.add(Check(
-            "inbox.health.unprocessed", Status.FAIL,
-            f"{len(old)} message(s) above the checkpoint arrived more than {limits.max_unprocessed_minutes:g} min "
-            f"ago (the oldest {minutes:g} min ago, UID {old[0].uid})", subject,
-            f"none older than {limits.max_unprocessed_minutes:g} min", len(old),
-            {"uids": [m.uid for m in old[:50]], "waiting": len(waiting)},
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.unprocessed",
+                status=Status.FAIL,
+                detail=f"{len(old)} message(s) above the checkpoint arrived more than "
+                f"{limits.max_unprocessed_minutes:g} min "
+                f"ago (the oldest {minutes:g} min ago, UID {old[0].uid})",
+                subject=subject,
+                expected=f"none older than {limits.max_unprocessed_minutes:g} min",
+                actual=len(old),
+                evidence={"uids": [m.uid for m in old[:50]], "waiting": len(waiting)},
+            )
+        )
     else:
-        result.add(Check(
-            "inbox.health.unprocessed", Status.OK,
-            f"{len(waiting)} message(s) waiting, none older than {limits.max_unprocessed_minutes:g} min",
-            subject, 0, 0, {"waiting": len(waiting)},
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.unprocessed",
+                status=Status.OK,
+                detail=f"{len(waiting)} message(s) waiting, none older than {limits.max_unprocessed_minutes:g} min",
+                subject=subject,
+                expected=0,
+                actual=0,
+                evidence={"waiting": len(waiting)},
+            )
+        )
 
 
 def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     target = make_target(ctx, contract, contract.mailboxes[0].id) if contract.mailroom.via == "filesystem" else None
     if target is None:
-        result.add(Check("inbox.health.mailroom", Status.SKIP, f"via bridge {contract.mailroom.bridge.url}: "
-                         "writability is the bridge's (not checked from here)"))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.health.mailroom",
+                status=Status.SKIP,
+                detail=f"via bridge {contract.mailroom.bridge.url}: "
+                "writability is the bridge's (not checked from here)",
+            )
+        )
         return
     ok, where = target.writable()
     if not ok:
-        result.add(Check("inbox.health.mailroom", Status.FAIL, where, "queued lane", "writable", "not writable"))
+        result.add(
+            Check(
+                id="inbox.health.mailroom",
+                status=Status.FAIL,
+                detail=where,
+                subject="queued lane",
+                expected="writable",
+                actual="not writable",
+            )
+        )
         return
     # The queued lane and the state directory (messages, markers, checkpoints) may sit on two file systems;
     # either one full, of space or of inodes, stops the poll (exit 3, nothing placed).
@@ -223,16 +320,40 @@ def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     for label, path in (("queued lane", where), ("state directory", state)):
         free, inodes = _room(path)
         if free is not None and free < MIN_FREE_BYTES:
-            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {free} bytes free", label,
-                             f">= {MIN_FREE_BYTES} bytes free", free))  # fmt: skip
+            result.add(
+                Check(
+                    id="inbox.health.mailroom",
+                    status=Status.FAIL,
+                    detail=f"{path} has only {free} bytes free",
+                    subject=label,
+                    expected=f">= {MIN_FREE_BYTES} bytes free",
+                    actual=free,
+                )
+            )
             return
         if inodes is not None and inodes < MIN_FREE_INODES:
-            result.add(Check("inbox.health.mailroom", Status.FAIL, f"{path} has only {inodes} free inodes (files)",
-                             label, f">= {MIN_FREE_INODES} free inodes", inodes))  # fmt: skip
+            result.add(
+                Check(
+                    id="inbox.health.mailroom",
+                    status=Status.FAIL,
+                    detail=f"{path} has only {inodes} free inodes (files)",
+                    subject=label,
+                    expected=f">= {MIN_FREE_INODES} free inodes",
+                    actual=inodes,
+                )
+            )
             return
     free, inodes = _room(where)
-    result.add(Check("inbox.health.mailroom", Status.OK, f"{where} is writable ({free} bytes, {inodes} inodes free)",
-                     "queued lane", "writable", "writable"))  # fmt: skip
+    result.add(
+        Check(
+            id="inbox.health.mailroom",
+            status=Status.OK,
+            detail=f"{where} is writable ({free} bytes, {inodes} inodes free)",
+            subject="queued lane",
+            expected="writable",
+            actual="writable",
+        )
+    )
 
 
 def _room(path: str) -> tuple[int | None, int | None]:

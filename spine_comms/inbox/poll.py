@@ -107,11 +107,17 @@ def _listing(ctx: RunContext, contract, wanted: str | None, limit: int, mark_see
     except ImapError as exc:
         raise could_not_evaluate(target, exc) from None
     result = Result(data=data)
-    result.add(Check(
-        "inbox.poll.unseen", Status.OK,
-        f"{data['unseen_count']} unseen in {folder}" + ("" if dry_run else f", {data['fetched_count']} listed"),
-        target.address, None, data["unseen_count"],
-    ))  # fmt: skip
+    result.add(
+        Check(
+            id="inbox.poll.unseen",
+            status=Status.OK,
+            detail=f"{data['unseen_count']} unseen in {folder}"
+            + ("" if dry_run else f", {data['fetched_count']} listed"),
+            subject=target.address,
+            expected=None,
+            actual=data["unseen_count"],
+        )
+    )
     result.summary += [
         f"mailbox: {target.address}",
         f"imap_host: {target.imap.host}",

@@ -39,14 +39,32 @@ def enqueue_all(
         try:
             if dry_run:
                 entry = _dry_run(ctx, contract, target)
-                result.add(Check("inbox.poll.mailbox", Status.OK, _dry_line(entry), target.address, None, entry))
+                result.add(
+                    Check(
+                        id="inbox.poll.mailbox",
+                        status=Status.OK,
+                        detail=_dry_line(entry),
+                        subject=target.address,
+                        expected=None,
+                        actual=entry,
+                    )
+                )
             else:
                 entry = _poll(ctx, contract, target, limit, baseline, lock_wait, result)
         except _Unreachable as exc:
             unreachable.append(exc.error)
             entry = {"mailbox": target.id, "address": target.address, "error": {"stage": "login", "error": str(exc)}}
-            result.add(Check("inbox.poll.login", Status.ERROR, exc.error.message, target.address, "login", None,
-                             {"kind": exc.error.kind}))  # fmt: skip
+            result.add(
+                Check(
+                    id="inbox.poll.login",
+                    status=Status.ERROR,
+                    detail=exc.error.message,
+                    subject=target.address,
+                    expected="login",
+                    actual=None,
+                    evidence={"kind": exc.error.kind},
+                )
+            )
         result.data["mailboxes"].append(entry)
     if not dry_run:  # DSNs handed to the outbox, over every mailbox
         counts = [m.get("bounces") or {} for m in result.data["mailboxes"]]
@@ -96,24 +114,45 @@ def _poll(ctx, contract, target, limit, baseline, lock_wait, result: Result) -> 
     # kept in the receipt with an indent (json's slow Python encoder), so a second copy of ten
     # thousand entries cost more than a second.
     folders = [{k: v for k, v in f.items() if k not in _PER_MESSAGE} for f in entry["folders"]]
-    result.add(Check("inbox.poll.mailbox", status, detail, target.address, "every new message committed", entry["new"],
-                     {"folders": folders, "error": outcome.error}))  # fmt: skip
+    result.add(
+        Check(
+            id="inbox.poll.mailbox",
+            status=status,
+            detail=detail,
+            subject=target.address,
+            expected="every new message committed",
+            actual=entry["new"],
+            evidence={"folders": folders, "error": outcome.error},
+        )
+    )
     secrets = [s for f in outcome.folders for s in f.secret_matches]
     if secrets:
         actions = ", ".join(sorted({s["action"] for s in secrets}))
-        result.add(Check(
-            "inbox.poll.secret_match", Status.WARN,
-            f"{len(secrets)} item(s) would have tripped the mailroom watcher's secret pattern: {actions} "
-            f"(policy.secret_match: {contract.policy.secret_match})",
-            target.address, "no secret-like text in items", len(secrets), secrets,
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.poll.secret_match",
+                status=Status.WARN,
+                detail=f"{len(secrets)} item(s) would have tripped the mailroom watcher's secret pattern: {actions} "
+                f"(policy.secret_match: {contract.policy.secret_match})",
+                subject=target.address,
+                expected="no secret-like text in items",
+                actual=len(secrets),
+                evidence=secrets,
+            )
+        )
     bounces = outcome.bounces()
     if bounces["errors"]:
-        result.add(Check(
-            "inbox.poll.bounces", Status.WARN,
-            f"{bounces['errors']} bounce(s) were delivered but the outbox could not note them (see the log)",
-            target.address, "every bounce noted", bounces, bounces,
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.poll.bounces",
+                status=Status.WARN,
+                detail=f"{bounces['errors']} bounce(s) were delivered but the outbox could not note them (see the log)",
+                subject=target.address,
+                expected="every bounce noted",
+                actual=bounces,
+                evidence=bounces,
+            )
+        )
     result.summary.append(f"{target.address}: {detail}")
     for folder in outcome.folders:
         for parked in folder.parked:

@@ -179,11 +179,21 @@ def _result(watches, reason: str | None, uptime: float, max_runtime: float | Non
         else:
             status, detail = Status.OK, "watched with IDLE"
         detail += f"; {stats.processed} processed, {stats.enqueued} enqueued, {stats.reconnects} reconnects"
-        result.add(Check(
-            "inbox.watch.session", status, detail, subject, "connected and watching",
-            stats.status, {"drops": stats.drops[-20:], "last_uid": stats.last_uid,
-                           "kind": stats.last_error_kind if status is Status.ERROR else None},
-        ))  # fmt: skip
+        result.add(
+            Check(
+                id="inbox.watch.session",
+                status=status,
+                detail=detail,
+                subject=subject,
+                expected="connected and watching",
+                actual=stats.status,
+                evidence={
+                    "drops": stats.drops[-20:],
+                    "last_uid": stats.last_uid,
+                    "kind": stats.last_error_kind if status is Status.ERROR else None,
+                },
+            )
+        )
     result.summary.append(
         f"{processed} messages processed ({enqueued} enqueued) from {len(watches)} mailbox(es), "
         f"{reconnects} reconnects, up {uptime:.0f} s; stopped by {reason or 'the mailboxes ending'}"

@@ -154,10 +154,16 @@ def mailroom_enqueue(
         )
     if findings:
         item = redact_secrets(item)
-        result.add(Check("mailroom.enqueue.secret_scan", Status.WARN, f"{len(findings)} value(s) redacted",
-                         evidence=findings))  # fmt: skip
+        result.add(
+            Check(
+                id="mailroom.enqueue.secret_scan",
+                status=Status.WARN,
+                detail=f"{len(findings)} value(s) redacted",
+                evidence=findings,
+            )
+        )
     else:
-        result.add(Check("mailroom.enqueue.secret_scan", Status.OK, "nothing the watcher would park"))
+        result.add(Check(id="mailroom.enqueue.secret_scan", status=Status.OK, detail="nothing the watcher would park"))
 
     contract = _inbox_contract(ctx)
     via = via or ("bridge" if bridge_url else (contract.mailroom.via if contract else "filesystem"))
@@ -203,8 +209,14 @@ def mailroom_enqueue(
                 hint="check the mailroom paths (SPINE_INBOX, mailroom.runtime.contract.yaml)",
             ) from None
         result.data.update(written.to_dict())
-    result.add(Check("mailroom.enqueue.written", Status.OK, f"enqueued as {result.data['run_id']}",
-                     subject=result.data["path"]))  # fmt: skip
+    result.add(
+        Check(
+            id="mailroom.enqueue.written",
+            status=Status.OK,
+            detail=f"enqueued as {result.data['run_id']}",
+            subject=result.data["path"],
+        )
+    )
     result.summary = [f"ENQUEUED: {result.data['path']}"]
     ctx.log(f"enqueued {result.data['run_id']} via {via}")
     return result
@@ -218,12 +230,24 @@ def _already(result: Result, exc: ItemExists, payload: bytes) -> Result:
         same = False
     result.data.update(path=str(exc.existing), run_id=exc.existing.stem, lane=exc.lane, already_enqueued=same)
     if same:
-        result.add(Check("mailroom.enqueue.written", Status.OK, f"already in {exc.lane} with the same content; "
-                         "not written again", subject=str(exc.existing)))  # fmt: skip
+        result.add(
+            Check(
+                id="mailroom.enqueue.written",
+                status=Status.OK,
+                detail=f"already in {exc.lane} with the same content; not written again",
+                subject=str(exc.existing),
+            )
+        )
         result.summary = [f"ALREADY ENQUEUED: {exc.existing}"]
     else:
-        result.add(Check("mailroom.enqueue.written", Status.FAIL, f"{exc}; its content differs, nothing written",
-                         subject=str(exc.existing)))  # fmt: skip
+        result.add(
+            Check(
+                id="mailroom.enqueue.written",
+                status=Status.FAIL,
+                detail=f"{exc}; its content differs, nothing written",
+                subject=str(exc.existing),
+            )
+        )
     return result
 
 
@@ -280,13 +304,15 @@ def mailroom_status(
     result = Result(data={"inbox": str(paths.inbox), "outbox": str(paths.outbox), "source": paths.source,
                           "lanes": lanes})  # fmt: skip
     if paths.inbox.is_dir():
-        result.add(Check("mailroom.inbox.present", Status.OK, "the inbox exists", subject=str(paths.inbox)))
+        result.add(
+            Check(id="mailroom.inbox.present", status=Status.OK, detail="the inbox exists", subject=str(paths.inbox))
+        )
     else:
         result.add(
             Check(
-                "mailroom.inbox.present",
-                Status.WARN,
-                "no inbox directory yet (nothing enqueued here, or "
+                id="mailroom.inbox.present",
+                status=Status.WARN,
+                detail="no inbox directory yet (nothing enqueued here, or "
                 "the wrong mailroom: check SPINE_INBOX and the runtime contract)",
                 subject=str(paths.inbox),
             )
@@ -296,9 +322,9 @@ def mailroom_status(
     stale = queued["oldest_age_seconds"] is not None and queued["oldest_age_seconds"] > limit
     result.add(
         Check(
-            "mailroom.queued.age",
-            Status.WARN if stale else Status.OK,
-            f"oldest queued item waited {_age(queued['oldest_age_seconds'])}; the watcher may be down"
+            id="mailroom.queued.age",
+            status=Status.WARN if stale else Status.OK,
+            detail=f"oldest queued item waited {_age(queued['oldest_age_seconds'])}; the watcher may be down"
             if stale
             else f"no queued item older than {max_queued_age:g} min",
             expected=f"<= {limit:g} s",
@@ -307,9 +333,16 @@ def mailroom_status(
         )
     )
     leftovers = sum(lane["temporaries"] for lane in lanes.values())
-    result.add(Check("mailroom.temporaries", Status.WARN if leftovers else Status.OK,
-                     f"{leftovers} hidden temporary file(s) left by an interrupted writer (the watcher ignores them)"
-                     if leftovers else "no leftover temporary files", actual=leftovers))  # fmt: skip
+    result.add(
+        Check(
+            id="mailroom.temporaries",
+            status=Status.WARN if leftovers else Status.OK,
+            detail=f"{leftovers} hidden temporary file(s) left by an interrupted writer (the watcher ignores them)"
+            if leftovers
+            else "no leftover temporary files",
+            actual=leftovers,
+        )
+    )
     width = max(len(lane) for lane in LANES)
     result.summary = [f"{'lane':<{width}}  {'count':>5}  oldest"]
     result.summary += [f"{lane:<{width}}  {lanes[lane]['count']:>5}  {_age(lanes[lane]['oldest_age_seconds'])}"
@@ -317,12 +350,23 @@ def mailroom_status(
     if run_id is not None:
         result.data["run"] = run = _run_state(room, paths, run_id)
         if run["state"] is None:
-            result.add(Check("mailroom.run.found", Status.FAIL, f"{run_id} is in no lane, outbox or ledger",
-                             subject=run_id))  # fmt: skip
+            result.add(
+                Check(
+                    id="mailroom.run.found",
+                    status=Status.FAIL,
+                    detail=f"{run_id} is in no lane, outbox or ledger",
+                    subject=run_id,
+                )
+            )
         else:
-            result.add(Check("mailroom.run.found", Status.OK, f"{run['run_id']}: {run['state']}", subject=run_id))
-        result.summary.append(f"run {run['run_id']}: {run['state'] or 'not found'}"
-                              + (f" ({run['path']})" if run.get("path") else ""))  # fmt: skip
+            result.add(
+                Check(
+                    id="mailroom.run.found", status=Status.OK, detail=f"{run['run_id']}: {run['state']}", subject=run_id
+                )
+            )
+        result.summary.append(
+            f"run {run['run_id']}: {run['state'] or 'not found'}" + (f" ({run['path']})" if run.get("path") else "")
+        )
     return result
 
 

@@ -53,7 +53,7 @@ def doctor(ctx: RunContext, unit_dir: UnitDirOpt = None) -> Result:
 def _add(result: Result, check_id: str, status: Status, detail: str, subject: str, remedy: str | None = None,
          **extra) -> None:  # fmt: skip
     text = f"{detail}; remedy: {remedy}" if remedy and status not in (Status.OK, Status.SKIP) else detail
-    result.add(Check(check_id, status, text, subject, **extra))
+    result.add(Check(id=check_id, status=status, detail=text, subject=subject, **extra))
 
 
 def _root_checks(ctx: RunContext, result: Result) -> bool:

@@ -37,10 +37,10 @@ def receipts_prune(
     result = Result()
     result.add(
         Check(
-            "receipts.prune.policy",
-            Status.OK,
-            f"{policy.pattern} kept {policy.days} days (from {policy.source})",
-            str(plan.directory),
+            id="receipts.prune.policy",
+            status=Status.OK,
+            detail=f"{policy.pattern} kept {policy.days} days (from {policy.source})",
+            subject=str(plan.directory),
             evidence={"pattern": policy.pattern, "retention_days": policy.days, "source": policy.source},
         )
     )
@@ -49,10 +49,10 @@ def receipts_prune(
     if not policy.purge_eligible:
         result.add(
             Check(
-                "receipts.prune.eligible",
-                Status.WARN,
-                "the policy says session receipts are not purge-eligible: nothing removed",
-                policy.source,
+                id="receipts.prune.eligible",
+                status=Status.WARN,
+                detail="the policy says session receipts are not purge-eligible: nothing removed",
+                subject=policy.source,
             )
         )
     elif execute:
@@ -95,10 +95,10 @@ def receipts_prune(
         )
     result.add(
         Check(
-            "receipts.prune.expired",
-            status,
-            detail,
-            str(plan.directory),
+            id="receipts.prune.expired",
+            status=status,
+            detail=detail,
+            subject=str(plan.directory),
             expected=f"none older than {policy.days} days but each capability's latest",
             actual={"expired": len(plan.expired), "removed": len(removed), "failed": len(failed)},
             evidence={"failed": failed[:20]},
@@ -108,19 +108,19 @@ def receipts_prune(
         names = ", ".join(sorted(r.capability for r in plan.kept_latest))
         result.add(
             Check(
-                "receipts.prune.latest_kept",
-                Status.OK,
-                f"{len(plan.kept_latest)} expired receipt(s) kept as their capability's latest: {names}",
-                str(plan.directory),
+                id="receipts.prune.latest_kept",
+                status=Status.OK,
+                detail=f"{len(plan.kept_latest)} expired receipt(s) kept as their capability's latest: {names}",
+                subject=str(plan.directory),
             )
         )
     if plan.skipped:
         result.add(
             Check(
-                "receipts.prune.skipped",
-                Status.WARN,
-                f"{len(plan.skipped)} entr(ies) matching the pattern left alone (symlinks, not run keys)",
-                str(plan.directory),
+                id="receipts.prune.skipped",
+                status=Status.WARN,
+                detail=f"{len(plan.skipped)} entr(ies) matching the pattern left alone (symlinks, not run keys)",
+                subject=str(plan.directory),
                 evidence=plan.skipped[:20],
             )
         )

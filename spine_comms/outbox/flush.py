@@ -50,8 +50,14 @@ def outbox_flush(
     if send and not pending:
         found = store.load(send)
         state = found["status"] if found else "not in the outbox"
-        result.add(Check("outbox.flush.send", Status.OK if found else Status.WARN, f"{send}: {state}; nothing to do",
-                         send))  # fmt: skip
+        result.add(
+            Check(
+                id="outbox.flush.send",
+                status=Status.OK if found else Status.WARN,
+                detail=f"{send}: {state}; nothing to do",
+                subject=send,
+            )
+        )
         return result
     acted = 0
     for candidate in pending:
@@ -75,12 +81,26 @@ def outbox_flush(
         result.data["sends"].append(entry)
         detail = f"{candidate['status']} -> {record['status']}" + (
             f": {record['last_error']}" if record.get("last_error") else "")  # fmt: skip
-        result.add(Check("outbox.flush.send", VERDICT.get(record["status"], Status.WARN), detail, send_id,
-                         "delivered", record["status"]))  # fmt: skip
+        result.add(
+            Check(
+                id="outbox.flush.send",
+                status=VERDICT.get(record["status"], Status.WARN),
+                detail=detail,
+                subject=send_id,
+                expected="delivered",
+                actual=record["status"],
+            )
+        )
         result.summary.append(f"{send_id}: {detail}")
     if not result.checks:
         waiting = sum(1 for r in pending if r["status"] == "deferred")
-        result.add(Check("outbox.flush.send", Status.OK, f"nothing due ({waiting} waiting for their retry time)",
-                         str(store.root)))  # fmt: skip
+        result.add(
+            Check(
+                id="outbox.flush.send",
+                status=Status.OK,
+                detail=f"nothing due ({waiting} waiting for their retry time)",
+                subject=str(store.root),
+            )
+        )
         result.summary.append(result.checks[-1].detail)
     return result

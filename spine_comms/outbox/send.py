@@ -190,14 +190,21 @@ def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers,
     result.data["status"] = "dry-run"
     result.data["headers"] = preview_headers(raw)
     if no_password:
-        result.add(Check(id="mail.send.credentials", status=Status.WARN, detail=f"--execute would refuse: "
-                         f"{no_password}", subject=result.data["login"], expected="a password"))  # fmt: skip
+        result.add(
+            Check(
+                id="mail.send.credentials",
+                status=Status.WARN,
+                detail=f"--execute would refuse: {no_password}",
+                subject=result.data["login"],
+                expected="a password",
+            )
+        )
     if existing:
         result.data["existing"] = {"status": existing["status"], "attempts": len(existing["attempts"])}
         detail = f"already in the outbox ({existing['status']}); --execute would not send it again"
     else:
         detail = f"would send {len(raw)} bytes to {', '.join(result.data['to'])} via {result.data['submission']}"
-    result.add(Check("mail.send.plan", Status.OK, detail, result.data["send_id"]))
+    result.add(Check(id="mail.send.plan", status=Status.OK, detail=detail, subject=result.data["send_id"]))
     result.summary += [
         "dry run: nothing written or sent; the headers (Date and Message-ID are set anew on --execute):",
         *("  " + h for h in result.data["headers"]),
@@ -211,8 +218,16 @@ def _attempt(attempter, store, send_id: str, result: Result) -> Result:
         record = store.load(send_id)
         if not held:
             result.data.update(status=record["status"], attempts=len(record["attempts"]), in_progress=True)
-            result.add(Check("mail.send.outcome", Status.WARN, "another process is attempting this send now; "
-                             "nothing done here", send_id, "delivered", record["status"]))  # fmt: skip
+            result.add(
+                Check(
+                    id="mail.send.outcome",
+                    status=Status.WARN,
+                    detail="another process is attempting this send now; nothing done here",
+                    subject=send_id,
+                    expected="delivered",
+                    actual=record["status"],
+                )
+            )
             return result
         record = attempter.run(record)
     state = record["status"]
@@ -220,8 +235,17 @@ def _attempt(attempter, store, send_id: str, result: Result) -> Result:
                        last_error=record.get("last_error"), next_attempt_at=record.get("next_attempt_at"),
                        notice_item=record.get("notice_item"))  # fmt: skip
     detail = _detail(record, result.data["new"])
-    result.add(Check("mail.send.outcome", VERDICT.get(state, Status.WARN), detail, send_id, "delivered", state,
-                     record["attempts"][-1] if record["attempts"] else None))  # fmt: skip
+    result.add(
+        Check(
+            id="mail.send.outcome",
+            status=VERDICT.get(state, Status.WARN),
+            detail=detail,
+            subject=send_id,
+            expected="delivered",
+            actual=state,
+            evidence=record["attempts"][-1] if record["attempts"] else None,
+        )
+    )
     result.summary.append(f"{send_id}: {detail}")
     return result
 

@@ -57,7 +57,14 @@ def outbox_status(
         if check:
             result.add(check)
     counted = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
-    result.add(Check("outbox.status.summary", Status.OK, f"{len(records)} send(s): {counted}", str(store.root)))
+    result.add(
+        Check(
+            id="outbox.status.summary",
+            status=Status.OK,
+            detail=f"{len(records)} send(s): {counted}",
+            subject=str(store.root),
+        )
+    )
     result.summary.append(f"outbox {store.root}: {counted}")
     for record in reversed(shown):
         line = f"{record['send_id']} {record['status']:<10} {len(record['attempts'])} attempt(s) "
@@ -84,19 +91,50 @@ def _judge(record: dict, now, since_hours: float, parse_stamp) -> Check | None:
     recent = now - updated <= timedelta(hours=since_hours)
     if state in ("failed", "bounced", "expired", "error"):
         status = Status.FAIL if recent else Status.OK
-        return Check("outbox.status.send", status, f"{state}: {record.get('last_error')}", send_id, "delivered", state)
+        return Check(
+            id="outbox.status.send",
+            status=status,
+            detail=f"{state}: {record.get('last_error')}",
+            subject=send_id,
+            expected="delivered",
+            actual=state,
+        )
     if state == "unknown":
-        return Check("outbox.status.send", Status.WARN, f"outcome unknown: {record.get('last_error')}", send_id,
-                     "delivered", state)  # fmt: skip
+        return Check(
+            id="outbox.status.send",
+            status=Status.WARN,
+            detail=f"outcome unknown: {record.get('last_error')}",
+            subject=send_id,
+            expected="delivered",
+            actual=state,
+        )
     if state == "deferred":
         due = parse_stamp(record.get("next_attempt_at"))
         if due and now - due > OVERDUE:
-            return Check("outbox.status.send", Status.WARN, f"overdue since {record['next_attempt_at']}: is "
-                         "communications.outbox.flush scheduled?", send_id, "delivered", state)  # fmt: skip
+            return Check(
+                id="outbox.status.send",
+                status=Status.WARN,
+                detail=f"overdue since {record['next_attempt_at']}: is communications.outbox.flush scheduled?",
+                subject=send_id,
+                expected="delivered",
+                actual=state,
+            )
     if state in ("attempting", "queued") and now - updated > OVERDUE:
-        return Check("outbox.status.send", Status.WARN, f"{state} since {record.get('updated_at')}: interrupted? "
-                     "run communications.outbox.flush", send_id, "delivered", state)  # fmt: skip
+        return Check(
+            id="outbox.status.send",
+            status=Status.WARN,
+            detail=f"{state} since {record.get('updated_at')}: interrupted? run communications.outbox.flush",
+            subject=send_id,
+            expected="delivered",
+            actual=state,
+        )
     if record.get("delays"):
-        return Check("outbox.status.send", Status.OK, f"{state}; {len(record['delays'])} delay report(s)", send_id,
-                     "delivered", state)  # fmt: skip
+        return Check(
+            id="outbox.status.send",
+            status=Status.OK,
+            detail=f"{state}; {len(record['delays'])} delay report(s)",
+            subject=send_id,
+            expected="delivered",
+            actual=state,
+        )
     return None

@@ -89,14 +89,31 @@ def _apply(ctx, client, box: SieveMailbox, result: Result, execute: bool, allowe
         result.summary.append(f"{box.id}: refused: {extensions.detail}")
         return entry
     if in_place:
-        result.add(Check("sieve.apply.script", Status.OK, f"{box.script} is already active and equal", box.id,
-                         "rendered, active", "rendered, active"))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.script",
+                status=Status.OK,
+                detail=f"{box.script} is already active and equal",
+                subject=box.id,
+                expected="rendered, active",
+                actual="rendered, active",
+            )
+        )
         result.summary.append(f"{box.id}: nothing to do: {box.script} is active and equal to the contract")
         return entry
     if not execute:
-        result.add(Check("sieve.apply.script", Status.WARN, f"would upload and activate {box.script}"
-                         + (f" (keeping {live.active} as {box.backup_name})" if live.active else ""), box.id,
-                         "rendered, active", "differs", {"diff": diff}))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.script",
+                status=Status.WARN,
+                detail=f"would upload and activate {box.script}"
+                + (f" (keeping {live.active} as {box.backup_name})" if live.active else ""),
+                subject=box.id,
+                expected="rendered, active",
+                actual="differs",
+                evidence={"diff": diff},
+            )
+        )
         result.summary += ["dry run: the script:", *rendered.rstrip("\n").split("\n"), "the diff (live -> rendered):",
                            *(diff.rstrip("\n").split("\n") if diff else ["(same text; not active)"]),
                            "run again with --execute --yes to apply"]  # fmt: skip
@@ -130,18 +147,35 @@ def _put_and_activate(client, name: str, text: str, entry: dict, result: Result,
         if exc.response is None:
             raise
         status = Status.PARTIAL if any(d.startswith("putscript") for d in entry["done"]) else Status.FAIL
-        result.add(Check("sieve.apply.script", status, f"{exc.message}", box.id, "uploaded and active",
-                         entry["done"], exc.response.to_dict()))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.script",
+                status=status,
+                detail=f"{exc.message}",
+                subject=box.id,
+                expected="uploaded and active",
+                actual=entry["done"],
+                evidence=exc.response.to_dict(),
+            )
+        )
         result.summary.append(f"{box.id}: {exc.message}")
         return
     back = client.getscript(name)
     active = next((n for n, on in client.listscripts() if on), None)
     same = normalized(back) == text and active == name
-    result.add(Check("sieve.apply.script", Status.OK if same else Status.FAIL,
-                     f"{name} uploaded, active and read back equal" if same
-                     else f"read back: active={active}, equal={normalized(back) == text}",
-                     box.id, "uploaded and active", "uploaded and active" if same else "differs",
-                     {"done": entry["done"]}))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.apply.script",
+            status=Status.OK if same else Status.FAIL,
+            detail=f"{name} uploaded, active and read back equal"
+            if same
+            else f"read back: active={active}, equal={normalized(back) == text}",
+            subject=box.id,
+            expected="uploaded and active",
+            actual="uploaded and active" if same else "differs",
+            evidence={"done": entry["done"]},
+        )
+    )
     result.summary.append(f"{box.id}: {'applied' if same else 'NOT applied as rendered'}: {', '.join(entry['done'])}")
 
 
@@ -153,31 +187,62 @@ def _backup_text(ctx: RunContext, active: str | None, text: str) -> str:
 
 def _syntax_check(box: SieveMailbox, verdict) -> Check:
     line = _LINE.search(verdict.text)
-    return Check("sieve.apply.checkscript", Status.FAIL,
-                 f"CHECKSCRIPT refused it: {verdict.text.splitlines()[0] if verdict.text else verdict}", box.id,
-                 "OK", str(verdict), {**verdict.to_dict(), "line": int(line.group(1)) if line else None})  # fmt: skip
+    return Check(
+        id="sieve.apply.checkscript",
+        status=Status.FAIL,
+        detail=f"CHECKSCRIPT refused it: {verdict.text.splitlines()[0] if verdict.text else verdict}",
+        subject=box.id,
+        expected="OK",
+        actual=str(verdict),
+        evidence={**verdict.to_dict(), "line": int(line.group(1)) if line else None},
+    )
 
 
 def _rollback(ctx, client, box: SieveMailbox, result: Result, execute: bool) -> dict:
     names = {n for n, _ in client.listscripts()}
     entry = {"script": box.script, "backup": box.backup_name, "done": []}
     if box.backup_name not in names:
-        result.add(Check("sieve.apply.rollback", Status.FAIL, f"no {box.backup_name} on the server to restore",
-                         box.id, box.backup_name, None))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.rollback",
+                status=Status.FAIL,
+                detail=f"no {box.backup_name} on the server to restore",
+                subject=box.id,
+                expected=box.backup_name,
+                actual=None,
+            )
+        )
         result.summary.append(f"{box.id}: nothing to roll back to ({box.backup_name} is not on the server)")
         return entry
     backup = client.getscript(box.backup_name)
     head = _BACKUP_HEAD.match(normalized(backup))
     if head is None:
-        result.add(Check("sieve.apply.rollback", Status.FAIL, f"{box.backup_name} was not written by sieve.apply",
-                         box.id, "a spine-comms backup", backup[:200]))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.rollback",
+                status=Status.FAIL,
+                detail=f"{box.backup_name} was not written by sieve.apply",
+                subject=box.id,
+                expected="a spine-comms backup",
+                actual=backup[:200],
+            )
+        )
         return entry
     restore = json.loads(head.group(1)) if head.group(1) else None
     text = normalized(backup)[head.end() :]
     entry["restore"] = restore
     plan = f"restore {restore} and activate it" if restore else "deactivate (nothing was active before)"
     if not execute:
-        result.add(Check("sieve.apply.rollback", Status.WARN, f"would {plan}", box.id, plan, None))
+        result.add(
+            Check(
+                id="sieve.apply.rollback",
+                status=Status.WARN,
+                detail=f"would {plan}",
+                subject=box.id,
+                expected=plan,
+                actual=None,
+            )
+        )
         result.summary += [f"{box.id}: dry run: would {plan}", "run again with --execute --yes to roll back"]
         return entry
     if restore is None:
@@ -185,8 +250,16 @@ def _rollback(ctx, client, box: SieveMailbox, result: Result, execute: bool) -> 
         entry["done"].append("setactive none")
         active = next((n for n, on in client.listscripts() if on), None)
         ok = active is None
-        result.add(Check("sieve.apply.rollback", Status.OK if ok else Status.FAIL, f"deactivated; active: {active}",
-                         box.id, None, active))  # fmt: skip
+        result.add(
+            Check(
+                id="sieve.apply.rollback",
+                status=Status.OK if ok else Status.FAIL,
+                detail=f"deactivated; active: {active}",
+                subject=box.id,
+                expected=None,
+                actual=active,
+            )
+        )
         result.summary.append(f"{box.id}: rolled back: no script active")
         return entry
     client.putscript(restore, text)
@@ -196,8 +269,17 @@ def _rollback(ctx, client, box: SieveMailbox, result: Result, execute: bool) -> 
     same = normalized(client.getscript(restore)) == text
     active = next((n for n, on in client.listscripts() if on), None)
     ok = same and active == restore
-    result.add(Check("sieve.apply.rollback", Status.OK if ok else Status.FAIL,
-                     f"restored {restore} from {box.backup_name} and activated it" if ok
-                     else f"read back: active={active}, equal={same}", box.id, restore, active))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.apply.rollback",
+            status=Status.OK if ok else Status.FAIL,
+            detail=f"restored {restore} from {box.backup_name} and activated it"
+            if ok
+            else f"read back: active={active}, equal={same}",
+            subject=box.id,
+            expected=restore,
+            actual=active,
+        )
+    )
     result.summary.append(f"{box.id}: rolled back to {restore}")
     return entry

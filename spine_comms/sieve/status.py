@@ -163,8 +163,15 @@ def extensions_check(box: SieveMailbox, caps: Capabilities, allowed: list[str] |
     missing = [e for e in needed if e not in caps.sieve and e not in (allowed or [])]
     detail = (f"the server lacks {', '.join(missing)}" if missing
               else f"all supported: {', '.join(needed) or 'none needed'}")  # fmt: skip
-    return Check("sieve.extensions", Status.FAIL if missing else Status.OK, detail, box.id, needed,
-                 [e for e in needed if e not in missing], {"server": caps.sieve, "missing": missing})  # fmt: skip
+    return Check(
+        id="sieve.extensions",
+        status=Status.FAIL if missing else Status.OK,
+        detail=detail,
+        subject=box.id,
+        expected=needed,
+        actual=[e for e in needed if e not in missing],
+        evidence={"server": caps.sieve, "missing": missing},
+    )
 
 
 # Stalwart's `sieve.untrusted.limits.script-size` default by release line (reference/stalwart.md):
@@ -192,15 +199,35 @@ def size_check(box: SieveMailbox, caps, size: int, space) -> Check:
     limit, source = script_limit(box, caps)
     evidence = {"havespace": space.to_dict(), "limit": limit, "limit_from": source}
     if not space.ok:
-        return Check("sieve.limits.size", Status.FAIL, f"{size} bytes: HAVESPACE {space}", box.id, "fits", size,
-                     evidence)  # fmt: skip
+        return Check(
+            id="sieve.limits.size",
+            status=Status.FAIL,
+            detail=f"{size} bytes: HAVESPACE {space}",
+            subject=box.id,
+            expected="fits",
+            actual=size,
+            evidence=evidence,
+        )
     if limit is not None and size > limit:
-        return Check("sieve.limits.size", Status.FAIL,
-                     f"{size} bytes is over the {limit}-byte script limit ({source}); the upload would be refused",
-                     box.id, f"<= {limit} bytes", size, evidence)  # fmt: skip
+        return Check(
+            id="sieve.limits.size",
+            status=Status.FAIL,
+            detail=f"{size} bytes is over the {limit}-byte script limit ({source}); the upload would be refused",
+            subject=box.id,
+            expected=f"<= {limit} bytes",
+            actual=size,
+            evidence=evidence,
+        )
     shown = f"; limit {limit} bytes ({source})" if limit is not None else ""
-    return Check("sieve.limits.size", Status.OK, f"{size} bytes: HAVESPACE {space}{shown}", box.id,
-                 f"<= {limit} bytes" if limit is not None else "fits", size, evidence)  # fmt: skip
+    return Check(
+        id="sieve.limits.size",
+        status=Status.OK,
+        detail=f"{size} bytes: HAVESPACE {space}{shown}",
+        subject=box.id,
+        expected=f"<= {limit} bytes" if limit is not None else "fits",
+        actual=size,
+        evidence=evidence,
+    )
 
 
 @capability("sieve.status", safety="read-only", approval="auto")
@@ -223,23 +250,50 @@ def sieve_status(ctx: RunContext, mailbox: MailboxOpt = None, timeout: TimeoutOp
 
 def _report(result: Result, box: SieveMailbox, where: Target, live: Live, rendered: str, space) -> dict:
     caps = live.capabilities
-    result.add(Check("sieve.connect", Status.OK, f"{caps.implementation or 'a ManageSieve server'} "
-                     f"(VERSION {caps.version or 'none'}) at {where.where()}", box.id, "logged in over TLS",
-                     "logged in over TLS", caps.to_dict()))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.connect",
+            status=Status.OK,
+            detail=f"{caps.implementation or 'a ManageSieve server'} "
+            f"(VERSION {caps.version or 'none'}) at {where.where()}",
+            subject=box.id,
+            expected="logged in over TLS",
+            actual="logged in over TLS",
+            evidence=caps.to_dict(),
+        )
+    )
     result.add(extensions_check(box, caps))
     active_ok = live.active == box.script
     detail = (f"{box.script} is active" if active_ok
               else f"{box.script} is {'present but not active' if live.script is not None else 'not on the server'}; "
               f"active: {live.active or 'none'}")  # fmt: skip
     listed = [{"name": n, "active": a} for n, a in live.scripts]
-    result.add(Check("sieve.script.active", Status.OK if active_ok else Status.FAIL, detail, box.id,
-                     box.script, live.active, {"scripts": listed}))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.script.active",
+            status=Status.OK if active_ok else Status.FAIL,
+            detail=detail,
+            subject=box.id,
+            expected=box.script,
+            actual=live.active,
+            evidence={"scripts": listed},
+        )
+    )
     equal = normalized(live.script) == rendered
     diff = "" if equal else unified_diff(live.script, rendered, box.script)
-    result.add(Check("sieve.script.equal", Status.OK if equal else Status.FAIL,
-                     "the live script equals the rendered one" if equal
-                     else f"the live script differs from the rendered one ({diff.count(chr(10))} diff lines)",
-                     box.id, "rendered", "equal" if equal else "differs", {"diff": diff}))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.script.equal",
+            status=Status.OK if equal else Status.FAIL,
+            detail="the live script equals the rendered one"
+            if equal
+            else f"the live script differs from the rendered one ({diff.count(chr(10))} diff lines)",
+            subject=box.id,
+            expected="rendered",
+            actual="equal" if equal else "differs",
+            evidence={"diff": diff},
+        )
+    )
     parsed = parse_script(live.script or "")
     wanted = [r.to_canonical() for r in box.rules]
     held = [r.to_canonical() for r in parsed.rules]
@@ -251,24 +305,50 @@ def _report(result: Result, box: SieveMailbox, where: Target, live: Live, render
         detail += f"; differ from the contract: {', '.join(changed)}"
     if parsed.unparsed:
         detail += f"; {len(parsed.unparsed)} unparsed part(s)"
-    result.add(Check("sieve.script.rules", status, detail, box.id, [r.name for r in box.rules], names_live,
-                     parsed.to_dict()))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.script.rules",
+            status=status,
+            detail=detail,
+            subject=box.id,
+            expected=[r.name for r in box.rules],
+            actual=names_live,
+            evidence=parsed.to_dict(),
+        )
+    )
     size = len(rendered.encode())
     result.add(size_check(box, caps, size, space))
     redirects = sum(1 for r in box.rules for a in r.actions if a.kind == "redirect")
     limit = caps.max_redirects
     over = limit is not None and redirects > limit
-    result.add(Check("sieve.limits.redirects", Status.WARN if over else Status.OK,
-                     f"{redirects} redirect(s); the server allows {limit if limit is not None else 'unstated'}"
-                     + (" per message: later ones are ignored (stalwart#706)" if over else ""),
-                     box.id, limit, redirects))  # fmt: skip
+    result.add(
+        Check(
+            id="sieve.limits.redirects",
+            status=Status.WARN if over else Status.OK,
+            detail=f"{redirects} redirect(s); the server allows {limit if limit is not None else 'unstated'}"
+            + (" per message: later ones are ignored (stalwart#706)" if over else ""),
+            subject=box.id,
+            expected=limit,
+            actual=redirects,
+        )
+    )
     state = f"{'active' if active_ok else 'NOT active'}, {'in sync' if equal else 'DRIFT'}"
     result.summary.append(f"{box.id}: {box.script} {state} ({len(box.rules)} rule(s)) at {where.where()}")
     if diff:
         result.summary.extend(diff.rstrip("\n").split("\n"))
-    return {"endpoint": where.where(), "login": where.login, "script": box.script, "active": live.active,
-            "scripts": listed, "equal": equal, "diff": diff,
-            "needed_extensions": required_extensions(box.rules), "server_extensions": caps.sieve,
-            "rules_contract": [r.name for r in box.rules], "rules_live": names_live,
-            "unparsed": [u.to_dict() for u in parsed.unparsed], "size": size,
-            "capabilities": caps.to_dict()}  # fmt: skip
+    return {
+        "endpoint": where.where(),
+        "login": where.login,
+        "script": box.script,
+        "active": live.active,
+        "scripts": listed,
+        "equal": equal,
+        "diff": diff,
+        "needed_extensions": required_extensions(box.rules),
+        "server_extensions": caps.sieve,
+        "rules_contract": [r.name for r in box.rules],
+        "rules_live": names_live,
+        "unparsed": [u.to_dict() for u in parsed.unparsed],
+        "size": size,
+        "capabilities": caps.to_dict(),
+    }

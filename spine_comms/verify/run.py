@@ -166,22 +166,59 @@ def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> R
     for line in verdict_lines(report):
         result.summary.append(line)
     for r in report.results:
-        result.add(Check(f"verify.gate.{r.id.lower()}", CHECK_STATUS[r.status], r.detail, r.name,
-                         "PASS", r.status, {"capability": r.capability, "run_key": r.run_key,
-                                            "age_seconds": r.age_seconds, "fix_hint": r.fix_hint,
-                                            "kind": r.could_not_evaluate},
-                         round(r.elapsed * 1000, 1)))  # fmt: skip
-    result.add(Check("verify.budget", Status.FAIL if report.budget_exceeded else Status.OK, budget_line(report),
-                     report.ring, f"<= {report.budget:g} s", round(report.elapsed, 3)))  # fmt: skip
+        result.add(
+            Check(
+                id=f"verify.gate.{r.id.lower()}",
+                status=CHECK_STATUS[r.status],
+                detail=r.detail,
+                subject=r.name,
+                expected="PASS",
+                actual=r.status,
+                evidence={
+                    "capability": r.capability,
+                    "run_key": r.run_key,
+                    "age_seconds": r.age_seconds,
+                    "fix_hint": r.fix_hint,
+                    "kind": r.could_not_evaluate,
+                },
+                duration_ms=round(r.elapsed * 1000, 1),
+            )
+        )
+    result.add(
+        Check(
+            id="verify.budget",
+            status=Status.FAIL if report.budget_exceeded else Status.OK,
+            detail=budget_line(report),
+            subject=report.ring,
+            expected=f"<= {report.budget:g} s",
+            actual=round(report.elapsed, 3),
+        )
+    )
     nothing = report.nothing_verified
-    result.add(Check("verify.verified", Status.FAIL if nothing else Status.OK, nothing or
-                     f"{sum(r.verified for r in report.results)} gate(s) verified on evidence", report.pack,
-                     ">= 1 gate verified", sum(r.verified for r in report.results)))  # fmt: skip
+    result.add(
+        Check(
+            id="verify.verified",
+            status=Status.FAIL if nothing else Status.OK,
+            detail=nothing or f"{sum(r.verified for r in report.results)} gate(s) verified on evidence",
+            subject=report.pack,
+            expected=">= 1 gate verified",
+            actual=sum(r.verified for r in report.results),
+        )
+    )
     if report.strict:
         skipped = report.strict_skips
-        result.add(Check("verify.strict", Status.FAIL if skipped else Status.OK,
-                         f"--strict: {len(skipped)} gate(s) SKIP: {', '.join(skipped)}" if skipped
-                         else "--strict: no gate SKIP", report.pack, "no SKIP", skipped))  # fmt: skip
+        result.add(
+            Check(
+                id="verify.strict",
+                status=Status.FAIL if skipped else Status.OK,
+                detail=f"--strict: {len(skipped)} gate(s) SKIP: {', '.join(skipped)}"
+                if skipped
+                else "--strict: no gate SKIP",
+                subject=report.pack,
+                expected="no SKIP",
+                actual=skipped,
+            )
+        )
     files = {}
     if junit is not None:
         write_atomic(junit, junit_xml(report, finished))

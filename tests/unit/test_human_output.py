@@ -30,13 +30,13 @@ def _envelope(checks, summary=(), data=None):
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_markup_in_checks_summary_and_data_is_shown_as_written(text):
-    checks = [Check("inbox.folder.present", Status.FAIL, f"folder {text} missing", subject=text)]
+    checks = [Check(id="inbox.folder.present", status=Status.FAIL, detail=f"folder {text} missing", subject=text)]
     out = render_text(_envelope(checks, summary=[f"mailbox {text}"], data={"folder": text}), color=False)
     assert out.count(text) == 4, out
 
 
 def test_markup_is_not_read_with_colour_either():
-    checks = [Check("verify.gate", Status.FAIL, "[ops] [example.net] projects[/]", subject="[ops]")]
+    checks = [Check(id="verify.gate", status=Status.FAIL, detail="[ops] [example.net] projects[/]", subject="[ops]")]
     out = render_text(_envelope(checks), color=True)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
     assert "[ops] [example.net] projects[/]" in plain
@@ -56,12 +56,21 @@ def test_log_lines_are_not_markup(tmp_path):
 
 
 LONG = [
-    Check("dns.dkim.selector_present", Status.FAIL, "selector 202611r._domainkey.spine.ronny.works has no TXT "
-          "record at the authoritative servers; publish the record dkim.keygen printed", subject="spine.ronny.works"),
-    Check("communications.inbox.health.freshness", Status.WARN, "the last successful poll of "
-          "ops@spine.ronny.works was 47 minutes ago, the contract allows 15", subject="ops@spine.ronny.works"),
-    Check("verify.gate.D911", Status.FAIL, "x" * 30 + " " + "word " * 40, subject="[ops]"),
-]  # fmt: skip
+    Check(
+        id="dns.dkim.selector_present",
+        status=Status.FAIL,
+        detail="selector 202611r._domainkey.spine.ronny.works has no TXT "
+        "record at the authoritative servers; publish the record dkim.keygen printed",
+        subject="spine.ronny.works",
+    ),
+    Check(
+        id="communications.inbox.health.freshness",
+        status=Status.WARN,
+        detail="the last successful poll of ops@spine.ronny.works was 47 minutes ago, the contract allows 15",
+        subject="ops@spine.ronny.works",
+    ),
+    Check(id="verify.gate.D911", status=Status.FAIL, detail="x" * 30 + " " + "word " * 40, subject="[ops]"),
+]
 
 
 def _words(text: str) -> set[str]:

@@ -46,7 +46,7 @@ def run(root: Path, capability: str = "mailroom.status", status: Status = Status
     out, err = io.StringIO(), io.StringIO()
 
     def function(ctx):
-        return Result(data={"answer": 42}, checks=[Check("t.only", status, "as told")])
+        return Result(data={"answer": 42}, checks=[Check(id="t.only", status=status, detail="as told")])
 
     code = execute(
         capability=capability, safety="read-only", approval="auto", function=function, kwargs={},

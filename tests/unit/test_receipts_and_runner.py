@@ -46,12 +46,16 @@ def test_status_to_exit_code(root, status, strict, code):
 
 
 def test_status_is_the_worst_check(root):
-    checks = [Check("t.a", Status.OK, "fine"), Check("t.b", Status.WARN, "hm"), Check("t.c", Status.SKIP, "later")]
+    checks = [
+        Check(id="t.a", status=Status.OK, detail="fine"),
+        Check(id="t.b", status=Status.WARN, detail="hm"),
+        Check(id="t.c", status=Status.SKIP, detail="later"),
+    ]
     code, out, _ = run(root, returning(checks=checks))
     assert code == 0 and json.loads(out)["status"] == "warn"
-    checks.append(Check("t.d", Status.ERROR, "no answer"))
+    checks.append(Check(id="t.d", status=Status.ERROR, detail="no answer"))
     assert json.loads(run(root, returning(checks=checks))[1])["status"] == "error"
-    checks.append(Check("t.e", Status.FAIL, "broken"))
+    checks.append(Check(id="t.e", status=Status.FAIL, detail="broken"))
     assert json.loads(run(root, returning(checks=checks))[1])["status"] == "fail"
 
 
@@ -66,7 +70,7 @@ def test_json_mode_prints_exactly_one_object_on_its_own_line(root):
 
 
 def test_text_mode_ends_with_status_and_has_no_dash_rule(root):
-    checks = [Check("t.a", Status.FAIL, "x" * 300, subject="s")]
+    checks = [Check(id="t.a", status=Status.FAIL, detail="x" * 300, subject="s")]
     _, out, _ = run(root, returning(checks=checks), json_out=False)
     assert out.rstrip().splitlines()[-1] == "status: fail"
     assert not any(re.fullmatch(r"\s*[-─]{8,}\s*", line) for line in out.splitlines())

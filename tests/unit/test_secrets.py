@@ -88,7 +88,14 @@ def test_the_sentinel_never_reaches_stdout_stderr_or_any_receipt_file(root):
         ctx.log(f"logging in with {password.value}")
         return Result(
             data={"password": password.value, "nested": [{"x": f"pw={password.value}"}]},
-            checks=[Check("t.login", Status.FAIL, f"refused {password.value}", evidence={"sent": password.value})],
+            checks=[
+                Check(
+                    id="t.login",
+                    status=Status.FAIL,
+                    detail=f"refused {password.value}",
+                    evidence={"sent": password.value},
+                )
+            ],
             summary=[f"tried {password.value}"],
         )
 
