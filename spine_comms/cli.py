@@ -193,10 +193,12 @@ def main(
 
 from spine_comms.bootstrap.init_root import init_command  # noqa: E402
 from spine_comms.groups import cap_app, receipts_app  # noqa: E402
+from spine_comms.mcp.command import mcp_app  # noqa: E402
 
 app.add_typer(cap_app, name="cap", rich_help_panel="Registry and receipts")
 app.add_typer(receipts_app, name="receipts", rich_help_panel="Registry and receipts")
 app.command("init", rich_help_panel="Start here")(init_command)
+app.add_typer(mcp_app, name="mcp", rich_help_panel="Agents")
 
 
 def run() -> None:

@@ -95,10 +95,26 @@ def cap_show(
 ) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
+    options = option_spec(spec)
+    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
+    if _options(ctx, json_flag).json:
+        _print_json("cap.show", data)
+        return
+    print(spec.id)
+    for key in ("description", "phase", "safety", "approval", "lifecycle", "domain", "command"):
+        print(f"{key}: {data[key]}")
+    print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
+    for opt in options:
+        print(f"option: {', '.join(opt['flags']) or opt['name']} ({opt['type']}) {opt['help'] or ''}".rstrip())
+
+
+def option_spec(spec: CapabilitySpec) -> list[dict[str, Any]]:
+    """The capability's own options as `cap show --json` prints them: the one argument spec that
+    agents read, and that the MCP server turns into each tool's input schema (spine_comms.mcp)."""
     from spine_comms.cli import build_capability_command
 
     command = build_capability_command(spec)
-    options = [
+    return [
         {
             "name": p.name,
             "flags": list(p.opts) + list(getattr(p, "secondary_opts", [])),
@@ -111,16 +127,6 @@ def cap_show(
         for p in command.params
         if not p.name.startswith("opt_")
     ]
-    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
-    if _options(ctx, json_flag).json:
-        _print_json("cap.show", data)
-        return
-    print(spec.id)
-    for key in ("description", "phase", "safety", "approval", "lifecycle", "domain", "command"):
-        print(f"{key}: {data[key]}")
-    print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
-    for opt in options:
-        print(f"option: {', '.join(opt['flags']) or opt['name']} ({opt['type']}) {opt['help'] or ''}".rstrip())
 
 
 @cap_app.command(
