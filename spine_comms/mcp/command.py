@@ -27,7 +27,8 @@ AllowOpt = Annotated[
     ),
 ]
 DenyOpt = Annotated[
-    list[str] | None, typer.Option("--deny", help="Hide the capabilities matching this (repeatable); wins over --allow.")
+    list[str] | None,
+    typer.Option("--deny", help="Hide the capabilities matching this (repeatable); wins over --allow."),
 ]
 
 
@@ -101,7 +102,8 @@ def serve_command(
 
         server = build_server(tools, base, timeout)
     except ImportError as exc:
-        raise _fail(f"the MCP server needs the mcp extra ({exc.name} is missing): pip install 'spine-comms[mcp]'")
+        missing = f"the MCP server needs the mcp extra ({exc.name} is missing): pip install 'spine-comms[mcp]'"
+        raise _fail(missing) from None
     if http_port is None:
         serve_stdio(server)
     else:
