@@ -144,3 +144,35 @@ def test_a_manual_tool_is_refused_without_confirm_whatever_the_servers_environme
     assert ran["capability"] == "sieve.apply" and ran["run_key"]
     receipt = json.loads((Path(ran["receipt"]) / "receipt.json").read_text())
     assert "--yes" in receipt["invocation"]["argv"]
+
+
+def test_streamable_http_on_loopback_serves_the_same_tools(lab_root):
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [SPINE_COMMS, "mcp", "serve", "--root", str(lab_root), "--http-port", str(port), "--allow", "*status"]
+    server = subprocess.Popen(argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as knock:
+                if knock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()[-2000:]
+            time.sleep(0.2)
+
+        async def main():
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                return names, await client.call_tool("mailroom_status", {})
+
+        names, result = anyio.run(main)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert "mailroom_status" in names and "communications_mail_send" not in names
+    assert result.structured_content["capability"] == "mailroom.status" and result.structured_content["run_key"]
