@@ -176,3 +176,27 @@ def test_streamable_http_on_loopback_serves_the_same_tools(lab_root):
         server.wait(timeout=10)
     assert "mailroom_status" in names and "communications_mail_send" not in names
     assert result.structured_content["capability"] == "mailroom.status" and result.structured_content["run_key"]
+
+
+def test_an_agent_searches_mail_and_gets_what_the_cli_gets(lab_root, send_mail):
+    import time
+    import uuid
+
+    token = uuid.uuid4().hex[:12]
+    message_id = send_mail("alerts", "ops", subject=f"mcp {token}", body=f"for the agent {token}\n")
+    arguments = {"mailbox": "ops", "text": token, "body_chars": 100}
+    for _ in range(50):  # delivery is asynchronous
+        cli = run_capability(lab_root, "communications.mail.search", "--mailbox", "ops", "--text", token,
+                             "--body-chars", "100")  # fmt: skip
+        if cli.envelope["data"]["total"]:
+            break
+        time.sleep(0.2)
+
+    async def work(client):
+        return await client.call_tool("communications_mail_search", arguments)
+
+    got = session(lab_root, work).structured_content
+    assert got["status"] == cli.envelope["status"] == "ok" and got["exit_code"] == 0
+    assert got["data"]["messages"] == cli.envelope["data"]["messages"]
+    assert [m["message_id"] for m in got["data"]["messages"]] == [message_id]
+    assert got["data"]["messages"][0]["body"]["untrusted"] is True
