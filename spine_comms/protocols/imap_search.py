@@ -36,3 +36,10 @@ def fetch_flags(session: ImapSession, uids: list[int]) -> dict[int, list[str]]:
         int(uid): [f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in parts.get(b"FLAGS", ())]
         for uid, parts in fetched.items()
     }
+
+
+def folder_exists(session: ImapSession, folder: str) -> bool:
+    try:
+        return bool(session.client.folder_exists(folder))
+    except session._errors() as exc:
+        raise ImapError("select", f"LIST {folder} failed: {_text(exc)}") from None
