@@ -41,7 +41,7 @@ def thread(lab, lab_root, tmp_path_factory):
                      body="Yes, Friday.\n\n-- \nSink\n\nOn Sat, 21 Nov 2026 at 10:00, Alice wrote:\n"
                           "> Shall we ship Friday?\n")  # fmt: skip
     again = _message(ids[2], 10, sender="alice@example.org", subject=f"Re: plan {t}", parents=(ids[0], ids[1]),
-                     body="Great.\n\n-----Original Message-----\nFrom: Sink\nSent: today\n\nYes, Friday.\n")  # fmt: skip
+                     body="Great.\n\n-----Original Message-----\nFrom: Sink\nSent: today\n\nYes.\n")  # fmt: skip
     late = _message(ids[3], 15, sender="bob@example.net", subject=f"Re: plan {t}", parents=(ids[2],),
                     references=False, body="Count me in.\n")  # fmt: skip
     other = _message(f"<{t}.other@example.org>", 1, sender="carol@example.org", subject="other", body="x\n")
