@@ -2,8 +2,9 @@
 
 The folder is opened with EXAMINE and bodies are fetched with BODY.PEEK, so a search never
 sets \\Seen or changes anything. Criteria are ANDed (RFC 3501 §6.4.4); matches come newest
-first (highest UID), one page at a time, so the work of a call is bounded by --limit
-whatever the folder holds. Each message is parsed by the inbox's own parser
+first (highest UID), one page at a time, so the work of a call is bounded by --top
+whatever the folder holds. The id is the spine's: its Microsoft-backed search takes --query
+and --top, and so does this one. Each message is parsed by the inbox's own parser
 (mail/message.py) and its text cleaned as a mailroom item's body is (mailroom/items.py):
 third-party text, marked untrusted, capped at --body-chars.
 
@@ -46,12 +47,12 @@ def _day(name: str, value: str) -> date:
         raise UsageError(f"--{name} {value!r}: not a date (YYYY-MM-DD)") from None
 
 
-def criteria_for(*, from_address=None, to=None, subject=None, text=None, body=None, message_id=None,
+def criteria_for(*, from_address=None, to=None, subject=None, query=None, body=None, message_id=None,
                  since=None, before=None, unseen=False, flags=()) -> list:  # fmt: skip
     """imapclient's search criteria for the options given (ALL when none), every value checked."""
     criteria: list = []
     for key, name, value in (("FROM", "from", from_address), ("TO", "to", to), ("SUBJECT", "subject", subject),
-                             ("TEXT", "text", text), ("BODY", "body", body)):  # fmt: skip
+                             ("TEXT", "query", query), ("BODY", "body", body)):  # fmt: skip
         if value is not None:
             criteria += [key, _value(name, value)]
     if message_id is not None:
@@ -82,7 +83,9 @@ def mail_search(
     from_address: Annotated[str | None, typer.Option("--from", help="From contains this (IMAP FROM).")] = None,
     to: Annotated[str | None, typer.Option(help="To contains this (IMAP TO).")] = None,
     subject: Annotated[str | None, typer.Option(help="Subject contains this.")] = None,
-    text: Annotated[str | None, typer.Option(help="The header or body contains this (IMAP TEXT).")] = None,
+    query: Annotated[
+        str | None, typer.Option(help="The header or body contains this (IMAP TEXT; the spine's --query).")
+    ] = None,
     body: Annotated[str | None, typer.Option(help="The body contains this (IMAP BODY).")] = None,
     message_id: Annotated[str | None, typer.Option(help="The Message-ID header contains this.")] = None,
     since: Annotated[str | None, typer.Option(help="Received on or after this day (YYYY-MM-DD, IMAP SINCE).")] = None,
@@ -91,7 +94,7 @@ def mail_search(
     flag: Annotated[
         list[str] | None, typer.Option(help="Only messages with this flag (\\Flagged, $Label ...); repeatable.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100, help="Messages per page (newest first).")] = 20,
+    top: Annotated[int, typer.Option(min=1, max=100, help="Messages per page, newest first (the spine's --top).")] = 20,
     page: Annotated[int, typer.Option(min=1, help="Which page of the matches.")] = 1,
     body_chars: Annotated[
         int, typer.Option(min=0, max=20000, help="Show at most this many characters of each body (0: none).")
@@ -105,7 +108,7 @@ def mail_search(
     from spine_comms.protocols.imap import ImapError, session
 
     criteria = criteria_for(
-        from_address=from_address, to=to, subject=subject, text=text, body=body, message_id=message_id,
+        from_address=from_address, to=to, subject=subject, query=query, body=body, message_id=message_id,
         since=since, before=before, unseen=unseen, flags=flag or [],
     )  # fmt: skip
     contract = load_inbox_contract(ctx, required=False)
@@ -113,7 +116,7 @@ def mail_search(
     target = open_mailbox(ctx, contract, wanted)
     try:
         with session(target.imap) as imap:
-            data = _search(imap, folder, criteria, limit, page, body_chars)
+            data = _search(imap, folder, criteria, top, page, body_chars)
     except ImapError as exc:
         if exc.stage == "select":
             hint = "check --folder (names are case-sensitive)"
@@ -129,12 +132,12 @@ def mail_search(
     )
 
 
-def _search(imap, folder: str, criteria: list, limit: int, page: int, body_chars: int) -> dict:
+def _search(imap, folder: str, criteria: list, top: int, page: int, body_chars: int) -> dict:
     from spine_comms.protocols.imap_search import fetch_flags, search
 
     imap.open(folder)
     matched = list(reversed(search(imap, criteria)))
-    chosen = matched[(page - 1) * limit : page * limit]
+    chosen = matched[(page - 1) * top : page * top]
     metas = imap.fetch_meta(chosen)
     fits = [u for u in chosen if u in metas and metas[u].size <= MAX_FETCH_BYTES]
     raws = imap.fetch_raw(fits)
@@ -150,8 +153,8 @@ def _search(imap, folder: str, criteria: list, limit: int, page: int, body_chars
         "criteria": [c.isoformat() if isinstance(c, date) else c for c in criteria],
         "total": len(matched),
         "page": page,
-        "limit": limit,
-        "pages": -(-len(matched) // limit),
+        "top": top,
+        "pages": -(-len(matched) // top),
         "untrusted": UNTRUSTED,
         "messages": messages,
     }

@@ -82,7 +82,7 @@ def test_criteria_are_anded_newest_first_normalized_and_receipted(mailbox):
 
 def test_pages_are_bounded_and_cover_the_matches_once(mailbox):
     root, folder, token = mailbox
-    pages = [search(root, folder, "--subject", token, "--limit", "2", "--page", str(n)).envelope["data"]
+    pages = [search(root, folder, "--subject", token, "--top", "2", "--page", str(n)).envelope["data"]
              for n in (1, 2, 3)]  # fmt: skip
     assert [len(p["messages"]) for p in pages] == [2, 1, 0]
     assert {p["pages"] for p in pages} == {2} and {p["total"] for p in pages} == {3}
@@ -96,7 +96,7 @@ def test_text_body_utf8_dates_and_message_id(mailbox):
     root, folder, token = mailbox
     ids = lambda *args: [m["message_id"] for m in search(root, folder, *args).envelope["data"]["messages"]]  # noqa: E731
     assert ids("--body", "zebra") == [f"<{token}.1@example.org>"]
-    assert ids("--text", "zebra", "--from", "bob@example.net") == [f"<{token}.1@example.org>"]
+    assert ids("--query", "zebra", "--from", "bob@example.net") == [f"<{token}.1@example.org>"]
     assert ids("--subject", "café") == [f"<{token}.2@example.org>"]  # CHARSET UTF-8
     assert ids("--message-id", f"{token}.0@") == [f"<{token}.0@example.org>"]
     today = datetime.now(UTC).date()
@@ -136,13 +136,13 @@ def test_a_hostile_body_is_data_controls_removed_and_the_directive_defused(mailb
         (("--flag", "\\Bogus"), "--flag"),
         (("--since", "2026-02-01", "--before", "2026-01-01"), "nothing could match"),
         (("--folder", "NoSuchFolder"), "NoSuchFolder"),
-        (("--limit", "101"), "--limit"),
+        (("--top", "101"), "--top"),
     ],
 )
 def test_bad_criteria_are_usage_errors_without_a_traceback(mailbox, args, needle):
     root, folder, _ = mailbox
-    # The option parser refuses --limit 101 before the runner: no envelope (yet) for those.
-    parser = args[0] == "--limit"
+    # The option parser refuses --top 101 before the runner: no envelope (yet) for those.
+    parser = args[0] == "--top"
     done = run_capability(root, "communications.mail.search", "--folder", folder, *args, json_out=not parser)
     assert done.code == 2, done.stderr
     assert needle in done.stderr + json.dumps(done.envelope)
@@ -159,7 +159,7 @@ def test_a_message_delivered_through_postfix_is_found_in_ops(lab_root, send_mail
     token = uuid.uuid4().hex[:12]
     message_id = send_mail("alerts", "ops", subject=f"search {token}", body=f"delivered {token}\n")
     for _ in range(50):  # delivery is asynchronous
-        done = run_capability(lab_root, "communications.mail.search", "--mailbox", "ops", "--text", token)
+        done = run_capability(lab_root, "communications.mail.search", "--mailbox", "ops", "--query", token)
         if done.envelope["data"]["total"]:
             break
         import time

@@ -184,9 +184,9 @@ def test_an_agent_searches_mail_and_gets_what_the_cli_gets(lab_root, send_mail):
 
     token = uuid.uuid4().hex[:12]
     message_id = send_mail("alerts", "ops", subject=f"mcp {token}", body=f"for the agent {token}\n")
-    arguments = {"mailbox": "ops", "text": token, "body_chars": 100}
+    arguments = {"mailbox": "ops", "query": token, "body_chars": 100}
     for _ in range(50):  # delivery is asynchronous
-        cli = run_capability(lab_root, "communications.mail.search", "--mailbox", "ops", "--text", token,
+        cli = run_capability(lab_root, "communications.mail.search", "--mailbox", "ops", "--query", token,
                              "--body-chars", "100")  # fmt: skip
         if cli.envelope["data"]["total"]:
             break
