@@ -110,3 +110,18 @@ def test_the_servers_approval_variables_never_reach_a_call(monkeypatch):
     monkeypatch.setenv("SPINE_CAP_RUN_KEY", "CAP-20260101-000000__x__Rabc")
     env = server.child_env()
     assert not {"SPINE_CAP_AUTO_APPROVE", "OPS_CAP_AUTO_APPROVE", "SPINE_CAP_RUN_KEY"} & set(env)
+
+
+def test_a_call_that_outruns_the_timeout_is_stopped_and_says_so(tmp_path):
+    stopped = anyio.run(server.run_tool, tool("mailroom.status"), {}, tmp_path, 0.01)
+    assert stopped["error"]["reference"] == "timeout" and stopped["exit_code"] == 3
+
+
+def test_the_commands_refuse_bad_input_with_one_line_and_exit_2(cli, tmp_path):
+    typo = cli("mcp", "tools", "--allow", "mailroom.stauts")
+    assert typo.exit_code == 2 and "--allow 'mailroom.stauts' matches no capability" in typo.stderr
+    missing = cli("mcp", "serve", "--root", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+    listed = cli("mcp", "tools", "--json", "--allow", "gaps.*", "--allow", "gaps_close")
+    assert listed.exit_code == 0
+    assert {t["name"] for t in listed.json()["tools"]} == {"gaps_file", "gaps_list", "gaps_close"}
