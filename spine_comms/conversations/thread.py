@@ -27,7 +27,7 @@ from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
 
-MAX_ROUNDS = 10
+MAX_IDS = 1000  # Message-IDs to look for, at most: a thread naming more is shown as incomplete
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|tr|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -117,11 +117,12 @@ def _naming(wanted: str) -> list:
 
 
 def _gather(imap, folders: list[str], seed: str, limit: int) -> tuple[dict[tuple[str, int], dict], bool]:
-    """(folder, uid) -> {parsed header, linked_by} for the thread of `seed`; and whether it is complete."""
+    """(folder, uid) -> {parsed header, linked_by} for the thread of `seed`; and whether it is complete
+    (False when --limit distinct messages were reached with more to come, or MAX_IDS ids to look for)."""
     from spine_comms.protocols.imap_search import search
 
-    known, frontier, found = {seed}, [seed], {}
-    for _ in range(MAX_ROUNDS):
+    known, frontier, found, ids, cut = {seed}, [seed], {}, set(), False
+    while frontier and not cut:
         fresh: list[str] = []
         for folder in folders:
             imap.open(folder)
@@ -130,39 +131,48 @@ def _gather(imap, folders: list[str], seed: str, limit: int) -> tuple[dict[tuple
                 uids |= set(search(imap, _naming(f"<{mid}>")))
             new = sorted(u for u in uids if (folder, u) not in found)
             for uid, parsed in _headers(imap, folder, new).items():
-                if len(found) >= limit:
-                    return found, False
+                key = _norm(parsed.message_id)
+                if key not in ids and len(ids) >= limit and key != seed:  # the asked-for message always shows
+                    cut = True
+                    continue
+                ids.add(key)
                 found[(folder, uid)] = {"parsed": parsed, "linked_by": "message-id"}
-                for mid in [parsed.message_id, parsed.in_reply_to, *parsed.references]:
-                    if _norm(mid) and _norm(mid) not in known:
-                        known.add(_norm(mid))
-                        fresh.append(_norm(mid))
-        if not fresh:
-            break
+                for mid in map(_norm, [parsed.message_id, parsed.in_reply_to, *parsed.references]):
+                    if mid and mid not in known:
+                        known.add(mid)
+                        fresh.append(mid)
+        cut = cut or len(known) > MAX_IDS
         frontier = fresh
-    _subject_fallback(imap, folders, seed, found, limit)
-    return found, len(found) < limit
+    if not cut:
+        cut = _subject_fallback(imap, folders, found, limit)
+    return found, not cut
 
 
-def _subject_fallback(imap, folders: list[str], seed: str, found: dict, limit: int) -> None:
+def _subject_fallback(imap, folders: list[str], found: dict, limit: int) -> bool:
+    """Join the messages with the same base subject to a lone reply without threading headers; True if cut."""
     from spine_comms.protocols.imap_search import search
 
     if len(found) != 1:
-        return
+        return False
     only = next(iter(found.values()))["parsed"]
     subject = only.subject or ""
-    if only.in_reply_to or only.references or not _REPLY_PREFIX.match(subject) or not base_subject(subject):
-        return
-    base = base_subject(subject)
+    probe = " ".join(_REPLY_PREFIX.sub("", subject).split())
+    if only.in_reply_to or only.references or not _REPLY_PREFIX.match(subject) or not probe:
+        return False
+    if any(c in probe for c in "\r\n\x00"):
+        return False
+    ids = {_norm(only.message_id)}
     for folder in folders:
         imap.open(folder)
-        probe = " ".join(_REPLY_PREFIX.sub("", subject).split())
-        if any(c in probe for c in "\r\n\x00"):
-            return
         uids = [u for u in search(imap, ["SUBJECT", probe]) if (folder, u) not in found]
         for uid, parsed in _headers(imap, folder, uids).items():
-            if len(found) < limit and base_subject(parsed.subject or "") == base:
-                found[(folder, uid)] = {"parsed": parsed, "linked_by": "subject"}
+            if base_subject(parsed.subject or "") != base_subject(subject):
+                continue
+            if _norm(parsed.message_id) not in ids and len(ids) >= limit:
+                return True
+            ids.add(_norm(parsed.message_id))
+            found[(folder, uid)] = {"parsed": parsed, "linked_by": "subject"}
+    return False
 
 
 def _render(imap, found: dict, quoted: bool, body_chars: int) -> list[dict]:

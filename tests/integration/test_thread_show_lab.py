@@ -100,6 +100,11 @@ def test_limit_cuts_with_a_warning_and_an_unknown_id_fails(thread):
     cut = show(root, folders, "--message-id", ids[0], "--limit", "2")
     assert cut.code == 0 and cut.envelope["status"] == "warn"
     assert cut.envelope["data"]["complete"] is False and cut.envelope["data"]["count"] == 2
+    exact = show(root, folders, "--message-id", ids[0], "--limit", "4").envelope
+    assert exact["status"] == "ok" and exact["data"]["complete"] is True and exact["data"]["count"] == 4
+    # Cut at one, the thread still shows the message asked for, whichever the server lists first.
+    last = show(root, folders, "--message-id", ids[3], "--limit", "1").envelope["data"]
+    assert [m["message_id"] for m in last["messages"]] == [ids[3]] and last["complete"] is False
     missing = show(root, folders, "--message-id", f"<{t}.never@example.org>")
     assert missing.code == 1 and missing.envelope["status"] == "fail"
     assert missing.envelope["data"]["messages"] == []
