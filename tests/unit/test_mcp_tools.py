@@ -125,3 +125,17 @@ def test_the_commands_refuse_bad_input_with_one_line_and_exit_2(cli, tmp_path):
     listed = cli("mcp", "tools", "--json", "--allow", "gaps.*", "--allow", "gaps_close")
     assert listed.exit_code == 0
     assert {t["name"] for t in listed.json()["tools"]} == {"gaps_file", "gaps_list", "gaps_close"}
+
+
+def test_the_runners_safety_flags_as_cap_show_lists_them_become_execute_dry_run_and_confirm():
+    # The form `cap show --json` gives the runner's own flags (type "flag"): the schema follows it.
+    spec = load_registry().get("sieve.apply")
+    flags = [{"name": n, "flags": [f], "type": "flag", "multiple": False, "required": False, "default": False,
+              "help": f"the runner's {f}"} for n, f in (("execute", "--execute"), ("dry_run", "--dry-run"),
+                                                         ("yes", "--yes"))]  # fmt: skip
+    made = make_tool(spec, flags)
+    props = made.input_schema["properties"]
+    assert {k: v["type"] for k, v in props.items()} == {"execute": "boolean", "dry_run": "boolean",
+                                                        "confirm": "boolean"}  # fmt: skip
+    assert command_arguments(made, {"execute": True, "confirm": True}) == ["--execute", "--yes"]
+    assert command_arguments(made, {"dry_run": True}) == ["--dry-run"]
