@@ -19,6 +19,7 @@ from spine_comms.capability_command import EXIT_CODES_HELP, LazyCapabilityComman
 from spine_comms.core.options import GlobalOptions
 from spine_comms.core.registry import load_registry
 from spine_comms.groups import cap_app, receipts_app
+from spine_comms.mcp.command import mcp_app
 from spine_comms.ops_command import ops_app
 from spine_comms.option_types import ClickException, DebugOpt, JsonOpt, NoColorOpt, RootOpt, StrictOpt
 
@@ -143,6 +144,7 @@ app.add_typer(cap_app, name="cap", rich_help_panel="Registry and receipts")
 app.add_typer(receipts_app, name="receipts", rich_help_panel="Registry and receipts")
 app.command("init", rich_help_panel="Start here")(init_command)
 app.add_typer(ops_app, name="ops", rich_help_panel="Start here")
+app.add_typer(mcp_app, name="mcp", rich_help_panel="Agents")
 
 
 def run() -> None:

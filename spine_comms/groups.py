@@ -108,10 +108,26 @@ def cap_show(
 ) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
+    options = option_spec(spec)
+    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
+    if _options(ctx, json_flag).json:
+        _print_json("cap.show", data)
+        return
+    print(spec.id)
+    for key in ("description", "phase", "safety", "default_mode", "approval", "lifecycle", "domain", "command"):
+        print(f"{key}: {data[key]}")
+    print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
+    for opt in options:
+        print(f"option: {', '.join(opt['flags']) or opt['name']} ({opt['type']}) {opt['help'] or ''}".rstrip())
+
+
+def option_spec(spec: CapabilitySpec) -> list[dict[str, Any]]:
+    """The capability's own options and its safety flags as `cap show --json` prints them: the one
+    argument spec that agents read, and that the MCP server turns into each tool's input schema."""
     from spine_comms.capability_command import COMMON, build_capability_command
 
     command = build_capability_command(spec)
-    options = [
+    return [
         {
             "name": p.name.removeprefix("opt_"),
             "flags": list(p.opts) + list(getattr(p, "secondary_opts", [])),
@@ -124,16 +140,6 @@ def cap_show(
         for p in command.params
         if p.name not in COMMON  # the shared options are the same everywhere; the safety flags are listed
     ]
-    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
-    if _options(ctx, json_flag).json:
-        _print_json("cap.show", data)
-        return
-    print(spec.id)
-    for key in ("description", "phase", "safety", "default_mode", "approval", "lifecycle", "domain", "command"):
-        print(f"{key}: {data[key]}")
-    print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
-    for opt in options:
-        print(f"option: {', '.join(opt['flags']) or opt['name']} ({opt['type']}) {opt['help'] or ''}".rstrip())
 
 
 @cap_app.command(

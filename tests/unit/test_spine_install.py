@@ -24,7 +24,7 @@ FILES = ("ops/capabilities.yaml", "ops/bindings/capability_map.yaml", "ops/plugi
 # Ids of this toolkit that the sample spine registers to its own scripts.
 SPINE_OWNED = {
     "communications.stack.status", "calendar.sync.plan", "calendar.sync.execute", "communications.inbox.poll",
-    "verify.core.run", "verify.pack.run", "gaps.file", "gaps.close",
+    "verify.core.run", "verify.pack.run", "gaps.file", "gaps.close", "communications.mail.search",
 }  # fmt: skip
 # Capabilities whose code is in this commit's tree (the parity check imports the code of what it installs).
 SUBSET = ("dns.mail.status", "mail.auth.probe", "sieve.status", "sieve.apply", "capabilities.verify", "loop.evidence")

@@ -1,0 +1,1 @@
+"""What agents ask of a mailbox beyond the inbox loop: search (and, next, threads)."""
