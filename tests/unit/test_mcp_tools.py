@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from spine_comms.cli import build_capability_command
+from spine_comms.capability_command import build_capability_command
 from spine_comms.core.registry import load_registry
 from spine_comms.groups import option_spec
 from spine_comms.mcp import server
@@ -51,7 +51,7 @@ def test_values_reach_the_capability_as_given_even_when_they_look_like_flags():
                                                "body": "-x\n--yes", "execute": False})  # fmt: skip
     assert got["to"] == ["a@spine.test", "b@spine.test"]
     assert got["subject"] == "--execute" and got["body"] == "-x\n--yes"
-    assert got["execute"] is False
+    assert got["opt_execute"] is False  # the runner's safety flag (capability_command.safety_options)
     assert parsed("verify.pack.run", {"pack": "--junit"})["pack"] == "--junit"
     assert parsed("communications.stack.status", {"only": ["IMAPS"], "timeout": 0.5})["timeout"] == 0.5
 

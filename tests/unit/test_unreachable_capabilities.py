@@ -35,6 +35,8 @@ TALKS_TO_A_SERVER: dict[str, list[str]] = {
     "communications.inbox.health": [],
     "communications.inbox.poll": [],
     "communications.inbox.watch": ["--execute", "--max-runtime", "3"],
+    "communications.mail.search": [],
+    "communications.thread.show": ["--message-id", "<x@spine.test>"],
     "communications.stack.status": [],
     "contacts.card.create": ["--name", "Ada"],
     "contacts.card.delete": ["--uid", "x"],
@@ -59,6 +61,7 @@ TALKS_TO_A_SERVER: dict[str, list[str]] = {
 NO_SERVER: dict[str, str] = {
     "capabilities.verify": "reads the registry files and the code",
     "contracts.check": "validates the root's contract files",
+    "communications.inbox.senders": "reads the inbox contract's sender lists",
     "receipts.prune": "removes old receipt directories",
     # Its endpoint findings are errors among the others (units, receipts): tests/integration/test_doctor_lab.py
     "communications.doctor": "a report of the whole setup, an unreachable endpoint one finding of many",
