@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from spine_comms.core.contracts import Contracts
@@ -38,7 +37,7 @@ class RunContext:
     stderr: Console | None = None
 
     def __post_init__(self) -> None:
-        self.contracts = Contracts(self.root, on_warning=lambda message: self.log(escape(message), level="warn"))
+        self.contracts = Contracts(self.root, on_warning=lambda message: self.log(message, level="warn"))
         spine_root = self.root.path if self.root.layout == "spine" else None
         self.secrets = Secrets(self.redactor, self.env, spine_root,
                                locate=lambda ref: self.contracts.locate(ref, key_suffix="_ref"))  # fmt: skip

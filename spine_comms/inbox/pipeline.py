@@ -57,11 +57,9 @@ def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):
 
     if contract.mailroom.via == "filesystem":
         return FilesystemTarget(ctx.mailroom.inbox)
-    from spine_comms.mailroom.bridge import BridgeClient
+    from spine_comms.mailroom.bridge import bridge_client
 
-    bridge = contract.mailroom.bridge
-    token = ctx.secrets.resolve(bridge.token_ref, override_env="MAILROOM_BRIDGE_TOKEN", what="mailroom bridge token")
-    client = BridgeClient(bridge.url, token.value, ca_file=bridge.ca_file, timeout=bridge.timeout_seconds)
+    client, _token = bridge_client(ctx, contract.mailroom.bridge)
     return BridgeTarget(client, inbox_state_dir(ctx, contract) / mailbox_id / "parked")
 
 

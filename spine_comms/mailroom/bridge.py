@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import urllib.parse
 
+from spine_comms.contracts.inbox import INBOX_CONTRACT, Bridge
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.secrets import Secret
 from spine_comms.mailroom.filesystem import RUN_ID_RE
 
 MAX_BODY = 1024 * 1024  # the bridge refuses a Content-Length over 1 MiB
@@ -171,3 +173,28 @@ def _error_text(answer: dict | None) -> str:
     if not answer:
         return ""
     return " ".join(str(answer.get("error", "")).split())[:200]
+
+
+TOKEN_ENV, TOKEN_FILE_ENV = "MAILROOM_BRIDGE_TOKEN", "MAILROOM_BRIDGE_TOKEN_FILE"  # the bridge's own names
+DEFAULT_TIMEOUT_SECONDS = 15.0
+
+
+def bridge_client(ctx, settings: Bridge | None, url: str | None = None):
+    """The one builder of a bridge client for every reader (`mailroom.enqueue --via bridge`, the inbox poll and
+    watch): (BridgeClient, the token as a Secret). The token: MAILROOM_BRIDGE_TOKEN, else
+    MAILROOM_BRIDGE_TOKEN_FILE (the two the bridge itself reads), else the contract's token_ref. `url` (an
+    option) wins over the contract's."""
+    url = url or (settings.url if settings else None)
+    if not url:
+        raise UsageError("--via bridge needs a bridge URL",
+                         hint=f"pass --bridge-url or set mailroom.bridge in bindings/{INBOX_CONTRACT}")  # fmt: skip
+    token = bridge_token(ctx, settings)
+    timeout = settings.timeout_seconds if settings else DEFAULT_TIMEOUT_SECONDS
+    return BridgeClient(url, token.value, ca_file=settings.ca_file if settings else None, timeout=timeout), token
+
+
+def bridge_token(ctx, settings: Bridge | None) -> Secret:
+    ref = settings.token_ref if settings else None
+    if ctx.env.get(TOKEN_FILE_ENV) and not ctx.env.get(TOKEN_ENV):
+        ref = f"file:{ctx.env[TOKEN_FILE_ENV]}"  # the bridge's file variable beats the contract, as it does there
+    return ctx.secrets.resolve(ref, override_env=TOKEN_ENV, what="mailroom bridge token")

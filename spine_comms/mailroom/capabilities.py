@@ -37,7 +37,6 @@ from spine_comms.mailroom.items import render_prompt_item
 from spine_comms.mailroom.secrets_scan import redact_secrets, secret_findings
 
 MAX_PROMPT_BYTES = 1024 * 1024  # the bridge's limit, kept for both routes so a prompt works on either
-TOKEN_ENV, TOKEN_FILE_ENV = "MAILROOM_BRIDGE_TOKEN", "MAILROOM_BRIDGE_TOKEN_FILE"  # the bridge's own names
 
 
 def _read_prompt(text: str | None, file: Path | None) -> tuple[str, str]:
@@ -75,22 +74,6 @@ def _read_prompt(text: str | None, file: Path | None) -> tuple[str, str]:
 
 def _inbox_contract(ctx: RunContext) -> InboxContract | None:
     return ctx.contracts.load(INBOX_CONTRACT, InboxContract) if ctx.contracts.exists(INBOX_CONTRACT) else None
-
-
-def _bridge_client(ctx: RunContext, contract: InboxContract | None, url: str | None):
-    from spine_comms.mailroom.bridge import BridgeClient
-
-    settings = contract.mailroom.bridge if contract else None
-    url = url or (settings.url if settings else None)
-    if not url:
-        raise UsageError("--via bridge needs a bridge URL",
-                         hint=f"pass --bridge-url or set mailroom.bridge in bindings/{INBOX_CONTRACT}")  # fmt: skip
-    ref = settings.token_ref if settings else None
-    if not ref and ctx.env.get(TOKEN_FILE_ENV):
-        ref = f"file:{ctx.env[TOKEN_FILE_ENV]}"
-    token = ctx.secrets.resolve(ref, override_env=TOKEN_ENV, what="mailroom bridge token")
-    timeout = settings.timeout_seconds if settings else 15.0
-    return BridgeClient(url, token.value, ca_file=settings.ca_file if settings else None, timeout=timeout), token
 
 
 @capability("mailroom.enqueue", safety="mutating", approval="auto")
@@ -168,7 +151,7 @@ def mailroom_enqueue(
     contract = _inbox_contract(ctx)
     via = via or ("bridge" if bridge_url else (contract.mailroom.via if contract else "filesystem"))
     if via == "bridge":
-        from spine_comms.mailroom.bridge import stored_by_bridge
+        from spine_comms.mailroom.bridge import bridge_client, stored_by_bridge
 
         item = stored_by_bridge(item)  # sent as the bridge stores it: the receipt's bytes are the file's
     payload = item.encode("utf-8")
@@ -181,7 +164,7 @@ def mailroom_enqueue(
         return result
 
     if via == "bridge":
-        client, _token = _bridge_client(ctx, contract, bridge_url)
+        client, _token = bridge_client(ctx, contract.mailroom.bridge if contract else None, bridge_url)
         # Named here, not by the bridge: the receipt records them and a retry with the same
         # --session-id/--run-id rewrites the same file instead of adding a second one.
         session = session or new_session_id(ctx.clock())
