@@ -11,23 +11,26 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
-from spine_comms.contracts.stack import connection_timeout
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
 from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.endpoints.stalwart import (
+    SECRET_ENV,
+    StalwartTarget,
+    stalwart_contract_target,
+    stalwart_target,
+)
 
 if TYPE_CHECKING:
     from spine_comms.protocols.stalwart import DkimKey, DnsRecord, StalwartAdmin
 
-SECRET_ENV = "STALWART_ADMIN_SECRET"
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
 REQUIRED_ALGORITHM = "rsa-sha256"  # a domain must sign with RSA; Ed25519 is a welcome extra
 USABLE_STAGES = ("active", "pending")  # pending keys become active by themselves
@@ -63,20 +66,6 @@ class ServerView:
     expected: list[DnsRecord] = field(default_factory=list)
 
 
-@dataclass
-class _Target:
-    url: str
-    username: str | None
-    secret: str
-    ca_file: str | None
-    server_name: str | None
-    timeout: float
-
-    @property
-    def account(self) -> str:
-        return f"account {self.username}" if self.username else "an API key (Bearer)"
-
-
 # ---- capabilities ------------------------------------------------------------------------------------
 
 
@@ -89,7 +78,7 @@ def stalwart_status(
     Refused credentials are an `error` (exit 3) after the health checks."""
     from spine_comms.protocols.stalwart import StalwartError, connect, health
 
-    contract, target = _target(ctx, url, username, timeout)
+    contract, target = stalwart_contract_target(ctx, url, username, timeout)
     result = Result()
     ctx.log(f"asking Stalwart at {target.url} ({target.account})")
     with _could_not_evaluate(target):
@@ -170,7 +159,7 @@ def stalwart_dkim_status(
     """The DKIM keys Stalwart signs with for each contract domain: selector, algorithm, public key
     (the DNS p= value) and stage. A domain without an active RSA key fails; Ed25519 is optional; an
     active selector the contract's dkim_selectors does not list warns (DNS checks would miss it)."""
-    contract, target = _target(ctx, url, username, timeout, need_contract=True)
+    contract, target = stalwart_contract_target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     with _connected(ctx, target) as admin:
         on_server = admin.domains()
@@ -217,7 +206,7 @@ def stalwart_dkim_ensure(
     under the id rsa-<domain> / ed25519-<domain>, the only ids its signing rule uses, then a reload."""
     wanted = _algorithms(algorithm)
     execute = not dry_run  # decided by the runner, which also asked for approval
-    contract, target = _target(ctx, url, username, timeout, need_contract=True)
+    contract, target = stalwart_contract_target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     mode = "execute" if execute else "dry-run"
     result = Result()
@@ -285,7 +274,7 @@ def stalwart_dns_expected(
     """The DNS records Stalwart recommends for each contract domain, normalized to (type, name,
     value) from 0.16's BIND zone text or 0.15's JSON list: names lower case without the trailing
     dot, TXT as one unsplit string, host names without the trailing dot."""
-    contract, target = _target(ctx, url, username, timeout, need_contract=True)
+    contract, target = stalwart_contract_target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     result = Result()
     result.data = {"url": target.url, "form": None, "domains": {}}
@@ -332,7 +321,7 @@ def server_view(ctx: RunContext, contract: MailAuthContract) -> ServerView:
     terms for them). Raises CouldNotEvaluate when the server cannot be reached or refuses us,
     UsageError when the contract has no stalwart section.
     """
-    target = _target_from(ctx, contract, None, None, None)
+    target = stalwart_target(ctx, contract, None, None, None)
     with _connected(ctx, target) as admin:
         on_server = set(admin.domains())
         names = [d.domain.lower() for d in contract.domains if d.domain.lower() in on_server]
@@ -344,55 +333,10 @@ def server_view(ctx: RunContext, contract: MailAuthContract) -> ServerView:
 # ---- the parts -----------------------------------------------------------------------------------------
 
 
-def _target(ctx, url, username, timeout, *, need_contract=False) -> tuple[MailAuthContract | None, _Target]:
-    contract = None
-    if need_contract or not url or ctx.contracts.exists(MAILAUTH_CONTRACT):
-        contract = ctx.contracts.load(MAILAUTH_CONTRACT, MailAuthContract)
-    return contract, _target_from(ctx, contract, url, username, timeout)
-
-
-def _target_from(ctx, contract, url, username, timeout) -> _Target:
-    section = contract.stalwart if contract else None
-    if section is None and not url:
-        raise UsageError(
-            f"{MAILAUTH_CONTRACT} has no `stalwart` section",
-            hint="add stalwart.url (and username, secret_ref) to the contract, or pass --url",
-        )
-    if url and not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url {url!r} is not an http(s) URL")
-    secret = ctx.secrets.resolve(section.secret_ref if section else None, override_env=SECRET_ENV,
-                                 what="Stalwart admin secret")  # fmt: skip
-    ca_file = (section.ca_file if section else None) or _stack_ca_file(ctx)
-    if ca_file and not Path(ca_file).is_absolute():
-        ca_file = str(ctx.root.path / ca_file)
-    if ca_file and not Path(ca_file).is_file():
-        raise UsageError(f"stalwart.ca_file {ca_file} does not exist")
-    return _Target(
-        url=(url or section.url).rstrip("/"),
-        username=username or (section.username if section else None),
-        secret=secret.value,
-        ca_file=ca_file,
-        server_name=section.server_name if section else None,
-        timeout=timeout or connection_timeout(_stack(ctx), section),
-    )
-
-
-def _stack(ctx):
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-
-    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
-
-
-def _stack_ca_file(ctx) -> str | None:
-    """The stack contract's CA file, which the mail-auth contract defers to when it names none."""
-    stack = _stack(ctx)
-    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
-
-
 class _could_not_evaluate:
     """Turn the adapter's errors into exit 3 (or a usage error), naming the account, never the secret."""
 
-    def __init__(self, target: _Target):
+    def __init__(self, target: StalwartTarget):
         self.target = target
 
     def __enter__(self):
@@ -412,7 +356,7 @@ class _could_not_evaluate:
                                  hint=hints.get(exc.kind)) from None  # fmt: skip
 
 
-def _auth_hint(target: _Target) -> str:
+def _auth_hint(target: StalwartTarget) -> str:
     hint = f"check stalwart.username / secret_ref (or ${SECRET_ENV}) for {target.account}"
     if not target.username:
         hint += (
@@ -425,7 +369,7 @@ def _auth_hint(target: _Target) -> str:
 class _connected:
     """connect() as a context manager whose errors are CouldNotEvaluate."""
 
-    def __init__(self, ctx: RunContext, target: _Target):
+    def __init__(self, ctx: RunContext, target: StalwartTarget):
         self.ctx, self.target, self.admin = ctx, target, None
         self.guard = _could_not_evaluate(target)
 

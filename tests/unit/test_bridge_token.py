@@ -30,7 +30,7 @@ def test_the_token_comes_from_the_bridges_variables_then_the_contract(tmp_path):
     ]  # fmt: skip
     for env, expected in cases:
         ctx = context(tmp_path, env)
-        client, token = bridge_client(ctx, settings)
+        _client, token = bridge_client(ctx, settings)
         assert token.value == expected, env
         assert expected not in ctx.redactor(f"token {expected}")  # registered for redaction
 
