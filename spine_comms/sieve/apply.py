@@ -22,6 +22,7 @@ from spine_comms.contracts.sieve import SieveMailbox
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.endpoints.managesieve import session, target
 from spine_comms.sieve.render import render
 from spine_comms.sieve.status import (
     MailboxOpt,
@@ -30,8 +31,6 @@ from spine_comms.sieve.status import (
     load,
     normalized,
     read_live,
-    session,
-    target,
     unified_diff,
 )  # fmt: skip
 

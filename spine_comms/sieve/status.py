@@ -9,21 +9,17 @@ parts (where to connect, what the server holds) live here; sieve.apply uses them
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract, SieveMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, UsageError
-from spine_comms.core.outcomes import FailureKind, could_not_evaluate
+from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.endpoints.managesieve import SieveTarget, session, target
 from spine_comms.sieve.render import parse_script, render, required_extensions
 
 if TYPE_CHECKING:
@@ -46,23 +42,6 @@ TimeoutOpt = Annotated[
 
 
 @dataclass
-class Target:
-    """Where a mailbox's scripts live; the password is resolved separately and registered for redaction."""
-
-    host: str
-    port: int
-    server_name: str | None
-    ca_file: str | None
-    timeout: float
-    login: str
-    password_ref: str | None
-    override_env: str
-
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass
 class Live:
     """What the server holds for one mailbox."""
 
@@ -82,60 +61,6 @@ def load(ctx: RunContext, only: list[str] | None) -> list[SieveMailbox]:
         known = ", ".join(m.id for m in contract.mailboxes)
         raise UsageError(f"--mailbox {', '.join(unknown)}: not in {SIEVE_CONTRACT} (it has: {known})")
     return [contract.mailbox(m) for m in only]
-
-
-def target(ctx: RunContext, box: SieveMailbox, timeout: float | None) -> Target:
-    """The mailbox's ManageSieve endpoint and login, each defaulting to the stack contract."""
-    stack = ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
-    stack_box = stack.mailbox(box.id) if stack else None
-    end = box.managesieve
-    port = end.port
-    if port is None and stack:
-        port = next((p.host for p in stack.pilot.ports if p.protocol.value == "ManageSieve"), None)
-    host = end.host or (stack.connect_host() if stack else None)
-    if not host or not port:
-        raise ContractError(
-            f"mailbox {box.id}: no ManageSieve host and port",
-            hint="give managesieve.host/port in the routing contract, or a ManageSieve port in the stack contract",
-        )
-    login = box.login or (stack_box.login or stack_box.address if stack_box else None)
-    if not login:
-        raise ContractError(f"mailbox {box.id} is not a stack mailbox and names no login")
-    ca_file = end.ca_file or (stack.endpoints.ca_file if stack and stack.endpoints else None)
-    if ca_file and not Path(ca_file).is_absolute():
-        ca_file = str(ctx.root.path / ca_file)
-    return Target(
-        host=host, port=port, server_name=end.server_name or (stack.server_name() if stack else None),
-        ca_file=ca_file, timeout=timeout or connection_timeout(stack, end), login=login,
-        password_ref=box.password_ref or (stack_box.password_ref if stack_box else None),
-        override_env=mailbox_env(box.id),
-    )  # fmt: skip
-
-
-@contextmanager
-def session(ctx: RunContext, box: SieveMailbox, where: Target) -> Iterator[ManageSieve]:
-    """A logged-in session; refusals and network trouble become CouldNotEvaluate (exit 3)."""
-    from spine_comms.protocols.managesieve import SieveError, connect
-
-    password = ctx.secrets.resolve(where.password_ref, override_env=where.override_env,
-                                   what=f"password of mailbox {box.id}")  # fmt: skip
-    ctx.log(f"{box.id}: ManageSieve {where.where()} as {where.login}")
-    debug = (lambda line: ctx.log(line, level="debug")) if ctx.options.debug else None
-    try:
-        client = connect(where.host, where.port, login=where.login, password=password.value,
-                         server_name=where.server_name, ca_file=where.ca_file, timeout=where.timeout,
-                         transcript=debug)  # fmt: skip
-    except SieveError as exc:
-        hint = f"check the password ({where.password_ref or 'no password_ref'} or ${where.override_env})"
-        refused = exc.failure_kind is FailureKind.CREDENTIALS_REFUSED
-        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}",
-                                 hint=hint if refused else None) from None  # fmt: skip
-    try:
-        yield client
-    except SieveError as exc:
-        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}") from None
-    finally:
-        client.close()
 
 
 def read_live(client: ManageSieve, box: SieveMailbox) -> Live:
@@ -248,7 +173,7 @@ def sieve_status(ctx: RunContext, mailbox: MailboxOpt = None, timeout: TimeoutOp
     return result
 
 
-def _report(result: Result, box: SieveMailbox, where: Target, live: Live, rendered: str, space) -> dict:
+def _report(result: Result, box: SieveMailbox, where: SieveTarget, live: Live, rendered: str, space) -> dict:
     caps = live.capabilities
     result.add(
         Check(
