@@ -10,8 +10,6 @@ certificate name, CA file, DNS server).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -274,53 +272,3 @@ class StackContract(ContractModel):
         if self.endpoints and self.endpoints.server_name:
             return self.endpoints.server_name
         return f"mail.{self.mail_domain}" if self.mail_domain else None
-
-
-# How each mail protocol of pilot.ports reaches TLS: at connect, or by STARTTLS.
-_TLS_AT_CONNECT = {"SMTPS": "tls", "IMAPS": "tls", "STARTTLS": "starttls", "IMAP": "starttls"}
-
-
-@dataclass(frozen=True)
-class MailboxEndpoint:
-    """Where a mailbox is reached over one protocol and how TLS is verified (the password is resolved
-    only when a connection is made, from password_ref or the spine's override variable)."""
-
-    host: str
-    port: int
-    security: str  # tls | starttls
-    server_name: str | None
-    ca_file: str | None
-    timeout: float
-    login: str
-    password_ref: str | None
-    override_env: str | None
-
-    def where(self) -> str:
-        return f"{self.host}:{self.port} ({'implicit TLS' if self.security == 'tls' else 'STARTTLS'})"
-
-
-def mailbox_endpoint(
-    stack: StackContract,
-    box: Mailbox,
-    protocols: Sequence[str],
-    *,
-    timeout: float,
-    why: str,
-    login: str | None = None,
-    hint: str | None = None,
-) -> MailboxEndpoint:
-    """A stack mailbox over the first of `protocols` (SMTPS, STARTTLS, IMAPS, IMAP) that pilot.ports has."""
-    from spine_comms.core.errors import ContractError
-
-    port = next((p for proto in protocols for p in stack.pilot.ports if p.protocol.value == proto), None)
-    if port is None:
-        raise ContractError(f"the stack contract has no {' or '.join(protocols)} port (pilot.ports) for {why}",
-                            hint=hint)  # fmt: skip
-    host = stack.connect_host()
-    if not host:
-        raise ContractError("the stack contract gives no host (endpoints.host or pilot.vm_target.lan_ip)")
-    ca_file = stack.endpoints.ca_file if stack.endpoints else None
-    security = _TLS_AT_CONNECT[port.protocol.value]
-    login = login or box.login or box.address
-    return MailboxEndpoint(host, port.host, security, stack.server_name(), ca_file, timeout, login, box.password_ref,
-                           mailbox_env(box.id))  # fmt: skip

@@ -103,7 +103,7 @@ def mail_search(
     """Search a mailbox folder with IMAP SEARCH (criteria ANDed) and return the matching messages, newest
     first, paged: addresses, subject, date, flags, threading headers, attachment names, and the body as
     untrusted text. Never changes the mailbox."""
-    from spine_comms.inbox.mailboxes import load_inbox_contract, open_mailbox
+    from spine_comms.endpoints.mailbox import load_inbox_contract, open_mailbox
     from spine_comms.inbox.poll import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 

@@ -31,7 +31,7 @@ def inbox_senders(
 ) -> Result:
     """The inbox policy's sender allow and deny lists, and what the inbox does with mail from given addresses."""
     from spine_comms.contracts.inbox import INBOX_CONTRACT
-    from spine_comms.inbox.mailboxes import load_inbox_contract
+    from spine_comms.endpoints.mailbox import load_inbox_contract
     from spine_comms.inbox.policy import sender_rule
 
     contract = load_inbox_contract(ctx, required=False)

@@ -63,7 +63,7 @@ def thread_show(
     """Show a conversation by Message-ID: every message of the thread (References, In-Reply-To; subject as a
     fallback), oldest first, each with its new text only (quoted history and signature separated), as
     untrusted text. Never changes the mailbox."""
-    from spine_comms.inbox.mailboxes import load_inbox_contract, open_mailbox
+    from spine_comms.endpoints.mailbox import load_inbox_contract, open_mailbox
     from spine_comms.inbox.poll import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
     from spine_comms.protocols.imap_search import folder_exists

@@ -22,12 +22,13 @@ from typing import Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract, ProbeTarget
-from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, MailboxEndpoint, StackContract, mailbox_endpoint
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, UsageError
 from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
+from spine_comms.endpoints.mailbox import MailboxEndpoint, mailbox_endpoint
 
 TOKEN_HEADER = "X-Spine-Probe"
 MAX_FETCH_BYTES = 2 * 1024 * 1024  # a probe is a few KiB; anything near this is not ours

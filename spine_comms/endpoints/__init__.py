@@ -1,6 +1,15 @@
-"""Contracts + environment overrides + secrets -> ready clients.
+"""Contracts + environment overrides + secrets -> ready clients: the one layer that does it.
 
-Protocol modules know the wire and nothing of contracts, environment variables or secrets; domain
-packages ask here for a client. (The DAV account lives here; the mailbox, ManageSieve, Stalwart and
-bridge builders still sit beside their domains and are to follow.)
+Protocol modules know the wire and nothing of contracts, environment variables or secrets (import-linter
+holds them to it); domain packages ask here:
+
+    mailbox.py      a mailbox over IMAP for the inbox (the inbox contract filled in from the stack
+                    contract, STALWART_IMAP_HOST/PORT, STALWART_<ID>_USER/PASSWORD), and a stack mailbox
+                    over one protocol for the probe and the outbox
+    managesieve.py  a routing-contract mailbox over ManageSieve
+    dav.py          a DAV account (CALENDAR_HOME_PASSWORD for the first)
+    stalwart.py     Stalwart's management API ($STALWART_ADMIN_SECRET)
+
+The mailroom bridge client is built in mailroom/bridge.py (`bridge_client`), below the capabilities
+that use it; it honours MAILROOM_BRIDGE_TOKEN and MAILROOM_BRIDGE_TOKEN_FILE as the bridge does.
 """

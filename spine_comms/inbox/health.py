@@ -44,7 +44,7 @@ def inbox_health(
 ) -> Result:
     """Is the inbox loop healthy? Login, checkpoints consistent with the server, a fresh poll or watch heartbeat,
     nothing left unprocessed too long, the mailroom writable."""
-    from spine_comms.inbox.mailboxes import load_inbox_contract, open_mailbox, pick_mailbox
+    from spine_comms.endpoints.mailbox import load_inbox_contract, open_mailbox, pick_mailbox
     from spine_comms.inbox.pipeline import inbox_state_dir, make_target
 
     contract = load_inbox_contract(ctx, required=True)
@@ -66,8 +66,8 @@ def inbox_health(
 
 
 def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dict):
+    from spine_comms.endpoints.mailbox import could_not_evaluate
     from spine_comms.inbox.checkpoint import CheckpointStore, read_heartbeat
-    from spine_comms.inbox.mailboxes import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     store = CheckpointStore(state_dir, target.id)

@@ -31,9 +31,9 @@ from spine_comms.contracts.inbox import InboxContract
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import DISK_FULL_ERRNOS as DISK_FULL
 from spine_comms.core.errors import CouldNotEvaluate
+from spine_comms.endpoints.mailbox import MailboxTarget, open_mailbox
 from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock
 from spine_comms.inbox.intake import Fetched, Intake, utc_stamp
-from spine_comms.inbox.mailboxes import MailboxTarget, open_mailbox
 from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
 from spine_comms.inbox.prefetch import Prefetch
 

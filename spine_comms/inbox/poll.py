@@ -23,7 +23,7 @@ from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
-from spine_comms.inbox.mailboxes import could_not_evaluate, load_inbox_contract, open_mailbox
+from spine_comms.endpoints.mailbox import could_not_evaluate, load_inbox_contract, open_mailbox
 from spine_comms.inbox.poll_enqueue import enqueue_all
 
 LISTING_LIMIT = 10

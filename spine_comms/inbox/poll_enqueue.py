@@ -26,7 +26,7 @@ def enqueue_all(
     baseline: bool,
     lock_wait: float,
 ) -> Result:
-    from spine_comms.inbox.mailboxes import open_mailbox, pick_mailbox
+    from spine_comms.endpoints.mailbox import open_mailbox, pick_mailbox
     from spine_comms.inbox.pipeline import inbox_state_dir
 
     ids = [pick_mailbox(ctx, contract, wanted).id] if wanted else [m.id for m in contract.mailboxes]
@@ -88,7 +88,7 @@ class _Unreachable(Exception):
 @contextmanager
 def _session(target):
     """An IMAP session; a failure to connect or log in becomes _Unreachable (exit 3 when all are)."""
-    from spine_comms.inbox.mailboxes import could_not_evaluate
+    from spine_comms.endpoints.mailbox import could_not_evaluate
     from spine_comms.protocols.imap import ImapError, session
 
     opened = False

@@ -121,9 +121,9 @@ class MailboxWatch:
     """The watch of one contract mailbox; `run()` is a thread's target and returns when `stop` is set."""
 
     def __init__(self, ctx, contract, mailbox_id: str, stop: threading.Event, *, poll_interval: float) -> None:
+        from spine_comms.endpoints.mailbox import open_mailbox
         from spine_comms.inbox import pipeline
         from spine_comms.inbox.checkpoint import heartbeat_path
-        from spine_comms.inbox.mailboxes import open_mailbox
 
         self.ctx, self.contract, self.stop = ctx, contract, stop
         self.pipeline = pipeline

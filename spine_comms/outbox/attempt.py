@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from spine_comms.contracts.stack import MailboxEndpoint
 from spine_comms.core.context import RunContext
+from spine_comms.endpoints.mailbox import MailboxEndpoint
 from spine_comms.outbox import outcome as oc
 from spine_comms.outbox.delivery_log import append_events
 from spine_comms.outbox.settings import Settings

@@ -7,17 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
-from spine_comms.contracts.stack import (
-    STACK_CONTRACT,
-    Mailbox,
-    MailboxEndpoint,
-    StackContract,
-    connection_timeout,
-    mailbox_endpoint,
-    mailbox_env,
-)
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
+from spine_comms.endpoints.mailbox import MailboxEndpoint, mailbox_endpoint
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Which mailbox to read and how to reach it: the inbox contract, filled in from the stack contract.
+"""How to reach a mailbox, for every reader: an inbox-contract mailbox filled in from the stack contract
+(the poll, the watch, health, search), and a stack mailbox over one protocol (the probe, the outbox).
 
 An inbox-contract mailbox names a stack mailbox by id; whatever it does not say
 (address, login, password reference, host, port, certificate name, CA file) comes
@@ -13,12 +14,13 @@ Unlike the spine's script, alerts@ is never read with the ops password.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContract
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
 
@@ -134,3 +136,51 @@ def could_not_evaluate(target: MailboxTarget, exc) -> CouldNotEvaluate:
     elif exc.failure_kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.TLS_UNTRUSTED):
         hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
     return outcome_error(exc, f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
+
+
+# How each mail protocol of pilot.ports reaches TLS: at connect, or by STARTTLS.
+_TLS_AT_CONNECT = {"SMTPS": "tls", "IMAPS": "tls", "STARTTLS": "starttls", "IMAP": "starttls"}
+
+
+@dataclass(frozen=True)
+class MailboxEndpoint:
+    """Where a mailbox is reached over one protocol and how TLS is verified (the password is resolved
+    only when a connection is made, from password_ref or the spine's override variable)."""
+
+    host: str
+    port: int
+    security: str  # tls | starttls
+    server_name: str | None
+    ca_file: str | None
+    timeout: float
+    login: str
+    password_ref: str | None
+    override_env: str | None
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port} ({'implicit TLS' if self.security == 'tls' else 'STARTTLS'})"
+
+
+def mailbox_endpoint(
+    stack: StackContract,
+    box: Mailbox,
+    protocols: Sequence[str],
+    *,
+    timeout: float,
+    why: str,
+    login: str | None = None,
+    hint: str | None = None,
+) -> MailboxEndpoint:
+    """A stack mailbox over the first of `protocols` (SMTPS, STARTTLS, IMAPS, IMAP) that pilot.ports has."""
+    port = next((p for proto in protocols for p in stack.pilot.ports if p.protocol.value == proto), None)
+    if port is None:
+        raise ContractError(f"the stack contract has no {' or '.join(protocols)} port (pilot.ports) for {why}",
+                            hint=hint)  # fmt: skip
+    host = stack.connect_host()
+    if not host:
+        raise ContractError("the stack contract gives no host (endpoints.host or pilot.vm_target.lan_ip)")
+    ca_file = stack.endpoints.ca_file if stack.endpoints else None
+    security = _TLS_AT_CONNECT[port.protocol.value]
+    login = login or box.login or box.address
+    return MailboxEndpoint(host, port.host, security, stack.server_name(), ca_file, timeout, login, box.password_ref,
+                           mailbox_env(box.id))  # fmt: skip
