@@ -108,8 +108,11 @@ def cap_show(
 ) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
+    from spine_comms.contracts.catalog import contracts_read_by
+
     options = option_spec(spec)
-    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
+    data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options,
+            "contracts": contracts_read_by(spec.id)}  # fmt: skip
     if _options(ctx, json_flag).json:
         _print_json("cap.show", data)
         return
@@ -117,6 +120,7 @@ def cap_show(
     for key in ("description", "phase", "safety", "default_mode", "approval", "lifecycle", "domain", "command"):
         print(f"{key}: {data[key]}")
     print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
+    print(f"contracts: {', '.join(data['contracts']) or 'none'}")
     for opt in options:
         print(f"option: {', '.join(opt['flags']) or opt['name']} ({opt['type']}) {opt['help'] or ''}".rstrip())
 

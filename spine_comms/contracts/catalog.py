@@ -50,6 +50,7 @@ READERS: dict[str, tuple[str, ...]] = {
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
         "communications.mail.send", "communications.outbox.flush", "sieve.status", "sieve.apply",
         "contract.endpoints.sync", "stalwart.status", "calendar.caldav.status", "contacts.carddav.status",
+        "communications.mail.search", "communications.thread.show", "communications.doctor",
     ),
     "communications.mailauth.contract.yaml": (
         "dns.mail.status", "dkim.check", "dmarc.check", "dkim.keygen", "mail.auth.probe", "stalwart.status",
@@ -64,7 +65,8 @@ READERS: dict[str, tuple[str, ...]] = {
     "calendar.global.yaml": ("calendar.sync.plan", "calendar.sync.execute"),
     "communications.inbox.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
-        "mailroom.enqueue", "mailroom.status",
+        "mailroom.enqueue", "mailroom.status", "communications.mail.search", "communications.thread.show",
+        "communications.inbox.senders", "communications.doctor",
     ),
     "mailroom.runtime.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",

@@ -101,3 +101,20 @@ def test_contracts_check_names_each_problem_and_what_it_stops(cli, tmp_path):
     assert bad["feeds"] == ["sieve.status", "sieve.apply"]
     missing = [c for c in envelope["checks"] if c["subject"] == "communications.stack.contract.yaml"]
     assert missing[0]["status"] == "fail" and "communications.stack.status" in missing[0]["detail"]
+
+
+def test_cap_show_lists_the_contracts_a_capability_reads(cli):
+    import json as _json
+
+    shown = _json.loads(cli("cap", "show", "sieve.status", "--json").stdout)
+    assert shown["data"]["contracts"] == ["communications.stack.contract.yaml", "communications.sieve.contract.yaml"]
+    assert "contracts: communications.stack.contract.yaml" in cli("cap", "show", "sieve.status").stdout
+
+
+def test_every_capability_named_as_a_reader_is_registered():
+    from spine_comms.contracts.catalog import READERS, contract_models
+    from spine_comms.core.registry import load_registry
+
+    registered = set(load_registry().capabilities)
+    assert set(READERS) <= set(contract_models()) | {"mailroom.runtime.contract.yaml"}
+    assert {cap for readers in READERS.values() for cap in readers} <= registered
