@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from spine_comms.contracts.jetstream import JetStream
 from spine_comms.core.contracts import ContractModel
 
 INBOX_CONTRACT = "communications.inbox.contract.yaml"
@@ -82,13 +83,17 @@ class Bridge(ContractModel):
 
 
 class Target(ContractModel):
-    via: Literal["filesystem", "bridge"] = "filesystem"
+    via: Literal["filesystem", "bridge", "jetstream"] = "filesystem"
     bridge: Bridge | None = None
+    jetstream: JetStream | None = None
+    """The NATS JetStream stream (via jetstream): servers, stream, subjects, replicas, credentials, CA."""
 
     @model_validator(mode="after")
     def _bridge_named(self) -> Target:
         if self.via == "bridge" and self.bridge is None:
             raise ValueError("via bridge needs a bridge section (url, token_ref)")
+        if self.via == "jetstream" and self.jetstream is None:
+            raise ValueError("via jetstream needs a jetstream section (servers, ...)")
         return self
 
 

@@ -176,8 +176,10 @@ def _unprocessed(imap, state, last: int, now, limits, subject: str, result: Resu
 def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     target = make_target(ctx, contract, contract.mailboxes[0].id) if contract.mailroom.via == "filesystem" else None
     if target is None:
-        result.add(Check("inbox.health.mailroom", Status.SKIP, f"via bridge {contract.mailroom.bridge.url}: "
-                         "writability is the bridge's (not checked from here)"))  # fmt: skip
+        room = contract.mailroom
+        where = room.bridge.url if room.via == "bridge" else room.jetstream.servers[0]
+        result.add(Check("inbox.health.mailroom", Status.SKIP, f"via {contract.mailroom.via} {where}: "
+                         f"writability is the {contract.mailroom.via}'s (not checked from here)"))  # fmt: skip
         return
     ok, where = target.writable()
     if not ok:

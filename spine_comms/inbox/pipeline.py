@@ -51,11 +51,15 @@ def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
 
 
 def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):
-    """The contract's mailroom target: the filesystem lanes, or the bridge (token resolved, redacted)."""
+    """The contract's mailroom target: the filesystem lanes, the bridge (token resolved, redacted), or JetStream."""
     from spine_comms.inbox.delivery import BridgeTarget, FilesystemTarget
 
     if contract.mailroom.via == "filesystem":
         return FilesystemTarget(ctx.mailroom.inbox)
+    if contract.mailroom.via == "jetstream":  # docs/scale-out.md
+        from spine_comms.inbox.jetstream_target import make_jetstream_target
+
+        return make_jetstream_target(ctx, contract.mailroom.jetstream, mailbox_id, inbox_state_dir(ctx, contract))
     from spine_comms.mailroom.bridge import BridgeClient
 
     bridge = contract.mailroom.bridge
