@@ -228,6 +228,9 @@ class Connection:
     def status(self, now: datetime) -> dict:
         return self.call(self._status(now))
 
+    def status_now(self) -> dict:
+        return self.status(datetime.now(UTC))
+
     async def _status(self, now: datetime) -> dict:
         from nats.js.errors import NotFoundError
 
