@@ -25,8 +25,10 @@ loop on a thread of its own and every call waits for its answer there, with the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import re
 import ssl
 import threading
@@ -47,6 +49,17 @@ SESSION_HEADER, SLUG_HEADER, RUN_ID_HEADER, SOURCE_HEADER = (
 PROMPT_SOURCE = "prompt"
 _KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+\Z")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+\Z")
+
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns on every TLS connection nats-py closes ("returning true from eof_received() has
+    no effect when using ssl"): noise on the CLI's stderr, about nothing the user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 class JetStreamUnavailable(CouldNotEvaluate):
@@ -111,7 +124,9 @@ class Connection:
             "servers": self.settings.servers,
             "name": "spine-comms mailroom",
             "connect_timeout": self.timeout,
-            "max_reconnect_attempts": 3,
+            # A watcher keeps its connection for days: it reconnects for ever, while each publish
+            # in an outage times out on its own (the poll stops there and tries again later).
+            "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.5,
             "error_cb": note,
         }
@@ -134,11 +149,14 @@ class Connection:
         try:
             return future.result(timeout=timeout or self.timeout * 3)
         except (TimeoutError, nats_errors.Error, OSError, ssl.SSLError) as exc:
+            # Unreachable, refused credentials, no acknowledgement in time, or the server refusing a
+            # request (a stream with more replicas than nodes): all are "could not evaluate" here,
+            # with the server's own words; the caller keeps its checkpoint behind.
             future.cancel()
-            if isinstance(exc, nats_errors.Error) and not _unreachable(exc):
-                raise
             where = ", ".join(self.settings.servers)
             detail = str(exc) or type(exc).__name__
+            if self.errors:  # a timeout says little; the client's last error says why (refused, auth)
+                detail += f" (last error: {self.errors[-1]})"
             raise JetStreamUnavailable(f"NATS JetStream at {where}: {detail}",
                                        hint="is the cluster up, and are the servers, CA and credentials right?"
                                        ) from None  # fmt: skip
@@ -152,8 +170,18 @@ class Connection:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
+        async def cancel_the_rest() -> None:  # a connect still retrying, the client's own tasks
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Connection:
         return self
@@ -309,17 +337,6 @@ class Connection:
 
     def terminate(self, message) -> None:
         self.call(message.term())
-
-
-def _unreachable(exc: Exception) -> bool:
-    """nats-py errors that mean the cluster is not there or refused us (not a bug of ours)."""
-    from nats import errors as nats_errors
-    from nats.js import errors as js_errors
-
-    kinds = (nats_errors.NoServersError, nats_errors.TimeoutError, nats_errors.ConnectionClosedError,
-             nats_errors.NoRespondersError, nats_errors.AuthorizationError, js_errors.ServiceUnavailableError,
-             js_errors.NoStreamResponseError)  # fmt: skip
-    return isinstance(exc, kinds)
 
 
 def connect(settings: JetStream, resolve: Callable[..., Any]) -> Connection:
