@@ -68,7 +68,19 @@ def make_js_root(tmp: Path, lab: dict, lab_root: Path, js: JetStream, **kwargs) 
 
 
 def stream_message_ids(connection: Connection) -> list[str]:
-    """The Message-ID line of every message in the stream, one entry per message."""
+    """The Message-ID line of every message in the stream, one entry per message. Read again while
+    the stream elects a new leader (a node was just killed): requests time out for a few seconds."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return _message_ids(connection)
+        except JetStreamUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _message_ids(connection: Connection) -> list[str]:
     status = connection.status_now()
     found = []
     if not status["messages"]:
