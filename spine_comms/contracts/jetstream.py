@@ -7,6 +7,7 @@ one place. Every field says what it does; docs/scale-out.md says when to choose 
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -40,6 +41,17 @@ class JetStream(ContractModel):
     """The durable pull consumer mailroom.drain reads with (one per spine host)."""
     ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     """A message the drain took but did not acknowledge within this is delivered again."""
+    checkpoints: Literal["files", "kv"] = "files"
+    """files: checkpoints in the poller's state directory (one polling host); kv: in the KV bucket
+    checkpoint_bucket, saved by compare-and-set, with a lease per mailbox (pollers on several hosts)."""
+    checkpoint_bucket: str = Field(default="spine_mailroom_checkpoints", pattern=NAME)
+    """The KV bucket of checkpoints (checkpoints: kv)."""
+    lease_bucket: str = Field(default="spine_mailroom_leases", pattern=NAME)
+    """The KV bucket of mailbox leases (checkpoints: kv); its max age is lease_seconds."""
+    lease_seconds: float = Field(default=120.0, ge=5, le=3600)
+    """A poller renews its mailbox's lease at every folder and batch; one silent this long is taken over."""
+    poller_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    """Who holds a lease; default: this host's name (one poller per mailbox per host: the local poll lock)."""
     user: str | None = None
     """The NATS user; with password_ref."""
     password_ref: str | None = None

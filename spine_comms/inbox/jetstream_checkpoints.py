@@ -11,8 +11,8 @@
   and the next `acquire` takes over. A holder that renews after someone else took over learns it
   (LeaseLost) and must stop.
 
-Not yet wired into the poll and the watch (docs/scale-out.md, "Not yet built"): this module and its
-lab tests are the building blocks.
+The poll uses them when the contract says `mailroom.jetstream.checkpoints: kv` (inbox/jetstream_target.py):
+the lease is taken or renewed at every checkpoint load and save, so at every folder and batch.
 """
 
 from __future__ import annotations
@@ -20,24 +20,27 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import socket
 from datetime import UTC, datetime
 
-from spine_comms.inbox.checkpoint import FolderCheckpoint
+from spine_comms.inbox.checkpoint import FolderCheckpoint, LockHeld
 
 
-class CheckpointConflict(Exception):
-    """Another poller committed this folder's checkpoint after this one read it."""
+class CheckpointConflict(OSError):
+    """Another poller committed this folder's checkpoint after this one read it. An OSError, as a
+    checkpoint file that cannot be written is: the pipeline stops there with its checkpoint behind."""
 
 
-class LeaseHeld(Exception):
+class LeaseHeld(LockHeld):
+    """Another host polls this mailbox: to the pipeline, the same as another local poll holding the lock."""
+
     def __init__(self, mailbox: str, holder: dict) -> None:
-        super().__init__(f"mailbox {mailbox} is polled by {holder.get('holder', '?')} (since {holder.get('at', '?')})")
-        self.holder = holder
+        who = f"{holder.get('holder', '?')} since {holder.get('at', '?')}"
+        super().__init__(f"the lease of mailbox {mailbox}", who)
+        self.record = holder
 
 
-class LeaseLost(Exception):
+class LeaseLost(CheckpointConflict):
     """The lease ran out and another poller took the mailbox: stop polling it."""
 
 
@@ -46,29 +49,34 @@ def _folder_key(mailbox_id: str, folder: str) -> str:
     return f"{mailbox_id}.{hashlib.sha256(folder.encode()).hexdigest()[:24]}"
 
 
-async def _bucket(js, name: str, replicas: int, ttl: float | None):
-    from nats.js.api import KeyValueConfig, StorageType
-    from nats.js.errors import BucketNotFoundError
+def _bucket(connection, name: str, ttl: float | None):
+    from spine_comms.mailroom.jetstream import ready_bucket
 
-    try:
-        return await js.key_value(name)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=StorageType.FILE, ttl=ttl)
-        )
+    return connection.call(ready_bucket(connection.js, name, connection.settings.replicas, ttl, connection.timeout))
 
 
 class KvCheckpointStore:
     """The checkpoints of one mailbox in a KV bucket, saved by compare-and-set."""
 
-    def __init__(self, connection, bucket: str, mailbox_id: str) -> None:
+    def __init__(self, connection, bucket: str, mailbox_id: str, lease: MailboxLease | None = None) -> None:
         self.connection = connection  # spine_comms.mailroom.jetstream.Connection
         self.mailbox_id = mailbox_id
-        self._kv = connection.call(_bucket(connection.js, bucket, connection.settings.replicas, None))
+        self.lease = lease  # held (taken or renewed) at every load and save, so a batch keeps it
+        self._kv = _bucket(connection, bucket, None)
         self._revisions: dict[str, int] = {}  # folder -> the revision its last load or save saw
+
+    def _hold(self) -> None:
+        if self.lease is None:
+            return
+        if self.lease.revision is None:
+            self.lease.acquire()  # LeaseHeld: the pipeline reports the mailbox locked, does nothing
+        else:
+            self.lease.renew()  # LeaseLost: the pipeline stops with its checkpoint behind
 
     def load(self, folder: str) -> FolderCheckpoint | None:
         from nats.js.errors import KeyNotFoundError
+
+        self._hold()
 
         async def get():
             try:
@@ -96,6 +104,7 @@ class KvCheckpointStore:
         `durable` is accepted for CheckpointStore's interface: every KV write is acknowledged once stored."""
         from nats.js.errors import KeyWrongLastSequenceError
 
+        self._hold()
         key = _folder_key(self.mailbox_id, checkpoint.folder)
         value = json.dumps(checkpoint.to_dict(), sort_keys=True).encode()
         seen = self._revisions.get(checkpoint.folder)
@@ -125,8 +134,8 @@ class MailboxLease:
         self.connection = connection
         self.mailbox_id = mailbox_id
         self.seconds = seconds
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self._kv = connection.call(_bucket(connection.js, bucket, connection.settings.replicas, seconds))
+        self.holder = holder or socket.gethostname()
+        self._kv = _bucket(connection, bucket, seconds)
         self.revision: int | None = None
 
     def _record(self) -> bytes:
@@ -134,7 +143,8 @@ class MailboxLease:
         return json.dumps({"holder": self.holder, "mailbox": self.mailbox_id, "at": stamp}).encode()
 
     def acquire(self) -> None:
-        """Take the lease, or raise LeaseHeld naming the poller that has it."""
+        """Take the lease, or raise LeaseHeld naming the poller that has it. A lease this holder left
+        (its last poll on this host ended) is taken back at once, by compare-and-set."""
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         async def take():
@@ -142,9 +152,16 @@ class MailboxLease:
                 return await self._kv.create(self.mailbox_id, self._record()), None
             except KeyWrongLastSequenceError:
                 try:
-                    return None, json.loads((await self._kv.get(self.mailbox_id)).value)
+                    entry = await self._kv.get(self.mailbox_id)
                 except KeyNotFoundError:  # it aged out between the two calls: try once more
                     return await self._kv.create(self.mailbox_id, self._record()), None
+                record = json.loads(entry.value)
+                if record.get("holder") != self.holder:
+                    return None, record
+                try:
+                    return await self._kv.update(self.mailbox_id, self._record(), last=entry.revision), None
+                except KeyWrongLastSequenceError:  # someone else took it just now
+                    return None, record
 
         revision, holder = self.connection.call(take())
         if revision is None:

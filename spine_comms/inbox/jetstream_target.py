@@ -19,10 +19,12 @@ class JetStreamTarget:
     via = "jetstream"
     staging_homes: tuple[Path, ...] = ()  # parked items go under the state directory, a home of its own
 
-    def __init__(self, connection, source: str, parked_dir: Path) -> None:
+    def __init__(self, connection, source: str, parked_dir: Path, checkpoint_store=None) -> None:
         self.connection = connection  # spine_comms.mailroom.jetstream.Connection
         self.source = source  # the mailbox id: the subject's middle token
         self.parked_dir = parked_dir
+        # checkpoints: kv: the pipeline keeps its checkpoints here (compare-and-set, with the lease)
+        self.checkpoint_store = checkpoint_store
 
     def put(self, text: str, *, slug: str, rid: str, session_id: str, lane: str) -> Placed:
         from spine_comms.mailroom.filesystem import clean_slug
@@ -65,7 +67,14 @@ def make_jetstream_target(ctx, settings, mailbox_id: str, state_dir: Path) -> Je
     connection = connect(settings, ctx.secrets.resolve)
     try:
         connection.ensure()
+        store = None
+        if settings.checkpoints == "kv":
+            from spine_comms.inbox.jetstream_checkpoints import KvCheckpointStore, MailboxLease
+
+            lease = MailboxLease(connection, settings.lease_bucket, mailbox_id, settings.lease_seconds,
+                                 holder=settings.poller_id)  # fmt: skip
+            store = KvCheckpointStore(connection, settings.checkpoint_bucket, mailbox_id, lease=lease)
     except BaseException:
         connection.close()
         raise
-    return JetStreamTarget(connection, mailbox_id, state_dir / mailbox_id / "parked")
+    return JetStreamTarget(connection, mailbox_id, state_dir / mailbox_id / "parked", store)

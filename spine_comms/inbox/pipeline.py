@@ -143,7 +143,8 @@ class _Run:
         self.contract = contract
         self.mailbox = mailbox
         self.session = session
-        self.checkpoints = CheckpointStore(state_dir, mailbox.id)
+        # A JetStream target with checkpoints: kv brings its own store (compare-and-set, the mailbox lease).
+        self.checkpoints = getattr(target, "checkpoint_store", None) or CheckpointStore(state_dir, mailbox.id)
         self.intake = Intake(contract, mailbox, state_dir, target, ctx.clock)
         self.stop = stop
         self.baseline = baseline

@@ -196,24 +196,13 @@ class Connection:
         self.call(self._ensure())
 
     async def _ensure(self) -> None:
-        from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-        from nats.js.errors import BucketNotFoundError, NotFoundError
+        from nats.js.api import StorageType, StreamConfig
 
         s = self.settings
-        try:
-            await self.js.stream_info(s.stream)
-        except NotFoundError:
-            await self.js.add_stream(StreamConfig(
-                name=s.stream, subjects=[f"{s.subject_prefix}.>"], num_replicas=s.replicas,
-                duplicate_window=s.duplicate_window_seconds, storage=StorageType.FILE,
-            ))  # fmt: skip
-        try:
-            self._kv = await self.js.key_value(s.dedup_bucket)
-        except BucketNotFoundError:
-            self._kv = await self.js.create_key_value(KeyValueConfig(
-                bucket=s.dedup_bucket, history=1, replicas=s.replicas, storage=StorageType.FILE,
-                ttl=s.dedup_days * 86400 if s.dedup_days else None,
-            ))  # fmt: skip
+        config = StreamConfig(name=s.stream, subjects=[f"{s.subject_prefix}.>"], num_replicas=s.replicas,
+                              duplicate_window=s.duplicate_window_seconds, storage=StorageType.FILE)  # fmt: skip
+        await ready_stream(self.js, s.stream, lambda: self.js.add_stream(config), self.timeout)
+        self._kv = await ready_bucket(self.js, s.dedup_bucket, s.replicas, s.dedup_days * 86400 or None, self.timeout)
 
     # --- publishing ------------------------------------------------------------------------------
 
@@ -337,6 +326,39 @@ class Connection:
 
     def terminate(self, message) -> None:
         self.call(message.term())
+
+
+async def ready_stream(js, name: str, create: Callable[[], Coroutine], timeout: float) -> None:
+    """The stream `name`, made by `create()` when missing, once it has a leader. Two pollers starting at
+    once both try to make it (the server keeps one), and a fresh R3 stream answers nothing until its
+    replicas have elected a leader: a publish then would fail with "no response from stream"."""
+    from nats.js.errors import BadRequestError, NotFoundError
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    tried = False
+    while True:
+        try:
+            info = await js.stream_info(name)
+            if info.cluster is None or info.cluster.leader:
+                return
+        except NotFoundError:
+            if not tried:
+                tried = True
+                with contextlib.suppress(BadRequestError):  # made by another poller at the same moment
+                    await create()
+                continue
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"stream {name} has no leader after {timeout:g} s")
+        await asyncio.sleep(0.1)
+
+
+async def ready_bucket(js, bucket: str, replicas: int, ttl: float | None, timeout: float):
+    """A KV bucket (made with one revision per key, `ttl` as its max age, when missing), once it has a leader."""
+    from nats.js.api import KeyValueConfig, StorageType
+
+    config = KeyValueConfig(bucket=bucket, history=1, replicas=replicas, storage=StorageType.FILE, ttl=ttl)
+    await ready_stream(js, f"KV_{bucket}", lambda: js.create_key_value(config), timeout)
+    return await js.key_value(bucket)
 
 
 def connect(settings: JetStream, resolve: Callable[..., Any]) -> Connection:

@@ -69,3 +69,55 @@ def test_a_lease_is_held_by_one_and_passes_on_when_its_holder_dies(lab) -> None:
             a.renew()
         b.release()
         a.acquire()  # a clean release hands over at once
+
+
+def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_from_its_checkpoint(
+    lab, lab_root, tmp_path
+) -> None:
+    import json
+    import subprocess
+
+    from tests.cli_process import SPINE_COMMS, clean_env
+    from tests.integration.inbox_lab import folder_result, run
+    from tests.integration.nats_lab import make_js_root, stream_message_ids
+    from tests.mailbox_fill import fill_maildir, folder_uids, make_messages
+
+    folder, n, tag = f"F{uuid.uuid4().hex[:10]}", 60, uuid.uuid4().hex[:6]
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=4, tag=f"hosts{tag}", max_bytes=8 * 1024))
+    shared = settings(lab, checkpoints="kv", lease_seconds=5, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
+    roots = {
+        host: make_js_root(
+            tmp_path / host, lab, lab_root, shared.model_copy(update={"poller_id": host}), folders=[folder]
+        )
+        for host in ("host-a", "host-b")
+    }  # two state directories: nothing shared but the cluster
+    polls = {
+        host: subprocess.Popen([SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+        for host, root in roots.items()
+    }  # fmt: skip
+    outcomes = {}
+    for host, child in polls.items():
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, (host, out[-1500:], err[-1500:])
+        outcomes[host] = json.loads(out)["data"]["mailboxes"][0]
+    locked = [host for host, o in outcomes.items() if o["locked"]]
+    assert len(locked) <= 1, outcomes  # never both stood by
+    assert sum(o["enqueued"] for o in outcomes.values()) == n  # and never both published a message
+    with connect(lab, shared) as connection:
+        assert sorted(stream_message_ids(connection)) == sorted(f"<hosts{tag}.{i}@example.org>" for i in range(n))
+    for root in roots.values():  # the checkpoints live in the bucket, not in either state directory
+        assert not list((root / "mailroom" / "state").rglob("folders/*.json"))
+
+    # The host that polled holds the lease for lease_seconds after its last renewal; then the other
+    # takes over and starts from the shared checkpoint: nothing new, nothing published again.
+    worked = next(host for host, o in outcomes.items() if o["enqueued"])
+    other = "host-b" if worked == "host-a" else "host-a"
+    code, env, _ = run(roots[other], "--enqueue")
+    assert code == 0 and env["data"]["mailboxes"][0]["locked"], env["summary"]
+    time.sleep(shared.lease_seconds + 0.5)
+    code, env, _ = run(roots[other], "--enqueue")
+    assert code == 0 and not env["data"]["mailboxes"][0]["locked"], env["summary"]
+    result = folder_result(env)
+    assert (result["new"], result["enqueued"], result["duplicates"]) == (0, 0, 0), result
+    assert result["checkpoint_after"]["last_uid"] == max(folder_uids(lab, "sink", folder))
