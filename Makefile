@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install lab-install lint unit bench clean
+.PHONY: test demo install lab-install lint unit bench clean wheel-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ lab-install:
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
 
-test: install lab-install lint
+test: install lab-install lint wheel-check
 	@$(VENV)/bin/pytest -n 2 -q
+
+# The wheel, installed (not editable) outside the checkout, reads the same registry and bindings.
+wheel-check:
+	@PYTHON=$(PYTHON) bash scripts/wheel_check.sh
 
 unit: install
 	@$(VENV)/bin/pytest -q tests/unit

@@ -85,7 +85,8 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STALWART_", "SPINE_"))}
         with open(scratch / "watch.log", "w") as log:  # the child keeps its own copy of the descriptor
             watch = subprocess.Popen(
-                [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--mailbox", "sink"],
+                [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--execute",
+                 "--mailbox", "sink"],
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env,
             )  # fmt: skip
         heartbeat = root / "mailroom/state/communications/inbox/sink.heartbeat.json"

@@ -33,7 +33,7 @@ ALERT_CHECK = ("alert.routed", [])
 DEMO: list[tuple[str, list[str]]] = [
     ("communications.stack.status", []),
     # Phase 1: email authentication
-    ("dkim.keygen", ["--ed25519"]),
+    ("dkim.keygen", ["--execute", "--ed25519"]),
     ("dns.mail.status", []),
     ("dkim.check", ["--key", "{lab_dir}/dkim/lab.private"]),
     ("dmarc.check", []),
@@ -41,7 +41,7 @@ DEMO: list[tuple[str, list[str]]] = [
     ("stalwart.dkim.status", []),
     ("stalwart.dns.expected", []),
     ("stalwart.dkim.ensure", []),  # a dry run: the plan for the missing Ed25519 key
-    ("mail.auth.probe", []),
+    ("mail.auth.probe", ["--execute"]),
     # Phase 2: calendars and contacts
     ("calendar.caldav.ensure", ["--execute"]),
     ("contacts.carddav.ensure", ["--execute"]),
@@ -50,6 +50,7 @@ DEMO: list[tuple[str, list[str]]] = [
     (
         "calendar.event.create",
         [
+            "--execute",
             "--summary",
             "Demo: ops review",
             "--start",
@@ -62,7 +63,10 @@ DEMO: list[tuple[str, list[str]]] = [
             "Ada <ada@example.org>",
         ],
     ),
-    ("contacts.card.create", ["--name", "Ada Lovelace", "--email", "work:ada@example.org", "--org", "Analytical"]),
+    (
+        "contacts.card.create",
+        ["--execute", "--name", "Ada Lovelace", "--email", "work:ada@example.org", "--org", "Analytical"],
+    ),
     ("contacts.card.list", ["--search", "lovelace"]),
     ("calendar.sync.plan", []),
     ("calendar.sync.execute", ["--execute", "--yes"]),
@@ -88,7 +92,7 @@ DEMO: list[tuple[str, list[str]]] = [
     ("communications.mail.send", DEMO_MAIL),
     ("communications.mail.send", [*DEMO_MAIL, "--execute"]),
     ("communications.mail.send", [*DEMO_MAIL, "--execute"]),
-    ("communications.outbox.flush", []),
+    ("communications.outbox.flush", ["--execute"]),
     ("communications.outbox.status", []),
     # Phase 4: gaps and contract updates (loop step 4.5). The missing endpoints are filed as a gap under
     # the loop, the sync shows its diff and then writes what the status receipts above proved into the
@@ -97,7 +101,10 @@ DEMO: list[tuple[str, list[str]]] = [
     ("gaps.list", []),
     ("contract.endpoints.sync", []),
     ("contract.endpoints.sync", ["--execute", "--yes"]),
-    ("gaps.close", ["--id", "GAP-OP-1", "--status", "fixed", "--fixed-in", "contract.endpoints.sync", "--yes"]),
+    (
+        "gaps.close",
+        ["--id", "GAP-OP-1", "--status", "fixed", "--fixed-in", "contract.endpoints.sync", "--execute", "--yes"],
+    ),
     # Phase 4: governance. Registry parity with the spine's D67/D63 rules, the core verify gates and the
     # weekly hygiene pack (step 4.4 of the loop).
     # Adoption: the toolkit registered into a spine checkout (a synthetic one built from the operator's

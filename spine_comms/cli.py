@@ -8,117 +8,18 @@ command runs or shows its help, which keeps `spine-comms --help` fast.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperGroup
 
 from spine_comms import __version__
+from spine_comms.bootstrap.init_root import init_command
+from spine_comms.capability_command import EXIT_CODES_HELP, LazyCapabilityCommand
 from spine_comms.core.options import GlobalOptions
-from spine_comms.core.registry import CapabilitySpec, load_registry
-from spine_comms.option_types import DebugOpt, JsonOpt, NoColorOpt, RootOpt, StrictOpt
-
-COMMON = {
-    "opt_root": (RootOpt, None),
-    "opt_json": (JsonOpt, False),
-    "opt_strict": (StrictOpt, False),
-    "opt_debug": (DebugOpt, False),
-    "opt_no_color": (NoColorOpt, False),
-}
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok (and warn unless --strict), 1 fail or partial, 2 usage or invalid contract, "
-    "3 could not evaluate, 70 internal error."
-)
-
-
-def _options_from(values: dict[str, Any]) -> GlobalOptions:
-    return GlobalOptions(
-        root=values.pop("opt_root", None),
-        json=values.pop("opt_json", False),
-        strict=values.pop("opt_strict", False),
-        debug=values.pop("opt_debug", False),
-        no_color=values.pop("opt_no_color", False),
-    )
-
-
-def _parent_options(ctx: typer.Context | None) -> GlobalOptions:
-    root = ctx.find_root() if ctx else None
-    return root.obj if root is not None and isinstance(root.obj, GlobalOptions) else GlobalOptions()
-
-
-def _panel(spec: CapabilitySpec) -> str:
-    registry = load_registry()
-    return registry.phases.get(spec.phase, spec.phase or "Other")
-
-
-def build_capability_command(spec: CapabilitySpec) -> typer.main.TyperCommand:
-    """A Typer command whose options are the capability's own plus the shared ones."""
-    import inspect
-    import typing
-    from inspect import Parameter
-
-    from spine_comms.core.runner import execute
-
-    code = spec.load()
-    function = code.function
-    hints = typing.get_type_hints(function, include_extras=True)
-    own = list(inspect.signature(function).parameters.values())[1:]  # the first is the run context
-    params = [p.replace(annotation=hints.get(p.name, p.annotation), kind=Parameter.KEYWORD_ONLY) for p in own]
-    params += [
-        Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=ann)
-        for name, (ann, default) in COMMON.items()
-    ]
-    params.append(Parameter("typer_context", Parameter.KEYWORD_ONLY, annotation=typer.Context))
-
-    def run_capability(**values: Any) -> None:
-        typer_context = values.pop("typer_context")
-        options = _parent_options(typer_context).merged(_options_from(values))
-        code_ = execute(
-            capability=spec.id,
-            safety=code.safety,
-            approval=code.approval,
-            function=function,
-            kwargs=values,
-            options=options,
-            argv=["spine-comms", *sys.argv[1:]],
-        )
-        raise typer.Exit(code_)
-
-    run_capability.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    run_capability.__annotations__ = {p.name: p.annotation for p in params}
-    doc = inspect.cleandoc(function.__doc__ or spec.description)
-    app = typer.Typer(add_completion=False, rich_markup_mode=None)
-    app.command(
-        name=spec.id,
-        help=f"{doc}\n\n{EXIT_CODES_HELP}",
-        short_help=spec.description,
-        rich_help_panel=_panel(spec),
-    )(run_capability)
-    command = typer.main.get_command(app)
-    for param in command.params:
-        # Typer would show the Python type (<list[str]>, <float range>); the option's own name
-        # in capitals (--domain DOMAIN) says what to write.
-        if param.param_type_name == "option" and not param.is_flag and param.metavar is None:
-            param.metavar = param.opts[0].lstrip("-").upper().replace("-", "_")
-    return command
-
-
-class LazyCapabilityCommand(TyperCommand):
-    """Stands in for a capability in listings; loads the real command when it is used."""
-
-    def __init__(self, spec: CapabilitySpec):
-        super().__init__(name=spec.id, help=spec.description, short_help=spec.description, rich_help_panel=_panel(spec))
-        self.spec = spec
-        self._real = None
-
-    def real(self):
-        if self._real is None:
-            self._real = build_capability_command(self.spec)
-        return self._real
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        return self.real().make_context(info_name, args, parent=parent, **extra)
+from spine_comms.core.registry import load_registry
+from spine_comms.groups import cap_app, receipts_app
+from spine_comms.option_types import ClickException, DebugOpt, JsonOpt, NoColorOpt, RootOpt, StrictOpt
 
 
 class SpineGroup(TyperGroup):
@@ -143,6 +44,24 @@ class SpineGroup(TyperGroup):
             with formatter.section(title):
                 formatter.write_dl(rows)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """As click's, but a command line the option parser refuses still gets its one envelope with --json."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = sys.argv[1:] if args is None else list(args)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if "--json" in argv:
+                _refused_envelope(argv, exc)
+            else:
+                exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def resolve_command(self, ctx, args):
         try:
             return super().resolve_command(ctx, args)
@@ -154,6 +73,34 @@ class SpineGroup(TyperGroup):
             if close and "Did you mean" not in message:
                 exc.message = f"{message.rstrip('.')}. Did you mean {', '.join(close)}?"
             raise
+
+
+def _refused_envelope(argv: list[str], exc: ClickException) -> None:
+    """The usage error as the one JSON envelope on stdout (no receipt: the run never started), and on stderr."""
+    from spine_comms.core.output import refusal_envelope, render_json
+
+    message = exc.format_message()
+    exc.show()
+    hint = None
+    context = getattr(exc, "ctx", None)
+    if context is not None:
+        hint = f"see `{context.command_path} --help`"
+    envelope = refusal_envelope(_named_command(argv), message, [message], hint, exit_code=exc.exit_code)
+    sys.stdout.write(render_json(envelope))
+    sys.stdout.flush()
+
+
+def _named_command(argv: list[str]) -> str:
+    """The capability (or cap/receipts command) the refused command line names, as well as it can be told."""
+    words = [a for a in argv[: argv.index("--")] if not a.startswith("-")] if "--" in argv else argv
+    words = [a for a in words if not a.startswith("-")]
+    registry = load_registry()
+    for word in words:
+        if word in registry.capabilities:
+            return word
+    if words[:1] in (["cap"], ["receipts"]):
+        return ".".join(words[:2])
+    return "spine-comms"
 
 
 def _version(value: bool) -> None:
@@ -190,9 +137,6 @@ def main(
 ) -> None:
     ctx.obj = GlobalOptions(opt_root, opt_json, opt_strict, opt_debug, opt_no_color)
 
-
-from spine_comms.bootstrap.init_root import init_command  # noqa: E402
-from spine_comms.groups import cap_app, receipts_app  # noqa: E402
 
 app.add_typer(cap_app, name="cap", rich_help_panel="Registry and receipts")
 app.add_typer(receipts_app, name="receipts", rich_help_panel="Registry and receipts")

@@ -13,7 +13,7 @@ import typer
 from spine_comms.core.errors import ExitCode, SpineCommsError
 from spine_comms.core.options import GlobalOptions
 from spine_comms.core.registry import CapabilitySpec, load_registry
-from spine_comms.option_types import JsonOpt, RootOpt
+from spine_comms.option_types import ClickException, JsonOpt, RootOpt
 
 cap_app = typer.Typer(
     help="The capability registry: list, show and run capabilities.", no_args_is_help=True, rich_markup_mode=None
@@ -37,9 +37,20 @@ def _print_json(name: str, data: dict[str, Any], status: str = "ok") -> None:
     sys.stdout.write(json.dumps(envelope, indent=2, default=str) + "\n")
 
 
-def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
-    print(f"spine-comms: {message}", file=sys.stderr)
-    return typer.Exit(int(code))
+class Refused(ClickException):
+    """A cap/receipts command that cannot answer: `spine-comms: <message>` on stderr, and with --json the
+    one envelope on stdout too (the root group prints it, as for any usage error)."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+    def show(self, file=None) -> None:
+        print(f"spine-comms: {self.message}", file=file or sys.stderr)
+
+
+def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> Refused:
+    return Refused(message, code)
 
 
 def _spec_or_exit(cap_id: str) -> CapabilitySpec:
@@ -61,6 +72,7 @@ def _listing(spec: CapabilitySpec) -> dict[str, Any]:
         "phase": load_registry().phases.get(spec.phase, spec.phase),
         "safety": spec.safety,
         "approval": spec.approval,
+        "default_mode": spec.default_mode,
         "lifecycle": entry.get("lifecycle"),
         "domain": entry.get("domain"),
         "command": entry.get("command"),
@@ -75,17 +87,18 @@ def cap_list(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     if _options(ctx, json_flag).json:
         _print_json("cap.list", {"count": len(rows), "capabilities": rows})
         return
-    from rich.console import Console
-    from rich.table import Table
+    import os
 
-    console = Console(no_color=_options(ctx).no_color)
+    from rich.console import Console
+
+    from spine_comms.core.output import fitted_table, plain, width_for
+
+    width = width_for(dict(os.environ), sys.stdout)
+    console = Console(no_color=_options(ctx).no_color, width=width, highlight=False, emoji=False)
     for phase, specs in registry.by_phase().items():
-        table = Table(title=phase, title_justify="left", show_edge=False, box=None, header_style="bold")
-        for column in ("capability", "safety", "approval", "description"):
-            table.add_column(column, overflow="fold")
-        for spec in specs:
-            table.add_row(spec.id, spec.safety, spec.approval, spec.description)
-        console.print(table)
+        console.print(plain(phase, "bold"))
+        rows = [[s.id, s.safety, s.default_mode or "", s.approval, s.description] for s in specs]
+        console.print(fitted_table(["capability", "safety", "default", "approval", "description"], rows, width))
         console.print()
 
 
@@ -95,28 +108,28 @@ def cap_show(
 ) -> None:
     """Show a capability's registry entry, map entry and options."""
     spec = _spec_or_exit(cap_id)
-    from spine_comms.cli import build_capability_command
+    from spine_comms.capability_command import COMMON, build_capability_command
 
     command = build_capability_command(spec)
     options = [
         {
-            "name": p.name,
+            "name": p.name.removeprefix("opt_"),
             "flags": list(p.opts) + list(getattr(p, "secondary_opts", [])),
-            "type": _type_name(spec.load().function, p.name),
+            "type": "flag" if p.name.startswith("opt_") else _type_name(spec.load().function, p.name),
             "multiple": bool(getattr(p, "multiple", False)),
             "required": p.required,
             "default": p.default if not callable(p.default) else None,
             "help": getattr(p, "help", None),
         }
         for p in command.params
-        if not p.name.startswith("opt_")
+        if p.name not in COMMON  # the shared options are the same everywhere; the safety flags are listed
     ]
     data = {**_listing(spec), "registry": spec.entry, "map": spec.map_entry, "options": options}
     if _options(ctx, json_flag).json:
         _print_json("cap.show", data)
         return
     print(spec.id)
-    for key in ("description", "phase", "safety", "approval", "lifecycle", "domain", "command"):
+    for key in ("description", "phase", "safety", "default_mode", "approval", "lifecycle", "domain", "command"):
         print(f"{key}: {data[key]}")
     print(f"map: plugin={spec.map_entry.get('plugin')} script={spec.map_entry.get('script')}")
     for opt in options:

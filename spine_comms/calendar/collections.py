@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spine_comms.calendar.dav_collections import run_ensure, run_status
 from spine_comms.calendar.dav_lookup import CALDAV
-from spine_comms.calendar.dav_options import AccountsOpt, ExecuteOpt
+from spine_comms.calendar.dav_options import AccountsOpt
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Result
@@ -22,9 +22,9 @@ def caldav_status(ctx: RunContext, account: AccountsOpt = None) -> Result:
 
 
 @capability("calendar.caldav.ensure", safety="mutating", approval="auto")
-def caldav_ensure(ctx: RunContext, account: AccountsOpt = None, execute: ExecuteOpt = False) -> Result:
+def caldav_ensure(ctx: RunContext, account: AccountsOpt = None, dry_run: bool = True) -> Result:
     """Create the contract's missing calendars under each account's calendar-home-set (MKCALENDAR with
     display name, colour, description and components). A dry run unless --execute; idempotent (a
     second run has nothing to do); after creating it lists the home set again to verify. An existing
     calendar whose display name or colour differs is a warning (it is not changed)."""
-    return run_ensure(ctx, CALDAV, account, execute)
+    return run_ensure(ctx, CALDAV, account, not dry_run)

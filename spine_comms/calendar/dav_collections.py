@@ -62,7 +62,8 @@ def account_error(kind: Kind, account: Account, exc) -> Check:
     hint = failure_hint(exc)
     detail = f"account {account.id}: {exc.message}" + (f" ({hint})" if hint else "")
     return Check(f"{kind.protocol}.account.reachable", Status.ERROR, detail, account.id, "answers, login accepted",
-                 exc.kind, {"url": exc.url, "status": exc.status, "kind": exc.kind})  # fmt: skip
+                 exc.kind, {"url": exc.url, "status": exc.status, "kind": str(exc.failure_kind),
+                            "dav_kind": exc.kind})  # fmt: skip
 
 
 # ---- the survey ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from spine_comms.contracts.dav import DAV_CONTRACT, DavContract, safe_segment
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.outcomes import could_not_evaluate as outcome_error
 
 if TYPE_CHECKING:
     from spine_comms.contracts.dav import Account
@@ -69,7 +70,7 @@ def failure_hint(exc: DavError) -> str | None:
 
 def could_not_evaluate(account_id: str, exc: DavError) -> CouldNotEvaluate:
     """The exit-3 error for a DAV failure on `account_id`; DavError messages never hold a password."""
-    return CouldNotEvaluate(f"account {account_id}: {exc.message}", hint=failure_hint(exc))
+    return outcome_error(exc, f"account {account_id}: {exc.message}", hint=failure_hint(exc))
 
 
 @contextmanager
@@ -148,7 +149,8 @@ def find(client: DavClient, kind: Kind, account: Account, collection_id: str, *,
         found = discover(client, kind.protocol)
         if not found.home_set:
             raise CouldNotEvaluate(f"account {account.id}: discovery found no {kind.collection}-home-set",
-                                   hint=f"run {kind.status} to see each discovery step")  # fmt: skip
+                                   hint=f"run {kind.status} to see each discovery step",
+                                   kind="protocol_error")  # fmt: skip
         collections = list_collections(client, found.home_set, kind.collection)
     match = next((c for c in collections if last_segment(c.href) == collection_id and c.href.startswith("/")), None)
     if match is not None:

@@ -2,8 +2,8 @@
 
 Where an option means the same thing for events and cards it is one definition here; where
 the words differ by kind (the collection option, the UID's owner) there is one per kind,
-side by side. `--dry-run` comes with its answer's shape: `would_write` fills it the same way
-for every write, so agents read one preview format.
+side by side. A dry run (the runner's `--dry-run`, or no `--execute`) comes with its answer's
+shape: `would_write` fills it the same way for every write, so agents read one preview format.
 """
 
 from __future__ import annotations
@@ -56,16 +56,6 @@ EtagOpt = Annotated[
         metavar="ETAG",
         help="Only if the resource is still this version (the ETag get or list showed); one changed since is "
         "a conflict (exit 1) and nothing is written. Default: the ETag read just before writing.",
-    ),
-]
-ExecuteOpt = Annotated[
-    bool, typer.Option("--execute", help="Create what is missing. Without it: a dry run that lists the plan.")
-]
-DryRunOpt = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Show what would be written and where (data.would: method, href, condition, body); change nothing.",
     ),
 ]
 

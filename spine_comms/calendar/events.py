@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from spine_comms.calendar.dav_lookup import dav_errors
-from spine_comms.calendar.dav_options import AccountOpt, CalendarOpt, DryRunOpt, EtagOpt, normal_etag, would_write
+from spine_comms.calendar.dav_options import AccountOpt, CalendarOpt, EtagOpt, normal_etag, would_write
 from spine_comms.calendar.event_options import (
     DEFAULT_DAYS,
     START_HELP,
@@ -59,7 +59,7 @@ def event_create(
     uid: Annotated[str | None, typer.Option("--uid", help="The UID (default: a new UUID).")] = None,
     account: AccountOpt = None,
     calendar: CalendarOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Create an event with PUT If-None-Match: * at <calendar>/<uid>.ics; prints uid, href and etag.
     An event already there under that name is a conflict (fail), never replaced."""
@@ -205,7 +205,7 @@ def event_update(
     clear_attendees: Annotated[bool, typer.Option("--clear-attendees", help="Remove every attendee.")] = False,
     account: AccountOpt = None,
     calendar: CalendarOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Change fields of an event: read it (GET, ETag), apply the change, PUT with If-Match. A version
     changed since (412) is a conflict with both versions' summaries in data.conflict; nothing is overwritten."""
@@ -273,7 +273,7 @@ def event_delete(
     etag: EtagOpt = None,
     account: AccountOpt = None,
     calendar: CalendarOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Delete an event with If-Match (the --etag you saw, else the current one). A changed event
     (412) is a conflict; a missing one fails as not found."""

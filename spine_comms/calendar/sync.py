@@ -27,7 +27,6 @@ from spine_comms.calendar.sync_plan import Limits, Policy, apply_limits, href_ke
 from spine_comms.calendar.sync_report import lock_held, report
 from spine_comms.calendar.sync_state import SyncLock, SyncState, load_state
 from spine_comms.contracts.dav import DAV_CONTRACT, Account, DavContract, Sync
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
@@ -100,15 +99,7 @@ def sync_plan(
 @capability("calendar.sync.execute", safety="mutating", approval="manual")
 def sync_execute(
     ctx: RunContext,
-    execute: Annotated[
-        bool,
-        typer.Option(
-            "--execute",
-            help="Write to the calendar. Without it: a dry run that "
-            "prints the plan and writes nothing, not even the state.",
-        ),
-    ] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
     source: SourceOpt = None,
     layer: LayerOpt = None,
     max_create: Annotated[
@@ -164,11 +155,9 @@ def sync_execute(
     goes. A dry run unless --execute, which needs approval (--yes). A second run with no change
     is all noops and sends no write. Another run holding the lock: status fail, error code
     sync_lock_held (exit 1)."""
-    if execute:
-        require_approval(ctx.env, yes, "calendar.sync.execute --execute")
     return _run(
         ctx,
-        execute=execute,
+        execute=not dry_run,  # decided by the runner, which also asked for approval
         source=source,
         layer=layer,
         state_path=state_path,

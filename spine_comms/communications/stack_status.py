@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
-from spine_comms.contracts.stack import STACK_CONTRACT, Port, StackContract
+from spine_comms.contracts.stack import STACK_CONTRACT, Port, StackContract, connection_timeout
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
+from spine_comms.core.outcomes import FailureKind, check_status
 from spine_comms.core.result import Check, Result, Status, worst
 from spine_comms.protocols.tls import PLAIN, Probe, probe_endpoint
 
@@ -43,7 +44,9 @@ def stack_status(
     ] = None,
 ) -> Result:
     """Probe every endpoint in the stack contract: reachable, greeting, TLS version, certificate
-    trust, name match and expiry (warn under 14 days, fail under 7 or expired), and latency."""
+    trust, name match and expiry (warn under 14 days, fail under 7 or expired), and latency.
+    An endpoint that cannot be reached or does not answer is `error` (exit 3: could not evaluate);
+    one that answers with a bad greeting or certificate is `fail` (exit 1)."""
     contract = ctx.contracts.load(STACK_CONTRACT, StackContract)
     endpoints = contract.endpoints
     host = host or contract.connect_host()
@@ -51,7 +54,7 @@ def stack_status(
         raise UsageError("no host to probe", hint="set endpoints.host or pilot.vm_target.lan_ip, or pass --host")
     server_name = server_name or contract.server_name()
     ca_file = ca_file or (endpoints.ca_file if endpoints else None)
-    timeout = timeout or (endpoints.timeout_seconds if endpoints else 5.0)
+    timeout = timeout or connection_timeout(contract)
     warn_days = endpoints.expiry_warn_days if endpoints else 14
     fail_days = endpoints.expiry_fail_days if endpoints else 7
     ports = _select(contract.pilot.ports, only)
@@ -108,23 +111,26 @@ def _checks(probe: Probe, port: Port, now, warn_days: int, fail_days: int) -> li
     def add(check_id, status, detail, expected=None, actual=None, evidence=None):
         out.append(Check(check_id, Status(status), detail, subject, expected, actual, evidence))
 
+    # A server that cannot be reached, or took the connection and went silent or away, could not be
+    # evaluated: `error` (exit 3), as in every capability (core.outcomes). A server that answered
+    # wrongly (a bad greeting, a bad certificate) is a finding: `fail`.
     if not probe.reachable:
-        add(
-            "stack.endpoint.reachable",
-            "fail",
-            f"{probe.host}:{probe.port} {probe.error}",
-            "accepting connections",
-            probe.error,
-        )
+        add("stack.endpoint.reachable", str(check_status(probe.error_kind or FailureKind.UNREACHABLE)),
+            f"{probe.host}:{probe.port} {probe.error}", "accepting connections", probe.error,
+            {"kind": str(probe.error_kind or FailureKind.UNREACHABLE)})  # fmt: skip
         return out
     add("stack.endpoint.reachable", "ok", f"connected in {probe.connect_ms} ms", "accepting connections", "connected")
     expected = f"a {port.protocol.value} dialogue" + ("" if port.protocol.value in PLAIN else " reaching TLS")
-    if probe.error_kind in ("protocol", "timeout", "network"):
-        add("stack.endpoint.protocol", "fail", probe.error, expected, probe.error, probe.greeting)
+    if probe.error_kind in (FailureKind.TIMEOUT, FailureKind.UNREACHABLE):
+        add("stack.endpoint.protocol", str(check_status(probe.error_kind)), probe.error, expected, probe.error,
+            {"kind": str(probe.error_kind), "greeting": probe.greeting})  # fmt: skip
+    elif probe.error_kind is FailureKind.PROTOCOL_ERROR:
+        add("stack.endpoint.protocol", "fail", probe.error, expected, probe.error,
+            {"kind": str(probe.error_kind), "greeting": probe.greeting})  # fmt: skip
     else:
         add("stack.endpoint.protocol", "ok", probe.greeting or "answered", expected, probe.greeting)
     if port.protocol.value in PLAIN or not probe.tls:
-        if probe.error_kind == "tls":
+        if probe.error_kind is FailureKind.TLS_UNTRUSTED:
             add("stack.tls.version", "fail", probe.error, "a TLSv1.2+ handshake", probe.error)
         return out
     version_ok = probe.tls_version in MIN_TLS

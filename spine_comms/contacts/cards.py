@@ -16,7 +16,6 @@ from spine_comms.calendar.dav_lookup import could_not_evaluate
 from spine_comms.calendar.dav_options import (
     AccountOpt,
     AddressBookOpt,
-    DryRunOpt,
     EtagOpt,
     normal_etag,
     would_write,
@@ -151,7 +150,7 @@ def card_create(
     ] = "4.0",
     account: AccountOpt = None,
     addressbook: AddressBookOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Create a contact: PUT <addressbook>/<uid>.vcf with If-None-Match: * (never replaces a card).
     Prints the UID, href and ETag that get/update/delete take; --dry-run shows the request instead."""
@@ -276,7 +275,7 @@ def card_update(
     etag: EtagOpt = None,
     account: AccountOpt = None,
     addressbook: AddressBookOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Change a contact: read it with its ETag, apply the changes (every property not named is kept),
     PUT with If-Match. A card changed since (412, or a stale --etag) is a conflict (exit 1) with both
@@ -346,7 +345,7 @@ def card_update(
 @capability("contacts.card.delete", safety="mutating", approval="auto")
 def card_delete(
     ctx: RunContext, uid: UidOpt = None, etag: EtagOpt = None, account: AccountOpt = None,
-    addressbook: AddressBookOpt = None, dry_run: DryRunOpt = False,
+    addressbook: AddressBookOpt = None, dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:  # fmt: skip
     """Delete a contact with If-Match: the ETag given, else the one just read. A card changed since
     is a conflict (exit 1) with the server's version summarized; nothing is deleted. --dry-run shows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spine_comms.calendar.dav_collections import run_ensure, run_status
 from spine_comms.calendar.dav_lookup import CARDDAV
-from spine_comms.calendar.dav_options import AccountsOpt, ExecuteOpt
+from spine_comms.calendar.dav_options import AccountsOpt
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Result
@@ -22,9 +22,9 @@ def carddav_status(ctx: RunContext, account: AccountsOpt = None) -> Result:
 
 
 @capability("contacts.carddav.ensure", safety="mutating", approval="auto")
-def carddav_ensure(ctx: RunContext, account: AccountsOpt = None, execute: ExecuteOpt = False) -> Result:
+def carddav_ensure(ctx: RunContext, account: AccountsOpt = None, dry_run: bool = True) -> Result:
     """Create the contract's missing address books under each account's addressbook-home-set (extended
     MKCOL, RFC 5689, with display name and description). A dry run unless --execute; idempotent (a
     second run has nothing to do); after creating it lists the home set again to verify. An existing
     address book whose display name differs is a warning (it is not changed)."""
-    return run_ensure(ctx, CARDDAV, account, execute)
+    return run_ensure(ctx, CARDDAV, account, not dry_run)

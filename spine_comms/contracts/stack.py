@@ -79,10 +79,46 @@ class Endpoints(ContractModel):
     host: str | None = None
     server_name: str | None = None
     ca_file: str | None = None
+    # Every connection to the stack's servers waits this long for each answer (contracts.stack.connection_timeout).
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     expiry_warn_days: int = Field(default=14, ge=0)
     expiry_fail_days: int = Field(default=7, ge=0)
     dns: DnsServer | None = None
+
+
+class Surface(StrEnum):
+    """The parts of the stack a verify gate proves; each can be declared not deployed (surfaces:)."""
+
+    MAIL_AUTH = "mail_auth"  # DNS records (DKIM, DMARC, SPF ...) and the probe mail
+    CALDAV = "caldav"
+    CARDDAV = "carddav"
+    CALENDAR_SYNC = "calendar_sync"  # the operator's calendar layers synced to a CalDAV calendar
+    INBOX = "inbox"  # mailboxes polled into the mailroom
+    SIEVE = "sieve"  # routing rules applied with ManageSieve
+    OUTBOX = "outbox"  # mail sent through the durable outbox
+
+
+class SurfaceSwitch(ContractModel):
+    """`surfaces.<surface>: {deployed: false, reason: ...}`: the one thing that makes a verify gate SKIP.
+    Without it a gate whose contract or server is missing FAILs: silence never reads as green."""
+
+    deployed: bool
+    reason: str = ""
+
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+def connection_timeout(stack: StackContract | None, section=None) -> float:
+    """Seconds a connection to a stack server waits for each answer, for every protocol (IMAP, SMTP,
+    ManageSieve, DAV, HTTP): the section's own `timeout_seconds` when its contract sets one, else the
+    stack contract's `endpoints.timeout_seconds`. One knob, so that a hung server costs every gate the
+    same bounded wait and a verify run keeps its ring budget."""
+    if section is not None and "timeout_seconds" in section.model_fields_set:
+        return float(section.timeout_seconds)
+    if stack is not None and stack.endpoints is not None:
+        return float(stack.endpoints.timeout_seconds)
+    return DEFAULT_TIMEOUT_SECONDS
 
 
 def mailbox_env(mailbox_id: str, what: str = "PASSWORD") -> str:
@@ -97,6 +133,13 @@ class StackContract(ContractModel):
     scope: str | None = None
     pilot: Pilot
     endpoints: Endpoints | None = None
+    # Parts of the stack this site does not run: their verify gates SKIP, saying so (docs/verify.md).
+    surfaces: dict[Surface, SurfaceSwitch] = Field(default_factory=dict)
+
+    def not_deployed(self, surface: str) -> SurfaceSwitch | None:
+        """The switch that says `surface` is not deployed, or None (deployed, or not declared)."""
+        switch = self.surfaces.get(Surface(surface))
+        return switch if switch is not None and not switch.deployed else None
 
     def mailbox(self, mailbox_id: str) -> Mailbox | None:
         return next((m for m in self.pilot.mailboxes if m.id == mailbox_id), None)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from spine_comms.contracts.stack import Surface
 from spine_comms.core.contracts import ContractModel
 
 VERIFY_CONTRACT = "verify.gates.yaml"
@@ -59,9 +60,14 @@ class Gate(ContractModel):
     ring: Literal["instant", "standard", "deep"] = "standard"
     checks: str = Field(min_length=1, description="What the gate checks, in the operator's words.")
     fix_hint: str = Field(min_length=1)
-    # Contracts (in bindings/) the gate needs: one absent makes the gate SKIP, not FAIL.
+    # The part of the stack the gate proves: when the stack contract declares it not deployed
+    # (`surfaces.<surface>.deployed: false`), the gate is SKIP, the only way a gate can be.
+    surface: Surface | None = None
+    # Contracts (in bindings/) the gate needs: one absent makes the gate FAIL (could not evaluate),
+    # unless its surface is declared not deployed.
     needs: list[str] = Field(default_factory=list)
-    # Gates that must PASS first; when one does not, this gate is SKIP (its verdict would only echo it).
+    # Gates that must PASS first; when one does not, this gate does not run and is SKIP with the
+    # reason (its verdict would only echo that failure, which already fails the run).
     depends_on: list[str] = Field(default_factory=list)
     run: RunCheck | None = None
     receipt: ReceiptCheck | None = None

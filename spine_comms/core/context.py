@@ -16,9 +16,11 @@ from functools import cached_property
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from spine_comms.core.contracts import Contracts
 from spine_comms.core.options import GlobalOptions, color_allowed
+from spine_comms.core.output import plain
 from spine_comms.core.root import MailroomPaths, Root, mailroom_paths
 from spine_comms.core.secrets import Redactor, Secrets
 
@@ -52,7 +54,8 @@ class RunContext:
         self.transcript.append(f"[{stamp}] {level}: {text}")
         if level != "debug" or self.options.debug:
             style = {"warn": "yellow", "error": "red", "debug": "dim"}.get(level, "")
-            self.stderr.print(f"[dim]{stamp}[/dim] {text}", style=style, markup=True, soft_wrap=True)
+            # The message may carry a folder name or a subject: never read it as markup.
+            self.stderr.print(Text.assemble((stamp, "dim"), " ", plain(text, style)), soft_wrap=True)
 
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Callable[[int], Any]]:
@@ -60,8 +63,9 @@ class RunContext:
         if not self.stderr.is_terminal:
             yield lambda advance=1: None
             return
+        from rich.markup import escape
         from rich.progress import Progress
 
         with Progress(console=self.stderr, transient=True) as bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(escape(description), total=total)
             yield lambda advance=1: bar.advance(task, advance)

@@ -38,12 +38,23 @@ class SpineCommsError(Exception):
 
     exit_code = ExitCode.INTERNAL
     reference = "spine-comms-error"
+    # For errors that end a run because a server failed: one of core.outcomes.FailureKind, carried
+    # into the envelope as `error.kind` so that readers never guess from the message.
+    kind: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None, problems=()):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.problems: list[Problem] = list(problems)
+
+    def envelope_error(self) -> dict:
+        """The `error` object of the JSON envelope and the receipt."""
+        out = {"reference": self.reference, "message": self.message, "problems": [str(p) for p in self.problems],
+               "hint": self.hint}  # fmt: skip
+        if self.kind:
+            out["kind"] = str(self.kind)
+        return out
 
     def lines(self) -> list[str]:
         out = [self.message] if not self.problems else []
@@ -73,7 +84,15 @@ class SecretError(SpineCommsError):
 
 
 class CouldNotEvaluate(SpineCommsError):
-    """The thing to check could not be reached or asked (timeout, refusal, 401)."""
+    """The thing to check could not be reached or asked (timeout, refusal, 401).
+
+    Raised for a protocol failure through core.outcomes.could_not_evaluate, which sets `kind`.
+    """
 
     exit_code = ExitCode.COULD_NOT_EVALUATE
     reference = "could-not-evaluate"
+
+    def __init__(self, message: str, *, hint: str | None = None, problems=(), kind: str | None = None):
+        super().__init__(message, hint=hint, problems=problems)
+        if kind:  # else the class's own (a refused bridge token is credentials_refused), or none
+            self.kind = str(kind)

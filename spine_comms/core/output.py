@@ -1,8 +1,15 @@
 """Output: the JSON envelope with --json, a readable rich view otherwise.
 
 Exactly one JSON object on stdout with --json, starting on its own line. The
-text view ends with a `status: <status>` line. Neither ever prints a line made
-only of dashes, which the spine's readers treat as the end of a capability's output.
+text view ends with a `status: <status>` line, the only one. Neither ever prints
+a line made only of dashes, which the spine's readers treat as the end of a
+capability's output.
+
+Text from mail, servers and contracts is never read as rich markup: everything
+shown goes through `plain()` (a rich Text, which rich prints as it is), so a
+folder named `projects[/]` or a check about `[ops]` is shown as written. Tables
+fit the width they are given (the terminal's, or $COLUMNS): a word is never
+split across lines unless it is longer than the whole line.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ import io
 import json
 from typing import Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +30,66 @@ SCHEMA_VERSION = "1.0"
 STATUS_STYLE = {
     "ok": "green", "warn": "yellow", "fail": "red", "partial": "red", "error": "magenta", "skip": "dim",
 }  # fmt: skip
+DEFAULT_WIDTH = 110  # when there is no terminal and no $COLUMNS (output.txt, pipes)
+MIN_DETAIL_WIDTH = 24  # below this the last column would be a ribbon: one row per line instead
+# Lines of the envelope itself; data keys of these names are shown as data.<key>.
+ENVELOPE_LINES = ("status", "run_key", "receipt")
+
+
+def plain(text: Any, style: str = "") -> Text:
+    """Text shown exactly as written: rich markup in it is not interpreted."""
+    return text if isinstance(text, Text) else Text("" if text is None else str(text), style=style)
+
+
+def width_for(env: dict[str, str], stream: Any = None) -> int:
+    """$COLUMNS when set (cron, tests, the user), else the terminal's, else DEFAULT_WIDTH."""
+    import os
+
+    columns = env.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) >= 20:
+        return int(columns)
+    try:
+        if stream is not None and stream.isatty():
+            return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        pass
+    return DEFAULT_WIDTH
+
+
+def fitted_table(headers: list[str], rows: list[list[Any]], width: int) -> RenderableType:
+    """Columns side by side when they fit in `width` without splitting a word; else one block per row.
+
+    Every column but the last is as wide as its widest cell; the last wraps between words."""
+    cells = [[plain(c) for c in row] for row in rows]
+    fixed = [max([cell_len(h), *(cell_len(r[i].plain) for r in cells)]) for i, h in enumerate(headers[:-1])]
+    room = width - sum(fixed) - 2 * (len(headers) - 1)
+    longest_word = max((cell_len(w) for r in cells for w in r[-1].plain.split()), default=0)
+    if room >= max(MIN_DETAIL_WIDTH, min(longest_word, width // 2)):
+        table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+        for header, size in zip(headers[:-1], fixed, strict=True):
+            table.add_column(header, no_wrap=True, min_width=size)
+        table.add_column(headers[-1], overflow="fold", max_width=room)
+        for row in cells:
+            table.add_row(*row)
+        return table
+    blocks: list[RenderableType] = []
+    for row in cells:
+        blocks.append(Text("  ").join(c for c in row[:-1] if c.plain))
+        if row[-1].plain:
+            blocks.append(Padding(row[-1], (0, 0, 0, 4), expand=False))
+    return Group(*blocks)
+
+
+def refusal_envelope(
+    capability: str, message: str, problems: list[str], hint: str | None, *, exit_code: int = 2
+) -> dict[str, Any]:
+    """The one envelope of a run refused before it started (the option parser, no root): no receipt,
+    so run_key and receipt are null."""
+    from datetime import UTC, datetime
+
+    status, now = "fail" if exit_code == 1 else "error", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    error = {"reference": "usage", "message": message, "problems": problems, "hint": hint}
+    return envelope(capability, status, now, {}, [], [], None, None, error)
 
 
 def envelope(
@@ -30,15 +99,18 @@ def envelope(
     data: dict[str, Any],
     checks: list[Check],
     summary: list[str],
-    run_key: str,
-    receipt: str,
+    run_key: str | None,
+    receipt: str | None,
     error: dict[str, Any] | None = None,
+    *,
+    dry_run: bool | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "capability": capability,
         "schema_version": SCHEMA_VERSION,
         "status": status,
         "generated_at": generated_at,
+        **({} if dry_run is None else {"dry_run": dry_run}),  # where the spine's poll puts it
         "data": data,
         "checks": [c.to_dict() for c in checks],
         "summary": summary,
@@ -54,14 +126,14 @@ def render_json(env: dict[str, Any]) -> str:
     return json.dumps(env, indent=2, default=str) + "\n"
 
 
-def render_text(env: dict[str, Any], *, color: bool, width: int = 110) -> str:
+def render_text(env: dict[str, Any], *, color: bool, width: int = DEFAULT_WIDTH) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color, highlight=False, emoji=False)
     # One problem, one line: plain lines are never wrapped (only the table may fold).
     print_line = lambda text: console.print(text, soft_wrap=True)  # noqa: E731
-    print_line(Text(env["capability"], style="bold"))
+    print_line(plain(env["capability"], "bold"))
     for line in env.get("summary") or []:
-        print_line(Text(line))
+        print_line(plain(line))
     error = env.get("error")
     if error:
         for line in error.get("problems") or [error["message"]]:
@@ -74,23 +146,22 @@ def render_text(env: dict[str, Any], *, color: bool, width: int = 110) -> str:
         print_line(Text(f"{passed} of {len(checks)} checks ok" + ("" if passed == len(checks) else "; the others:")))
         checks = [c for c in checks if c["status"] != "ok"]
     if checks:
-        table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
-        table.add_column("status")
-        table.add_column("check")
-        table.add_column("subject")
-        table.add_column("detail", overflow="fold")
-        for check in checks:
-            style = STATUS_STYLE.get(check["status"], "")
-            table.add_row(Text(check["status"], style=style), check["id"], check["subject"], check["detail"])
-        console.print(table)
+        rows = [[plain(c["status"], STATUS_STYLE.get(c["status"], "")), c["id"], c["subject"], c["detail"]]
+                for c in checks]  # fmt: skip
+        console.print(fitted_table(["status", "check", "subject", "detail"], rows, width))
     for key, value in (env.get("data") or {}).items():
         if isinstance(value, str | int | float | bool) or value is None:
-            print_line(Text(f"{key}: {value}"))
-    print_line(Text(f"run_key: {env['run_key']}"))
-    print_line(Text(f"receipt: {env['receipt']}"))
+            name = f"data.{key}" if key in ENVELOPE_LINES else key
+            print_line(plain(f"{name}: {value}"))
+    if env.get("dry_run") and "dry_run" not in (env.get("data") or {}):
+        print_line(plain("dry_run: true"))
+    if env.get("run_key"):
+        print_line(plain(f"run_key: {env['run_key']}"))
+        print_line(plain(f"receipt: {env['receipt']}"))
     status = env["status"]
     print_line(Text("status: ") + Text(status, style=STATUS_STYLE.get(status, "")))
-    return buffer.getvalue()
+    # rich pads wrapped cells to the column's width; trailing blanks only cost a reader's terminal.
+    return "".join(line.rstrip(" ") + "\n" for line in buffer.getvalue().splitlines())
 
 
 def exit_code_for(status: Status | str, *, strict: bool) -> int:

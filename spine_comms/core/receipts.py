@@ -188,6 +188,7 @@ class ReceiptSummary:
     exit_code: int | None
     generated: str
     directory: Path
+    dry_run: bool = False  # a dry run changed nothing, so it proves nothing about the system
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,7 +209,7 @@ def read_summary(directory: Path) -> ReceiptSummary | None:
             doc = json.loads(doc_path.read_text(encoding="utf-8"))
             return ReceiptSummary(
                 doc["run_key"], doc["capability"], doc["status"], doc.get("exit_code"),
-                doc.get("finished_at", ""), directory,
+                doc.get("finished_at", ""), directory, doc.get("dry_run") is True,
             )  # fmt: skip
         if md_path.is_file():
             text = md_path.read_text(encoding="utf-8", errors="replace")

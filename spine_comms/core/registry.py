@@ -15,7 +15,9 @@ from typing import Any
 
 from spine_comms.core.capability import CapabilityCode, code_for
 
-REGISTRY_DIR = Path(__file__).resolve().parents[2] / "capabilities"
+# Inside the package, so an installed wheel reads the same registry as the checkout (whose top-level
+# capabilities/ is a link to it).
+REGISTRY_DIR = Path(__file__).resolve().parents[1] / "registry"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class CapabilitySpec:
     script: str
     entry: dict[str, Any] = field(default_factory=dict, compare=False)
     map_entry: dict[str, Any] = field(default_factory=dict, compare=False)
+    default_mode: str | None = None  # dry-run | execute, for mutating ones (core.approval)
+
+    @property
+    def acts_by_default(self) -> bool:
+        from spine_comms.core.approval import Safety
+
+        return Safety(self.safety, self.approval, self.default_mode).acts_by_default
 
     @property
     def module(self) -> str:
@@ -109,6 +118,7 @@ def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
             script=str(link.get("script", "")),
             entry=entry,
             map_entry=link,
+            default_mode=str(entry["default_mode"]) if entry.get("default_mode") is not None else None,
         )
     phases = {str(k): str(v) for k, v in (raw.get("phases") or {}).items()}
     return Registry(str(raw.get("version", "")), phases, caps, raw, raw_map)
@@ -158,6 +168,7 @@ def parity_problems(registry: Registry) -> list[str]:
         for name, allowed in PROJECT_ENUMS.items():
             if entry.get(name) is not None and entry[name] not in allowed:
                 problems.append(f"{cap_id}: {name} {entry[name]!r} not in {allowed}")
+        problems += safety_problems(spec)
         if spec.phase and spec.phase not in registry.phases:
             problems.append(f"{cap_id}: unknown phase {spec.phase!r}")
         if cap_id not in mapped:
@@ -175,4 +186,32 @@ def parity_problems(registry: Registry) -> list[str]:
             problems.append(
                 f"{cap_id}: code says {code.safety}/{code.approval}, registry says {spec.safety}/{spec.approval}"
             )
+        problems += _runner_owned_parameters(spec, code)
+    return problems
+
+
+def safety_problems(spec: CapabilitySpec) -> list[str]:
+    """The runner's safety rules (core.approval) as the registry must state them."""
+    from spine_comms.core.approval import DEFAULT_MODES, DESTRUCTIVE, READ_ONLY
+
+    if spec.safety == READ_ONLY:
+        return [f"{spec.id}: read-only but declares default_mode"] if spec.default_mode is not None else []
+    if spec.default_mode not in DEFAULT_MODES:
+        return [f"{spec.id}: {spec.safety} capability must declare default_mode: dry-run|execute "
+                f"(got {spec.default_mode!r})"]  # fmt: skip
+    if spec.safety == DESTRUCTIVE and spec.default_mode != "dry-run":
+        return [f"{spec.id}: destructive, so default_mode must be dry-run (it never acts on a default)"]
+    return []
+
+
+def _runner_owned_parameters(spec: CapabilitySpec, code: CapabilityCode) -> list[str]:
+    """Safety flags are the runner's: a capability declares none of them, and takes `dry_run` only
+    when it is mutating (the runner fills it; without it a dry run does not call the capability)."""
+    import inspect
+
+    names = set(inspect.signature(code.function).parameters)
+    problems = [f"{spec.id}: declares --{n.replace('_', '-')} itself; the runner owns it" for n in ("execute", "yes")
+                if n in names]  # fmt: skip
+    if "dry_run" in names and spec.safety == "read-only":
+        problems.append(f"{spec.id}: read-only but takes dry_run")
     return problems

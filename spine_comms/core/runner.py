@@ -7,6 +7,7 @@ bad contract or secret, 70 for a bug); the traceback is shown only with --debug.
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import sys
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from spine_comms import __version__
 from spine_comms.core import output, receipts
+from spine_comms.core.approval import Safety, SafetyFlags, decide
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, ExitCode, SpineCommsError
 from spine_comms.core.options import GlobalOptions, color_allowed
@@ -38,6 +40,8 @@ def execute(
     kwargs: dict[str, Any],
     options: GlobalOptions,
     argv: list[str],
+    default_mode: str | None = None,
+    flags: SafetyFlags | None = None,
     env: dict[str, str] | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -50,6 +54,10 @@ def execute(
     except SpineCommsError as exc:  # no root, so nowhere to write a receipt
         for line in exc.lines():
             print(f"spine-comms: {line}", file=stderr)
+        if options.json:
+            problems = [str(p) for p in exc.problems]
+            stdout.write(output.render_json(output.refusal_envelope(capability, exc.message, problems, exc.hint)))
+            stdout.flush()
         return int(exc.exit_code)
 
     from rich.console import Console
@@ -62,17 +70,17 @@ def execute(
     spine_runner = bool(receipts.RUN_KEY_RE.match(adopted))
     run_key = adopted if spine_runner else receipts.new_run_key(capability, datetime.now().astimezone())
 
-    result, error, exit_code = Result(), None, ExitCode.OK
+    result, error, exit_code, act = Result(), None, ExitCode.OK, None
     try:
-        result = function(ctx, **kwargs)
+        act = decide(capability, Safety(safety, approval, default_mode), flags or SafetyFlags(), env)
+        result = _call(capability, function, ctx, kwargs, act)
         if not isinstance(result, Result):
             raise TypeError(f"{capability} returned {type(result).__name__}, not a Result")
         status = result.final_status
         exit_code = output.exit_code_for(status, strict=options.strict)
     except SpineCommsError as exc:
         status, exit_code = Status.ERROR, exc.exit_code
-        problems = [str(p) for p in exc.problems]
-        error = {"reference": exc.reference, "message": exc.message, "problems": problems, "hint": exc.hint}
+        error = exc.envelope_error()  # with `kind` when a server failed (core.outcomes)
         _debug_trace(options, ctx, exc)
     except KeyboardInterrupt:
         status, exit_code = Status.ERROR, ExitCode.INTERRUPTED
@@ -94,15 +102,16 @@ def execute(
     env_doc = output.envelope(
         capability, str(status), _utc(finished), redact.redact_obj(result.data),
         [_redacted_check(c, redact) for c in result.checks], redact.redact_obj(result.summary),
-        run_key, str(receipt_dir), error,
+        run_key, str(receipt_dir), error, dry_run=None if act is None else not act,
     )  # fmt: skip
     if options.json:
         shown = output.render_json(env_doc)
         stdout.write(shown)
     else:
         color = color_allowed(options, env) and stdout.isatty()
-        stdout.write(output.render_text(env_doc, color=color))
-        shown = output.render_text(env_doc, color=False)
+        width = output.width_for(env, stdout)
+        stdout.write(output.render_text(env_doc, color=color, width=width))
+        shown = output.render_text(env_doc, color=False, width=width)
     stdout.flush()
     if error and options.json:  # the envelope carries it; a person watching stderr should see it too
         for line in error["problems"] or [error["message"]]:
@@ -116,6 +125,7 @@ def execute(
         "exit_code": int(exit_code),
         "safety": safety,
         "approval": approval,
+        "dry_run": env_doc.get("dry_run"),
         "started_at": _utc(started),
         "finished_at": _utc(finished),
         "duration_ms": round((time.monotonic() - started_clock) * 1000, 1),
@@ -149,6 +159,24 @@ def execute(
         print(f"spine-comms: could not write the receipt for {run_key}: {exc}", file=stderr)
         return int(ExitCode.INTERNAL)
     return int(exit_code)
+
+
+def _call(capability: str, function: Callable[..., Result], ctx: RunContext, kwargs: dict[str, Any], act):
+    """Run the capability in the mode the runner decided.
+
+    A mutating capability that can plan takes a `dry_run` parameter, which only the runner
+    fills. One that cannot is not run at all in a dry run: nothing it could do is safe."""
+    if act is None:
+        return function(ctx, **kwargs)
+    if "dry_run" in inspect.signature(function).parameters:
+        return function(ctx, **kwargs, dry_run=not act)
+    if act:
+        return function(ctx, **kwargs)
+    given = {k: v for k, v in kwargs.items() if v not in (None, False, (), [])}
+    return Result(
+        data={"options": given},
+        summary=[f"dry run: {capability} was not run and nothing was changed; add --execute to run it"],
+    )
 
 
 def _redacted_check(check, redact):

@@ -257,7 +257,8 @@ def _compare_with_server(cfg: Domain, server, query, only_dkim: bool) -> list[Ch
     from spine_comms.mail.dkim_record import key_fingerprint
 
     if isinstance(server, CouldNotEvaluate):
-        return [Check("dns.stalwart.view", Status.ERROR, f"could not ask Stalwart: {server}", cfg.domain)]
+        return [Check("dns.stalwart.view", Status.ERROR, f"could not ask Stalwart: {server}", cfg.domain, None, None,
+                      {"kind": server.kind})]  # fmt: skip
     checks = []
     keys = [k for k in server.dkim_keys if k.domain.lower() == cfg.domain.lower() and k.stage == "active"]
     if not keys:

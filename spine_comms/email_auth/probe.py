@@ -25,7 +25,8 @@ from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract, 
 from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, MailboxEndpoint, StackContract, mailbox_endpoint
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
+from spine_comms.core.errors import ContractError, UsageError
+from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
 
 TOKEN_HEADER = "X-Spine-Probe"
@@ -126,7 +127,8 @@ def mail_auth_probe(
             hint = None
             if exc.stage == "auth":
                 hint = f"check the password of {sender_box.id} ({submission.password_ref} or {submission.override_env})"
-            raise CouldNotEvaluate(
+            raise could_not_evaluate(
+                exc,
                 f"submission {submission.where()} {exc.stage}: {exc.message}"
                 + (f" ({reply_text})" if reply_text else ""),
                 hint=hint,
@@ -288,7 +290,7 @@ def _wait(ctx: RunContext, reading: MailboxEndpoint, folder: str, token: str, ti
         hint = None
         if exc.stage == "auth":
             hint = f"check the target's password ({reading.password_ref} or {reading.override_env or 'probe.target'})"
-        raise CouldNotEvaluate(f"IMAP {reading.where()} {exc.stage}: {exc.message}", hint=hint) from None
+        raise could_not_evaluate(exc, f"IMAP {reading.where()} {exc.stage}: {exc.message}", hint=hint) from None
 
 
 def _received(found) -> dict:

@@ -29,6 +29,7 @@ def _record_outcome(out: _Checks, check_id: str, report, version: str, *, requir
     """The verdict of an SPF or DMARC lookup; True when exactly one record was found to go on with."""
     expected, evidence = f"one {version} record", {"records": report.records, "queries": report.evidence}
     if report.outcome == "error":
+        evidence["kind"] = report.error_kind
         out.add(check_id, "error", "; ".join(report.errors) or "DNS error", expected, report.records, evidence)
     elif report.outcome == "missing":
         out.add(check_id, "fail" if required else "ok", f"{out.subject}: no {version} record", expected, [], evidence)

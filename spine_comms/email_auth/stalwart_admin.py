@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
-from spine_comms.core.approval import YesOpt, require_approval
+from spine_comms.contracts.stack import connection_timeout
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import CouldNotEvaluate, UsageError
+from spine_comms.core.errors import UsageError
+from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def stalwart_status(
         status = Status.FAIL if exc.kind == "unsupported" else Status.ERROR
         check_id = "stalwart.api.auth" if exc.kind == "auth" else "stalwart.api.form"
         detail = f"{exc.message} ({_auth_hint(target)})" if exc.kind == "auth" else exc.message
-        result.add(Check(check_id, status, detail, target.url, "the management API, logged in", exc.kind))
+        result.add(Check(check_id, status, detail, target.url, "the management API, logged in", exc.kind,
+                         {"kind": str(exc.failure_kind)}))  # fmt: skip
         result.summary.append(f"{target.url}: {detail}")
         return result
     with admin, _could_not_evaluate(target):
@@ -167,10 +169,7 @@ def stalwart_dkim_ensure(
         list[str] | None,
         typer.Option("--algorithm", help="rsa or ed25519; repeatable. Default: both (RSA is the required one)."),
     ] = None,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Create the missing keys. Without it: a dry run that lists the plan.")
-    ] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
     wait: Annotated[
         float, typer.Option("--wait", min=0, max=300, help="Seconds to wait for each new key to show up.")
     ] = 15.0,
@@ -183,8 +182,7 @@ def stalwart_dkim_ensure(
     0.16: the key pair is made here and sent once (the server keeps it, masked); 0.15: POST /api/dkim
     under the id rsa-<domain> / ed25519-<domain>, the only ids its signing rule uses, then a reload."""
     wanted = _algorithms(algorithm)
-    if execute:
-        require_approval(ctx.env, yes, "stalwart.dkim.ensure --execute (it changes the server's signing keys)")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     contract, target = _target(ctx, url, username, timeout, need_contract=True)
     names = _domains(contract, domain)
     mode = "execute" if execute else "dry-run"
@@ -313,18 +311,20 @@ def _target_from(ctx, contract, url, username, timeout) -> _Target:
         secret=secret.value,
         ca_file=ca_file,
         server_name=section.server_name if section else None,
-        timeout=timeout or (section.timeout_seconds if section else 10.0),
+        timeout=timeout or connection_timeout(_stack(ctx), section),
     )
+
+
+def _stack(ctx):
+    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
+
+    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
 
 
 def _stack_ca_file(ctx) -> str | None:
     """The stack contract's CA file, which the mail-auth contract defers to when it names none."""
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-
-    if not ctx.contracts.exists(STACK_CONTRACT):
-        return None
-    stack = ctx.contracts.load(STACK_CONTRACT, StackContract)
-    return stack.endpoints.ca_file if stack.endpoints else None
+    stack = _stack(ctx)
+    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
 
 
 class _could_not_evaluate:
@@ -346,7 +346,8 @@ class _could_not_evaluate:
             "unreachable": "check stalwart.url, server_name and ca_file, and that the server is up",
             "unsupported": "stalwart.url must be the server's HTTP(S) base, where /api and /jmap live",
         }
-        raise CouldNotEvaluate(f"Stalwart ({self.target.account}): {exc.message}", hint=hints.get(exc.kind)) from None
+        raise could_not_evaluate(exc, f"Stalwart ({self.target.account}): {exc.message}",
+                                 hint=hints.get(exc.kind)) from None  # fmt: skip
 
 
 def _auth_hint(target: _Target) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.atomic import write_atomic
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
@@ -33,7 +32,6 @@ from spine_comms.gaps.options import (
     DescriptionOpt,
     DiscoveredByOpt,
     DocOpt,
-    DryRunOpt,
     FixedInOpt,
     IdOpt,
     LoopAlias2Opt,
@@ -69,7 +67,7 @@ def gaps_file(
     batch: BatchOpt = None,
     commit: CommitOpt = False,
     wait_seconds: WaitOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """File a gap (or a batch) into operational.gaps.yaml in the spine's schema: the next GAP-OP-<n>
     allocated under the gaps lock, the loop id required, an open gap with the same title not filed
@@ -152,16 +150,13 @@ def gaps_close(
     regression_lock_id: RegressionLockOpt = None,
     commit: CommitOpt = False,
     wait_seconds: WaitOpt = None,
-    dry_run: DryRunOpt = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Mark gaps fixed or closed: status, fixed_in, notes, regression_lock_id and fixed_at/closed_at,
     round-trip under the gaps lock. A gap that is not open is skipped. High and critical gaps need
-    --regression-lock-id (LEGACY-NO-REGRESSION-LOCK-* is refused). Manual approval: --yes."""
+    --regression-lock-id (LEGACY-NO-REGRESSION-LOCK-* is refused). A dry run unless --execute --yes."""
     closures = drafts.closures_from(list(gap_id or []), batch, status=status, fixed_in=fixed_in, notes=notes,
                                     regression_lock_id=regression_lock_id)  # fmt: skip
-    if not dry_run:
-        require_approval(ctx.env, yes, "gaps.close (closing gaps)")
     path = registry.gaps_path(ctx.root)
     if commit and not dry_run:
         check_repository(path, ctx.env)

@@ -48,7 +48,6 @@ WaitOpt = Annotated[
     typer.Option("--wait-seconds", metavar="SECONDS", min=0, help="How long to wait for the gaps lock another "
                  f"writer holds. Default: ${WAIT_ENV}, else 15."),
 ]  # fmt: skip
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing (no approval needed).")]
 
 # gaps.list
 StatusFilterOpt = Annotated[

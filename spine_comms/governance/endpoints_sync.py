@@ -18,13 +18,10 @@ unified diff by default; `--execute` writes, with manual approval (`--yes`).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-import typer
-
 from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.receipt_seal import ReceiptVerifier
@@ -135,15 +132,12 @@ def _not_seen(existing: Any, found: dict[str, Any]) -> list[str]:
 @capability("contract.endpoints.sync", safety="mutating", approval="manual")
 def endpoints_sync(
     ctx: RunContext,
-    execute: Annotated[bool, typer.Option("--execute", help="Write the stack contract. Without it: a dry run with "
-                       "the unified diff.")] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
 ) -> Result:  # fmt: skip
     """Write the CalDAV, CardDAV, ManageSieve, IMAP-poll and admin/JMAP endpoints that the status
     capabilities reached (their latest receipts) into the stack contract's `service_endpoints`
     section, round-trip. A dry run with a diff unless --execute --yes; a second run changes nothing."""
-    if execute:
-        require_approval(ctx.env, yes, "contract.endpoints.sync --execute (writing the stack contract)")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     ctx.contracts.load(STACK_CONTRACT, StackContract)  # valid before, and its sha256 in the receipt
     path = ctx.contracts.path(STACK_CONTRACT)
     doc = RoundTripYaml.load(path)

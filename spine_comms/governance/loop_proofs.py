@@ -86,7 +86,9 @@ class ReceiptIndex:
 
     def of(self, capability: str) -> list[Receipt]:
         if capability not in self._by_cap:
-            self._by_cap[capability] = [_read(s) for s in list_receipts(self.receipts_dir, capability)]
+            # A dry run changed nothing, so it proves nothing.
+            found = [s for s in list_receipts(self.receipts_dir, capability) if not s.dry_run]
+            self._by_cap[capability] = [_read(s) for s in found]
         return self._by_cap[capability]
 
     def problems(self, receipt: Receipt) -> list[str]:

@@ -24,6 +24,9 @@ SHARED_FLAGS = ("--json", "--strict", "--debug", "--no-color")
 SHARED_VALUED = ("--root",)
 # Where reports go, how many at once, approval, a time limit: none makes a run prove less.
 NEVER_NARROWING = ("--yes", "--junit", "--prom", "--jobs", "--timeout")
+# The runner's safety flags (core.approval): not the capability's options. What they decide, acting or
+# a dry run, is compared as a mode, the capability's default mode standing in when neither is given.
+SAFETY_FLAGS = ("--execute", "--dry-run", "--yes")
 
 
 def arguments_of(capability: str, argv: list[str]) -> list[str] | None:
@@ -57,8 +60,10 @@ def same_run(capability: str, run_argv: list[str], proof_args: list[str], allow:
     command = _command(capability)
     if command is None:  # not a capability of this toolkit: the same words, all of them
         return sorted(run) == sorted(proof_args)
+    if _mode(capability, proof_args) != _mode(capability, run):
+        return False
     free = _names(command, allow)
-    wanted, got = _parse(command, proof_args), _parse(command, run)
+    wanted, got = _parse(command, _unsafe(proof_args)), _parse(command, _unsafe(run))
     if wanted is None or got is None:
         return False
     return {k: v for k, v in wanted.items() if k not in free} == {k: v for k, v in got.items() if k not in free}
@@ -69,12 +74,30 @@ def proof_args_problem(capability: str, proof_args: list[str], allow: list[str] 
     command = _command(capability)
     if command is None:
         return None
-    if _parse(command, proof_args) is None:
+    if _parse(command, _unsafe(proof_args)) is None:
         return f"{' '.join(proof_args) or '(no arguments)'} are not arguments {capability} accepts"
     unknown = [o for o in allow if not any(o in getattr(p, "opts", ()) for p in command.params)]
     if unknown:
         return f"allow: {', '.join(unknown)} not an option of {capability}"
     return None
+
+
+def _unsafe(args: list[str]) -> list[str]:
+    return [a for a in args if a not in SAFETY_FLAGS]
+
+
+def _mode(capability: str, args: list[str]) -> str:
+    """ "execute" or "dry-run": what the runner decides for these arguments."""
+    from spine_comms.core.registry import load_registry
+
+    spec = load_registry().get(capability)
+    if spec is None or spec.safety == "read-only":
+        return "read-only"
+    if "--dry-run" in args:
+        return "dry-run"
+    if "--execute" in args:
+        return "execute"
+    return "execute" if spec.acts_by_default else "dry-run"
 
 
 def _names(command: Any, options: list[str]) -> set[str]:

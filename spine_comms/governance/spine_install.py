@@ -24,7 +24,6 @@ from typing import Annotated
 
 import typer
 
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, UsageError
@@ -41,7 +40,6 @@ LOCK = "mailroom/state/locks/git.capability_register.lock"
 SpineRootOpt = Annotated[
     Path | None, typer.Option("--spine-root", metavar="DIR", help="The spine checkout to install into (required).")
 ]
-ExecuteOpt = Annotated[bool, typer.Option("--execute", help="Write the files. Without it: a dry run with the diff.")]
 OnlyOpt = Annotated[
     list[str] | None,
     typer.Option("--only", metavar="ID", help="Install only this capability (repeatable). Default: all of them."),
@@ -62,8 +60,7 @@ ExecutableOpt = Annotated[
 def spine_install(
     ctx: RunContext,
     spine_root: SpineRootOpt = None,
-    execute: ExecuteOpt = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
     only: OnlyOpt = None,
     force: ForceOpt = None,
     executable: ExecutableOpt = None,
@@ -74,8 +71,7 @@ def spine_install(
     a second run changes nothing. Ids the spine registers to its own scripts are left alone unless --force."""
     if spine_root is None:
         raise UsageError("--spine-root DIR is required: the spine checkout to install into")
-    if execute:
-        require_approval(ctx.env, yes, "spine.install --execute")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     root = spine_root.expanduser().resolve()
     for rel in (spine_edit.REGISTRY, spine_edit.MAP):
         if not (root / rel).is_file():

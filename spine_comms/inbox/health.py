@@ -76,10 +76,12 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
     except ImapError as exc:
         error = could_not_evaluate(target, exc)
         if not any(c.id == "inbox.health.login" and c.subject == target.address for c in result.checks):
-            result.add(Check("inbox.health.login", Status.ERROR, error.message, target.address, "login", None))
+            result.add(Check("inbox.health.login", Status.ERROR, error.message, target.address, "login", None,
+                             {"kind": error.kind}))  # fmt: skip
             entry["error"] = error.message
             return error
-        result.add(Check("inbox.health.folder", Status.ERROR, error.message, target.address))
+        result.add(Check("inbox.health.folder", Status.ERROR, error.message, target.address, None, None,
+                         {"kind": error.kind}))  # fmt: skip
         return None
 
     heartbeat = read_heartbeat(state_dir, target.id)

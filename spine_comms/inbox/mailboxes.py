@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContract
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, UsageError
 
@@ -117,6 +117,6 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
         ca_file = str(ctx.root.path / ca_file)
     target = ImapTarget(
         host, port, security, server_name, str(Path(ca_file).expanduser()) if ca_file else None,
-        login, password.value, imap.timeout_seconds,
+        login, password.value, connection_timeout(stack, imap),
     )  # fmt: skip
     return MailboxTarget(box.id, address, login, target, list(box.folders), box.after_enqueue, password.source)

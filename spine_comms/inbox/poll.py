@@ -36,12 +36,7 @@ def inbox_poll(
             "the oldest new ones per run with --enqueue (default: all; the rest waits for the next run).",
         ),
     ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Count, change nothing: unseen messages, or with --enqueue what is above each checkpoint."
-        ),
-    ] = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
     mailbox: Annotated[
         str | None,
         typer.Option(
@@ -92,13 +87,16 @@ def inbox_poll(
 
 
 def could_not_evaluate(target, exc) -> CouldNotEvaluate:
-    """Exit 3 naming the account and where; the password never appears."""
+    """Exit 3 naming the account and where (the kind from the outcome map); the password never appears."""
+    from spine_comms.core.outcomes import FailureKind
+    from spine_comms.core.outcomes import could_not_evaluate as outcome_error
+
     hint = None
-    if exc.stage == "auth":
+    if exc.failure_kind is FailureKind.CREDENTIALS_REFUSED:
         hint = f"check the password of mailbox {target.id} ({target.password_source})"
-    elif exc.stage in ("connect", "tls", "starttls"):
+    elif exc.failure_kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.TLS_UNTRUSTED):
         hint = "check the host and port (the stack contract, STALWART_IMAP_HOST/STALWART_IMAP_PORT) and the CA file"
-    return CouldNotEvaluate(f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
+    return outcome_error(exc, f"IMAP {target.where()} as {target.login}: {exc.stage}: {exc.message}", hint=hint)
 
 
 def _default_mailbox(ctx: RunContext, contract) -> str:

@@ -45,7 +45,8 @@ def enqueue_all(
         except _Unreachable as exc:
             unreachable.append(exc.error)
             entry = {"mailbox": target.id, "address": target.address, "error": {"stage": "login", "error": str(exc)}}
-            result.add(Check("inbox.poll.login", Status.ERROR, exc.error.message, target.address, "login", None))
+            result.add(Check("inbox.poll.login", Status.ERROR, exc.error.message, target.address, "login", None,
+                             {"kind": exc.error.kind}))  # fmt: skip
         result.data["mailboxes"].append(entry)
     if not dry_run:  # DSNs handed to the outbox, over every mailbox
         counts = [m.get("bounces") or {} for m in result.data["mailboxes"]]

@@ -173,7 +173,8 @@ def _result(watches, reason: str | None, uptime: float, max_runtime: float | Non
         detail += f"; {stats.processed} processed, {stats.enqueued} enqueued, {stats.reconnects} reconnects"
         result.add(Check(
             "inbox.watch.session", status, detail, subject, "connected and watching",
-            stats.status, {"drops": stats.drops[-20:], "last_uid": stats.last_uid},
+            stats.status, {"drops": stats.drops[-20:], "last_uid": stats.last_uid,
+                           "kind": stats.last_error_kind if status is Status.ERROR else None},
         ))  # fmt: skip
     result.summary.append(
         f"{processed} messages processed ({enqueued} enqueued) from {len(watches)} mailbox(es), "

@@ -52,6 +52,7 @@ class MailboxStats:
     last_uid: int | None = None
     status: str = "starting"
     last_error: str | None = None
+    last_error_kind: str | None = None  # core.outcomes.FailureKind of last_error
     fatal: str | None = None  # the watch of this mailbox gave up (refused login on the first connection)
     drops: list[str] = field(default_factory=list)
 
@@ -145,6 +146,7 @@ class MailboxWatch:
                 failures = 0
             except ImapError as exc:
                 self.stats.last_error = f"{exc.stage}: {exc.message}"
+                self.stats.last_error_kind = str(exc.failure_kind)
                 # A refused login or a missing folder on the very first connection is the contract's fault;
                 # later, the same errors come from a server being restarted or migrated: retried.
                 if exc.stage in ("auth", "select") and attempts == 1:
@@ -154,6 +156,7 @@ class MailboxWatch:
                 failures += 1
             except OSError as exc:  # a socket error outside the IMAP layer's wrapping
                 self.stats.last_error = f"connection: {exc}"
+                self.stats.last_error_kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
                 failures += 1
             if self.stop.is_set():
                 break

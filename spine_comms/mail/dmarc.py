@@ -230,6 +230,7 @@ class DmarcReport:
     warnings: list[str] = field(default_factory=list)
     evidence: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    error_kind: str | None = None  # for outcome error: why the record could not be read (core.outcomes)
 
 
 def _evidence(answer: Answer) -> list[str]:
@@ -260,6 +261,7 @@ def evaluate_dmarc(domain: str, query: Query) -> DmarcReport:
     for index, answer in enumerate(answers):
         if answer.outcome == "error":
             report.outcome, report.errors = "error", [f"{names[index]} TXT: {answer.error}"]
+            report.error_kind = str(answer.error_kind) if answer.error_kind else None
             return report
         found = [r for r in answer.records if is_dmarc(r)] if answer.ok else []
         broken = [r for r in answer.records if looks_like_dmarc(r)] if answer.ok else []

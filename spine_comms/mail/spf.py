@@ -276,6 +276,7 @@ class SpfReport:
     tree: list[dict] = field(default_factory=list)
     evidence: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    error_kind: str | None = None  # for outcome error: why the record could not be read (core.outcomes)
 
 
 class _Walk:
@@ -448,6 +449,7 @@ def evaluate_spf(domain: str, query: Query, *, max_workers: int = 8) -> SpfRepor
     report.records = _spf_records(answer)
     if answer.outcome == "error":
         report.outcome, report.errors = "error", [f"{domain} TXT: {answer.error}"]
+        report.error_kind = str(answer.error_kind) if answer.error_kind else None
     elif not report.records:
         report.outcome = "missing"
         report.problems.append(f"{domain} has no SPF record" + (" (NXDOMAIN)" if answer.outcome == "nxdomain" else ""))

@@ -33,15 +33,18 @@ class BridgeAuthError(BridgeError):
     """401/403. Exit 3 like every refused credential in spine-comms (README exit-code table)."""
 
     reference = "mailroom-bridge-auth"
+    kind = "credentials_refused"  # core.outcomes.FailureKind, for the envelope's error.kind
 
 
 class BridgeTransientError(BridgeError):
     reference = "mailroom-bridge-unavailable"
     transient = True
+    kind = "unreachable"
 
 
 class BridgeProtocolError(BridgeError):
     reference = "mailroom-bridge-protocol"
+    kind = "protocol_error"
 
 
 class BridgeRejected(UsageError):

@@ -133,7 +133,7 @@ def mailroom_enqueue(
             help="Replace what the watcher's secret scan would park on by [REDACTED] instead of refusing the prompt.",
         ),
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show the item; write nothing.")] = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Enqueue a prompt for the mailroom watcher (agent-enqueue.sh's job), written atomically."""
     prompt, source = _read_prompt(text, file)
@@ -166,7 +166,9 @@ def mailroom_enqueue(
     result.data = {"via": via, "source": source, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
                    "redactions": len(findings), "dry_run": dry_run}  # fmt: skip
     if dry_run:
-        where = ctx.mailroom.inbox / "queued" if via == "filesystem" else (bridge_url or "the contract's bridge")
+        where = {"filesystem": ctx.mailroom.inbox / "queued", "jetstream": "the contract's JetStream stream"}.get(
+            via, bridge_url or "the contract's bridge"
+        )
         result.data.update(slug=clean_slug(slug), session_id=session, rid=rid, target=str(where))
         result.summary = [f"DRY RUN: would enqueue {len(payload)} bytes via {via} into {where}"]
         return result

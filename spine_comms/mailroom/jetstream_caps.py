@@ -84,6 +84,7 @@ def mailroom_drain(
     wait: Annotated[
         float, typer.Option(min=0.1, max=600, help="Stop once no message came for this many seconds.")
     ] = 1.0,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Drain the inbox contract's JetStream stream into the mailroom's queued/ lane, acknowledging each
     message only after its item file is in place (same name, format and atomic write as the file mailroom)."""
@@ -91,6 +92,8 @@ def mailroom_drain(
 
     contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract) if ctx.contracts.exists(INBOX_CONTRACT) else None
     settings = settings_of(contract)
+    if dry_run:
+        return _drain_preview(ctx, contract, settings)
     with open_stream(ctx, contract) as connection:
         outcome = drain(connection, ctx.mailroom.inbox, consumer=settings.drain_consumer, limit=limit, wait=wait)
     result = Result(data={"stream": settings.stream, "consumer": settings.drain_consumer,
@@ -103,4 +106,18 @@ def mailroom_drain(
                          "items: terminated, not written", evidence=outcome.refused[:20]))  # fmt: skip
     result.summary = [f"DRAINED: {len(outcome.written)} written, {len(outcome.already)} already placed, "
                       f"{len(outcome.refused)} refused, {outcome.redelivered} redelivered"]  # fmt: skip
+    return result
+
+
+def _drain_preview(ctx: RunContext, contract: InboxContract, settings: JetStream) -> Result:
+    """What a drain would take: the drain consumer's pending messages (the whole stream before its first
+    run). Nothing fetched, so nothing is delivered, written or acknowledged."""
+    with connect(settings, ctx.secrets.resolve) as connection:
+        stream = connection.status(ctx.clock())
+    consumer = next((c for c in stream["consumers"] if c["name"] == settings.drain_consumer), None)
+    waiting = (consumer["pending"] + consumer["ack_pending"]) if consumer else stream.get("messages", 0)
+    result = Result(data={"stream": settings.stream, "consumer": settings.drain_consumer,
+                          "inbox": str(ctx.mailroom.inbox), "would_drain": waiting, "dry_run": True})  # fmt: skip
+    result.summary = [f"DRY RUN: would drain {waiting} message(s) from {settings.stream} into "
+                      f"{ctx.mailroom.inbox / 'queued'} (--execute to drain)"]  # fmt: skip
     return result

@@ -55,8 +55,7 @@ def mail_send(
                            "stored inbound message: In-Reply-To and References are set so it threads.")] = None,
     key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY", help="Sends with the same key are "
                    "one send. Default: derived from sender, recipients, subject, bodies and attachments.")] = None,
-    execute: Annotated[bool, typer.Option("--execute", help="Send it. Without it: a dry run showing the headers "
-                       "and size of what would be sent.")] = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:  # fmt: skip
     """Send a mail as a stack mailbox through the durable outbox (a dry run unless --execute).
     Refused before anything is written: recipients outside the allowed domains, CR/LF in a header
@@ -116,7 +115,7 @@ def mail_send(
         "submission": endpoint.where(), "login": endpoint.login, "send_id": send_id, "idempotency_key": the_key,
         "size": len(raw), "outbox": str(store.root), "delivery_log": str(settings.delivery_log),
     })  # fmt: skip
-    if not execute:
+    if dry_run:
         return _dry_run(result, existing, raw, preview_headers)
     if existing is None:
         record = _new_record(settings, draft, box.id, send_id, the_key, message_id, now)

@@ -12,6 +12,7 @@ from spine_comms.contracts.stack import (
     Mailbox,
     MailboxEndpoint,
     StackContract,
+    connection_timeout,
     mailbox_endpoint,
     mailbox_env,
 )
@@ -42,10 +43,12 @@ class Settings:
 
     def submission(self, box: Mailbox, env: dict[str, str]) -> MailboxEndpoint:
         form = self.outbox.submission.form
-        return self._endpoint(box, env, [form], self.outbox.submission.timeout_seconds, f"submission.form {form}")
+        timeout = connection_timeout(self.stack, self.outbox.submission)
+        return self._endpoint(box, env, [form], timeout, f"submission.form {form}")
 
     def imap(self, box: Mailbox, env: dict[str, str]) -> MailboxEndpoint:
-        return self._endpoint(box, env, ["IMAPS", "IMAP"], 30.0, "reading the sender's Sent folder")
+        timeout = connection_timeout(self.stack)
+        return self._endpoint(box, env, ["IMAPS", "IMAP"], timeout, "reading the sender's Sent folder")
 
     def _endpoint(self, box: Mailbox, env: dict[str, str], protocols: list[str], timeout: float, why: str):
         login = env.get(mailbox_env(box.id, "USER"))

@@ -23,6 +23,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from spine_comms.core.outcomes import FailureKind
+
 OK, NXDOMAIN, NODATA, ERROR = "ok", "nxdomain", "nodata", "error"
 
 
@@ -34,6 +36,7 @@ class Answer:
     records: tuple[str, ...] = ()
     error: str = ""  # for outcome error: SERVFAIL, REFUSED, timeout ...
     elapsed_ms: int = 0
+    error_kind: FailureKind | None = None  # for outcome error, in the outcome vocabulary
 
     @property
     def ok(self) -> bool:
@@ -48,6 +51,8 @@ class Answer:
         out: dict = {"name": self.name, "type": self.rdtype, "outcome": self.outcome, "records": list(self.records)}
         if self.error:
             out["error"] = self.error
+        if self.error_kind:
+            out["kind"] = str(self.error_kind)
         return out
 
 
@@ -98,9 +103,11 @@ class Resolver:
     def _resolve(self, name: str, rdtype: str) -> Answer:
         started = time.monotonic()
 
-        def done(outcome: str, records=(), error: str = "") -> Answer:
+        def done(outcome: str, records=(), error: str = "", kind: FailureKind | None = None) -> Answer:
             ms = int((time.monotonic() - started) * 1000)
-            return Answer(name, rdtype, outcome, tuple(records), error, ms)
+            if outcome == ERROR and kind is None:
+                kind = FailureKind.PROTOCOL_ERROR  # the server answered, with an error (SERVFAIL, REFUSED ...)
+            return Answer(name, rdtype, outcome, tuple(records), error, ms, kind)
 
         try:
             qname = dns.name.from_text(name)
@@ -117,8 +124,11 @@ class Resolver:
             if reply.flags & dns.flags.TC:
                 reply = dns.query.tcp(query, self.server, port=self.port, timeout=self.timeout)
         except dns.exception.Timeout:
-            return done(ERROR, error=f"timeout after {self.timeout:g} s from {self.describe()}")
-        except (OSError, dns.exception.DNSException) as exc:
+            shown = f"timeout after {self.timeout:g} s from {self.describe()}"
+            return done(ERROR, error=shown, kind=FailureKind.TIMEOUT)
+        except OSError as exc:
+            return done(ERROR, error=f"{self.describe()}: {exc}", kind=FailureKind.UNREACHABLE)
+        except dns.exception.DNSException as exc:
             return done(ERROR, error=f"{self.describe()}: {exc}")
         rcode = reply.rcode()
         if rcode == dns.rcode.NXDOMAIN:
@@ -137,9 +147,10 @@ class Resolver:
         except dns.resolver.NXDOMAIN:
             return done(NXDOMAIN)
         except dns.resolver.LifetimeTimeout:
-            return done(ERROR, error=f"timeout after {self.timeout:g} s from the system resolver")
+            return done(ERROR, error=f"timeout after {self.timeout:g} s from the system resolver",
+                        kind=FailureKind.TIMEOUT)  # fmt: skip
         except dns.resolver.NoNameservers as exc:
-            return done(ERROR, error=f"no server answered: {exc}")
+            return done(ERROR, error=f"no server answered: {exc}", kind=FailureKind.UNREACHABLE)
         except dns.exception.DNSException as exc:
             return done(ERROR, error=str(exc))
         records = [_text(rd, rdtype) for rd in answer.rrset] if answer.rrset else []

@@ -23,14 +23,25 @@ import socket
 import urllib.parse
 from dataclasses import dataclass
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
 
-class HttpFailure(Exception):
-    """No HTTP answer. kind: timeout | tls | unreachable | url (a base URL we refuse)."""
+_FAILURE_KINDS = {
+    "timeout": FailureKind.TIMEOUT,
+    "tls": FailureKind.TLS_UNTRUSTED,
+    "unreachable": FailureKind.UNREACHABLE,
+    "url": FailureKind.UNSUPPORTED,
+}
+
+
+class HttpFailure(ProtocolFailure):
+    """No HTTP answer. kind: timeout | tls | unreachable | url (a base URL we refuse); failure_kind:
+    the same in the outcome vocabulary, which DAV and Stalwart errors carry on."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.failure_kind = _FAILURE_KINDS[kind]
 
 
 @dataclass(frozen=True)

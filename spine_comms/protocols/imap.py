@@ -23,20 +23,47 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
 from spine_comms.protocols.tls import verified_context
 
 Security = Literal["tls", "starttls"]
 
 
-class ImapError(Exception):
-    """IMAP failed at `stage`: connect, tls, starttls, auth, select, search, fetch or store."""
+# What a failure at each stage means when no socket error says otherwise.
+_STAGE_KINDS = {
+    "connect": FailureKind.UNREACHABLE,
+    "tls": FailureKind.TLS_UNTRUSTED,
+    "starttls": FailureKind.TLS_UNTRUSTED,
+    "auth": FailureKind.CREDENTIALS_REFUSED,
+}
+
+
+class ImapError(ProtocolFailure):
+    """IMAP failed at `stage`: connect, tls, starttls, auth, select, search, fetch or store.
+
+    `failure_kind` says what happened: a timeout or a lost connection (from `cause`, the socket
+    error behind it) at any stage, else what a failure at that stage means (a refused login:
+    credentials_refused; a NO to SELECT: protocol_error).
+    """
 
     UNUSABLE = ("connect", "tls", "starttls", "auth")
 
-    def __init__(self, stage: str, message: str):
+    def __init__(self, stage: str, message: str, *, cause: BaseException | None = None,
+                 kind: FailureKind | None = None):  # fmt: skip
         super().__init__(f"{stage}: {message}")
         self.stage = stage
         self.message = message
+        self.failure_kind = kind or _kind_of(cause) or _STAGE_KINDS.get(stage, FailureKind.PROTOCOL_ERROR)
+
+
+def _kind_of(cause: BaseException | None) -> FailureKind | None:
+    if isinstance(cause, TimeoutError):
+        return FailureKind.TIMEOUT
+    if isinstance(cause, ssl.SSLError):
+        return FailureKind.TLS_UNTRUSTED
+    if isinstance(cause, OSError):  # reset, broken pipe, no route: the server went away
+        return FailureKind.UNREACHABLE
+    return None
 
 
 @dataclass(frozen=True)
@@ -102,7 +129,7 @@ class ImapSession:
         try:
             info = self.client.select_folder(folder, readonly=True)
         except self._errors() as exc:
-            raise ImapError("select", f"cannot open {folder}: {_text(exc)}") from None
+            raise ImapError("select", f"cannot open {folder}: {_text(exc)}", cause=exc) from None
         self.folder = folder
         return int(info.get(b"EXISTS", 0))
 
@@ -111,14 +138,14 @@ class ImapSession:
         try:
             self.client.noop()
         except self._errors() as exc:
-            raise ImapError("search", f"NOOP failed: {_text(exc)}") from None
+            raise ImapError("search", f"NOOP failed: {_text(exc)}", cause=exc) from None
 
     def search_header(self, header: str, value: str) -> list[int]:
         """UIDs of messages whose `header` contains `value` (SEARCH HEADER, substring match)."""
         try:
             return sorted(int(uid) for uid in self.client.search(["HEADER", header, value]))
         except self._errors() as exc:
-            raise ImapError("search", f"SEARCH HEADER {header} failed: {_text(exc)}") from None
+            raise ImapError("search", f"SEARCH HEADER {header} failed: {_text(exc)}", cause=exc) from None
 
     def fetch_raw(self, uids: list[int], max_bytes: int | None = None) -> dict[int, bytes]:
         """The raw RFC 822 bytes of each UID, with BODY.PEEK (no \\Seen); at most max_bytes each."""
@@ -128,7 +155,7 @@ class ImapSession:
         try:
             fetched = self.client.fetch(uids, [item])
         except self._errors() as exc:
-            raise ImapError("fetch", f"FETCH failed: {_text(exc)}") from None
+            raise ImapError("fetch", f"FETCH failed: {_text(exc)}", cause=exc) from None
         out = {}
         for uid, parts in fetched.items():
             body = next((v for k, v in parts.items() if k.startswith(b"BODY[")), None)
@@ -153,7 +180,7 @@ class ImapSession:
         try:
             info = self.client.select_folder(folder, readonly=not writable)
         except self._errors() as exc:
-            raise ImapError("select", f"cannot open {folder}: {_text(exc)}") from None
+            raise ImapError("select", f"cannot open {folder}: {_text(exc)}", cause=exc) from None
         self.folder = folder
         self.state = FolderState(
             folder,
@@ -170,7 +197,7 @@ class ImapSession:
         try:
             info = self.client.folder_status(folder, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"])
         except self._errors() as exc:
-            raise ImapError("select", f"STATUS {folder} failed: {_text(exc)}") from None
+            raise ImapError("select", f"STATUS {folder} failed: {_text(exc)}", cause=exc) from None
         return FolderState(
             folder, int(info.get(b"UIDVALIDITY", 0) or 0), _int_or_none(info.get(b"UIDNEXT")),
             int(info.get(b"MESSAGES", 0) or 0),
@@ -181,14 +208,14 @@ class ImapSession:
         try:
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         except self._errors() as exc:
-            raise ImapError("search", f"UID SEARCH {last_uid + 1}:* failed: {_text(exc)}") from None
+            raise ImapError("search", f"UID SEARCH {last_uid + 1}:* failed: {_text(exc)}", cause=exc) from None
         return sorted(int(u) for u in found if int(u) > last_uid)
 
     def search_unseen(self) -> list[int]:
         try:
             return sorted(int(u) for u in self.client.search(["UNSEEN"]))
         except self._errors() as exc:
-            raise ImapError("search", f"SEARCH UNSEEN failed: {_text(exc)}") from None
+            raise ImapError("search", f"SEARCH UNSEEN failed: {_text(exc)}", cause=exc) from None
 
     def fetch_meta(self, uids: list[int]) -> dict[int, MessageMeta]:
         """RFC822.SIZE and INTERNALDATE, in batches: cheap, and no body is buffered."""
@@ -198,7 +225,7 @@ class ImapSession:
             try:
                 fetched = self.client.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"])
             except self._errors() as exc:
-                raise ImapError("fetch", f"FETCH RFC822.SIZE failed: {_text(exc)}") from None
+                raise ImapError("fetch", f"FETCH RFC822.SIZE failed: {_text(exc)}", cause=exc) from None
             for uid, parts in fetched.items():
                 size = parts.get(b"RFC822.SIZE")
                 if size is not None:
@@ -212,7 +239,7 @@ class ImapSession:
         try:
             fetched = self.client.fetch(uids, [f"BODY.PEEK[HEADER]<0.{max_bytes}>"])
         except self._errors() as exc:
-            raise ImapError("fetch", f"FETCH HEADER failed: {_text(exc)}") from None
+            raise ImapError("fetch", f"FETCH HEADER failed: {_text(exc)}", cause=exc) from None
         out = {}
         for uid, parts in fetched.items():
             body = next((v for k, v in parts.items() if k.startswith(b"BODY[")), None)
@@ -229,7 +256,7 @@ class ImapSession:
             try:
                 self.client.add_flags(chunk, [b"\\Seen"], silent=True)
             except self._errors() as exc:
-                raise ImapError("store", f"STORE +FLAGS \\Seen failed: {_text(exc)}") from None
+                raise ImapError("store", f"STORE +FLAGS \\Seen failed: {_text(exc)}", cause=exc) from None
 
     def move(self, uids: list[int], folder: str) -> str:
         """MOVE where offered; else COPY + \\Deleted + UID EXPUNGE (UIDPLUS), which expunges only these
@@ -247,7 +274,7 @@ class ImapSession:
                 if method == "copy+uid-expunge":
                     self.client.uid_expunge(chunk)
             except self._errors() as exc:
-                raise ImapError("store", f"moving to {folder} failed: {_text(exc)}") from None
+                raise ImapError("store", f"moving to {folder} failed: {_text(exc)}", cause=exc) from None
         return method
 
     @staticmethod
@@ -308,15 +335,16 @@ def session(target: ImapTarget) -> Iterator[ImapSession]:
     except ConnectionRefusedError:
         raise ImapError("connect", f"{where} connection refused") from None
     except TimeoutError:
-        raise ImapError("connect", f"{where} timed out after {target.timeout:g} s") from None
+        raise ImapError("connect", f"{where} timed out after {target.timeout:g} s",
+                        kind=FailureKind.TIMEOUT) from None  # fmt: skip
     except (OSError, IMAPClientError) as exc:
-        raise ImapError("connect", f"{where} {_text(exc)}") from None
+        raise ImapError("connect", f"{where} {_text(exc)}", cause=exc) from None
     try:
         if target.security == "starttls":
             try:
                 offered = client.has_capability("STARTTLS")
             except (IMAPClientError, OSError) as exc:
-                raise ImapError("starttls", f"CAPABILITY failed: {_text(exc)}") from None
+                raise ImapError("starttls", f"CAPABILITY failed: {_text(exc)}", cause=exc) from None
             if not offered:
                 raise ImapError("starttls", "STARTTLS not offered (refusing to log in in plain text)")
             try:
@@ -324,13 +352,14 @@ def session(target: ImapTarget) -> Iterator[ImapSession]:
             except ssl.SSLCertVerificationError as exc:
                 raise ImapError("tls", f"{where} certificate not trusted: {exc.verify_message}") from None
             except (ssl.SSLError, IMAPClientError, OSError) as exc:
-                raise ImapError("starttls", f"STARTTLS failed: {_text(exc)}") from None
+                raise ImapError("starttls", f"STARTTLS failed: {_text(exc)}", cause=exc) from None
         try:
             client.login(target.login, target.password)
         except LoginError as exc:
             raise ImapError("auth", f"login refused for {target.login}: {_text(exc)}") from None
         except (IMAPClientError, OSError) as exc:
-            raise ImapError("auth", f"login failed for {target.login}: {_text(exc)}") from None
+            raise ImapError("auth", f"login failed for {target.login}: {_text(exc)}",
+                            kind=_kind_of(exc) or FailureKind.PROTOCOL_ERROR) from None  # fmt: skip
         yield ImapSession(client)
     finally:
         try:

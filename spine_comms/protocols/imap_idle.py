@@ -30,6 +30,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from spine_comms.core.outcomes import FailureKind
 from spine_comms.protocols.imap import ImapError
 
 # How often a wait looks at the stop event: the bound on how long SIGTERM waits for an idle watcher.
@@ -41,7 +42,7 @@ class IdleDropped(ImapError):
     """The connection went away while idling (BYE, EOF, reset, timeout)."""
 
     def __init__(self, message: str):
-        super().__init__("idle", message)
+        super().__init__("idle", message, kind=FailureKind.UNREACHABLE)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
 from spine_comms.protocols.tls import verified_context
 
 MAX_LINE = 64 * 1024
@@ -30,12 +31,26 @@ _LITERAL = re.compile(rb"\{(\d{1,10})\+?\}$")
 _ATOM_END = b' ()"{\r\n'
 
 
-class SieveError(Exception):
-    def __init__(self, kind: str, message: str, response: Response | None = None):
+# The outcome vocabulary's name for each of this module's kinds.
+_FAILURE_KINDS = {
+    "network": FailureKind.UNREACHABLE,
+    "timeout": FailureKind.TIMEOUT,
+    "tls": FailureKind.TLS_UNTRUSTED,
+    "auth": FailureKind.CREDENTIALS_REFUSED,
+}
+
+
+class SieveError(ProtocolFailure):
+    """`kind` is this module's detail (network, timeout, tls, protocol, auth, no, bye); `failure_kind`
+    the outcome vocabulary's (a BYE or NO to a command is a protocol_error, unless `failure` says)."""
+
+    def __init__(self, kind: str, message: str, response: Response | None = None, *,
+                 failure: FailureKind | None = None):  # fmt: skip
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.response = response
+        self.failure_kind = failure or _FAILURE_KINDS.get(kind, FailureKind.PROTOCOL_ERROR)
 
 
 @dataclass(frozen=True)
@@ -297,13 +312,17 @@ class ManageSieve:
             raise SieveError("tls", "refusing to send a PLAIN password without TLS")
         if self.capabilities.sasl and "PLAIN" not in self.capabilities.sasl:
             offered = " ".join(self.capabilities.sasl)
-            raise SieveError("auth", f"the server does not offer SASL PLAIN (it offers {offered})")
+            raise SieveError(
+                "auth", f"the server does not offer SASL PLAIN (it offers {offered})", failure=FailureKind.UNSUPPORTED
+            )
         initial = base64.b64encode(f"\0{login}\0{password}".encode()).decode("ascii")
         self._send(f'AUTHENTICATE "PLAIN" "{initial}"'.encode(), shown='AUTHENTICATE "PLAIN" <redacted>')
         _, response = self._read()
         if not response.ok:
             kind = "bye" if response.status == "BYE" else "auth"
-            raise SieveError(kind, f"login refused for {login}: {response}", response)
+            raise SieveError(
+                kind, f"login refused for {login}: {response}", response, failure=FailureKind.CREDENTIALS_REFUSED
+            )
         return response
 
     def close(self) -> None:

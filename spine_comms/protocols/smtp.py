@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
 from spine_comms.protocols.tls import verified_context
 
 Security = Literal["tls", "starttls"]
@@ -49,25 +50,38 @@ class SmtpReply:
         return {"code": self.code, "enhanced": self.enhanced, "text": self.text}
 
 
-class SmtpError(Exception):
+# What a failure at each stage means unless the site knows better (a timeout, a dropped connection).
+_STAGE_KINDS = {
+    "connect": FailureKind.UNREACHABLE,
+    "tls": FailureKind.TLS_UNTRUSTED,
+    "starttls": FailureKind.TLS_UNTRUSTED,
+    "auth": FailureKind.CREDENTIALS_REFUSED,
+}
+
+
+class SmtpError(ProtocolFailure):
     """Submission failed at `stage` (connect, tls, starttls, ehlo, auth, mail, rcpt, data).
 
-    `reply` is the server's answer when there was one; `kind` says whether the
-    server could not be used at all (unreachable, tls, auth) or refused the message.
+    `reply` is the server's answer when there was one; `refused_message` says whether the
+    server could not be used at all (unreachable, tls, auth) or refused the message;
+    `failure_kind` is the outcome vocabulary's name for what happened.
     """
 
     UNUSABLE = ("connect", "tls", "starttls", "ehlo", "auth")
 
-    def __init__(self, stage: str, message: str, reply: SmtpReply | None = None):
+    def __init__(self, stage: str, message: str, reply: SmtpReply | None = None, *,
+                 kind: FailureKind | None = None):  # fmt: skip
         super().__init__(f"{stage}: {message}")
         self.stage = stage
         self.message = message
         self.reply = reply
+        self.failure_kind = kind or _STAGE_KINDS.get(stage, FailureKind.PROTOCOL_ERROR)
 
     @property
     def refused_message(self) -> bool:
-        """True when the server was reached and authenticated us but would not take this message."""
-        return self.stage not in self.UNUSABLE
+        """True when the server was reached and authenticated us but would not take this message
+        (not when the connection timed out or dropped along the way)."""
+        return self.stage not in self.UNUSABLE and self.failure_kind is FailureKind.PROTOCOL_ERROR
 
 
 def _reply_of(exc: smtplib.SMTPResponseException) -> SmtpReply:
@@ -85,20 +99,20 @@ def _connect(host: str, port: int, security: Security, context: ssl.SSLContext, 
     except ssl.SSLError as exc:
         raise SmtpError("tls", f"TLS handshake failed: {exc.reason or exc}") from None
     except smtplib.SMTPConnectError as exc:
-        raise SmtpError("connect", "greeting refused", _reply_of(exc)) from None
+        raise SmtpError("connect", "greeting refused", _reply_of(exc), kind=FailureKind.PROTOCOL_ERROR) from None
     except smtplib.SMTPServerDisconnected as exc:
         raise SmtpError("connect", f"server closed the connection: {exc}") from None
     except ConnectionRefusedError:
         raise SmtpError("connect", f"{host}:{port} connection refused") from None
     except TimeoutError:
-        raise SmtpError("connect", f"{host}:{port} timed out after {timeout:g} s") from None
+        raise SmtpError("connect", f"{host}:{port} timed out after {timeout:g} s", kind=FailureKind.TIMEOUT) from None
     except OSError as exc:
         raise SmtpError("connect", f"{host}:{port} {exc.strerror or exc}") from None
     if security == "starttls":
         try:
             code, text = smtp.ehlo()
             if code != 250:
-                raise SmtpError("ehlo", "EHLO refused", SmtpReply.parse(code, text))
+                raise SmtpError("ehlo", "EHLO refused", SmtpReply.parse(code, text), kind=FailureKind.PROTOCOL_ERROR)
             if not smtp.has_extn("starttls"):
                 raise SmtpError("starttls", "STARTTLS not offered (refusing to continue in plain text)")
             smtp.starttls(context=context)
@@ -114,6 +128,12 @@ def _connect(host: str, port: int, security: Security, context: ssl.SSLContext, 
         except SmtpError:
             _close(smtp)
             raise
+        except TimeoutError:  # a server that took the connection and went silent
+            _close(smtp)
+            raise SmtpError("ehlo", f"{host}:{port} timed out after {timeout:g} s", kind=FailureKind.TIMEOUT) from None
+        except OSError as exc:  # smtplib's errors are OSErrors too: a dropped connection, mostly
+            _close(smtp)
+            raise SmtpError("ehlo", f"{host}:{port} {exc}", kind=FailureKind.UNREACHABLE) from None
     return smtp
 
 
@@ -160,11 +180,12 @@ def submit(
             try:
                 smtp.login(login, password or "")
             except smtplib.SMTPNotSupportedError:
-                raise SmtpError("auth", "the server offers no AUTH here") from None
+                raise SmtpError("auth", "the server offers no AUTH here", kind=FailureKind.UNSUPPORTED) from None
             except smtplib.SMTPException as exc:
                 if isinstance(exc, smtplib.SMTPResponseException):
                     raise SmtpError("auth", f"login refused for {login}", _reply_of(exc)) from None
-                raise SmtpError("auth", f"no usable AUTH mechanism for {login}") from None
+                raise SmtpError("auth", f"no usable AUTH mechanism for {login}",
+                                kind=FailureKind.UNSUPPORTED) from None  # fmt: skip
         stage = "mail"
         code, text = smtp.mail(sender)
         if code != 250:
@@ -187,11 +208,11 @@ def submit(
     except smtplib.SMTPResponseException as exc:
         raise SmtpError(stage, "refused", _reply_of(exc)) from None
     except smtplib.SMTPServerDisconnected as exc:
-        raise SmtpError(stage, f"server closed the connection: {exc}") from None
+        raise SmtpError(stage, f"server closed the connection: {exc}", kind=FailureKind.UNREACHABLE) from None
     except TimeoutError:
-        raise SmtpError(stage, f"timed out after {timeout:g} s") from None
+        raise SmtpError(stage, f"timed out after {timeout:g} s", kind=FailureKind.TIMEOUT) from None
     except OSError as exc:
-        raise SmtpError(stage, f"{exc.strerror or exc}") from None
+        raise SmtpError(stage, f"{exc.strerror or exc}", kind=FailureKind.UNREACHABLE) from None
     finally:
         try:
             smtp.quit()

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
+
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 MAX_LINE = 8192
 MAX_LINES = 200
@@ -28,8 +30,12 @@ STARTTLS = {"SMTP", "STARTTLS", "IMAP", "ManageSieve"}
 PLAIN = {"HTTP"}
 
 
-class ProtocolError(Exception):
+class ProtocolError(ProtocolFailure):
     """The server did not say what the protocol requires (or refused STARTTLS)."""
+
+    def __init__(self, message: str, kind: FailureKind = FailureKind.PROTOCOL_ERROR):
+        super().__init__(message)
+        self.failure_kind = kind
 
 
 @dataclass
@@ -67,7 +73,7 @@ class Probe:
     name_match: bool | None = None
     certificate: Certificate | None = None
     error: str | None = None  # the connection or protocol failure, if any
-    error_kind: str | None = None  # refused | timeout | protocol | tls | network
+    error_kind: FailureKind | None = None  # why the dialogue did not end well, in the outcome vocabulary
     connect_ms: float | None = None
     total_ms: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -86,7 +92,7 @@ class _Lines:
                 raise ProtocolError("line too long")
             chunk = self.sock.recv(4096)
             if not chunk:
-                raise ProtocolError("connection closed by the server")
+                raise ProtocolError("connection closed by the server", FailureKind.UNREACHABLE)
             self.buffer += chunk
         raw, self.buffer = self.buffer.split(b"\n", 1)
         return raw.rstrip(b"\r").decode("utf-8", errors="replace")
@@ -276,15 +282,15 @@ def probe_endpoint(
         except (OSError, ProtocolError) as again:
             probe.notes.append(f"certificate not read: {again}")
     except ConnectionRefusedError:
-        probe.error, probe.error_kind = "connection refused", "refused"
+        probe.error, probe.error_kind = "connection refused", FailureKind.UNREACHABLE
     except TimeoutError:
-        probe.error, probe.error_kind = f"timed out after {timeout:g} s", "timeout"
+        probe.error, probe.error_kind = f"timed out after {timeout:g} s", FailureKind.TIMEOUT
     except ProtocolError as exc:
-        probe.error, probe.error_kind = str(exc), "protocol"
+        probe.error, probe.error_kind = str(exc), exc.failure_kind
     except ssl.SSLError as exc:
-        probe.error, probe.error_kind = f"TLS handshake failed: {exc.reason or exc}", "tls"
+        probe.error, probe.error_kind = f"TLS handshake failed: {exc.reason or exc}", FailureKind.TLS_UNTRUSTED
     except OSError as exc:
-        probe.error, probe.error_kind = f"{exc.strerror or exc}", "network"
+        probe.error, probe.error_kind = f"{exc.strerror or exc}", FailureKind.UNREACHABLE
     probe.total_ms = round((time.monotonic() - start) * 1000, 1)
     if probe.certificate and probe.server_name:
         probe.name_match = name_matches(probe.server_name, probe.certificate.san)

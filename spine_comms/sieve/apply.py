@@ -19,7 +19,6 @@ from typing import Annotated
 import typer
 
 from spine_comms.contracts.sieve import SieveMailbox
-from spine_comms.core.approval import YesOpt, require_approval
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.result import Check, Result, Status
@@ -44,10 +43,7 @@ _LINE = re.compile(r"\bline (\d+)\b")
 def sieve_apply(
     ctx: RunContext,
     mailbox: MailboxOpt = None,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Do it. Without it: a dry run showing the script and the diff.")
-    ] = False,
-    yes: YesOpt = False,
+    dry_run: bool = True,  # the runner's: --dry-run or not --execute, approval asked
     rollback: Annotated[
         bool,
         typer.Option("--rollback", help="Put back the script kept as <script>.previous by the last apply and "
@@ -65,9 +61,7 @@ def sieve_apply(
     Dry run by default (the script and the diff with the live one); --execute --yes checks it on the
     server, keeps the active script as <script>.previous, uploads, activates and reads it back.
     A missing extension or a server-side syntax error is a fail (exit 1), naming it and the line."""
-    if execute:
-        what = "rollback" if rollback else "apply"
-        require_approval(ctx.env, yes, f"sieve.apply {'--rollback ' if rollback else ''}--execute ({what} routing)")
+    execute = not dry_run  # decided by the runner, which also asked for approval
     mode = "execute" if execute else "dry-run"
     result = Result()
     result.data = {"mode": mode, "rollback": rollback, "mailboxes": {}}

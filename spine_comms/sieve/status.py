@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract, SieveMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, mailbox_env
+from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
-from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
+from spine_comms.core.errors import ContractError, UsageError
+from spine_comms.core.outcomes import FailureKind, could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
 from spine_comms.sieve.render import parse_script, render, required_extensions
 
@@ -105,7 +106,7 @@ def target(ctx: RunContext, box: SieveMailbox, timeout: float | None) -> Target:
         ca_file = str(ctx.root.path / ca_file)
     return Target(
         host=host, port=port, server_name=end.server_name or (stack.server_name() if stack else None),
-        ca_file=ca_file, timeout=timeout or end.timeout_seconds, login=login,
+        ca_file=ca_file, timeout=timeout or connection_timeout(stack, end), login=login,
         password_ref=box.password_ref or (stack_box.password_ref if stack_box else None),
         override_env=mailbox_env(box.id),
     )  # fmt: skip
@@ -126,12 +127,13 @@ def session(ctx: RunContext, box: SieveMailbox, where: Target) -> Iterator[Manag
                          transcript=debug)  # fmt: skip
     except SieveError as exc:
         hint = f"check the password ({where.password_ref or 'no password_ref'} or ${where.override_env})"
-        raise CouldNotEvaluate(f"{box.id}: ManageSieve {where.where()}: {exc.message}",
-                               hint=hint if exc.kind == "auth" else None) from None  # fmt: skip
+        refused = exc.failure_kind is FailureKind.CREDENTIALS_REFUSED
+        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}",
+                                 hint=hint if refused else None) from None  # fmt: skip
     try:
         yield client
     except SieveError as exc:
-        raise CouldNotEvaluate(f"{box.id}: ManageSieve {where.where()}: {exc.message}") from None
+        raise could_not_evaluate(exc, f"{box.id}: ManageSieve {where.where()}: {exc.message}") from None
     finally:
         client.close()
 

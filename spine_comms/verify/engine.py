@@ -1,8 +1,10 @@
 """Running a pack: gates in parallel in a bounded pool, each after the gates it depends on.
 
-A gate starts as soon as every gate it depends on has finished; when one of them did not PASS, the
-gate is SKIP without running (its verdict would only repeat that failure, goss-style). A gate whose
-contracts are absent is SKIP too. The run is timed against its ring's budget.
+A gate whose surface the stack contract declares not deployed is SKIP, saying so: the only SKIP
+that stands for the system. A gate starts as soon as every gate it depends on has finished; when
+one of them did not PASS, the gate does not run and is SKIP with that reason (its verdict would only
+repeat a failure that already fails the run, goss-style). A gate whose contracts are absent is FAIL,
+could not evaluate: nothing said that surface is not there. The run is timed against its ring's budget.
 """
 
 from __future__ import annotations
@@ -29,10 +31,36 @@ class RunReport:
     results: list[GateResult]
     max_in_flight: int
     source: str = ""
+    strict: bool = False  # --strict: a SKIP fails the run too
 
     @property
     def budget_exceeded(self) -> bool:
         return self.elapsed > self.budget
+
+    @property
+    def nothing_verified(self) -> str | None:
+        """Why no gate reached a verdict on evidence (an empty root, every server down ...), or None."""
+        if any(r.verified for r in self.results):
+            return None
+        absent = sorted({n for r in self.results if r.could_not_evaluate == "contract_absent"
+                         for n in r.evidence.get("absent", [])})  # fmt: skip
+        if absent:
+            return f"no gate could be verified: the root lacks {', '.join(absent)}"
+        reasons: dict[str, int] = {}
+        for r in self.results:
+            reason = r.could_not_evaluate or r.status
+            reasons[reason] = reasons.get(reason, 0) + 1
+        counted = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+        return f"no gate could be verified ({counted or 'no gates'})"
+
+    @property
+    def strict_skips(self) -> list[str]:
+        return self.ids(SKIP) if self.strict else []
+
+    @property
+    def failed(self) -> bool:
+        """What decides the run: a FAIL, an overrun, nothing verified, or (with --strict) a SKIP."""
+        return bool(self.ids(FAIL) or self.budget_exceeded or self.nothing_verified or self.strict_skips)
 
     def ids(self, status: str) -> list[str]:
         return [r.id for r in self.results if r.status == status]
@@ -46,6 +74,8 @@ class RunReport:
             "skipped": len(self.ids(SKIP)),
             "failing_ids": self.ids(FAIL),
             "skipped_ids": self.ids(SKIP),
+            # FAIL gates that found no verdict (unreachable, timeout, contract absent ...): a subset of failing_ids.
+            "not_evaluated_ids": [r.id for r in self.results if r.could_not_evaluate],
         }
 
 
@@ -72,9 +102,12 @@ def run_pack(
     *,
     jobs: int,
     present: Callable[[str], bool] = lambda name: True,
+    not_deployed: Callable[[Gate], str | None] = lambda gate: None,
     on_done: Callable[[GateResult], None] = lambda result: None,
 ) -> tuple[list[GateResult], float, int]:
-    """(results in the pack's order, elapsed seconds, most gates in flight at once)."""
+    """(results in the pack's order, elapsed seconds, most gates in flight at once).
+
+    `not_deployed(gate)`: why the contracts say the gate's surface is not there (None: it is)."""
     in_pack = {g.id for g in gates}
     pending = {g.id: g for g in gates}
     done: dict[str, GateResult] = {}
@@ -86,7 +119,8 @@ def run_pack(
             try:
                 result = evaluate(gate)
             except Exception as exc:  # one broken gate must not hide the verdicts of the others
-                result = verdict(gate, FAIL, f"the gate could not run: {exc.__class__.__name__}: {exc}")
+                result = verdict(gate, FAIL, f"the gate could not run: {exc.__class__.__name__}: {exc}",
+                                 could_not_evaluate="internal_error")  # fmt: skip
             result.elapsed = time.monotonic() - started
             return result
 
@@ -106,10 +140,15 @@ def run_pack(
                 del pending[gate_id]
                 blocked = [d for d in deps if done[d].status != PASS]
                 absent = [n for n in gate.needs if not present(n)]
-                if blocked:
-                    finish(verdict(gate, SKIP, "depends on " + ", ".join(f"{d} ({done[d].status})" for d in blocked)))
+                if (why := not_deployed(gate)) is not None:
+                    finish(verdict(gate, SKIP, why))
+                elif blocked:
+                    finish(verdict(gate, SKIP, "not run: depends on " + ", ".join(f"{d} ({done[d].status})"
+                                                                                   for d in blocked)))  # fmt: skip
                 elif absent:
-                    finish(verdict(gate, SKIP, f"contract {', '.join(absent)} absent from the root's bindings"))
+                    finish(verdict(gate, FAIL, f"contract {', '.join(absent)} absent from the root's bindings: "
+                                               + _absent_fix(gate, absent), could_not_evaluate="contract_absent",
+                                   evidence={"absent": absent}))  # fmt: skip
                 else:
                     running[pool.submit(guarded, gate)] = gate_id
             if not running:
@@ -120,3 +159,14 @@ def run_pack(
                 finish(future.result())
     elapsed = time.monotonic() - started
     return [done[g.id] for g in gates], elapsed, flight.most
+
+
+def _absent_fix(gate: Gate, absent: list[str]) -> str:
+    """What to do about an absent contract: write it, or (when the stack contract is there to say so)
+    declare the gate's surface not deployed."""
+    from spine_comms.contracts.stack import STACK_CONTRACT
+
+    if gate.surface and STACK_CONTRACT not in absent:
+        return (f"write it, or declare `surfaces.{gate.surface}.deployed: false` in the stack contract if "
+                f"{gate.surface} is not deployed here")  # fmt: skip
+    return "write it"

@@ -2,42 +2,47 @@
 
 A `run` gate starts `spine-comms <capability> --root <root> --json [args]` exactly as cron would: it
 writes its own receipt, and a gate that hangs or crashes cannot take the others with it. What the
-capability reports decides the verdict:
+capability reports decides the verdict, by exit code and by the kind the envelope carries (the
+outcome vocabulary of core.outcomes), never by the wording of a message:
 
 - exit 0 (ok, or warn unless fail_on_warn), the judged checks passing, expect_data met: PASS;
 - exit 1, or a judged check failing, or expect_data not met: FAIL;
-- exit 3 because a server could not be reached or answered too slowly: SKIP, with the reason;
-- exit 3 because a server refused the credentials: FAIL. The server answered and said no: that is
-  the operator's configuration, wrong until someone fixes it, not an outage that will pass;
-- exit 2 (a contract missing: SKIP; invalid: FAIL), anything else: FAIL.
+- exit 3 (unreachable, timeout, credentials refused, TLS untrusted ...), exit 2 (a contract absent
+  or invalid, a secret unresolved), exit 70, no envelope, no answer within the gate's time: FAIL,
+  could not evaluate, naming the kind. A server that is down is the system not being as it should.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from spine_comms.contracts.verify import Gate
+from spine_comms.core.outcomes import FailureKind
 from spine_comms.core.receipt_seal import ReceiptVerifier
 from spine_comms.core.receipts import ReceiptSummary, read_summary
 from spine_comms.core.root import Root
-from spine_comms.verify.gates import FAIL, PASS, SKIP, GateResult, verdict
+from spine_comms.verify.gates import FAIL, PASS, GateResult, verdict
 
-# How an exit-3 message reads when the server answered and refused who we are.
-_REFUSED = re.compile(
-    r"\b(auth|authenticat\w*|login (refused|failed)|credentials?|password\w*|unauthori[sz]ed|forbidden|401|403)\b",
-    re.I,
-)
 _DEFECTS = ("fail", "partial")
 _SUCCESS = ("ok", "warn", "done")
+_KINDS = {str(k) for k in FailureKind}
+# How long a gate's capability is given at least, when the ring budget is nearly spent.
+_MIN_GATE_SECONDS = 1.0
+
+
+class Judgement(NamedTuple):
+    status: str  # PASS | FAIL
+    detail: str
+    could_not_evaluate: str | None = None  # for a FAIL that found no verdict: why (gates.NOT_EVALUATED)
 
 
 def installed(capability: str) -> str | None:
@@ -56,23 +61,29 @@ def installed(capability: str) -> str | None:
     return None if found is not None else f"registered, but its code ({spec.module}) is not installed"
 
 
-def run_gate(gate: Gate, root: Root, env: dict[str, str]) -> GateResult:
+def run_gate(gate: Gate, root: Root, env: dict[str, str], deadline: float | None = None) -> GateResult:
+    """`deadline` (a time.monotonic() value): the end of the ring budget; the capability is stopped then
+    at the latest, so that a hung server costs a FAIL within the budget, not an overrun."""
     spec = gate.run
     missing = installed(spec.capability)
     if missing is not None:
-        # A typo in the gates contract is a defect; a capability whose code is not installed yet proves
-        # nothing either way: SKIP, with the reason.
-        return verdict(gate, FAIL if missing.startswith("not in") else SKIP, f"{spec.capability} is {missing}")
+        # A typo in the gates contract is a defect; a capability whose code is not installed proves nothing.
+        why = None if missing.startswith("not in") else "not_installed"
+        return verdict(gate, FAIL, f"{spec.capability} is {missing}", could_not_evaluate=why)
     argv = [sys.executable, "-m", "spine_comms", spec.capability, "--root", str(root.path), "--json", *spec.args]
     # The child must write a receipt of its own: with the spine's run key it would overwrite ours.
     child_env = {k: v for k, v in env.items() if k != "SPINE_CAP_RUN_KEY"}
     child_env["NO_COLOR"] = "1"
+    allowed, limit = spec.timeout_seconds, f"its {spec.timeout_seconds:g} s"
+    if deadline is not None and deadline - time.monotonic() < allowed:
+        allowed = max(deadline - time.monotonic(), _MIN_GATE_SECONDS)
+        limit = f"the {allowed:.1f} s left of the ring budget"
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=spec.timeout_seconds, env=child_env,
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=allowed, env=child_env,
                               check=False, stdin=subprocess.DEVNULL)  # fmt: skip
     except subprocess.TimeoutExpired:
-        return verdict(gate, SKIP, f"{spec.capability} did not answer within {spec.timeout_seconds:g} s "
-                                   "(a server too slow or unreachable)")  # fmt: skip
+        return verdict(gate, FAIL, f"{spec.capability} could not evaluate (timeout): no answer within {limit} "
+                                   "(a server hung or too slow)", could_not_evaluate="timeout")  # fmt: skip
     try:
         envelope = json.loads(done.stdout)
     except ValueError:
@@ -80,57 +91,76 @@ def run_gate(gate: Gate, root: Root, env: dict[str, str]) -> GateResult:
     if not isinstance(envelope, dict) or "status" not in envelope:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return verdict(gate, FAIL, f"{spec.capability} gave no JSON envelope (exit {done.returncode}): {tail[0]}",
-                       exit_code=done.returncode)  # fmt: skip
-    status, detail = judge_run(gate, done.returncode, envelope)
-    return verdict(gate, status, detail, run_key=envelope.get("run_key"), receipt=envelope.get("receipt"),
-                   age_seconds=0.0, exit_code=done.returncode)  # fmt: skip
+                       exit_code=done.returncode, could_not_evaluate="no_envelope")  # fmt: skip
+    judged = judge_run(gate, done.returncode, envelope)
+    return verdict(gate, judged.status, judged.detail, run_key=envelope.get("run_key"),
+                   receipt=envelope.get("receipt"), age_seconds=0.0, exit_code=done.returncode,
+                   could_not_evaluate=judged.could_not_evaluate)  # fmt: skip
 
 
-def judge_run(gate: Gate, code: int, envelope: dict[str, Any]) -> tuple[str, str]:
-    """(PASS|FAIL|SKIP, detail) from a capability's exit code and JSON envelope."""
+def _not_evaluated(cap: str, code: int, envelope: dict[str, Any]) -> Judgement:
+    """A run that ended without a verdict (exit 2, 3, 70 ...): FAIL, with the kind it reported."""
+    error = envelope.get("error") or {}
+    unevaluated = [c for c in envelope.get("checks") or [] if c.get("status") == "error"]
+    reasons = list(error.get("problems") or ([error["message"]] if error.get("message") else []))
+    reasons += [f"{c.get('id')} {c.get('detail', '')}" for c in unevaluated[:3]]
+    reason = "; ".join(reasons) or "could not evaluate"
+    kinds = [str(error.get("kind") or "")]
+    kinds += [str(c["evidence"].get("kind") or "") for c in unevaluated if isinstance(c.get("evidence"), dict)]
+    kind = next((k for k in kinds if k in _KINDS), None)
+    if kind is None:
+        reference = error.get("reference") or ""
+        if reference == "secret-unresolved":
+            kind = "secret_unresolved"
+        elif code == 2 and any("contract not found" in p for p in error.get("problems") or []):
+            kind = "contract_absent"
+        elif code == 2:
+            kind = "contract_invalid"
+        elif code == 70 or reference == "internal-error":
+            kind = "internal_error"
+        else:
+            kind = "unknown"
+    return Judgement(FAIL, f"{cap} could not evaluate ({kind}, exit {code}): {reason}", kind)
+
+
+def judge_run(gate: Gate, code: int, envelope: dict[str, Any]) -> Judgement:
+    """PASS or FAIL (with why it could not evaluate, when it could not) from a capability's exit code and
+    JSON envelope."""
     spec = gate.run
     cap = spec.capability
-    error = envelope.get("error") or {}
-    if code == 3 or (code not in (0, 1) and envelope.get("status") == "error" and error):
-        unevaluated = [c for c in envelope.get("checks") or [] if c.get("status") == "error"]
-        reasons = list(error.get("problems") or ([error["message"]] if error.get("message") else []))
-        reasons += [f"{c.get('id')} {c.get('detail', '')}" for c in unevaluated[:3]]
-        reason = "; ".join(reasons) or "could not evaluate"
-        kinds = {str(c["evidence"].get("kind", "")) for c in unevaluated if isinstance(c.get("evidence"), dict)}
-        said_no = "auth" in kinds or _REFUSED.search(f"{reason} {error.get('hint') or ''}")
-        if error.get("reference") == "secret-unresolved" or said_no:
-            return FAIL, f"{cap}: credentials refused or unresolved: {reason}"
-        if code == 3:
-            return SKIP, f"{cap} could not evaluate (dependency unreachable): {reason}"
-        if any("contract not found" in p for p in error.get("problems") or []):
-            return SKIP, f"{cap}: a contract it needs is absent: {reason}"
-        return FAIL, f"{cap} exit {code}: {reason}"
+    status = envelope.get("status")
+    if code not in (0, 1) or status == "error":
+        return _not_evaluated(cap, code, envelope)
     checks = envelope.get("checks") or []
     if spec.only_checks:
         checks = [c for c in checks if any(fnmatchcase(c.get("id", ""), p) for p in spec.only_checks)]
-        judged = {c["status"] for c in checks}
         bad = [c for c in checks if c["status"] in _DEFECTS or (spec.fail_on_warn and c["status"] == "warn")]
         if bad:
-            return FAIL, _failing(cap, bad, len(checks))
-        if not checks or judged <= {"skip", "error"} or "error" in judged:
-            unknown = [c for c in checks if c["status"] == "error"]
-            why = _failing(cap, unknown, len(checks)) if unknown else "no matching check was evaluated"
-            return SKIP, f"{cap} could not evaluate {', '.join(spec.only_checks)}: {why}"
+            return Judgement(FAIL, _failing(cap, bad, len(checks)))
+        unknown = [c for c in checks if c["status"] == "error"]
+        if unknown:
+            return _not_evaluated(cap, 3, {"checks": unknown})
+        if not [c for c in checks if c["status"] != "skip"]:
+            # The judged checks were never reached: what stopped the run is the verdict (a refused endpoint
+            # fails the TLS gate; it must never SKIP it).
+            others = [c for c in envelope.get("checks") or [] if c.get("status") in (*_DEFECTS, "error")]
+            why = _failing(cap, others, len(envelope.get("checks") or []), status=status, code=code) if others \
+                else f"{cap} {status} (exit {code}) reported none"  # fmt: skip
+            return Judgement(FAIL, f"no {', '.join(spec.only_checks)} check was evaluated: {why}")
         passed = f"{cap}: {len(checks)} {', '.join(spec.only_checks)} check(s) pass"
     else:
-        status = envelope.get("status")
         if code != 0 or status in _DEFECTS or (spec.fail_on_warn and status == "warn"):
             bad = [c for c in checks if c.get("status") in (*_DEFECTS, "warn" if spec.fail_on_warn else "")]
-            return FAIL, _failing(cap, bad, len(checks), status=status, code=code)
+            return Judgement(FAIL, _failing(cap, bad, len(checks), status=status, code=code))
         warned = sum(1 for c in checks if c.get("status") == "warn")
         passed = f"{cap} {status}: {len(checks)} check(s)" + (f", {warned} warn" if warned else "")
     data = envelope.get("data") or {}
     wrong = [f"{path} is {_dig(data, path)!r}, expected {want!r}" for path, want in spec.expect_data.items()
              if _dig(data, path) != want]  # fmt: skip
     if wrong:
-        return FAIL, f"{cap}: " + "; ".join(wrong)
-    return PASS, passed + (f"; {', '.join(f'{p}={v!r}' for p, v in spec.expect_data.items())}" if spec.expect_data
-                           else "")  # fmt: skip
+        return Judgement(FAIL, f"{cap}: " + "; ".join(wrong))
+    return Judgement(PASS, passed + (f"; {', '.join(f'{p}={v!r}' for p, v in spec.expect_data.items())}"
+                                     if spec.expect_data else ""))  # fmt: skip
 
 
 def _failing(cap: str, bad: list[dict], total: int, status: str | None = None, code: int | None = None) -> str:
@@ -158,7 +188,8 @@ def _dig(data: Any, path: str) -> Any:
 
 
 def receipts_of(receipts_dir: Path, capability: str) -> Iterator[ReceiptSummary]:
-    """Newest first, read one at a time: the caller usually stops at the first or the first success."""
+    """Newest first, read one at a time: the caller usually stops at the first or the first success.
+    A dry run is left out: it changed and proved nothing (a dry-run mail.auth.probe sent no probe)."""
     if not receipts_dir.is_dir():
         return
     marker = f"__{capability}__"
@@ -167,7 +198,7 @@ def receipts_of(receipts_dir: Path, capability: str) -> Iterator[ReceiptSummary]
     names.sort(key=lambda e: (e.name.split("__", 1)[0], e.stat().st_mtime), reverse=True)
     for entry in names:
         summary = read_summary(entry)
-        if summary is not None and summary.capability == capability:
+        if summary is not None and summary.capability == capability and not summary.dry_run:
             yield summary
 
 

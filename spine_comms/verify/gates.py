@@ -16,9 +16,24 @@ from typing import Any
 from spine_comms.contracts.verify import VERIFY_CONTRACT, Gate, VerifyContract
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
+from spine_comms.core.outcomes import FailureKind
 
 DEFAULT_GATES = Path(__file__).with_name("default_gates.yaml")
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+
+# Why a FAIL gate could not be evaluated (it found no verdict; the system is not as it should be):
+# the outcome vocabulary's kinds (core.outcomes.FailureKind), or what went wrong on our side of the gate.
+# JUnit reports these gates as <error>, a FAIL with a verdict as <failure>.
+NOT_EVALUATED = (
+    *(str(k) for k in FailureKind),
+    "contract_absent",  # a contract the gate needs is not in the root, and its surface is not declared absent
+    "contract_invalid",  # the capability refused its contract or options (exit 2)
+    "secret_unresolved",  # a password or token reference could not be resolved
+    "not_installed",  # the capability is registered but its code is not installed
+    "no_envelope",  # the capability printed no JSON envelope (a crash)
+    "internal_error",  # the capability or the gate itself broke (exit 70)
+    "unknown",  # exit 3 without a kind (a capability that does not say why)
+)
 DETAIL_LIMIT = 400
 
 # The spine's mixed-status heuristic (its verify-topology), case-insensitive, and what we write instead.
@@ -62,9 +77,17 @@ class GateResult:
     fix_hint: str = ""
     exit_code: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    could_not_evaluate: str | None = None  # for a FAIL without a verdict: one of NOT_EVALUATED
 
     def __post_init__(self) -> None:
         self.detail = spine_safe(self.detail)
+        if self.could_not_evaluate is not None and self.could_not_evaluate not in NOT_EVALUATED:
+            raise ValueError(f"unknown reason a gate could not be evaluated: {self.could_not_evaluate!r}")
+
+    @property
+    def verified(self) -> bool:
+        """The gate reached a verdict on evidence: PASS, or a FAIL that is not 'could not evaluate'."""
+        return self.status == PASS or (self.status == FAIL and self.could_not_evaluate is None)
 
     def line(self) -> str:
         return f"{self.id} {self.status}: {self.detail}"
@@ -76,6 +99,7 @@ class GateResult:
             "run_key": self.run_key, "receipt": self.receipt,
             "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
             "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code, "fix_hint": self.fix_hint,
+            "could_not_evaluate": self.could_not_evaluate,
         }  # fmt: skip
 
 

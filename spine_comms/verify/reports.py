@@ -1,13 +1,16 @@
 """The files a verify run leaves for CI and monitoring: JUnit XML and a Prometheus textfile.
 
 JUnit: one <testsuite> per pack inside <testsuites>, one <testcase> per gate (classname
-`spine-comms.<pack>`), <failure> for FAIL and <skipped> for SKIP with the detail as message, and a
-`ring-budget` testcase that fails when the run overran its budget. Times have at most three
-decimals, as the Surefire schema CI tools validate against demands.
+`spine-comms.<pack>`): <failure> for a FAIL with a verdict, <error> for a FAIL that could not
+evaluate (unreachable, timeout, contract absent ...: the kind is its type), <skipped> for SKIP, with
+the detail as message; a `ring-budget` testcase that fails when the run overran its budget, and a
+`run-verdict` testcase that fails when nothing was verified or, with --strict, a gate was SKIP. Times
+have at most three decimals, as the Surefire schema CI tools validate against demands.
 
 Prometheus: the node_exporter textfile-collector format (one `.prom` file, written atomically so the
-collector never reads half of it): per gate a one-hot status and the age of its evidence, per
-capability the time of its last successful receipt, and the run's own duration and budget.
+collector never reads half of it): per gate a one-hot status, whether it could not evaluate (and
+why) and the age of its evidence, per capability the time of its last successful receipt, and the
+run's own verdict (as its exit code decides it), duration and budget.
 """
 
 from __future__ import annotations
@@ -20,14 +23,30 @@ from spine_comms.verify.engine import RunReport
 from spine_comms.verify.gates import FAIL, PASS, SKIP
 
 
+def verdict_lines(report: RunReport) -> list[str]:
+    """The lines, after summary and budget, that say why a run is red although no gate may have failed."""
+    lines = []
+    unevaluated = [r for r in report.results if r.could_not_evaluate]
+    if unevaluated:
+        lines.append("not evaluated: " + ", ".join(f"{r.id} ({r.could_not_evaluate})" for r in unevaluated))
+    if report.nothing_verified:
+        lines.append(f"verify.run FAIL: nothing verified: {report.nothing_verified}")
+    if report.strict_skips:
+        lines.append(f"verify.run FAIL: --strict and {len(report.strict_skips)} gate(s) SKIP: "
+                     + ", ".join(report.strict_skips))  # fmt: skip
+    return lines
+
+
 def junit_xml(report: RunReport, finished: datetime) -> str:
     keys = report.summary_keys()
-    cases = len(report.results) + 1  # the gates and the budget
-    failures = keys["fail"] + (1 if report.budget_exceeded else 0)
+    cases = len(report.results) + 2  # the gates, the budget and the run's verdict
+    errors = len(keys["not_evaluated_ids"])
+    run_red = bool(report.nothing_verified or report.strict_skips)
+    failures = keys["fail"] - errors + (1 if report.budget_exceeded else 0) + (1 if run_red else 0)
     suites = ET.Element("testsuites", name="spine-comms verify", tests=str(cases), failures=str(failures),
-                        errors="0", time=_secs(report.elapsed))  # fmt: skip
+                        errors=str(errors), time=_secs(report.elapsed))  # fmt: skip
     suite = ET.SubElement(suites, "testsuite", name=report.pack, tests=str(cases), failures=str(failures),
-                          errors="0", skipped=str(keys["skipped"]), time=_secs(report.elapsed),
+                          errors=str(errors), skipped=str(keys["skipped"]), time=_secs(report.elapsed),
                           timestamp=finished.strftime("%Y-%m-%dT%H:%M:%S"), hostname=socket.gethostname())  # fmt: skip
     props = ET.SubElement(suite, "properties")
     for name, value in (("ring", report.ring), ("budget_seconds", f"{report.budget:g}"), ("gates", report.source)):
@@ -36,7 +55,10 @@ def junit_xml(report: RunReport, finished: datetime) -> str:
     for result in report.results:
         case = ET.SubElement(suite, "testcase", name=f"{result.id} {result.name}".strip(), classname=classname,
                              time=_secs(result.elapsed))  # fmt: skip
-        if result.status == FAIL:
+        if result.status == FAIL and result.could_not_evaluate:
+            error = ET.SubElement(case, "error", message=result.detail, type=result.could_not_evaluate)
+            error.text = f"{result.line()}\nfix: {result.fix_hint}"
+        elif result.status == FAIL:
             failure = ET.SubElement(case, "failure", message=result.detail, type=result.severity or "fail")
             failure.text = f"{result.line()}\nfix: {result.fix_hint}"
         elif result.status == SKIP:
@@ -46,6 +68,11 @@ def junit_xml(report: RunReport, finished: datetime) -> str:
     budget = ET.SubElement(suite, "testcase", name="ring-budget", classname=classname, time=_secs(report.elapsed))
     if report.budget_exceeded:
         ET.SubElement(budget, "failure", type="budget", message=budget_line(report))
+    verdict = ET.SubElement(suite, "testcase", name="run-verdict", classname=classname, time="0.000")
+    if report.nothing_verified:
+        ET.SubElement(verdict, "failure", type="nothing-verified", message=report.nothing_verified)
+    elif report.strict_skips:
+        ET.SubElement(verdict, "failure", type="strict", message=f"--strict: SKIP {', '.join(report.strict_skips)}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -71,17 +98,22 @@ def prometheus_text(report: RunReport, finished: datetime, last_success: dict[st
             shown = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             lines.append(f"{name}{{{shown}}} {_number(value)}")
 
-    status_samples, age_samples, duration_samples = [], [], []
+    status_samples, age_samples, duration_samples, unevaluated_samples = [], [], [], []
     for r in report.results:
         for status in (PASS, FAIL, SKIP):
             labels = {"pack": pack, "gate": r.id, "name": r.name, "severity": r.severity, "status": status.lower()}
             status_samples.append((labels, 1.0 if r.status == status else 0.0))
+        unevaluated_samples.append(({"pack": pack, "gate": r.id, "kind": r.could_not_evaluate or ""},
+                                    1.0 if r.could_not_evaluate else 0.0))  # fmt: skip
         if r.age_seconds is not None:
             age_samples.append(({"pack": pack, "gate": r.id}, r.age_seconds))
         duration_samples.append(({"pack": pack, "gate": r.id}, r.elapsed))
     family("spine_comms_verify_gate_status", "gauge",
            "The gate's verdict in the last run: 1 for its status (pass, fail, skip), 0 for the others.",
            status_samples)  # fmt: skip
+    family("spine_comms_verify_gate_could_not_evaluate", "gauge",
+           "1 when the gate FAILed without a verdict (unreachable, timeout, contract absent ...: the kind label).",
+           unevaluated_samples)  # fmt: skip
     family("spine_comms_verify_gate_age_seconds", "gauge",
            "Age of the receipt the gate's verdict rests on, when it was judged.", age_samples)  # fmt: skip
     family("spine_comms_verify_gate_duration_seconds", "gauge", "Seconds the gate took.", duration_samples)
@@ -92,6 +124,12 @@ def prometheus_text(report: RunReport, finished: datetime, last_success: dict[st
     family("spine_comms_verify_gates", "gauge", "Gates of the last run by verdict.",
            [({"pack": pack, "status": s}, keys[k]) for s, k in (("pass", "pass"), ("fail", "fail"),
                                                                ("skip", "skipped"))])  # fmt: skip
+    family("spine_comms_verify_run_success", "gauge",
+           "1 when the last run exited 0: no FAIL, budget held, something verified (and no SKIP under --strict).",
+           [({"pack": pack}, 0.0 if report.failed else 1.0)])  # fmt: skip
+    family("spine_comms_verify_run_verified_gates", "gauge",
+           "Gates of the last run that reached a verdict on evidence (0: nothing was verified).",
+           [({"pack": pack}, float(sum(r.verified for r in report.results)))])  # fmt: skip
     family("spine_comms_verify_run_duration_seconds", "gauge", "Seconds the last run took.",
            [({"pack": pack, "ring": report.ring}, report.elapsed)])  # fmt: skip
     family("spine_comms_verify_run_budget_seconds", "gauge", "The ring budget the run had to keep.",

@@ -3,11 +3,13 @@
 Text mode prints one `<ID> PASS|FAIL|SKIP: <detail>` line per gate (the spine's runner and failure
 statistics read them), the `summary:` and `budget:` lines, and a table of the gates that did not
 pass. --json carries the spine's summary keys and every gate's verdict. --junit and --prom leave
-files for CI and monitoring. Exit 0 only when no gate fails and the ring budget held.
+files for CI and monitoring. Exit 0 only when no gate fails, the ring budget held, at least one gate
+was verified on evidence, and (with --strict) no gate is SKIP; 1 otherwise.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -56,7 +58,7 @@ def verify_core_run(
     """Run the `core` pack (registry parity, contracts valid, receipts valid) within the instant ring's
     budget: one `<ID> PASS|FAIL|SKIP: <detail>` line per gate, --json with the spine's summary keys
     (total, pass, fail, skipped, failing_ids), --junit and --prom files. Exit 0 only when no gate fails
-    and the budget held, 1 otherwise."""
+    and the budget held (with --strict: no SKIP either), 1 otherwise."""
     return run_verify(ctx, "core", junit=junit, prom=prom, jobs=jobs, only=gate)
 
 
@@ -72,8 +74,9 @@ def verify_pack_run(
     """Run a pack of the gates declared in bindings/verify.gates.yaml (or the toolkit's default set):
     live gates run their read-only capability, each writing its own receipt; receipt gates judge the
     latest receipt's status and age; independent gates run in parallel. A gate whose server is
-    unreachable, or whose contract is absent, is SKIP with the reason, never PASS; refused credentials
-    are FAIL. Exit 0 only when no gate fails and the pack's ring budget held, 1 otherwise."""
+    unreachable, hung or refusing, or whose contract is absent, is FAIL (could not evaluate); SKIP only
+    when the stack contract declares its surface not deployed. Exit 0 only when no gate fails, the
+    ring budget held and something was verified (with --strict: no SKIP either), 1 otherwise."""
     return run_verify(ctx, pack, junit=junit, prom=prom, jobs=jobs, only=gate)
 
 
@@ -93,19 +96,47 @@ def run_verify(ctx: RunContext, pack: str, *, junit: Path | None, prom: Path | N
     budget = gate_set.contract.budget(ring)
     ctx.log(f"verify {pack}: {len(members)} gate(s), ring {ring} (budget {budget:g} s), {jobs} at once, "
             f"gates from {gate_set.source}")  # fmt: skip
-    evaluate = _evaluator(ctx)
+    # A gate still running when the budget is spent is stopped there: the run has failed its budget
+    # anyway, and a hung server must not hold the report back (each connection has its own timeout too).
+    deadline = time.monotonic() + budget
+    evaluate = _evaluator(ctx, deadline)
+    not_deployed = _surface_switches(ctx)
     with ctx.progress(f"verify {pack}", total=len(members)) as advance:
 
         def on_done(result) -> None:
             advance(1)
             ctx.log(result.line(), level="debug")
 
-        results, elapsed, most = run_pack(members, evaluate, jobs=jobs, present=ctx.contracts.exists, on_done=on_done)
-    report = RunReport(pack, ring, budget, elapsed, results, most, gate_set.source)
+        results, elapsed, most = run_pack(members, evaluate, jobs=jobs, present=ctx.contracts.exists,
+                                          not_deployed=not_deployed, on_done=on_done)  # fmt: skip
+    report = RunReport(pack, ring, budget, elapsed, results, most, gate_set.source, strict=ctx.options.strict)
     return _result(ctx, report, junit, prom)
 
 
-def _evaluator(ctx: RunContext):
+def _surface_switches(ctx: RunContext):
+    """not_deployed(gate) for the engine: the stack contract's `surfaces` switches, the one source of SKIP.
+    No stack contract, or one that does not load, declares nothing (its gates then say what is wrong)."""
+    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
+    from spine_comms.core.errors import SpineCommsError
+
+    stack = None
+    if ctx.contracts.exists(STACK_CONTRACT):
+        try:
+            stack = ctx.contracts.load(STACK_CONTRACT, StackContract)
+        except SpineCommsError as exc:
+            ctx.log(f"surfaces: the stack contract does not load ({exc.message}); every surface counts as deployed")
+
+    def not_deployed(gate) -> str | None:
+        switch = stack.not_deployed(gate.surface) if stack is not None and gate.surface else None
+        if switch is None:
+            return None
+        why = f": {switch.reason}" if switch.reason else ""
+        return f"not deployed: the stack contract declares surfaces.{gate.surface}.deployed: false{why}"
+
+    return not_deployed
+
+
+def _evaluator(ctx: RunContext, deadline: float):
     from spine_comms.verify.builtin import BUILTINS
     from spine_comms.verify.evaluate import receipt_gate, run_gate
 
@@ -113,7 +144,7 @@ def _evaluator(ctx: RunContext):
 
     def evaluate(gate):
         if gate.run is not None:
-            return run_gate(gate, root, env)
+            return run_gate(gate, root, env, deadline)
         if gate.receipt is not None:
             return receipt_gate(gate, root, ctx.clock())
         return BUILTINS[gate.builtin](gate, root)
@@ -124,7 +155,7 @@ def _evaluator(ctx: RunContext):
 def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> Result:
     from spine_comms.core.atomic import write_atomic
     from spine_comms.verify.evaluate import last_success
-    from spine_comms.verify.reports import budget_line, junit_xml, prometheus_text
+    from spine_comms.verify.reports import budget_line, junit_xml, prometheus_text, verdict_lines
 
     keys = report.summary_keys()
     finished = ctx.clock()
@@ -132,13 +163,25 @@ def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> R
     result.summary = [r.line() for r in report.results]
     result.summary.append(f"summary: pass={keys['pass']} fail={keys['fail']} skipped={keys['skipped']}")
     result.summary.append(budget_line(report))
+    for line in verdict_lines(report):
+        result.summary.append(line)
     for r in report.results:
         result.add(Check(f"verify.gate.{r.id.lower()}", CHECK_STATUS[r.status], r.detail, r.name,
                          "PASS", r.status, {"capability": r.capability, "run_key": r.run_key,
-                                            "age_seconds": r.age_seconds, "fix_hint": r.fix_hint},
+                                            "age_seconds": r.age_seconds, "fix_hint": r.fix_hint,
+                                            "kind": r.could_not_evaluate},
                          round(r.elapsed * 1000, 1)))  # fmt: skip
     result.add(Check("verify.budget", Status.FAIL if report.budget_exceeded else Status.OK, budget_line(report),
                      report.ring, f"<= {report.budget:g} s", round(report.elapsed, 3)))  # fmt: skip
+    nothing = report.nothing_verified
+    result.add(Check("verify.verified", Status.FAIL if nothing else Status.OK, nothing or
+                     f"{sum(r.verified for r in report.results)} gate(s) verified on evidence", report.pack,
+                     ">= 1 gate verified", sum(r.verified for r in report.results)))  # fmt: skip
+    if report.strict:
+        skipped = report.strict_skips
+        result.add(Check("verify.strict", Status.FAIL if skipped else Status.OK,
+                         f"--strict: {len(skipped)} gate(s) SKIP: {', '.join(skipped)}" if skipped
+                         else "--strict: no gate SKIP", report.pack, "no SKIP", skipped))  # fmt: skip
     files = {}
     if junit is not None:
         write_atomic(junit, junit_xml(report, finished))
@@ -157,11 +200,12 @@ def _result(ctx: RunContext, report, junit: Path | None, prom: Path | None) -> R
         "budget_seconds": report.budget,
         "elapsed_seconds": round(report.elapsed, 3),
         "budget_exceeded": report.budget_exceeded,
+        "nothing_verified": report.nothing_verified,
+        "strict": report.strict,
         "max_in_flight": report.max_in_flight,
         "gates_source": report.source,
         "gates": [r.to_dict() for r in report.results],
         **files,
     }
-    failed = keys["fail"] or report.budget_exceeded
-    result.status = Status.FAIL if failed else Status.OK
+    result.status = Status.FAIL if report.failed else Status.OK
     return result

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.lab
 
 
 def run(root: Path, capability: str, *args: str) -> tuple[int, dict]:
-    done = run_capability(root, capability, *args)
+    # The event writes are dry runs unless told to act (the runner's rule).
+    acting = ("--execute",) if capability.startswith("calendar.event.") and capability != "calendar.event.get" else ()
+    done = run_capability(root, capability, *acting, *args)
     return done.code, done.envelope
 
 

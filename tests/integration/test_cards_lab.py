@@ -23,8 +23,13 @@ BOOK_ARGS = {"radicale": [], "xandikos": ["--account", "xandikos", "--addressboo
 BOOK_PATH = {"radicale": "/ops%40spine.test/spine-contacts/", "xandikos": "/ops/contacts/addressbook/"}
 
 
+# The writes are dry runs unless told to act (the runner's rule): these tests act unless they say --dry-run.
+WRITES = ("contacts.card.create", "contacts.card.update", "contacts.card.delete")
+
+
 def run(root: Path, capability: str, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
-    done = run_capability(root, capability, *args, env=env)
+    acting = ("--execute",) if capability in WRITES and "--dry-run" not in args else ()
+    done = run_capability(root, capability, *acting, *args, env=env)
     return done.code, done.envelope, done.stdout + done.stderr
 
 

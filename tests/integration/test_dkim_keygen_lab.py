@@ -32,7 +32,7 @@ DOMAIN = "spine.test"
 
 def keygen(root: Path, *args: str) -> tuple[int, dict]:
     done = subprocess.run(
-        [SPINE_COMMS, "dkim.keygen", "--root", str(root), "--json", *args],
+        [SPINE_COMMS, "dkim.keygen", "--root", str(root), "--json", "--execute", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.stdout.startswith("{"), done.stderr

@@ -218,7 +218,7 @@ def test_commit_commits_the_gaps_file_alone_with_the_spine_s_trailers(root):
     assert git(root, "diff", "--cached", "--name-only").split() == ["other.txt"]  # still staged, untouched
 
     code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-849", "--status", "fixed", "--fixed-in", "abc123",
-                       "--commit", "--yes", env=env)  # fmt: skip
+                       "--commit", "--execute", "--yes", env=env)  # fmt: skip
     assert code == 0, out
     message = git(root, "log", "-1", "--format=%B")
     assert message.startswith("fix(GAP-OP-849): mark fixed via gaps.close\n")
@@ -250,16 +250,21 @@ def test_close_needs_approval_a_real_regression_lock_for_high_and_changes_only_t
     run(root, "gaps.file", *file_args("A medium gap"))
     run(root, "gaps.file", *file_args("A high gap", **{"--severity": "high"}))
     before = gaps_file(root).read_text()
-    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-849", "--status", "fixed")
+    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-849", "--status", "fixed", "--execute")
     assert code == 2 and "needs approval" in out["error"]["message"] and gaps_file(root).read_text() == before
+    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-849", "--status", "fixed", "--yes")
+    assert code == 0 and out["dry_run"] is True and gaps_file(root).read_text() == before  # never on a default
 
     for lock_args in ([], ["--regression-lock-id", "LEGACY-NO-REGRESSION-LOCK-PRE-20260301"]):
-        code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-850", "--status", "closed", "--yes", *lock_args)
+        code, out, _ = run(
+            root, "gaps.close", "--id", "GAP-OP-850", "--status", "closed", "--execute", "--yes", *lock_args
+        )
         assert code == 2 and "--regression-lock-id is required" in out["error"]["problems"][0]
         assert gaps_file(root).read_text() == before
 
     code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-850", "--status", "fixed", "--fixed-in", "commit abc",
-                       "--regression-lock-id", "D221", "--notes", "fixed by the lab\nand proven", "--yes")  # fmt: skip
+                       "--regression-lock-id", "D221", "--notes", "fixed by the lab\nand proven", "--execute",
+                       "--yes")  # fmt: skip
     assert code == 0, out
     after = gaps_file(root).read_text()
     blocks = diff_blocks(before, after)
@@ -271,10 +276,10 @@ def test_close_needs_approval_a_real_regression_lock_for_high_and_changes_only_t
     assert entry["fixed_in"] == "commit abc" and entry["notes"] == "fixed by the lab\nand proven"
     assert len(entry["fixed_at"]) == 10 and yaml.safe_load(after)["gaps"][-2]["status"] == "open"
 
-    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-850", "--status", "closed", "--yes")
+    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-850", "--status", "closed", "--execute", "--yes")
     assert code == 0 and out["data"]["skipped"] == [{"id": "GAP-OP-850", "status": "fixed"}]
     assert gaps_file(root).read_text() == after
-    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-9999", "--status", "closed", "--yes")
+    code, out, _ = run(root, "gaps.close", "--id", "GAP-OP-9999", "--status", "closed", "--execute", "--yes")
     assert code == 2 and "GAP-OP-9999 is not in" in out["error"]["problems"][0]
 
 

@@ -60,3 +60,30 @@ def test_every_hostile_message_is_enqueued_or_parked_and_none_escapes(lab, lab_r
     assert not any(outside.iterdir())
     for path in _files_under(root):
         assert root.resolve() in path.resolve().parents
+
+
+def test_a_folder_name_that_looks_like_markup_is_shown_as_written(lab, lab_root, tmp_path):
+    """`projects[/]` (and a subject in rich markup) once made communications.inbox.health crash with a
+    MarkupError traceback, exit 1 and no receipt; `[ops]` vanished from tables. Shown as written now.
+    The lab's Dovecot refuses `/` in a name (its separator is `.`), so the folder carries the tags that
+    vanished; `[/]` itself is held by tests/unit/test_human_output.py and the subject here."""
+    from tests.cli_process import run_capability
+    from tests.integration.test_inbox_poll_lab import _message
+
+    folder = f"projects[ops]{uuid.uuid4().hex[:6]}[bold][example.net]"
+    fill_imap(lab, "sink", folder, [_message("<markup.1@example.org>", subject="[bold red]urgent[/] [example.net]")])
+    root = make_root(tmp_path, lab, lab_root, folders=[folder],
+                     extra="health: {max_heartbeat_age_seconds: 5, max_unprocessed_minutes: 10}")  # fmt: skip
+    for args, cap in (((), "communications.inbox.health"), (("--mailbox", "sink"), "communications.inbox.poll")):
+        text = run_capability(root, cap, *args, json_out=False, env={"COLUMNS": "80"})
+        assert text.code in (0, 1), text.stdout + text.stderr  # a verdict, not a crash (70) or usage (2)
+        assert "MarkupError" not in text.stderr and text.stdout.rstrip().splitlines()[-1].startswith("status: ")
+        receipt = Path(next(line for line in text.stdout.splitlines() if line.startswith("receipt: "))[9:])
+        assert (receipt / "receipt.json").is_file()
+        envelope = run_capability(root, cap, *args).envelope
+        shown = [c for c in envelope["checks"] if folder in c["detail"] + c["subject"]] or envelope["summary"]
+        assert shown, envelope
+        if cap == "communications.inbox.health":
+            assert folder in text.stdout, text.stdout  # in the table or the summary, whole
+        else:
+            assert "[bold red]urgent[/] [example.net]" in text.stdout, text.stdout

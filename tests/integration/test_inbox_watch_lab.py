@@ -61,7 +61,8 @@ class Watch:
     def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.proc = subprocess.Popen(
-            [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--mailbox", "sink", *args],
+            [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--execute",
+             "--mailbox", "sink", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or clean_env(),
         )  # fmt: skip
 
@@ -344,7 +345,7 @@ def test_max_runtime_stops_by_itself_and_an_unknown_mailbox_is_a_usage_error(lab
     assert code == 0 and envelope["data"]["stopped_by"] == "max-runtime"
     assert 3 <= time.monotonic() - started < 20
     done = subprocess.run(
-        [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--mailbox", "nobody"],
+        [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--execute", "--mailbox", "nobody"],
         capture_output=True, text=True, timeout=30, env=clean_env(),
     )  # fmt: skip
     assert done.returncode == 2, done.stderr

@@ -53,7 +53,7 @@ def test_the_lab_root_carries_the_loop_and_receipts_prove_it_dod_by_dod(loop_roo
     assert envelope["data"]["scope"] == str(loop_root / f"mailroom/state/loop-scopes/{LOOP}.scope.md")
     assert envelope["data"]["contract"] == str(loop_root / "bindings/loop.evidence.contract.yaml")
 
-    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", timeout=120)
+    probe_code, probe, _ = capability(loop_root, "mail.auth.probe", "--execute", timeout=120)
     assert probe_code == 0, probe["summary"]
     code, envelope = evidence(loop_root)
     assert envelope["data"]["dod_unproven"] == ["2", "3", "4"]

@@ -170,7 +170,10 @@ def test_enqueue_via_jetstream_once_per_run_id_and_status_reads_the_consumer(lab
     code, env, _ = capability(root, "mailroom.status")
     assert env["data"]["jetstream"]["messages"] == 1
     assert any(c["id"] == "mailroom.jetstream.drain" and c["status"] == "warn" for c in env["checks"])
-    code, env, _ = capability(root, "mailroom.drain", "--wait", "0.5")
+    code, env, _ = capability(root, "mailroom.drain")  # a dry run by default: nothing taken
+    assert code == 0 and env["data"]["would_drain"] == 1, env["summary"]
+    assert not (root / "mailroom" / "inbox" / "queued").exists()
+    code, env, _ = capability(root, "mailroom.drain", "--execute", "--wait", "0.5")
     assert code == 0, env["summary"]
     assert env["data"]["written"] == 1
     assert (root / "mailroom" / "inbox" / "queued" / "S1__ask__R-once.md").read_text() == "please summarise\n"

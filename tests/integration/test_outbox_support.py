@@ -28,7 +28,9 @@ def own_root(lab: dict, tmp_path: Path, outbox_contract: str | None = None) -> t
 
 
 def run(root: Path, capability: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    done = run_capability(root, capability, *args, env=env, timeout=timeout)
+    # flush is a dry run unless told to act (the runner's rule); these tests deliver unless they say --dry-run.
+    acting = ("--execute",) if capability == "communications.outbox.flush" and "--dry-run" not in args else ()
+    done = run_capability(root, capability, *acting, *args, env=env, timeout=timeout)
     return done.code, done.envelope, done.stderr
 
 

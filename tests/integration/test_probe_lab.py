@@ -22,7 +22,7 @@ KEY_NAME = "lab._domainkey.spine.test"
 
 
 def probe(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
-    done = run_capability(root, "mail.auth.probe", *args, env=env, timeout=90)
+    done = run_capability(root, "mail.auth.probe", "--execute", *args, env=env, timeout=90)
     return done.code, done.envelope, done.stderr
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import uuid
 from contextlib import suppress
 from pathlib import Path
@@ -24,6 +23,7 @@ from spine_comms.protocols.managesieve import connect
 from tests.cli_process import run_capability
 from tests.dns_update import replaced
 from tests.receipt_audit import validate_receipt
+from tests.silent_server import closed_port, silent_listener
 
 pytestmark = pytest.mark.lab
 SIEVE_USER = "alerts"
@@ -66,7 +66,7 @@ def edit_yaml(path: Path, change) -> None:
 def baseline(root: Path) -> None:
     """Run what the gates read, so that the communications pack has every reason to pass."""
     for capability, *args in (
-        ("mail.auth.probe",),
+        ("mail.auth.probe", "--execute"),
         ("sieve.apply", "--execute", "--yes"),
         ("calendar.caldav.ensure", "--execute"),
         ("contacts.carddav.ensure", "--execute"),
@@ -229,23 +229,17 @@ def test_breaking_one_thing_fails_exactly_its_gate(lab, verify_root, breakage, g
     assert code == 0 and envelope["data"]["summary"]["pass"] == 1 + len(skipped), shown(envelope)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_an_unreachable_server_is_skip_and_a_refused_password_is_fail(lab, verify_root, tmp_path):
+def test_an_unreachable_server_fails_its_gate_and_a_refused_password_fails_it_too(lab, verify_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(verify_root["root"] / "bindings", root / "bindings")
     contract = root / "bindings" / "communications.sieve.contract.yaml"
     original = contract.read_text()
 
-    edit_yaml(contract, lambda c: c["mailboxes"][0].update(managesieve={"port": _closed_port()}))
+    edit_yaml(contract, lambda c: c["mailboxes"][0].update(managesieve={"port": closed_port()}))
     code, envelope = run(root, "verify.pack.run", "communications", "--gate", "D908")
     gate = envelope["data"]["gates"][0]
-    assert code == 0 and gate["status"] == "SKIP", gate
-    assert "unreachable" in gate["detail"] and "sieve.status" in gate["detail"]
+    assert code == 1 and gate["status"] == "FAIL" and gate["could_not_evaluate"] == "unreachable", gate
+    assert "sieve.status could not evaluate (unreachable, exit 3)" in gate["detail"]
 
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password")
@@ -253,8 +247,53 @@ def test_an_unreachable_server_is_skip_and_a_refused_password_is_fail(lab, verif
     edit_yaml(contract, lambda c: c["mailboxes"][0].update(password_ref=f"file:{wrong}"))
     code, envelope = run(root, "verify.pack.run", "communications", "--gate", "D908")
     gate = envelope["data"]["gates"][0]
-    assert code == 1 and gate["status"] == "FAIL", gate
-    assert "credentials refused" in gate["detail"] and "not-the-password" not in json.dumps(envelope)
+    assert code == 1 and gate["status"] == "FAIL" and gate["could_not_evaluate"] == "credentials_refused", gate
+    assert "not-the-password" not in json.dumps(envelope)
     # The password is the sentinel: neither verify's receipt nor the gate's own run may hold it.
     leaked = [p for p in (root / "receipts").rglob("*") if p.is_file() and b"not-the-password" in p.read_bytes()]
     assert leaked == [] and (root / "receipts").is_dir()
+
+
+def _imap_elsewhere(verify_root, tmp_path: Path, port: int) -> Path:
+    """A copy of the verify root whose IMAP (IMAPS and IMAP ports of the stack contract) is `port`: the
+    client's view of an IMAP server that is stopped (a closed port) or hung (a silent listener)."""
+    root = tmp_path / "root"
+    shutil.copytree(verify_root["root"], root)  # its checkpoints and its fresh probe receipt too
+
+    def move(contract):
+        for entry in contract["pilot"]["ports"]:
+            if entry["protocol"] in ("IMAPS", "IMAP"):
+                entry["host"] = entry["container"] = port
+
+    edit_yaml(root / "bindings" / "communications.stack.contract.yaml", move)
+    return root
+
+
+def test_with_imap_stopped_the_pack_fails_naming_the_gates_it_could_not_evaluate(lab, verify_root, tmp_path):
+    junit = tmp_path / "verify.xml"
+    root = _imap_elsewhere(verify_root, tmp_path, closed_port())
+    code, envelope = verify(root, "--junit", str(junit))
+    data = envelope["data"]
+    assert code == 1 and envelope["status"] == "fail", shown(envelope)
+    # The inbox gate and the TLS gate (stack.status cannot reach IMAP) FAIL; nothing turns into a SKIP.
+    assert data["summary"]["failing_ids"] == ["D903", "D907"] == data["summary"]["not_evaluated_ids"], shown(envelope)
+    assert data["summary"]["skipped"] == 0
+    assert {g["id"]: g["could_not_evaluate"] for g in data["gates"] if g["status"] == "FAIL"} == {
+        "D903": "unreachable", "D907": "unreachable"}  # fmt: skip
+    assert "not evaluated: D903 (unreachable), D907 (unreachable)" in envelope["summary"]
+    import xmlschema
+
+    from tests.unit.test_verify_reports import JUNIT_XSD
+
+    suite = xmlschema.XMLSchema(JUNIT_XSD).to_dict(str(junit))["testsuite"][0]
+    assert (suite["@errors"], suite["@failures"]) == (2, 0)
+
+
+def test_a_hung_imap_server_fails_within_the_ring_budget(lab, verify_root, tmp_path):
+    with silent_listener() as hung:
+        root = _imap_elsewhere(verify_root, tmp_path, hung)
+        code, envelope = verify(root, "--gate", "D903", "--gate", "D907")
+    data = envelope["data"]
+    assert code == 1 and [g["could_not_evaluate"] for g in data["gates"]] == ["timeout", "timeout"], shown(envelope)
+    # Each connection waits the stack contract's 5 s, not IMAP's old 30 s: well inside the 60 s ring.
+    assert data["budget_exceeded"] is False and data["elapsed_seconds"] < 30, data["elapsed_seconds"]

@@ -75,7 +75,7 @@ def test_cap_run_passes_options_after_the_separator(cli, root):
     envelope = result.json()
     assert envelope["capability"] == "communications.stack.status"
     assert [r["port"] for r in envelope["data"]["endpoints"]] == [993]
-    assert result.exit_code == 1  # nothing listens on 127.0.0.1:993 here
+    assert result.exit_code == 3  # nothing listens on 127.0.0.1:993 here: could not evaluate
 
 
 def test_bad_option_is_a_usage_error_without_traceback(cli):
@@ -88,7 +88,7 @@ def test_no_color_and_NO_COLOR(root):
     for env, extra in (({"NO_COLOR": "1"}, ()), ({}, ("--no-color",))):
         done = sh(*args, *extra, env={**env, "TERM": "xterm-256color"})
         assert "\x1b[" not in done.stdout + done.stderr
-        assert done.stdout.rstrip().endswith("status: fail")
+        assert done.stdout.rstrip().endswith("status: error")
 
 
 def test_shell_completion_offers_capability_ids():
@@ -106,5 +106,5 @@ def test_json_output_from_a_real_process_is_one_object(root):
     done = sh("communications.stack.status", "--root", str(root), "--json", *OFFLINE_PROBE)
     assert done.stdout.startswith("{")
     envelope = json.loads(done.stdout)
-    assert envelope["status"] == "fail" and done.returncode == 1
+    assert envelope["status"] == "error" and done.returncode == 3
     assert Path(envelope["receipt"], "receipt.json").is_file()

@@ -33,7 +33,7 @@ def mode(path: Path) -> int:
 
 
 def keygen(cli, root: Path, *args: str):
-    result = cli("dkim.keygen", "--root", str(root), "--json", *args)
+    result = cli("dkim.keygen", "--root", str(root), "--json", "--execute", *args)
     assert result.stdout.startswith("{"), result.stderr
     return result, result.json()
 
@@ -107,7 +107,7 @@ def test_ed25519_too_and_the_private_keys_appear_in_no_output_or_receipt(cli, ro
     assert ed["zone_line"] == f'202601e._domainkey.example.com. 3600 IN TXT "{ed["txt_value"]}"'
     assert private_key_matches(ed_file.read_bytes(), parse_dkim_record(ed["txt_value"]))[0]
 
-    text = cli("dkim.keygen", "--root", str(root), "--ed25519", "--date", "2026-02-01")
+    text = cli("dkim.keygen", "--root", str(root), "--execute", "--ed25519", "--date", "2026-02-01")
     assert text.exit_code == 0 and "status: ok" in text.stdout and "IN TXT" in text.stdout
     keys = sorted((root / "keys/dkim/example.com").glob("*.private"))
     assert len(keys) == 4

@@ -326,13 +326,13 @@ def test_a_file_that_is_not_a_scope_is_exit_2(cli, loop_root, tmp_path):
 def test_allowed_options_may_take_any_value_but_a_dry_run_never_counts(cli, loop_root, template):
     contract = NARROW.replace(
         '"2": {capability: sieve.apply, args: [--execute]}',
-        '"2": {capability: calendar.event.create, allow: [--summary, --start, --attendee]}',
+        '"2": {capability: calendar.event.create, args: [--execute], allow: [--summary, --start, --attendee]}',
     )
     (loop_root / "bindings" / "loop.evidence.contract.yaml").write_text(contract)
-    content = ("--summary", "review", "--start", "2031-03-24T09:00", "--attendee", "Ada <ada@example.org>")
+    content = ("--summary", "review", "--start", "2031-03-24T09:00", "--attendee", "Ada <ada@example.org>", "--execute")
     receipt(loop_root, template, "calendar.event.create", hours_ago=0.5, args=content)
     receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.4,
-            args=("--summary", "x", "--start", "2031-03-24T09:00", "--calendar", "other"))  # fmt: skip
+            args=("--summary", "x", "--start", "2031-03-24T09:00", "--calendar", "other", "--execute"))  # fmt: skip
     receipt(loop_root, template, "calendar.event.create", "fail", hours_ago=0.3,
             args=("--summary", "x", "--start", "2031-03-24T09:00", "--dry-run"))  # fmt: skip
     _, envelope = evidence(cli, loop_root, "LOOP-TEST-20260101")

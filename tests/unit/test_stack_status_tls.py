@@ -152,10 +152,11 @@ def test_closed_port_is_unreachable(cli, tmp_path, ca):
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     result, env = _run(cli, _root(tmp_path, {"IMAPS": port}, ca_file))
-    assert result.exit_code == 1
+    # Nothing answered, so nothing could be evaluated: error, exit 3, as in every capability.
+    assert result.exit_code == 3 and env["status"] == "error"
     check = env["checks"][0]
-    assert check["id"] == "stack.endpoint.reachable" and check["status"] == "fail"
-    assert "refused" in check["detail"]
+    assert check["id"] == "stack.endpoint.reachable" and check["status"] == "error"
+    assert check["evidence"]["kind"] == "unreachable" and "refused" in check["detail"]
 
 
 def test_only_selects_endpoints_and_rejects_unknown(cli, tmp_path, ca):
@@ -194,3 +195,23 @@ def test_plain_text_on_an_implicit_tls_port_fails_the_handshake(cli, tmp_path, c
     assert checks["stack.tls.version"]["status"] == "fail"
     assert checks["stack.tls.version"]["detail"].startswith("TLS handshake failed")
     assert "stack.tls.expiry" not in checks  # nothing to date when there is no certificate
+
+
+def test_a_hung_server_is_error_within_the_contract_timeout(cli, tmp_path, ca):
+    """Connections accepted and never answered: could not evaluate (error, exit 3), not a finding, and
+    each endpoint gives up after the stack contract's timeout (3 s here), in parallel."""
+    import time
+
+    from tests.silent_server import silent_listener
+
+    _, ca_file = ca
+    with silent_listener() as imaps, silent_listener() as smtp:
+        started = time.monotonic()
+        result, env = _run(cli, _root(tmp_path, {"IMAPS": imaps, "SMTP": smtp}, ca_file))
+        took = time.monotonic() - started
+    assert result.exit_code == 3 and env["status"] == "error", env["checks"]
+    failed = [c for c in env["checks"] if c["status"] != "ok"]
+    assert {(c["id"], c["status"], c["evidence"]["kind"]) for c in failed} == {
+        ("stack.endpoint.protocol", "error", "timeout")
+    }
+    assert len(failed) == 2 and took < 3 * 2, took

@@ -139,89 +139,123 @@ def envelope(status: str, checks: list[tuple[str, str]], data=None, error=None) 
     return out
 
 
+def kinded(kind: str | None, message: str = "a message", **extra) -> dict:
+    return envelope("error", [], error={"message": message, "problems": [], **({"kind": kind} if kind else {}),
+                                        **extra})  # fmt: skip
+
+
+def error_check(check_id: str, kind: str) -> dict:
+    out = envelope("error", [(check_id, "error")])
+    out["checks"][0]["evidence"] = {"kind": kind}
+    return out
+
+
+TLS = {"only_checks": ["stack.tls.*"]}
+
+
 @pytest.mark.parametrize(
-    ("run", "code", "env", "status", "words"),
+    ("run", "code", "env", "status", "why", "words"),
     [
-        ({}, 0, envelope("ok", [("a.b", "ok")]), "PASS", "sieve.status ok: 1 check(s)"),
-        ({}, 0, envelope("warn", [("a.b", "warn")]), "PASS", "1 warn"),
-        ({"fail_on_warn": True}, 0, envelope("warn", [("a.b", "warn")]), "FAIL", "a.b [ops] a.b said warn"),
-        ({}, 1, envelope("fail", [("a.b", "ok"), ("a.c", "fail")]), "FAIL", "1 of 2 check(s) failing: a.c"),
+        ({}, 0, envelope("ok", [("a.b", "ok")]), "PASS", None, "sieve.status ok: 1 check(s)"),
+        ({}, 0, envelope("warn", [("a.b", "warn")]), "PASS", None, "1 warn"),
+        ({"fail_on_warn": True}, 0, envelope("warn", [("a.b", "warn")]), "FAIL", None, "a.b [ops] a.b said warn"),
+        ({}, 1, envelope("fail", [("a.b", "ok"), ("a.c", "fail")]), "FAIL", None, "1 of 2 check(s) failing: a.c"),
+        # Exit 3 is FAIL whatever the reason, and the reason is the envelope's kind, never its wording:
         (
             {},
             3,
-            envelope(
-                "error",
-                [],
-                error={"message": "ManageSieve 127.0.0.1:9: connect: [Errno 111] Connection refused", "problems": []},
-            ),
-            "SKIP",
-            "dependency unreachable",
-        ),
-        (
-            {},
-            3,
-            envelope(
-                "error",
-                [],
-                error={
-                    "message": "ops: ManageSieve 127.0.0.1:1: authentication failed",
-                    "problems": [],
-                    "hint": "check the password",
-                },
-            ),
+            kinded("unreachable", "ManageSieve 127.0.0.1:9: connection refused"),
             "FAIL",
-            "credentials refused",
+            "unreachable",
+            "could not evaluate (unreachable, exit 3)",
         ),
-        ({}, 3, envelope("error", [("carddav.account.reachable", "error")]), "SKIP", "carddav.account.reachable"),
+        ({}, 3, kinded("timeout"), "FAIL", "timeout", "(timeout, exit 3)"),
+        (
+            {},
+            3,
+            kinded("credentials_refused", "ops: the server said nothing about passwords"),
+            "FAIL",
+            "credentials_refused",
+            "credentials_refused",
+        ),
+        # A refused login worded like an outage, and an outage worded like a refused login: the kind decides.
+        ({}, 3, kinded("credentials_refused", "connection refused"), "FAIL", "credentials_refused", "refused"),
+        ({}, 3, kinded("unreachable", "authentication failed: password 401 forbidden"), "FAIL", "unreachable", "401"),
+        ({}, 3, kinded(None, "authentication failed"), "FAIL", "unknown", "authentication failed"),
+        (
+            {},
+            3,
+            error_check("carddav.account.reachable", "tls_untrusted"),
+            "FAIL",
+            "tls_untrusted",
+            "carddav.account.reachable",
+        ),
         (
             {},
             2,
-            envelope(
-                "error", [], error={"reference": "secret-unresolved", "message": "env:X is not set", "problems": []}
-            ),
+            kinded(None, "env:X is not set", reference="secret-unresolved"),
             "FAIL",
-            "unresolved",
+            "secret_unresolved",
+            "is not set",
         ),
         (
             {},
             2,
             envelope("error", [], error={"message": "invalid", "problems": ["c.yaml:3: x: bad"]}),
             "FAIL",
+            "contract_invalid",
             "c.yaml:3",
         ),
         (
-            {"only_checks": ["stack.tls.*"]},
+            {},
+            2,
+            envelope("error", [], error={"message": "x", "problems": ["bindings/c.yaml: contract not found"]}),
+            "FAIL",
+            "contract_absent",
+            "contract not found",
+        ),
+        (
+            {},
+            70,
+            kinded(None, "internal error: KeyError: 'x'", reference="internal-error"),
+            "FAIL",
+            "internal_error",
+            "exit 70",
+        ),
+        (
+            TLS,
             1,
             envelope("fail", [("stack.tls.expiry", "ok"), ("stack.endpoint.reachable", "fail")]),
             "PASS",
+            None,
             "1 stack.tls.* check(s) pass",
         ),
+        (TLS, 1, envelope("fail", [("stack.tls.expiry", "fail")]), "FAIL", None, "stack.tls.expiry"),
+        # The TLS gate never SKIPs because stack.status could not reach the endpoints: it FAILs.
         (
-            {"only_checks": ["stack.tls.*"]},
-            1,
-            envelope("fail", [("stack.tls.expiry", "fail")]),
-            "FAIL",
-            "stack.tls.expiry",
-        ),
-        (
-            {"only_checks": ["stack.tls.*"]},
+            TLS,
             3,
-            envelope("error", [("stack.endpoint.reachable", "error")]),
-            "SKIP",
-            "could not evaluate",
+            error_check("stack.endpoint.reachable", "unreachable"),
+            "FAIL",
+            "unreachable",
+            "stack.endpoint.reachable",
         ),
+        (TLS, 1, envelope("fail", [("stack.tls.trusted", "error")]), "FAIL", "unknown", "stack.tls.trusted"),
         (
-            {"only_checks": ["stack.tls.*"]},
+            TLS,
             1,
-            envelope("fail", [("stack.tls.trusted", "error")]),
-            "SKIP",
-            "stack.tls.trusted",
+            envelope("fail", [("stack.endpoint.protocol", "fail")]),
+            "FAIL",
+            None,
+            "no stack.tls.* check was evaluated: sieve.status fail (exit 1): 1 of 1 check(s) failing",
         ),
+        (TLS, 0, envelope("ok", [("stack.endpoint.reachable", "ok")]), "FAIL", None, "reported none"),
         (
             {"expect_data": {"summary.planned": 0}},
             0,
             envelope("ok", [], {"summary": {"planned": 2}}),
             "FAIL",
+            None,
             "summary.planned is 2, expected 0",
         ),
         (
@@ -229,20 +263,14 @@ def envelope(status: str, checks: list[tuple[str, str]], data=None, error=None) 
             0,
             envelope("ok", [], {"summary": {"planned": 0}}),
             "PASS",
+            None,
             "summary.planned=0",
-        ),
-        (
-            {},
-            70,
-            envelope("error", [], error={"message": "internal error: KeyError: 'x'", "problems": []}),
-            "FAIL",
-            "exit 70",
         ),
     ],
 )
-def test_a_capability_run_is_judged_by_exit_code_checks_and_data(run, code, env, status, words):
-    got, detail = judge_run(gate_model(run), code, env)
-    assert (got, words in detail) == (status, True), detail
+def test_a_capability_run_is_judged_by_exit_code_checks_data_and_kind(run, code, env, status, why, words):
+    got = judge_run(gate_model(run), code, env)
+    assert (got.status, got.could_not_evaluate, words in got.detail) == (status, why, True), got.detail
 
 
 def test_a_receipt_gate_judges_the_newest_receipt_status_and_age(tmp_path_factory):
@@ -344,11 +372,11 @@ def test_invalid_contracts_and_receipts_fail_their_builtin_gates(cli, root):
     shutil.rmtree(receipt.parent)
 
 
-def test_a_gate_whose_contract_is_absent_is_skip_and_an_unknown_pack_is_a_usage_error(cli, root):
+def test_a_gate_whose_contract_is_absent_fails_and_an_unknown_pack_is_a_usage_error(cli, root):
     result = cli("verify.pack.run", "communications", "--root", str(root), "--json", "--gate", "D907")
     gate = result.json()["data"]["gates"][0]
-    assert result.exit_code == 0 and gate["status"] == "SKIP"
-    assert gate["detail"] == "contract communications.inbox.contract.yaml absent from the root's bindings"
+    assert result.exit_code == 1 and gate["status"] == "FAIL" and gate["could_not_evaluate"] == "contract_absent"
+    assert gate["detail"].startswith("contract communications.inbox.contract.yaml absent from the root's bindings")
     bad = cli("verify.pack.run", "nightly", "--root", str(root))
     assert bad.exit_code == 2 and "no verify pack 'nightly'" in bad.stdout + bad.stderr
 

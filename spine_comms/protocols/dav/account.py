@@ -11,13 +11,15 @@ from spine_comms.protocols.dav.model import DavError
 PASSWORD_ENV = "CALENDAR_HOME_PASSWORD"
 
 
-def _stack_ca_file(ctx) -> str | None:
+def _stack(ctx):
     from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
 
-    if not ctx.contracts.exists(STACK_CONTRACT):
-        return None
-    stack = ctx.contracts.load(STACK_CONTRACT, StackContract)
-    return stack.endpoints.ca_file if stack.endpoints else None
+    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
+
+
+def _stack_ca_file(ctx) -> str | None:
+    stack = _stack(ctx)
+    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
 
 
 def connect(ctx, account, *, first: bool = False) -> DavClient:
@@ -27,6 +29,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
     its password_ref, as the spine's calendar scripts expect. Raises UsageError (exit 2)
     for a CA file that does not exist or a malformed base_url.
     """
+    from spine_comms.contracts.stack import connection_timeout
     from spine_comms.core.errors import UsageError
 
     password = None
@@ -40,10 +43,11 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
         raise UsageError(f"account {account.id}: ca_file {ca_file} does not exist")
     try:
         return DavClient(account.base_url, username=account.login, password=password, ca_file=ca_file,
-                         server_name=account.server_name, timeout=account.timeout_seconds)  # fmt: skip
+                         server_name=account.server_name,
+                         timeout=connection_timeout(_stack(ctx), account))  # fmt: skip
     except DavError as exc:
         if exc.kind in ("unreachable", "timeout"):
-            from spine_comms.core.errors import CouldNotEvaluate
+            from spine_comms.core.outcomes import could_not_evaluate
 
-            raise CouldNotEvaluate(f"account {account.id}: {exc.message}") from None
+            raise could_not_evaluate(exc, f"account {account.id}: {exc.message}") from None
         raise UsageError(f"account {account.id}: {exc.message}") from None

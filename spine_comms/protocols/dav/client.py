@@ -58,7 +58,7 @@ class DavClient:
         try:
             self._http = HttpSession(url, ca_file=ca_file, server_name=server_name, timeout=timeout)
         except HttpFailure as exc:
-            raise DavError("unreachable", exc.reason, url=self.base_url) from None
+            raise DavError("unreachable", exc.reason, url=self.base_url, failure=exc.failure_kind) from None
 
     # ---- where a path may go ------------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class DavClient:
         except HttpFailure as exc:
             kind = "timeout" if exc.kind == "timeout" else "unreachable"
             where = f"{method} {shown}" if kind == "timeout" else shown
-            raise DavError(kind, f"{where}: {exc.reason}", url=shown) from None
+            raise DavError(kind, f"{where}: {exc.reason}", url=shown, failure=exc.failure_kind) from None
         response = DavResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, data, shown,
                                int((time.monotonic() - started) * 1000))  # fmt: skip
         if ok is not None and response.status not in ok:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
+
 # Every kind a DavError can carry; callers branch on these, never on message text.
 KINDS = (
     "unreachable",
@@ -19,8 +21,22 @@ KINDS = (
 )
 
 
-class DavError(Exception):
-    """A DAV request that did not do what was asked. The message never holds a password."""
+# The outcome vocabulary's name for the kinds that mean the server could not be used at all; the
+# others (a 404, a 412 ...) answer one request and are protocol_error when they end a run.
+_FAILURE_KINDS = {
+    "unreachable": FailureKind.UNREACHABLE,
+    "timeout": FailureKind.TIMEOUT,
+    "auth": FailureKind.CREDENTIALS_REFUSED,
+    "forbidden": FailureKind.CREDENTIALS_REFUSED,
+}
+
+
+class DavError(ProtocolFailure):
+    """A DAV request that did not do what was asked. The message never holds a password.
+
+    `kind` is the DAV detail callers branch on (one of KINDS); `failure_kind` the outcome vocabulary's
+    (`failure` overrides it, e.g. tls_untrusted for a connection that is `unreachable` to callers).
+    """
 
     def __init__(
         self,
@@ -31,9 +47,11 @@ class DavError(Exception):
         url: str = "",
         current: bytes | None = None,
         current_etag: str | None = None,
+        failure: FailureKind | None = None,
     ):
         super().__init__(message)
         self.kind = kind
+        self.failure_kind = failure or _FAILURE_KINDS.get(kind, FailureKind.PROTOCOL_ERROR)
         self.message = message
         self.status = status
         self.url = url

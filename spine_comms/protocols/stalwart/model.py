@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from spine_comms.core.outcomes import FailureKind, ProtocolFailure
+
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 # 0.16 stages, and two 0.15 answers: "unused" (auth.dkim.sign never names the signature's id, so it
 # never signs) and "undetermined" (the rule is an expression this cannot evaluate).
@@ -39,17 +41,28 @@ class DnsRecord:
         return asdict(self)
 
 
-class StalwartError(Exception):
+_FAILURE_KINDS = {
+    "unreachable": FailureKind.UNREACHABLE,
+    "auth": FailureKind.CREDENTIALS_REFUSED,
+    "unsupported": FailureKind.UNSUPPORTED,
+}
+
+
+class StalwartError(ProtocolFailure):
     """The server could not be asked, refused us, or answered with an error.
 
-    `kind` is one of ERROR_KINDS. Messages name the URL and the account, never the secret.
+    `kind` is one of ERROR_KINDS; `failure_kind` the outcome vocabulary's name (`failure` refines it:
+    a timeout or an untrusted certificate are `unreachable` to this adapter's callers).
+    Messages name the URL and the account, never the secret.
     """
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None, evidence=None):
+    def __init__(self, kind: str, message: str, *, status: int | None = None, evidence=None,
+                 failure: FailureKind | None = None):  # fmt: skip
         if kind not in ERROR_KINDS:
             raise ValueError(f"unknown StalwartError kind {kind!r}")
         super().__init__(message)
         self.kind = kind
+        self.failure_kind = failure or _FAILURE_KINDS.get(kind, FailureKind.PROTOCOL_ERROR)
         self.message = message
         self.status = status
         self.evidence = evidence

@@ -44,7 +44,7 @@ class Transport:
         try:
             self._http = HttpSession(base, ca_file=ca_file, server_name=server_name, timeout=timeout)
         except HttpFailure as exc:
-            raise StalwartError("unreachable", exc.reason) from None
+            raise StalwartError("unreachable", exc.reason, failure=exc.failure_kind) from None
 
     def request(self, method: str, path: str, *, auth: bool = True, **kwargs):
         """One request; network, TLS and timeout failures become StalwartError('unreachable')."""
@@ -53,7 +53,7 @@ class Transport:
         try:
             return self._http.request(method, f"{self.prefix}{path}", headers=headers, **kwargs)
         except HttpFailure as exc:
-            raise StalwartError("unreachable", f"{self.url}: {exc.reason}") from None
+            raise StalwartError("unreachable", f"{self.url}: {exc.reason}", failure=exc.failure_kind) from None
 
     def refuse(self, response) -> None:
         """Raise for the statuses that mean 'not you' or 'not now', whichever form answered."""
