@@ -191,6 +191,9 @@ def test_an_unreachable_cluster_is_exit_3_and_the_checkpoint_stays(lab, lab_root
     assert code == 3, (env["summary"], stderr)
     assert checkpoint(root, "sink", folder) is None
     assert "127.0.0.1:1" in " ".join(env["summary"]) + stderr
+    for cap, args in (("mailroom.drain", ["--execute"]), ("mailroom.status", [])):
+        code, env, stderr = capability(root, cap, *args)
+        assert code == 3, (cap, env["summary"], stderr)
 
 
 def _restart_node(lab: dict, name: str) -> None:
