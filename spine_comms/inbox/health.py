@@ -62,6 +62,10 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
     from spine_comms.protocols.imap import ImapError, session
 
     store = CheckpointStore(state_dir, target.id)
+    if contract.mailroom.via == "jetstream" and contract.mailroom.jetstream.checkpoints == "kv":  # scale-out.md
+        from spine_comms.inbox.jetstream_target import kv_checkpoint_reader
+
+        store = kv_checkpoint_reader(ctx, contract.mailroom.jetstream, target.id)
     now = ctx.clock()
     limits = contract.health
     polls = []

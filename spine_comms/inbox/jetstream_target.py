@@ -78,3 +78,12 @@ def make_jetstream_target(ctx, settings, mailbox_id: str, state_dir: Path) -> Je
         connection.close()
         raise
     return JetStreamTarget(connection, mailbox_id, state_dir / mailbox_id / "parked", store)
+
+
+def kv_checkpoint_reader(ctx, settings, mailbox_id: str):
+    """The mailbox's checkpoints in the KV bucket, for reading only (inbox.health): no lease is taken, so
+    looking never stands a poller by. The connection ends with the process."""
+    from spine_comms.inbox.jetstream_checkpoints import KvCheckpointStore
+    from spine_comms.mailroom.jetstream import connect
+
+    return KvCheckpointStore(connect(settings, ctx.secrets.resolve), settings.checkpoint_bucket, mailbox_id)

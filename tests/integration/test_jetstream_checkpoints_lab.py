@@ -77,7 +77,7 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
     import json
     import subprocess
 
-    from tests.cli_process import SPINE_COMMS, clean_env
+    from tests.cli_process import SPINE_COMMS, clean_env, run_capability
     from tests.integration.inbox_lab import folder_result, run
     from tests.integration.nats_lab import make_js_root, stream_message_ids
     from tests.mailbox_fill import fill_maildir, folder_uids, make_messages
@@ -121,3 +121,9 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
     result = folder_result(env)
     assert (result["new"], result["enqueued"], result["duplicates"]) == (0, 0, 0), result
     assert result["checkpoint_after"]["last_uid"] == max(folder_uids(lab, "sink", folder))
+    # inbox.health reads the shared checkpoint too (no checkpoint file on this host), without taking the lease.
+    done = run_capability(roots[worked], "communications.inbox.health")
+    checks = [c for c in done.envelope["checks"] if c["id"] == "inbox.health.checkpoint"]
+    assert checks and all(c["status"] == "ok" for c in checks), checks
+    code, env, _ = run(roots[other], "--enqueue")  # still this host's lease: health did not take it
+    assert code == 0 and not env["data"]["mailboxes"][0]["locked"], env["summary"]
