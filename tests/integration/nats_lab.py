@@ -29,7 +29,7 @@ def settings(lab: dict, **overrides) -> JetStream:
         "password_ref": lab["nats"]["password_ref"],
         "ca_file": lab["tls"]["ca_cert"],
         "ack_wait_seconds": 1,
-        "timeout_seconds": 5,
+        "timeout_seconds": 10,  # the lab shares two CPUs with other test runs
     }
     return JetStream(**(fields | overrides))
 

@@ -91,6 +91,9 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
         )
         for host in ("host-a", "host-b")
     }  # two state directories: nothing shared but the cluster
+    with connect(lab, shared) as connection:  # the stream and buckets made once, as a first deployment would
+        KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
+        MailboxLease(connection, shared.lease_bucket, "sink", shared.lease_seconds)
     polls = {
         host: subprocess.Popen([SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
@@ -125,5 +128,9 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
     done = run_capability(roots[worked], "communications.inbox.health")
     checks = [c for c in done.envelope["checks"] if c["id"] == "inbox.health.checkpoint"]
     assert checks and all(c["status"] == "ok" for c in checks), checks
+    code, env, _ = run(roots[worked], "--enqueue", "--dry-run")  # the preview reads the shared checkpoint too
+    preview = env["data"]["mailboxes"][0]["folders"][0]
+    top = max(folder_uids(lab, "sink", folder))
+    assert code == 0 and preview["new"] == 0 and preview["checkpoint"]["last_uid"] == top, preview
     code, env, _ = run(roots[other], "--enqueue")  # still this host's lease: health did not take it
     assert code == 0 and not env["data"]["mailboxes"][0]["locked"], env["summary"]
