@@ -115,7 +115,9 @@ def test_drain_killed_between_write_and_ack_writes_no_second_file(lab, lab_root,
 
 
 def test_kill_9_of_the_poller_at_random_instants_then_drain_gives_each_message_once(lab, lab_root, tmp_path) -> None:
-    folder, n, trials = _folder(), 150, 6
+    # Small by default so the suite stays fast; JS_KILL_MESSAGES=500 JS_KILL_TRIALS=20 is the size.
+    n, trials = int(os.environ.get("JS_KILL_MESSAGES", "150")), int(os.environ.get("JS_KILL_TRIALS", "6"))
+    folder = _folder()
     fill_maildir(lab, "sink", folder, make_messages(n, seed=5, tag="js-kill", max_bytes=32 * 1024))
     js = settings(lab)
     root = make_js_root(tmp_path, lab, lab_root, js, folders=[folder])
@@ -138,6 +140,7 @@ def test_kill_9_of_the_poller_at_random_instants_then_drain_gives_each_message_o
             assert len(ids) == len(set(ids)), "a killed poll published a message twice"
             published.append(len(ids))
         assert published[-1] > 0, f"the kills all landed before any publish: {published}"
+        print(f"stream size after each of {trials} kills: {published}")
         code, env, _ = run(root, "--enqueue")
         assert code == 0, env["summary"]
         ids = stream_message_ids(connection)
