@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the loopback lab runs (Knot, Dovecot, Postfix,
-# OpenDKIM, OpenDMARC, Radicale, Xandikos). Idempotent: when every package is
+# OpenDKIM, OpenDMARC, Radicale, Xandikos, nats-server). Idempotent: when every package is
 # already installed it exits 0 at once and prints nothing, so `make test` and
 # `make demo` can call it every time.
 #
@@ -16,6 +16,7 @@ PACKAGES=(
   opendkim opendkim-tools
   opendmarc
   radicale xandikos
+  nats-server  # JetStream for the mailroom's scale-out backend (lab/nats.py)
   openssl ca-certificates
   util-linux   # unshare: the lab's private mount namespace (resolv.conf, /etc/dkimkeys)
   iproute2     # ss: the lab tests check that only loopback listens

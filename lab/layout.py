@@ -43,6 +43,13 @@ PORT_OFFSETS = {
     "opendkim": 8891,
     "opendmarc": 8893,
     "mta_sts": 4443,  # the MTA-STS policy host (HTTPS), lab/mta_sts.py
+    # NATS JetStream, three nodes (lab/nats.py): client and route ports, each free modulo 100.
+    "nats-1": 522,
+    "nats-2": 527,
+    "nats-3": 528,
+    "nats-1-route": 529,
+    "nats-2-route": 531,
+    "nats-3-route": 534,
 }
 
 # Mail-out tests: flaky@ has its RCPT checked by a policy service on base + this offset, which

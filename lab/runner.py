@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from lab import dav, dns, dovecot, milters, mta_sts, postfix, process, root, tls
+from lab import dav, dns, dovecot, milters, mta_sts, nats, postfix, process, root, tls
 from lab.layout import (
     ALIASES,
     AUTHSERV_ID,
@@ -38,6 +38,7 @@ COMMANDS = [
     "radicale",
     "xandikos",
     "openssl",
+    "nats-server",
 ]
 COMMANDS += ["unshare", "setpriv", "mount"]
 READY_TIMEOUT = 20.0
@@ -96,6 +97,7 @@ def _configure(lab: Lab, creds: dict[str, str]) -> None:
     milters.configure(lab)
     dav.configure(lab, creds)
     mta_sts.configure(lab)
+    nats.configure(lab)
     root.write_secrets(lab, creds)
     root.write_root(lab)
 
@@ -108,6 +110,7 @@ def _daemons(lab: Lab) -> list[process.Daemon]:
         *milters.daemons(lab),
         *dav.daemons(lab),
         *mta_sts.daemons(lab),
+        *nats.daemons(lab),
         *postfix.daemons(lab),
     ]
 
@@ -140,6 +143,7 @@ def describe(lab: Lab, creds: dict[str, str], running: list[process.Running], se
             "xandikos": f"http://{host}:{p('xandikos')}/",
             "mta_sts": f"https://{mta_sts.POLICY_HOST}:{p('mta_sts')}/.well-known/mta-sts.txt",
         },
+        "nats": {"servers": nats.servers(lab), "user": nats.USER, "password_ref": f"file:{nats.password_file(lab)}"},
         "mta_sts": {"policy_dir": str(lab.path("mta-sts")), "host": mta_sts.POLICY_HOST},
         "users": {
             user: {

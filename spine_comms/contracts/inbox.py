@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from spine_comms.contracts.jetstream import JetStream
 from spine_comms.core.contract_files import CaFile
 from spine_comms.core.contracts import ContractModel
 from spine_comms.core.secrets import check_secret_reference
@@ -128,15 +129,20 @@ class Bridge(ContractModel):
 class Target(ContractModel):
     """Where items go."""
 
-    via: Literal["filesystem", "bridge"] = "filesystem"
-    """filesystem: the mailroom's queued/ directory; bridge: the mailroom bridge's HTTP API."""
+    via: Literal["filesystem", "bridge", "jetstream"] = "filesystem"
+    """filesystem: the mailroom's queued/ directory; bridge: the mailroom bridge's HTTP API; jetstream: a NATS
+    JetStream stream (docs/scale-out.md)."""
     bridge: Bridge | None = None
     """The bridge (via bridge only)."""
+    jetstream: JetStream | None = None
+    """The NATS JetStream stream (via jetstream): servers, stream, subjects, replicas, credentials, CA."""
 
     @model_validator(mode="after")
     def _bridge_named(self) -> Target:
         if self.via == "bridge" and self.bridge is None:
             raise ValueError("via bridge needs a bridge section (url, token_ref)")
+        if self.via == "jetstream" and self.jetstream is None:
+            raise ValueError("via jetstream needs a jetstream section (servers, ...)")
         return self
 
 

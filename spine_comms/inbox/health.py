@@ -71,6 +71,10 @@ def _mailbox_checks(ctx, contract, target, state_dir, result: Result, entry: dic
     from spine_comms.protocols.imap import ImapError, session
 
     store = CheckpointStore(state_dir, target.id)
+    if contract.mailroom.via == "jetstream" and contract.mailroom.jetstream.checkpoints == "kv":  # scale-out.md
+        from spine_comms.inbox.jetstream_target import kv_checkpoint_reader
+
+        store = kv_checkpoint_reader(ctx, contract.mailroom.jetstream, target.id)
     now = ctx.clock()
     limits = contract.health
     polls = []
@@ -292,12 +296,13 @@ def _unprocessed(imap, state, last: int, now, limits, subject: str, result: Resu
 def _mailroom_check(ctx, contract, result: Result, make_target) -> None:
     target = make_target(ctx, contract, contract.mailboxes[0].id) if contract.mailroom.via == "filesystem" else None
     if target is None:
+        room = contract.mailroom
+        where = room.bridge.url if room.via == "bridge" else room.jetstream.servers[0]
         result.add(
             Check(
                 id="inbox.health.mailroom",
                 status=Status.SKIP,
-                detail=f"via bridge {contract.mailroom.bridge.url}: "
-                "writability is the bridge's (not checked from here)",
+                detail=f"via {room.via} {where}: writability is the {room.via}'s (not checked from here)",
             )
         )
         return

@@ -52,11 +52,15 @@ def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
 
 
 def make_target(ctx: RunContext, contract: InboxContract, mailbox_id: str):
-    """The contract's mailroom target: the filesystem lanes, or the bridge (token resolved, redacted)."""
+    """The contract's mailroom target: the filesystem lanes, the bridge (token resolved, redacted), or JetStream."""
     from spine_comms.inbox.delivery import BridgeTarget, FilesystemTarget
 
     if contract.mailroom.via == "filesystem":
         return FilesystemTarget(ctx.mailroom.inbox)
+    if contract.mailroom.via == "jetstream":  # docs/scale-out.md
+        from spine_comms.inbox.jetstream_target import make_jetstream_target
+
+        return make_jetstream_target(ctx, contract.mailroom.jetstream, mailbox_id, inbox_state_dir(ctx, contract))
     from spine_comms.mailroom.bridge import bridge_client
 
     client, _token = bridge_client(ctx, contract.mailroom.bridge)
@@ -144,7 +148,8 @@ class _Run:
         self.contract = contract
         self.mailbox = mailbox
         self.session = session
-        self.checkpoints = CheckpointStore(state_dir, mailbox.id)
+        # A JetStream target with checkpoints: kv brings its own store (compare-and-set, the mailbox lease).
+        self.checkpoints = getattr(target, "checkpoint_store", None) or CheckpointStore(state_dir, mailbox.id)
         self.intake = Intake(contract, mailbox, state_dir, target, ctx.clock)
         self.stop = stop
         self.baseline = baseline

@@ -195,6 +195,10 @@ def _dry_run(ctx, contract, target) -> dict:
     from spine_comms.protocols.imap import ImapError
 
     store = CheckpointStore(inbox_state_dir(ctx, contract), target.id)
+    if contract.mailroom.via == "jetstream" and contract.mailroom.jetstream.checkpoints == "kv":  # scale-out.md
+        from spine_comms.inbox.jetstream_target import kv_checkpoint_reader
+
+        store = kv_checkpoint_reader(ctx, contract.mailroom.jetstream, target.id)
     folders = []
     with _session(target) as imap:
         for folder in target.folders:

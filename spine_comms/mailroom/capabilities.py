@@ -97,7 +97,8 @@ def mailroom_enqueue(
     via: Annotated[
         str | None,
         typer.Option(
-            help="filesystem (the mailroom inbox) or bridge (POST /inbox/enqueue). Default: the inbox "
+            help="filesystem (the mailroom inbox), bridge (POST /inbox/enqueue) or jetstream (the contract's "
+            "stream, exactly once by run id). Default: the inbox "
             "contract's mailroom.via, else filesystem; --bridge-url alone means bridge."
         ),
     ] = None,
@@ -119,8 +120,8 @@ def mailroom_enqueue(
 ) -> Result:
     """Enqueue a prompt for the mailroom watcher (agent-enqueue.sh's job), written atomically."""
     prompt, source = _read_prompt(text, file)
-    if via not in (None, "filesystem", "bridge"):
-        raise UsageError(f"--via {via!r}: use filesystem or bridge")
+    if via not in (None, "filesystem", "bridge", "jetstream"):
+        raise UsageError(f"--via {via!r}: use filesystem, bridge or jetstream")
     try:
         session = check_part(session_id, SESSION_RE, "session id") if session_id else None
         rid = check_part(run_id, RUN_ID_RE, "run id") if run_id else None
@@ -158,7 +159,9 @@ def mailroom_enqueue(
     result.data = {"via": via, "source": source, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
                    "redactions": len(findings), "dry_run": dry_run}  # fmt: skip
     if dry_run:
-        where = ctx.mailroom.inbox / "queued" if via == "filesystem" else (bridge_url or "the contract's bridge")
+        where = {"filesystem": ctx.mailroom.inbox / "queued", "jetstream": "the contract's JetStream stream"}.get(
+            via, bridge_url or "the contract's bridge"
+        )
         result.data.update(slug=clean_slug(slug), session_id=session, rid=rid, target=str(where))
         result.summary = [f"DRY RUN: would enqueue {len(payload)} bytes via {via} into {where}"]
         return result
@@ -175,6 +178,27 @@ def mailroom_enqueue(
             client.close()
         result.data.update(path=answer["path"], run_id=answer["run_id"], rid=rid, session_id=session,
                            slug=clean_slug(slug), lane="queued", bridge=client.url)  # fmt: skip
+    elif via == "jetstream":  # spine_comms/mailroom/jetstream_caps.py
+        from spine_comms.mailroom import jetstream_caps
+
+        session, rid = session or new_session_id(ctx.clock()), rid or new_run_id()
+        result.data.update(
+            jetstream_caps.enqueue(ctx, contract, item, slug=clean_slug(slug), rid=rid, session=session),
+            run_id=f"{session}__{clean_slug(slug)}__{rid}",
+            rid=rid,
+            session_id=session,
+            lane="queued",
+        )
+        if not result.data["same_content"]:
+            result.add(
+                Check(
+                    id="mailroom.enqueue.written",
+                    status=Status.FAIL,
+                    detail=f"run id {rid} is already in the stream with other content; nothing published",
+                    subject=result.data["path"],
+                )
+            )
+            return result
     else:
         room = Mailroom(ctx.mailroom.inbox)
         try:
@@ -330,6 +354,11 @@ def mailroom_status(
     result.summary = [f"{'lane':<{width}}  {'count':>5}  oldest"]
     result.summary += [f"{lane:<{width}}  {lanes[lane]['count']:>5}  {_age(lanes[lane]['oldest_age_seconds'])}"
                        for lane in LANES]  # fmt: skip
+    contract = _inbox_contract(ctx)
+    if contract is not None and contract.mailroom.jetstream is not None:  # the stream and its consumers
+        from spine_comms.mailroom.jetstream_caps import add_stream_status
+
+        add_stream_status(ctx, contract, result, limit)
     if run_id is not None:
         result.data["run"] = run = _run_state(room, paths, run_id)
         if run["state"] is None:

@@ -117,7 +117,7 @@ def test_a_terminal_stdin_is_refused_like_agent_enqueue(root):
         (["--file", "/nonexistent/prompt"], None, "cannot read"),
         (["--text", "x", "--run-id", "../../escape"], None, "invalid run id"),
         (["--text", "x", "--session-id", ".hidden"], None, "invalid session id"),
-        (["--text", "x", "--via", "carrier-pigeon"], None, "use filesystem or bridge"),
+        (["--text", "x", "--via", "carrier-pigeon"], None, "use filesystem, bridge or jetstream"),
         (["--text", "x", "--via", "bridge"], None, "needs a bridge URL"),
     ],
     ids=["text-and-file", "blank-text", "empty-stdin", "missing-file", "run-id-traversal", "hidden-session",

@@ -74,6 +74,9 @@ NO_SERVER: dict[str, str] = {
     # --via bridge against an unreachable bridge: exit 3 in tests/integration/test_mailroom_caps.py
     "mailroom.enqueue": "writes to the filesystem mailroom by default",
     "mailroom.status": "reads the filesystem mailroom",
+    # Needs a JetStream section in the inbox contract; an unreachable cluster is exit 3 for the poll,
+    # mailroom.drain --execute and mailroom.status in tests/integration/test_mailroom_jetstream_lab.py
+    "mailroom.drain": "a dry run by default, and this root's inbox contract names no JetStream",
     "communications.outbox.status": "reads the outbox's files",
     "communications.outbox.flush": "connects only for a due send; an empty outbox has none",
     # --execute queues first, then submits: an unreachable server is a transient outcome to retry (the

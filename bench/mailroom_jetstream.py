@@ -1,0 +1,77 @@
+"""Benchmark: poll -> JetStream (R3, TLS, the lab's three nodes) against poll -> the file mailroom, in
+the same run on the same messages, and the drain from the stream into queued/.
+
+A lab of its own. N messages are put in two fresh folders of sink@ (Maildir), one polled into the
+file mailroom and one into a stream of its own; each poll is one `communications.inbox.poll
+--enqueue` process, timed from start to exit. Then `mailroom.drain`'s loop (in this process)
+writes the stream into a fresh inbox. Prints one JSON object.
+
+    .venv/bin/python bench/mailroom_jetstream.py [--messages 1000] [--port-base 36800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lab import runner as lab_runner  # noqa: E402
+from lab.layout import Knobs  # noqa: E402
+from spine_comms.mailroom.drain import drain  # noqa: E402
+from tests.integration.inbox_lab import make_root, run  # noqa: E402
+from tests.integration.nats_lab import connect, make_js_root, settings  # noqa: E402
+from tests.mailbox_fill import fill_maildir, make_messages  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--port-base", type=int, default=36800)
+    args = parser.parse_args()
+    n = args.messages
+    lab = lab_runner.start(None, args.port_base, Knobs())
+    try:
+        lab_root = Path(lab["root"])
+        messages = make_messages(n, seed=1, tag="bench", min_bytes=2048, max_bytes=16 * 1024)
+        work = Path(tempfile.mkdtemp(prefix="bench-js."))
+        report = {"messages": n, "bytes_per_message": "2-16 KiB", "replicas": 3}
+        js = settings(lab)
+        for name in ("file", "jetstream"):
+            folder = f"B{uuid.uuid4().hex[:8]}"
+            fill_maildir(lab, "sink", folder, messages)
+            if name == "file":
+                root = make_root(work / name, lab, lab_root, folders=[folder])
+            else:
+                root = make_js_root(work / name, lab, lab_root, js, folders=[folder])
+                connect(lab, js).close()  # the cluster's leader elected before the clock starts
+            started = time.monotonic()
+            code, envelope, _ = run(root, "--enqueue")
+            seconds = time.monotonic() - started
+            enqueued = envelope["data"]["mailboxes"][0]["enqueued"]
+            assert code == 0 and enqueued == n, (code, envelope["summary"])
+            report[f"poll_{name}"] = {"seconds": round(seconds, 2), "msg_per_s": round(n / seconds, 1)}
+        with connect(lab, js) as connection:
+            wait = 0.5
+            started = time.monotonic()
+            outcome = drain(connection, work / "drained", consumer=js.drain_consumer, wait=wait)
+            seconds = time.monotonic() - started - wait  # the last, empty fetch waits `wait`
+        assert len(outcome.written) == n
+        report["drain"] = {"seconds": round(seconds, 2), "msg_per_s": round(n / seconds, 1)}
+        report["jetstream_to_file_ratio"] = round(
+            report["poll_jetstream"]["msg_per_s"] / report["poll_file"]["msg_per_s"], 2
+        )
+        print(json.dumps(report, indent=2))
+    finally:
+        lab_runner.stop(lab["lab_dir"], purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The stream into the spine's `inbox/queued/`: each item written as the filesystem mailroom writes
+it (same name, same bytes, same atomic write), and acknowledged only once the file is in place.
+
+A drain killed between the write and the acknowledgement leaves a file and an unacknowledged
+message; the message comes back after the consumer's ack wait, its file is found by its name in
+any lane (the watcher may have moved it to running/ or done/ meanwhile), and it is acknowledged
+without a second write. So the spine's watcher sees each item once, and needs no change.
+
+A message without the headers that name its file, or with parts the mailroom refuses (a path in
+a slug, a hidden session), is terminated (never redelivered) and reported: it was not published
+by spine-comms, and writing it under another name would break exactly-once for the real one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spine_comms.mailroom.filesystem import ItemExists, Mailroom, MailroomError
+from spine_comms.mailroom.jetstream import RUN_ID_HEADER, SESSION_HEADER, SLUG_HEADER, Connection
+
+BATCH = 100
+
+
+@dataclass
+class DrainOutcome:
+    written: list[str] = field(default_factory=list)  # paths placed by this drain
+    already: list[str] = field(default_factory=list)  # redelivered, its file was there: acknowledged only
+    refused: list[dict] = field(default_factory=list)  # terminated: {seq, why}
+    redelivered: int = 0  # messages delivered more than once (a drain died before acknowledging)
+
+    def to_dict(self) -> dict:
+        return {"written": len(self.written), "already_placed": len(self.already), "refused": self.refused,
+                "redelivered": self.redelivered, "paths": self.written[:50]}  # fmt: skip
+
+
+def drain(
+    connection: Connection,
+    inbox: Path,
+    *,
+    consumer: str,
+    limit: int | None = None,
+    wait: float = 1.0,
+    placed: Callable[[Path], None] | None = None,
+) -> DrainOutcome:
+    """Drain until the consumer has nothing for `wait` seconds, or `limit` messages are handled.
+
+    `placed(path)` is called after a file is written and before its message is acknowledged: the
+    fault tests stop the drain there, as a kill would."""
+    room = Mailroom(inbox)
+    subscription = connection.pull(consumer)
+    outcome = DrainOutcome()
+    handled = 0
+    while limit is None or handled < limit:
+        batch = min(BATCH, limit - handled) if limit is not None else BATCH
+        messages = connection.fetch(subscription, batch, wait)
+        if not messages:
+            break
+        for message in messages:
+            handled += 1
+            if message.metadata.num_delivered > 1:
+                outcome.redelivered += 1
+            path, existed, why = _place(room, message)
+            if why is not None:
+                outcome.refused.append({"seq": message.metadata.sequence.stream, "why": why})
+                connection.terminate(message)
+                continue
+            (outcome.already if existed else outcome.written).append(str(path))
+            if placed is not None and not existed:
+                placed(path)
+            connection.ack(message)
+    return outcome
+
+
+def _place(room: Mailroom, message) -> tuple[Path | None, bool, str | None]:
+    """(path, already there, why refused)."""
+    headers = message.headers or {}
+    session, slug, rid = headers.get(SESSION_HEADER), headers.get(SLUG_HEADER), headers.get(RUN_ID_HEADER)
+    if not (session and slug and rid):
+        return None, False, f"no {SESSION_HEADER}/{SLUG_HEADER}/{RUN_ID_HEADER} headers: not a spine-comms item"
+    try:
+        final = room.item_path(slug=slug, run_id=rid, session_id=session, lane="queued")
+    except MailroomError as exc:
+        return None, False, str(exc)
+    found = room.find(final.stem, suffixes=(".md",))
+    if found:
+        return found[1], True, None
+    try:
+        text = message.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, False, f"the item is not UTF-8 (byte {exc.start})"
+    try:
+        item = room.enqueue(text, slug=slug, run_id=rid, session_id=session, lane="queued", check_run_id=False)
+    except ItemExists as exc:
+        return exc.existing, True, None
+    return item.path, False, None

@@ -1,0 +1,95 @@
+"""Shared by the JetStream lab tests: a stream of its own per test on the lab's three-node cluster,
+the inbox contract pointing at it, and the stream read back (every message, by Message-ID)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+from spine_comms.contracts.jetstream import JetStream
+from spine_comms.mailroom.jetstream import Connection, JetStreamUnavailable
+from tests.integration.inbox_lab import make_root
+
+MESSAGE_ID_LINE = re.compile(r"^- Message-ID: (.+)$", re.M)
+
+
+def settings(lab: dict, **overrides) -> JetStream:
+    """A stream, subjects and dedup bucket no other test uses; R3 on the lab cluster."""
+    tag = uuid.uuid4().hex[:10]
+    fields = {
+        "servers": lab["nats"]["servers"],
+        "stream": f"T{tag}",
+        "subject_prefix": f"t{tag}.mailroom",
+        "dedup_bucket": f"d{tag}",
+        "replicas": 3,
+        "user": lab["nats"]["user"],
+        "password_ref": lab["nats"]["password_ref"],
+        "ca_file": lab["tls"]["ca_cert"],
+        "ack_wait_seconds": 1,
+        "timeout_seconds": 10,  # the lab shares two CPUs with other test runs
+    }
+    return JetStream(**(fields | overrides))
+
+
+def password(lab: dict) -> str:
+    return Path(lab["nats"]["password_ref"].removeprefix("file:")).read_text()
+
+
+def connect(lab: dict, js: JetStream) -> Connection:
+    """A connection once the cluster's JetStream answers (a fresh cluster elects its leader first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            connection = Connection(js, password=password(lab))
+            connection.ensure()
+            return connection
+        except JetStreamUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def jetstream_yaml(js: JetStream) -> str:
+    body = {k: v for k, v in js.model_dump().items() if v is not None}
+    return "mailroom:\n  via: jetstream\n  jetstream: " + json.dumps(body) + "\n"
+
+
+def make_js_root(tmp: Path, lab: dict, lab_root: Path, js: JetStream, **kwargs) -> Path:
+    """make_root's root, its mailroom the test's stream instead of the filesystem."""
+    root = make_root(tmp, lab, lab_root, **kwargs)
+    contract = root / "bindings" / "communications.inbox.contract.yaml"
+    text = contract.read_text()
+    assert "mailroom: {via: filesystem}\n" in text
+    contract.write_text(text.replace("mailroom: {via: filesystem}\n", jetstream_yaml(js)))
+    return root
+
+
+def stream_message_ids(connection: Connection) -> list[str]:
+    """The Message-ID line of every message in the stream, one entry per message. Read again while
+    the stream elects a new leader (a node was just killed): requests time out for a few seconds."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return _message_ids(connection)
+        except JetStreamUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _message_ids(connection: Connection) -> list[str]:
+    status = connection.status_now()
+    found = []
+    if not status["messages"]:
+        return []
+    for seq in range(max(status["first_seq"], 1), status["last_seq"] + 1):
+        data = connection.message_data(seq)
+        if data is None:
+            continue
+        match = MESSAGE_ID_LINE.search(data.decode())
+        assert match, f"stream message {seq} has no Message-ID line"
+        found.append(match.group(1).strip())
+    return found
