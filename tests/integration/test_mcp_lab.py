@@ -19,7 +19,7 @@ from spine_comms.core.registry import load_registry
 from tests.cli_process import SPINE_COMMS, clean_env, run_capability
 
 pytestmark = pytest.mark.lab
-JSON_TYPES = {"bool": "boolean", "int": "integer", "float": "number"}
+JSON_TYPES = {"bool": "boolean", "int": "integer", "float": "number", "flag": "boolean"}
 
 
 def session(root: Path, work, *serve_args: str, env: dict[str, str] | None = None):
