@@ -28,7 +28,7 @@ from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, UsageError
 from spine_comms.core.outcomes import could_not_evaluate
 from spine_comms.core.result import Check, Result, Status
-from spine_comms.endpoints.mailbox import MailboxEndpoint, mailbox_endpoint
+from spine_comms.endpoints.mailbox import MailboxEndpoint, mailbox_endpoint, mailbox_password
 
 TOKEN_HEADER = "X-Spine-Probe"
 MAX_FETCH_BYTES = 2 * 1024 * 1024  # a probe is a few KiB; anything near this is not ours
@@ -111,9 +111,7 @@ def mail_auth_probe(
     # 1. Submit ----------------------------------------------------------------------------------
     from spine_comms.protocols.smtp import SmtpError, submit
 
-    password = ctx.secrets.resolve(
-        submission.password_ref, override_env=submission.override_env, what=f"password of mailbox {sender_box.id}"
-    )
+    password = mailbox_password(ctx, submission, sender_box.id)
     ctx.log(f"submitting probe {token} to {target_address} via {submission.where()} as {submission.login}")
     started = time.monotonic()
     try:
@@ -300,7 +298,7 @@ def _message(sender: str, to: str, token: str, message_id: str, date: str, extra
 def _wait(ctx: RunContext, reading: MailboxEndpoint, folder: str, token: str, timeout: float, interval: float):
     from spine_comms.protocols.imap import ImapError, ImapTarget, wait_for_header
 
-    password = ctx.secrets.resolve(reading.password_ref, override_env=reading.override_env, what="target password")
+    password = mailbox_password(ctx, reading, reading.login)
     target = ImapTarget(
         reading.host, reading.port, reading.security, reading.server_name, reading.ca_file,
         reading.login, password.value, reading.timeout,

@@ -184,3 +184,10 @@ def mailbox_endpoint(
     login = login or box.login or box.address
     return MailboxEndpoint(host, port.host, security, stack.server_name(), ca_file, timeout, login, box.password_ref,
                            mailbox_env(box.id))  # fmt: skip
+
+
+def mailbox_password(ctx: RunContext, endpoint: MailboxEndpoint, mailbox: str):
+    """The endpoint's password (a Secret, registered for redaction): the spine's override variable
+    (STALWART_<ID>_PASSWORD) first, then the mailbox's password_ref."""
+    return ctx.secrets.resolve(endpoint.password_ref, override_env=endpoint.override_env,
+                               what=f"password of mailbox {mailbox}")  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from spine_comms.core.context import RunContext
-from spine_comms.endpoints.mailbox import MailboxEndpoint
+from spine_comms.endpoints.mailbox import MailboxEndpoint, mailbox_password
 from spine_comms.outbox import outcome as oc
 from spine_comms.outbox.delivery_log import append_events
 from spine_comms.outbox.settings import Settings
@@ -56,9 +56,7 @@ class Attempter:
 
     def password(self, mailbox_id: str, endpoint: MailboxEndpoint) -> str:
         if mailbox_id not in self._passwords:
-            secret = self.ctx.secrets.resolve(endpoint.password_ref, override_env=endpoint.override_env,
-                                              what=f"password of mailbox {mailbox_id}")  # fmt: skip
-            self._passwords[mailbox_id] = secret.value
+            self._passwords[mailbox_id] = mailbox_password(self.ctx, endpoint, mailbox_id).value
         return self._passwords[mailbox_id]
 
     def _log(self, record: dict, state: str, error: str | None = None, **extra) -> None:
