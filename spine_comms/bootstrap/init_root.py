@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -195,7 +196,10 @@ def _problems(domain: str, mail_host: str, mailboxes: list[str] | None) -> list[
 
 def _finish(json_flag: bool, status: str, data: dict, lines: list[str], code: ExitCode) -> None:
     if json_flag:
-        print(json.dumps({"command": "init", "status": status, "data": data}, indent=2))
+        # The envelope every command prints (no run key: init writes a root, not a receipt).
+        generated = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(json.dumps({"capability": "init", "schema_version": "1.0", "status": status, "generated_at": generated,
+                          "data": data, "run_key": None, "receipt": None}, indent=2))  # fmt: skip
     else:
         stream = sys.stdout if code == ExitCode.OK else sys.stderr
         for line in [*lines, f"status: {status}"]:

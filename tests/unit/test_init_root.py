@@ -16,7 +16,9 @@ def test_init_writes_a_root_whose_contracts_validate(cli, tmp_path):
     root = tmp_path / "root"
     result = cli("init", str(root), "--domain", "Example.org.", "--mail-host", "mx.example.org", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
-    data = json.loads(result.stdout)["data"]
+    envelope = json.loads(result.stdout)
+    assert envelope["capability"] == "init" and envelope["status"] == "ok" and envelope["run_key"] is None
+    data = envelope["data"]
     assert data["domain"] == "example.org" and data["mailboxes"] == ["ops", "alerts", "noreply"]
     assert len(data["next"]) == 3 and all(str(root.resolve()) in c for c in data["next"])
     stack = yaml.safe_load((root / "bindings/communications.stack.contract.yaml").read_text())
