@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spine_comms.endpoints.stack import stack_ca_file, stack_contract
 from spine_comms.protocols.dav.client import DavClient
 from spine_comms.protocols.dav.model import DavError
 
 # The spine's calendar scripts read this variable; it overrides the first account's password_ref.
 PASSWORD_ENV = "CALENDAR_HOME_PASSWORD"
-
-
-def _stack(ctx):
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-
-    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
-
-
-def _stack_ca_file(ctx) -> str | None:
-    stack = _stack(ctx)
-    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
 
 
 def connect(ctx, account, *, first: bool = False) -> DavClient:
@@ -37,7 +27,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
     if account.login:  # a login without a password is a contract problem (exit 2), not a 401 later
         password = ctx.secrets.resolve(account.password_ref, override_env=PASSWORD_ENV if first else None,
                                        what=f"the password of DAV account {account.id}").value  # fmt: skip
-    ca_file = account.ca_file or _stack_ca_file(ctx)
+    ca_file = account.ca_file or stack_ca_file(ctx)
     if ca_file and not Path(ca_file).is_absolute():
         ca_file = str(ctx.root.path / ca_file)
     if ca_file and not Path(ca_file).is_file():
@@ -45,7 +35,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
     try:
         return DavClient(account.base_url, username=account.login, password=password, ca_file=ca_file,
                          server_name=account.server_name,
-                         timeout=connection_timeout(_stack(ctx), account))  # fmt: skip
+                         timeout=connection_timeout(stack_contract(ctx), account))  # fmt: skip
     except DavError as exc:
         if exc.kind in ("unreachable", "timeout"):
             from spine_comms.core.outcomes import could_not_evaluate

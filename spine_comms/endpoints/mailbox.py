@@ -20,9 +20,10 @@ from pathlib import Path
 
 from spine_comms.contracts.inbox import INBOX_CONTRACT, AfterEnqueue, InboxContract
 from spine_comms.contracts.inbox import Mailbox as InboxMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, Mailbox, StackContract, connection_timeout, mailbox_env
+from spine_comms.contracts.stack import Mailbox, StackContract, connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError, CouldNotEvaluate, UsageError
+from spine_comms.endpoints.stack import stack_contract
 
 
 @dataclass
@@ -53,17 +54,13 @@ def load_inbox_contract(ctx: RunContext, *, required: bool) -> InboxContract:
     return InboxContract(version=1, mailboxes=[InboxMailbox(id="ops")])
 
 
-def _stack(ctx: RunContext) -> StackContract | None:
-    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
-
-
 def pick_mailbox(ctx: RunContext, contract: InboxContract, wanted: str) -> InboxMailbox:
     """A contract mailbox by id or address; else a stack mailbox (read with the defaults)."""
     wanted_l = wanted.strip().lower()
     for box in contract.mailboxes:
         if box.id == wanted_l or (box.address or "").lower() == wanted_l:
             return box
-    stack = _stack(ctx)
+    stack = stack_contract(ctx)
     if stack is not None:
         for sbox in stack.pilot.mailboxes:
             if sbox.id == wanted_l or sbox.address.lower() == wanted_l:
@@ -82,7 +79,7 @@ def open_mailbox(ctx: RunContext, contract: InboxContract, mailbox_id: str) -> M
     from spine_comms.protocols.imap import ImapTarget
 
     box = pick_mailbox(ctx, contract, mailbox_id)
-    stack = _stack(ctx)
+    stack = stack_contract(ctx)
     sbox = stack.mailbox(box.id) if stack else None
     address = box.address or (sbox.address if sbox else None)
     if not address:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spine_comms.contracts.sieve import SieveMailbox
-from spine_comms.contracts.stack import STACK_CONTRACT, StackContract, connection_timeout, mailbox_env
+from spine_comms.contracts.stack import connection_timeout, mailbox_env
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import ContractError
 from spine_comms.core.outcomes import FailureKind, could_not_evaluate
+from spine_comms.endpoints.stack import stack_contract
 
 if TYPE_CHECKING:
     from spine_comms.protocols.managesieve import ManageSieve
@@ -38,7 +39,7 @@ class SieveTarget:
 
 def target(ctx: RunContext, box: SieveMailbox, timeout: float | None) -> SieveTarget:
     """The mailbox's ManageSieve endpoint and login, each defaulting to the stack contract."""
-    stack = ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
+    stack = stack_contract(ctx)
     stack_box = stack.mailbox(box.id) if stack else None
     end = box.managesieve
     port = end.port

@@ -9,6 +9,7 @@ from pathlib import Path
 from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
 from spine_comms.contracts.stack import connection_timeout
 from spine_comms.core.errors import UsageError
+from spine_comms.endpoints.stack import stack_ca_file, stack_contract
 
 SECRET_ENV = "STALWART_ADMIN_SECRET"
 
@@ -52,7 +53,7 @@ def stalwart_target(ctx, contract, url, username, timeout) -> StalwartTarget:
         raise UsageError(f"--url {url!r} is not an http(s) URL")
     secret = ctx.secrets.resolve(section.secret_ref if section else None, override_env=SECRET_ENV,
                                  what="Stalwart admin secret")  # fmt: skip
-    ca_file = (section.ca_file if section else None) or _stack_ca_file(ctx)
+    ca_file = (section.ca_file if section else None) or stack_ca_file(ctx)
     if ca_file and not Path(ca_file).is_absolute():
         ca_file = str(ctx.root.path / ca_file)
     if ca_file and not Path(ca_file).is_file():
@@ -63,17 +64,5 @@ def stalwart_target(ctx, contract, url, username, timeout) -> StalwartTarget:
         secret=secret.value,
         ca_file=ca_file,
         server_name=section.server_name if section else None,
-        timeout=timeout or connection_timeout(_stack(ctx), section),
+        timeout=timeout or connection_timeout(stack_contract(ctx), section),
     )
-
-
-def _stack(ctx):
-    from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
-
-    return ctx.contracts.load(STACK_CONTRACT, StackContract) if ctx.contracts.exists(STACK_CONTRACT) else None
-
-
-def _stack_ca_file(ctx) -> str | None:
-    """The stack contract's CA file, which the mail-auth contract defers to when it names none."""
-    stack = _stack(ctx)
-    return stack.endpoints.ca_file if stack is not None and stack.endpoints else None
