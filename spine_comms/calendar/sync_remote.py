@@ -72,7 +72,8 @@ def read_picture(client, collection: str, token: str | None, log: Callable[[str]
             picture = RemotePicture(complete=False, how="delta")
             _fill(picture, collection, changed)
             picture.gone = {href_key(h) for h in deleted if _member(collection, h)}
-            unchanged = [h for h, etag in picture.etags.items() if known and h in known and known[h] == etag]
+            unchanged = [h for h, etag in picture.etags.items()
+                         if known and h in known and known[h] is not None and same_etag(known[h], etag)]  # fmt: skip
             if not unchanged:
                 how = (f"sync-collection since the stored token: {len(picture.etags)} changed, "
                        f"{len(picture.gone)} deleted")  # fmt: skip
