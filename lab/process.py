@@ -219,11 +219,19 @@ def _how_it_ended(pid: int) -> str:
     return _ENDINGS[pid]
 
 
-def _wait_status(pid: int) -> str:
-    try:
-        reaped, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return "gone (not our child: its exit status is not known here)"
+def _wait_status(pid: int, *, grace: float = 3.0) -> str:
+    # A multithreaded daemon's leader shows as a zombie in /proc while its other
+    # threads are still exiting, and waitpid cannot collect it until they have:
+    # wait a moment for the status rather than report "a zombie".
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return "gone (not our child: its exit status is not known here)"
+        if reaped != 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
     if reaped == 0:
         return "a zombie"
     if os.WIFSIGNALED(status):
