@@ -9,9 +9,11 @@ directly inside the calendar, so hostile data cannot point writes anywhere else.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 from spine_comms.calendar import ical_read
@@ -19,6 +21,7 @@ from spine_comms.calendar.dav_lookup import CALDAV as CALDAV_KIND
 from spine_comms.calendar.dav_lookup import dav_errors, open_collection
 from spine_comms.calendar.ical import resource_name
 from spine_comms.calendar.ical_read import find_event
+from spine_comms.core.progress import quiet
 
 if TYPE_CHECKING:
     from spine_comms.contracts.dav import Account
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 CALENDAR_DATA = f"{{{CALDAV}}}calendar-data"
 _HAS_RRULE = '<c:prop-filter name="RRULE"/>'  # RFC 4791 9.7.2: the property is defined
+# ctx.progress: (description, total) -> a context yielding advance(n=1)
+Progress = Callable[..., AbstractContextManager[Callable[..., Any]]]
 
 
 @dataclass
@@ -147,7 +152,9 @@ class Listing:
 _EXPANSION_FAILURES = ("protocol", "forbidden", "not_found", "conflict", "precondition", "too_large")
 
 
-def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expand: bool) -> Listing:
+def list_events(
+    target: CalendarTarget, start: datetime, end: datetime, *, expand: bool, progress: Progress = quiet
+) -> Listing:
     """The events overlapping [start, end). With `expand`, one entry per occurrence.
 
     The events are read unexpanded (with their VTIMEZONEs) and expanded here from RRULE, RDATE,
@@ -160,14 +167,19 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
 
     Repeating events are also asked for on their own (a prop-filter on RRULE) and checked here
     against the range, because Xandikos 0.2 matches a repeating event only by its first instance.
+
+    `progress` is `ctx.progress`: the queries, then the events read, with an ETA (1,500 events
+    take about 18 s, most of it parsing and expanding here).
     """
     from spine_comms.protocols.dav import DavError
 
     out = Listing()
     server: dict | None = None
-    with dav_errors(target.account.id):
+    with dav_errors(target.account.id), progress(f"querying {target.path}", total=3 if expand else 2) as step:
         in_range = _query(target, _range_filter(start, end))
+        step()
         repeating = _query(target, _HAS_RRULE)
+        step()
         if expand:
             try:
                 expanded = _query(target, _range_filter(start, end), _expanded_data(start, end))
@@ -178,8 +190,20 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
                     raise
                 out.server_expansion = f"failed: {ical_read.one_line(exc.message, 200)}"
     masters = {r.href: r for r in repeating if _readable(target, r, out)}
+    in_range_hrefs = {x.href for x in in_range}
+    resources = in_range + [r for r in masters.values() if r.href not in in_range_hrefs]
+    with progress("reading events", total=len(resources)) as advance:
+        _read_all(target, resources, start, end, expand=expand, server=server, out=out, advance=advance)
+    if server is not None and out.rejected:
+        out.server_expansion = f"differs from the events' own data for {len(out.rejected)} resource(s)"
+    return out
+
+
+def _read_all(target, resources, start, end, *, expand: bool, server: dict | None, out: Listing, advance) -> None:
+    """Each resource's events (expanded when asked) into `out`, one `advance` per resource."""
     seen = set()
-    for resource in in_range + [r for r in masters.values() if r.href not in {x.href for x in in_range}]:
+    for resource in resources:
+        advance()
         if resource.href in seen or not _readable(target, resource, out):
             continue
         seen.add(resource.href)
@@ -197,9 +221,6 @@ def list_events(target: CalendarTarget, start: datetime, end: datetime, *, expan
         if problem:
             out.unreadable.append({"href": resource.href, "problem": problem})
         out.events.extend({**v.to_dict(), "href": resource.href, "etag": resource.etag} for v in views)
-    if server is not None and out.rejected:
-        out.server_expansion = f"differs from the events' own data for {len(out.rejected)} resource(s)"
-    return out
 
 
 def _judge_server(out: Listing, href: str, ours: list, server: dict | None) -> None:

@@ -146,7 +146,7 @@ def event_list(
         if finish <= begin:
             raise ValueError(f"--to ({finish.isoformat()}) must be after --from ({begin.isoformat()})")
     target = open_calendar(ctx, account, calendar)
-    listing = list_events(target, begin, finish, expand=expand)
+    listing = list_events(target, begin, finish, expand=expand, progress=ctx.progress)
     events, unreadable, outside, truncated = listing.events, listing.unreadable, listing.outside, listing.truncated
     events.sort(key=lambda e: _sort_key(e["start"]))
     result = Result(data={**_where(target), "from": begin.isoformat(), "to": finish.isoformat(), "expand": expand,

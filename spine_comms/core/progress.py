@@ -29,6 +29,12 @@ def _silent(advance: int = 1) -> None:
     return None
 
 
+@contextmanager
+def quiet(description: str, total: int | None = None) -> Iterator[Callable[..., Any]]:
+    """The progress of a caller that has no person to show it to (a library call, a test)."""
+    yield _silent
+
+
 def shown(console: Console, *, json_output: bool) -> bool:
     return console.is_terminal and not json_output and not console.is_dumb_terminal
 
