@@ -51,6 +51,7 @@ READERS: dict[str, tuple[str, ...]] = {
         "communications.mail.send", "communications.outbox.flush", "sieve.status", "sieve.apply",
         "contract.endpoints.sync", "stalwart.status", "calendar.caldav.status", "contacts.carddav.status",
         "communications.mail.search", "communications.thread.show", "communications.doctor",
+        "communications.mail.draft", "communications.draft.send",
     ),
     "communications.mailauth.contract.yaml": (
         "dns.mail.status", "dkim.check", "dmarc.check", "dkim.keygen", "mail.auth.probe", "stalwart.status",
@@ -66,16 +67,18 @@ READERS: dict[str, tuple[str, ...]] = {
     "communications.inbox.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
         "mailroom.enqueue", "mailroom.status", "communications.mail.search", "communications.thread.show",
-        "communications.inbox.senders", "communications.doctor",
+        "communications.inbox.senders", "communications.doctor", "communications.mail.draft",
     ),
     "mailroom.runtime.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
         "mailroom.enqueue", "mailroom.status", "communications.mail.send", "communications.outbox.flush",
-        "communications.outbox.status", "calendar.sync.execute",
+        "communications.outbox.status", "calendar.sync.execute", "communications.mail.draft",
+        "communications.draft.send",
     ),
     "communications.sieve.contract.yaml": ("sieve.status", "sieve.apply"),
     "communications.outbox.contract.yaml": (
         "communications.mail.send", "communications.outbox.flush", "communications.outbox.status",
+        "communications.mail.draft", "communications.draft.send",
     ),
     "verify.gates.yaml": ("verify.core.run", "verify.pack.run"),
     "loop.evidence.contract.yaml": ("loop.evidence",),
