@@ -19,6 +19,7 @@ def contract_models() -> dict[str, type]:
     from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
     from spine_comms.contracts.loop_evidence import LOOP_EVIDENCE_CONTRACT, LoopEvidenceContract
     from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+    from spine_comms.contracts.mcp import MCP_CONTRACT, McpContract
     from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
     from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
     from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
@@ -32,6 +33,7 @@ def contract_models() -> dict[str, type]:
         INBOX_CONTRACT: InboxContract,
         SIEVE_CONTRACT: SieveContract,
         OUTBOX_CONTRACT: OutboxContract,
+        MCP_CONTRACT: McpContract,
         VERIFY_CONTRACT: VerifyContract,
         LOOP_EVIDENCE_CONTRACT: LoopEvidenceContract,
     }

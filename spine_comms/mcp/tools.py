@@ -109,18 +109,21 @@ def _matches(spec: CapabilitySpec, pattern: str) -> bool:
     return fnmatchcase(spec.id, pattern) or fnmatchcase(tool_name(spec.id), pattern)
 
 
-def exposed(specs: list[CapabilitySpec], allow: list[str], deny: list[str]) -> tuple[list[CapabilitySpec], list[str]]:
+def exposed(specs: list[CapabilitySpec], allow: list[str], deny: list[str], *,
+            destructive_chosen: bool = False) -> tuple[list[CapabilitySpec], list[str]]:  # fmt: skip
     """The capabilities an agent sees, and one problem per allow/deny entry that names nothing.
 
     Without --allow every capability that is not destructive; with it, those it matches (a
     capability id or tool name, `*` globs). A destructive capability is exposed only when an
-    allow entry names it exactly, never through a glob. --deny wins over --allow."""
+    allow entry names it exactly, never through a glob; `destructive_chosen` says `specs` were
+    already chosen that way (by the MCP contract), so here they are narrowed like any other.
+    --deny wins over --allow."""
     problems = [f"--{flag} {p!r} matches no capability" for flag, patterns in (("allow", allow), ("deny", deny))
                 for p in patterns if not any(_matches(s, p) for s in specs)]  # fmt: skip
     chosen = []
     for spec in specs:
         named = any(p in (spec.id, tool_name(spec.id)) for p in allow)
-        if spec.safety == "destructive" and not named:
+        if spec.safety == "destructive" and not named and not destructive_chosen:
             continue
         if allow and not any(_matches(spec, p) for p in allow):
             continue
