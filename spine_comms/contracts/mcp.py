@@ -14,10 +14,12 @@ root, and their --allow/--deny only narrow it further (a deny is added; an allow
 from __future__ import annotations
 
 import re
+from fnmatch import fnmatchcase
 
 from pydantic import Field, field_validator
 
 from spine_comms.core.contracts import ContractModel
+from spine_comms.core.registry import CapabilitySpec
 
 MCP_CONTRACT = "communications.mcp.contract.yaml"
 _PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]-]{1,200}$")
@@ -54,3 +56,39 @@ class McpContract(ContractModel):
     """The contract's version."""
     mcp: McpServer = Field(default_factory=McpServer)
     """The MCP server's name and its tool lists."""
+
+
+# The exposure rules, shared by `mcp serve` (mcp/tools.py) and `spine.install --mcp` (governance/spine_mcp.py).
+
+
+def tool_name(cap_id: str) -> str:
+    """The spine's spelling of a capability as an MCP tool: dots become underscores."""
+    return cap_id.replace(".", "_")
+
+
+def _matches(spec: CapabilitySpec, pattern: str) -> bool:
+    return fnmatchcase(spec.id, pattern) or fnmatchcase(tool_name(spec.id), pattern)
+
+
+def exposed(specs: list[CapabilitySpec], allow: list[str], deny: list[str], *,
+            destructive_chosen: bool = False) -> tuple[list[CapabilitySpec], list[str]]:  # fmt: skip
+    """The capabilities an agent sees, and one problem per allow/deny entry that names nothing.
+
+    Without --allow every capability that is not destructive; with it, those it matches (a
+    capability id or tool name, `*` globs). A destructive capability is exposed only when an
+    allow entry names it exactly, never through a glob; `destructive_chosen` says `specs` were
+    already chosen that way (by the MCP contract), so here they are narrowed like any other.
+    --deny wins over --allow."""
+    problems = [f"--{flag} {p!r} matches no capability" for flag, patterns in (("allow", allow), ("deny", deny))
+                for p in patterns if not any(_matches(s, p) for s in specs)]  # fmt: skip
+    chosen = []
+    for spec in specs:
+        named = any(p in (spec.id, tool_name(spec.id)) for p in allow)
+        if spec.safety == "destructive" and not named and not destructive_chosen:
+            continue
+        if allow and not any(_matches(spec, p) for p in allow):
+            continue
+        if any(_matches(spec, p) for p in deny):
+            continue
+        chosen.append(spec)
+    return chosen, problems
