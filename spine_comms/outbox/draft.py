@@ -144,6 +144,11 @@ def mail_draft(
         result.summary += ["dry run: nothing written", *("  " + h for h in result.data["headers"]),
                            "run again with --execute to draft"]  # fmt: skip
         return result
+    if existing and existing.get("status") == "sent":  # approved and sent: drafting it again must not revive it
+        result.data.update(status="sent", send_id=existing["send_id"], new=False)
+        detail = f"this draft was approved and sent ({existing['send_id']}); nothing drafted again"
+        result.add(Check(id="mail.draft.plan", status=Status.OK, subject=draft.draft_id, detail=detail))
+        return result
     record = existing or {
         "draft_id": draft.draft_id, "mailbox": box.id, "address": box.address, "message_id": message_id,
         "subject": draft.subject, "to": draft.to, "cc": draft.cc, "bcc": draft.bcc, "created_at": _stamp(now),

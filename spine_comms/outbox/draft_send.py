@@ -30,7 +30,11 @@ from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
 
 KEEP_DRAFT_WHEN = ("failed", "bounced", "expired", "error")  # nothing will deliver it: the person should see it
-HIDDEN_HEADERS = ("Bcc", "X-Spine-Draft-Id", "Date", "Message-ID")
+# Taken out before sending: Bcc (the envelope has them), our draft id, Date and Message-ID (set anew), and the
+# draft bookkeeping mail clients add to what they save in Drafts (Thunderbird, Apple Mail).
+HIDDEN_HEADERS = ("Bcc", "X-Spine-Draft-Id", "Date", "Message-ID", "X-Mozilla-Draft-Info", "X-Identity-Key",
+                  "X-Account-Key", "X-Uniform-Type-Identifier", "X-Universally-Unique-Identifier",
+                  "X-Apple-Mail-Remote-Attachments", "X-Apple-Base-Url", "X-Apple-Windows-Friendly")  # fmt: skip
 
 
 @capability("communications.draft.send", safety="mutating", approval="manual")
@@ -90,6 +94,11 @@ def draft_send(
     record_new = _outbox_record(settings, box, record, recipients, message, send_id, now)
     with store.locked(send_id, wait=10.0) as held:
         created = held and store.load(send_id) is None and store.create(record_new, out)
+    if not created and store.load(send_id) is None:  # another process holds the send and has not stored it yet
+        busy = "another process is sending this draft now; nothing done here"
+        result.add(Check(id="draft.send.outcome", status=Status.WARN, subject=send_id, expected="delivered",
+                         actual="in progress", detail=busy))  # fmt: skip
+        return result
     if created:
         from spine_comms.outbox.delivery_log import append_events
 

@@ -76,6 +76,9 @@ def test_draft_send_needs_approval_then_sends_once_and_leaves_drafts_empty(lab, 
     code, again, err = run(root, SEND, "--id", data["draft_id"], "--yes", env=env)
     assert code == 0 and again["data"]["already_sent"] is True and again["data"]["new"] is False, err
     assert "nothing sent again" in again["checks"][0]["detail"]
+    _, _, redrafted = _draft(lab, tmp_path, title, root=root, env=env)  # the agent drafts the same mail again
+    assert redrafted["draft_id"] == data["draft_id"] and redrafted["status"] == "sent"
+    assert _drafts(lab, data["draft_id"]) == {}  # not revived in Drafts
     queue_empty(lab)
     assert count_with(read_mailbox("sink"), title) == 1 and len(records(tmp_path)) == 1
 
@@ -103,6 +106,7 @@ def test_a_draft_edited_in_a_mail_client_is_sent_as_edited(lab, tmp_path, read_m
         message.replace_header("Subject", f"after {tag}")
         del message["Bcc"]
         message["Cc"] = "noreply@spine.test"
+        message["X-Mozilla-Draft-Info"] = "internal/draft; vcard=0; receipt=0"  # a client's own draft bookkeeping
         message.set_content("Edited by a person.\n")
 
     new_uid = _replace(lab, data["draft_id"], edit)
@@ -111,7 +115,7 @@ def test_a_draft_edited_in_a_mail_client_is_sent_as_edited(lab, tmp_path, read_m
     assert code == 0 and sent["data"]["uid"] == new_uid, err
     assert sent["data"]["cc"] == ["noreply@spine.test"] and sent["data"]["bcc"] == []
     raw = next(m for m in read_mailbox("sink", wait_for=f"after {tag}") if f"after {tag}".encode() in m)
-    assert b"Edited by a person." in raw and b"Draft text." not in raw
+    assert b"Edited by a person." in raw and b"Draft text." not in raw and b"X-Mozilla-Draft-Info" not in raw
     queue_empty(lab)
     assert count_with(read_mailbox("sink"), f"before {tag}") == 0
 
