@@ -64,8 +64,10 @@ def respond(ctx, settings, box, draft, kind: str, reference: str, *, folder: str
     limits = settings.outbox.limits
     original = fetch_original(ctx, settings, box, reference, folder, option)
     parent = parse_message(original.raw, max_attachment_bytes=limits.max_attachment_bytes, max_attachments=100)
-    message_id = _plain_id(parent.message_id, option)
-    chain = references_for(message_id, _plain_ids(parent.references), _plain_or_none(parent.in_reply_to))
+    # A reply must thread under the message; a forward of one without a usable Message-ID just has no References.
+    message_id = _plain_id(parent.message_id, option) if kind != "forward" else _plain_or_none(parent.message_id)
+    parents = (_plain_ids(parent.references), _plain_or_none(parent.in_reply_to))
+    chain = references_for(message_id, *parents) if message_id else []
     plan = {"kind": kind, "folder": folder, "uid": original.uid, "message_id": message_id,
             "subject": parent.subject, "from": [a.address for a in parent.from_]}  # fmt: skip
     if kind == "forward":

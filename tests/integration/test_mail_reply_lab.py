@@ -196,3 +196,24 @@ def test_a_reply_to_an_outside_sender_is_refused_naming_it(lab, tmp_path):
     root, env = own_root(lab, tmp_path)
     code, _, err = run(root, SEND, "--reply", mid, "--original-folder", folder, "--body", "x", "--execute", env=env)
     assert code == 2 and "stranger@elsewhere.org" in err and records(tmp_path) == {}
+
+
+def test_a_message_without_a_message_id_cannot_be_replied_to_but_can_be_forwarded(lab, tmp_path, read_mailbox):
+    from tests.mailbox_fill import imap_client
+
+    t = uuid.uuid4().hex[:10]
+    folder = f"NoId{t}"
+    raw = _original("<x@y>", subject=f"no id {t}").replace(b"Message-ID: <x@y>\n", b"")
+    assert b"Message-ID" not in raw
+    fill_imap(lab, "ops", folder, [raw], connections=1)
+    with imap_client(lab, "ops") as imap:
+        imap.select_folder(folder, readonly=True)
+        (uid,) = imap.search(["ALL"])
+    root, env = own_root(lab, tmp_path)
+    code, _, err = run(root, SEND, "--reply", str(uid), "--original-folder", folder, "--body", "x", env=env)
+    assert code == 2 and "no usable Message-ID" in err
+    code, sent, err = run(root, SEND, "--forward", str(uid), "--original-folder", folder, "--to", "sink@spine.test",
+                          "--execute", env=env)  # fmt: skip
+    assert code == 0 and sent["data"]["status"] == "delivered", err
+    got = _received(read_mailbox, sent)
+    assert got["References"] is None and str(got["Subject"]) == f"Fwd: no id {t}"
