@@ -160,3 +160,23 @@ def transcript(tools: dict, calls: list, sent: dict, item: str) -> str:
               json.dumps({k: sent["data"].get(k) for k in ("status", "to", "subject", "message_id", "attempts",
                                                            "removed_from_drafts")}, indent=2)]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def test_with_confirm_a_person_approved_draft_is_sent_once_through_mcp(lab, tmp_path, read_mailbox):
+    root, env = own_root(lab, tmp_path)
+    title = f"approved over mcp {uuid.uuid4().hex[:8]}"
+    code, drafted, err = run(root, "communications.mail.draft", "--to", "sink@spine.test", "--subject", title,
+                             "--body", "ok", "--execute", env=env)  # fmt: skip
+    assert code == 0, err
+    draft_id = drafted["data"]["draft_id"]
+
+    async def work(client):
+        arguments = {"draft_id": draft_id, "confirm": True}
+        return [await client.call_tool("communications_draft_send", arguments),
+                await client.call_tool("communications_draft_send", arguments)]  # fmt: skip
+
+    first, second = (r.structured_content for r in session(root, work, env=env))
+    assert first["status"] == "ok" and first["data"]["status"] == "delivered" and first["run_key"]
+    assert second["data"]["already_sent"] is True and second["data"]["new"] is False
+    queue_empty(lab)
+    assert count_with(read_mailbox("sink", wait_for=title), title) == 1
