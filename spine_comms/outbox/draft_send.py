@@ -127,6 +127,8 @@ def _already_sent(ctx, settings, box, record: dict, existing: dict, result: Resu
     result.data.update(status=state, already_sent=True, message_id=existing["message_id"], to=existing["to"],
                        cc=existing["cc"], attempts=len(existing["attempts"]), new=False)  # fmt: skip
     detail = f"already sent ({state}, {len(existing['attempts'])} attempt(s)); nothing sent again"
+    if state in ("queued", "deferred", "attempting", "unknown"):
+        detail = f"already in the outbox ({state}); not sent again here: communications.outbox.flush delivers it"
     result.add(Check(id="draft.send.outcome", status=VERDICT.get(state, Status.WARN), subject=result.data["send_id"],
                      expected="delivered", actual=state, detail=detail))  # fmt: skip
     result.summary.append(f"{record['draft_id']}: already sent ({state}); nothing sent again")
