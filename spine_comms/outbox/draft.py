@@ -156,6 +156,11 @@ def mail_draft(
     }  # fmt: skip
     _append(ctx, settings, box, record, raw, now)
     save_record(settings, record)
+    where = f"{box.address} {record['folder']} (found by {record.get('folder_found_by')})"
+    result.add(Check(id="mail.draft.stored", status=Status.OK if record["uids"] else Status.WARN,
+                     subject=draft.draft_id, expected="in the drafts folder",
+                     detail=f"UID {', '.join(map(str, record['uids']))} in {where}" if record["uids"] else
+                     f"appended to {where}, but the server named no UID (no UIDPLUS)"))  # fmt: skip
     _enqueue(ctx, record, draft, result)
     save_record(settings, record)
     result.data.update(status=record["status"], folder=record["folder"], uids=record["uids"], item=record["item"],
