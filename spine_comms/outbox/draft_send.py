@@ -48,7 +48,7 @@ def draft_send(
     durable outbox exactly once, then remove it from Drafts. A second send of the same id sends nothing."""
     from spine_comms.outbox.attempt import Attempter
     from spine_comms.outbox.draft import load_record, save_record
-    from spine_comms.outbox.send import _attempt, _credentials_problem
+    from spine_comms.outbox.send import attempt_send, credentials_problem
     from spine_comms.outbox.settings import load_settings
     from spine_comms.outbox.store import OutboxStore, send_id_for
 
@@ -84,7 +84,7 @@ def draft_send(
         from spine_comms.outbox.compose import preview_headers
 
         result.data.update(status="dry-run", headers=preview_headers(out))
-        problem = _credentials_problem(attempter, box, endpoint)
+        problem = credentials_problem(attempter, box, endpoint)
         if problem:
             result.add(Check(id="draft.send.credentials", status=Status.WARN, detail=f"--yes would refuse: {problem}",
                              subject=endpoint.login))  # fmt: skip
@@ -106,7 +106,7 @@ def draft_send(
     result.data["new"] = bool(created)
     record.update(status="sent", send_id=send_id, sent_uid=uid, sent_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     save_record(settings, record)
-    result = _attempt(attempter, store, send_id, result)
+    result = attempt_send(attempter, store, send_id, result)
     if result.data.get("status") in KEEP_DRAFT_WHEN:
         result.add(Check(id="draft.send.removed", status=Status.WARN, subject=draft_id,
                          detail=f"the send is {result.data['status']}: the draft stays in {record['folder']} to be "
@@ -180,7 +180,7 @@ def _outgoing(raw: bytes, own: str, settings, now):
     from email.utils import format_datetime
 
     from spine_comms.outbox.compose import check_header, new_message_id, split_addresses
-    from spine_comms.outbox.send import _check_domains
+    from spine_comms.outbox.send import check_domains
 
     message = BytesParser(policy=SMTP).parsebytes(raw)
     senders = [a for _, a in getaddresses([str(v) for v in message.get_all("From", [])])]
@@ -194,7 +194,7 @@ def _outgoing(raw: bytes, own: str, settings, now):
     if not recipients["to"] and not recipients["cc"] and not recipients["bcc"]:
         raise UsageError("the draft has no recipients (To, Cc, Bcc): nothing was sent")
     everyone = list(dict.fromkeys(a.lower() for a in _all(recipients)))
-    _check_domains(settings.allowed_domains, everyone)
+    check_domains(settings.allowed_domains, everyone)
     if len(everyone) > settings.outbox.limits.max_recipients:
         raise UsageError(f"{len(everyone)} recipients: over limits.max_recipients")
     for name in HIDDEN_HEADERS:
@@ -209,10 +209,10 @@ def _outgoing(raw: bytes, own: str, settings, now):
 
 def _outbox_record(settings, box, record: dict, recipients: dict, message, send_id: str, now) -> dict:
     from spine_comms.outbox.compose import Draft
-    from spine_comms.outbox.send import _new_record
+    from spine_comms.outbox.send import new_record
 
     draft = Draft(sender=box.address, subject=str(message["Subject"] or ""), **recipients)
-    made = _new_record(settings, draft, box.id, send_id, f"draft:{record['draft_id']}", message["Message-ID"], now)
+    made = new_record(settings, draft, box.id, send_id, f"draft:{record['draft_id']}", message["Message-ID"], now)
     made["draft_id"] = record["draft_id"]
     return made
 

@@ -127,12 +127,12 @@ def mail_send(
         result.data["original"] = answered
     attempter = Attempter(ctx, settings, store)
     if dry_run:
-        return _dry_run(result, existing, raw, preview_headers, _credentials_problem(attempter, box, endpoint))
+        return _dry_run(result, existing, raw, preview_headers, credentials_problem(attempter, box, endpoint))
     # The password before the outbox entry: a send that cannot log in now must not wait in the outbox for a
     # later flush (with other credentials in its environment) to deliver it. SecretError: exit 2, nothing written.
     attempter.password(box.id, endpoint)
     if existing is None:
-        record = _new_record(settings, draft, box.id, send_id, the_key, message_id, now)
+        record = new_record(settings, draft, box.id, send_id, the_key, message_id, now)
         if store.create(record, raw):
             from spine_comms.outbox.delivery_log import append_events
 
@@ -140,7 +140,7 @@ def mail_send(
         result.data["new"] = True
     else:
         result.data["new"] = False
-    return _attempt(attempter, store, send_id, result)
+    return attempt_send(attempter, store, send_id, result)
 
 
 def compose(ctx, settings, box, *, to, cc, bcc, subject, body, body_file, html_file, attach, response,
@@ -172,13 +172,13 @@ def compose(ctx, settings, box, *, to, cc, bcc, subject, body, body_file, html_f
         answered = respond(ctx, settings, box, draft, response[0], response[1], folder=original_folder,
                            forward_as=forward_as, quote=quote, subject_given=bool(subject))  # fmt: skip
         check_header("Subject", draft.subject)
-    _check_domains(settings.allowed_domains, draft.recipients)
+    check_domains(settings.allowed_domains, draft.recipients)
     if len(draft.recipients) > limits.max_recipients:
         raise UsageError(f"{len(draft.recipients)} recipients: over limits.max_recipients ({limits.max_recipients})")
     return draft, answered
 
 
-def _credentials_problem(attempter, box, endpoint) -> str | None:
+def credentials_problem(attempter, box, endpoint) -> str | None:
     """Why --execute would refuse for want of a password (the dry run says so), or None."""
     from spine_comms.core.errors import SecretError
 
@@ -189,7 +189,7 @@ def _credentials_problem(attempter, box, endpoint) -> str | None:
     return None
 
 
-def _check_domains(allowed: list[str], addresses: list[str]) -> None:
+def check_domains(allowed: list[str], addresses: list[str]) -> None:
     if not allowed:
         raise UsageError("no allowed recipient domains: set pilot.send_test.allowed_recipient_domains in the stack "
                          "contract (or allowed_recipient_domains in the outbox contract)")  # fmt: skip
@@ -214,7 +214,7 @@ def _body(body: str | None, body_file: Path | None) -> str:
     return body or ""
 
 
-def _new_record(settings, draft, mailbox_id, send_id, key, message_id, now) -> dict:
+def new_record(settings, draft, mailbox_id, send_id, key, message_id, now) -> dict:
     from spine_comms.outbox.attempt import stamp
 
     return {
@@ -256,7 +256,7 @@ def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers,
     return result
 
 
-def _attempt(attempter, store, send_id: str, result: Result) -> Result:
+def attempt_send(attempter, store, send_id: str, result: Result) -> Result:
     with store.locked(send_id, wait=0.0) as held:
         record = store.load(send_id)
         if not held:
