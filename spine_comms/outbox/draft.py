@@ -203,24 +203,50 @@ def _append(ctx: RunContext, settings, box, record: dict, raw: bytes, now) -> No
 
 
 def _enqueue(ctx: RunContext, record: dict, draft, result: Result) -> None:
-    """The approval item, once per draft (its run id is the draft id)."""
+    """The approval item, once per draft, where the inbox contract's mailroom.via says items go (filesystem,
+    bridge or JetStream, as mailroom.enqueue does). Its run id is the draft id and its session the draft's
+    creation time, so a retry names the same item: the bridge rewrites it, JetStream keeps one, a file exists."""
     from spine_comms.core.errors import UsageError
-    from spine_comms.mailroom.filesystem import ItemExists, Mailroom, MailroomError
+    from spine_comms.endpoints.mailbox import load_inbox_contract
 
     if record.get("item"):
         result.add(Check(id="mail.draft.approval_item", status=Status.OK, detail="already enqueued",
                          subject=record["item"]))  # fmt: skip
         return
     text = render_approval_item(record, draft)
-    try:
-        written = Mailroom(ctx.mailroom.inbox).enqueue(text, slug=ITEM_SLUG, run_id=record["draft_id"])
-        record["item"] = str(written.path)
-    except ItemExists as exc:
-        record["item"] = str(exc.existing)
-    except (MailroomError, OSError) as exc:
-        raise UsageError(f"cannot write the approval item into {ctx.mailroom.inbox}: {exc}",
-                         hint="the draft is in Drafts; run again to enqueue its approval item") from None  # fmt: skip
-    result.add(Check(id="mail.draft.approval_item", status=Status.OK, detail=f"enqueued {record['item']}",
+    contract = load_inbox_contract(ctx, required=False)
+    via = contract.mailroom.via
+    session = "S" + record["created_at"].replace("-", "").replace(":", "").replace("T", "-").rstrip("Z")
+    if via == "bridge":
+        from spine_comms.mailroom.bridge import bridge_client, stored_by_bridge
+
+        client, _token = bridge_client(ctx, contract.mailroom.bridge)
+        try:
+            answer = client.enqueue(stored_by_bridge(text), slug=ITEM_SLUG, run_id=record["draft_id"],
+                                    session_id=session)  # fmt: skip
+        finally:
+            client.close()
+        record["item"] = answer["path"]
+    elif via == "jetstream":
+        from spine_comms.mailroom import jetstream_caps
+
+        published = jetstream_caps.enqueue(ctx, contract, text, slug=ITEM_SLUG, rid=record["draft_id"],
+                                           session=session)  # fmt: skip
+        record["item"] = published["path"]
+    else:
+        from spine_comms.mailroom.filesystem import ItemExists, Mailroom, MailroomError
+
+        try:
+            written = Mailroom(ctx.mailroom.inbox).enqueue(text, slug=ITEM_SLUG, run_id=record["draft_id"],
+                                                           session_id=session)  # fmt: skip
+            record["item"] = str(written.path)
+        except ItemExists as exc:
+            record["item"] = str(exc.existing)
+        except (MailroomError, OSError) as exc:
+            hint = "the draft is in Drafts; run again to enqueue its approval item"
+            raise UsageError(f"cannot write the approval item into {ctx.mailroom.inbox}: {exc}", hint=hint) from None
+    record["item_via"] = via
+    result.add(Check(id="mail.draft.approval_item", status=Status.OK, detail=f"enqueued via {via}: {record['item']}",
                      subject=record["draft_id"]))  # fmt: skip
 
 

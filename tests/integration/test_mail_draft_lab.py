@@ -152,3 +152,26 @@ def test_a_reply_drafted_for_approval_keeps_its_threading(lab, tmp_path, read_ma
     raw = next(m for m in read_mailbox("sink", wait_for=f"Re: question {tag}") if f"Re: question {tag}".encode() in m)
     got = message_from_bytes(raw, policy=default)
     assert got["In-Reply-To"] == mid and got["References"] == mid
+
+
+def test_the_approval_item_goes_where_the_inbox_contract_sends_items(lab, tmp_path):
+    from tests.mailroom_bridge_fake import FakeBridge
+
+    token = "bridge-token-draft-sentinel"
+    (tmp_path / "token").write_text(token + "\n")
+    root, env = own_root(lab, tmp_path)
+    far = tmp_path / "bridge-side"
+    with FakeBridge(far / "inbox", far / "outbox", far / "state", token) as bridge:
+        (root / "bindings" / "communications.inbox.contract.yaml").write_text(
+            "version: 1\nmailboxes:\n  - id: ops\n"
+            f"mailroom:\n  via: bridge\n  bridge:\n    url: {bridge.url}\n    token_ref: file:{tmp_path / 'token'}\n"
+        )
+        title = f"bridged {uuid.uuid4().hex[:10]}"
+        _, _, data = _draft(lab, tmp_path, title, root=root, env=env)
+        (item,) = (far / "inbox" / "queued").glob("*.md")
+        assert data["item"] == str(item) and item.name.endswith(f"__draft_approval__{data['draft_id']}.md")
+        assert f"--id {data['draft_id']} --yes" in item.read_text()
+        assert not (tmp_path / "mailroom" / "inbox" / "queued").exists()  # nothing on the local filesystem
+        posts = [r for r in bridge.requests if r["method"] == "POST"]
+        _, _, again = _draft(lab, tmp_path, title, root=root, env=env)
+        assert again["new"] is False and len([r for r in bridge.requests if r["method"] == "POST"]) == len(posts) == 1
