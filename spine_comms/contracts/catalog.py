@@ -19,6 +19,7 @@ def contract_models() -> dict[str, type]:
     from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
     from spine_comms.contracts.loop_evidence import LOOP_EVIDENCE_CONTRACT, LoopEvidenceContract
     from spine_comms.contracts.mailauth import MAILAUTH_CONTRACT, MailAuthContract
+    from spine_comms.contracts.mcp import MCP_CONTRACT, McpContract
     from spine_comms.contracts.outbox import OUTBOX_CONTRACT, OutboxContract
     from spine_comms.contracts.sieve import SIEVE_CONTRACT, SieveContract
     from spine_comms.contracts.stack import STACK_CONTRACT, StackContract
@@ -32,6 +33,7 @@ def contract_models() -> dict[str, type]:
         INBOX_CONTRACT: InboxContract,
         SIEVE_CONTRACT: SieveContract,
         OUTBOX_CONTRACT: OutboxContract,
+        MCP_CONTRACT: McpContract,
         VERIFY_CONTRACT: VerifyContract,
         LOOP_EVIDENCE_CONTRACT: LoopEvidenceContract,
     }
@@ -51,6 +53,7 @@ READERS: dict[str, tuple[str, ...]] = {
         "communications.mail.send", "communications.outbox.flush", "sieve.status", "sieve.apply",
         "contract.endpoints.sync", "stalwart.status", "calendar.caldav.status", "contacts.carddav.status",
         "communications.mail.search", "communications.thread.show", "communications.doctor",
+        "communications.mail.draft", "communications.draft.send",
     ),
     "communications.mailauth.contract.yaml": (
         "dns.mail.status", "dkim.check", "dmarc.check", "dkim.keygen", "mail.auth.probe", "stalwart.status",
@@ -66,16 +69,18 @@ READERS: dict[str, tuple[str, ...]] = {
     "communications.inbox.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
         "mailroom.enqueue", "mailroom.status", "communications.mail.search", "communications.thread.show",
-        "communications.inbox.senders", "communications.doctor",
+        "communications.inbox.senders", "communications.doctor", "communications.mail.draft",
     ),
     "mailroom.runtime.contract.yaml": (
         "communications.inbox.poll", "communications.inbox.watch", "communications.inbox.health",
         "mailroom.enqueue", "mailroom.status", "communications.mail.send", "communications.outbox.flush",
-        "communications.outbox.status", "calendar.sync.execute",
+        "communications.outbox.status", "calendar.sync.execute", "communications.mail.draft",
+        "communications.draft.send",
     ),
     "communications.sieve.contract.yaml": ("sieve.status", "sieve.apply"),
     "communications.outbox.contract.yaml": (
         "communications.mail.send", "communications.outbox.flush", "communications.outbox.status",
+        "communications.mail.draft", "communications.draft.send",
     ),
     "verify.gates.yaml": ("verify.core.run", "verify.pack.run"),
     "loop.evidence.contract.yaml": ("loop.evidence",),

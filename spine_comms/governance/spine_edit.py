@@ -122,7 +122,9 @@ def write(edits: Edits, plans: list[CapPlan], written: list[str]) -> list[str]:
         if plan.action in WRITES and _text(path) != plan.shim_text:
             write_atomic(path, plan.shim_text, 0o755)
             written.append(plan.shim_path)
-    for rel in (REGISTRY, MAP, MANIFEST):
+    # Then what spine.install --mcp plans (governance/spine_mcp.py: the agent registry, .mcp.json).
+    others = [rel for rel in edits.docs if rel not in (REGISTRY, MAP, MANIFEST)]
+    for rel in (REGISTRY, MAP, MANIFEST, *others):
         if rel in edits.changed():
             edits.docs[rel].save(edits.root / rel)
             written.append(rel)

@@ -29,7 +29,7 @@ from spine_comms.core.context import RunContext
 from spine_comms.core.errors import CouldNotEvaluate, SpineCommsError, UsageError
 from spine_comms.core.registry_rules import RegistryFiles, RuleOutcome, d63, d67, d279, spine_lines
 from spine_comms.core.result import Check, Result, Status
-from spine_comms.governance import spine_edit
+from spine_comms.governance import spine_edit, spine_mcp
 from spine_comms.governance.registry_parity import cli_commands, merge_base_capabilities, read_spine
 from spine_comms.governance.spine_entries import CapPlan, plan_capability
 
@@ -49,6 +49,12 @@ ForceOpt = Annotated[
     typer.Option("--force", metavar="ID", help="Take over this id although the spine registers it to its own script "
                  "(repeatable). The old script stays on disk; the entry then runs spine-comms."),
 ]  # fmt: skip
+McpOpt = Annotated[
+    bool,
+    typer.Option("--mcp", help="Also register `spine-comms mcp serve` as the spine's communications-agent: its "
+                 "entry in ops/bindings/agents.registry.yaml (mcp_type gateway, runtime_bindings, mcp_tools with a "
+                 "safety each) and its server in .mcp.json."),
+]  # fmt: skip
 ExecutableOpt = Annotated[
     Path | None,
     typer.Option("--executable", metavar="PATH", help="The spine-comms the shims run (default: the one running "
@@ -64,11 +70,13 @@ def spine_install(
     only: OnlyOpt = None,
     force: ForceOpt = None,
     executable: ExecutableOpt = None,
+    mcp: McpOpt = False,
 ) -> Result:
     """Register spine-comms' capabilities in a spine checkout: a shim per capability under
     ops/plugins/communications/bin/, entries in ops/capabilities.yaml, ops/bindings/capability_map.yaml and
     ops/plugins/MANIFEST.yaml, edited round-trip. Dry run with the diff by default; --execute --yes writes;
-    a second run changes nothing. Ids the spine registers to its own scripts are left alone unless --force."""
+    a second run changes nothing. Ids the spine registers to its own scripts are left alone unless --force.
+    With --mcp, also registers the MCP server (agents.registry.yaml, .mcp.json)."""
     if spine_root is None:
         raise UsageError("--spine-root DIR is required: the spine checkout to install into")
     execute = not dry_run  # decided by the runner, which also asked for approval
@@ -84,6 +92,7 @@ def spine_install(
         mapped = edits.docs[spine_edit.MAP].data.get("capabilities") or {}
         plans = [plan_capability(s, caps, mapped, root, binary, s.id in set(force or [])) for s in specs]
         spine_edit.apply(edits, plans, ctx.clock().astimezone().date().isoformat())
+        registered = spine_mcp.apply(edits, root, binary) if mcp else None
         diff = edits.diff()
         written: list[str] = []
         write_error = _write(edits, plans, written) if execute else None
@@ -120,11 +129,27 @@ def spine_install(
         "diff": diff,
         "parity": spine_lines(outcomes, _files_for_lines(root)),
     }
+    if registered is not None:
+        result.data["mcp"] = registered
+        _report_mcp(result, registered, edits, execute)
     if not execute:
         result.summary += diff + [f"new or changed shim: {s}" for s in new_shims]
         if diff or new_shims:
             result.summary.append("run again with --execute --yes to write these changes")
     return result
+
+
+def _report_mcp(result: Result, registered: dict, edits: spine_edit.Edits, execute: bool) -> None:
+    pending = [rel for rel in (spine_mcp.AGENTS, spine_mcp.MCP_JSON) if rel in edits.changed()]
+    name, count = registered["server_name"], len(registered["tools"])
+    if not pending:
+        detail, status = f"{name} already registered with its {count} tools", Status.OK
+    elif execute:
+        detail, status = f"{registered['server_name']} registered in {', '.join(pending)}", Status.OK
+    else:
+        detail, status = f"would register {registered['server_name']} in {', '.join(pending)} (dry run)", Status.WARN
+    result.add(Check(id="install.mcp", status=status, detail=detail, subject=registered["server_name"],
+                     expected="registered", actual=pending))  # fmt: skip
 
 
 def _plan_dict(plan: CapPlan) -> dict:

@@ -37,12 +37,21 @@ def _fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-def _tools(allow: list[str], deny: list[str]):
+def _tools(allow: list[str], deny: list[str], root=None):
+    """The tools the contract (when the root has one) allows, narrowed by --allow/--deny."""
+    from spine_comms.contracts.mcp import MCP_CONTRACT
     from spine_comms.core.registry import load_registry
     from spine_comms.groups import option_spec
     from spine_comms.mcp.tools import exposed, make_tool
 
-    chosen, problems = exposed(list(load_registry().capabilities.values()), allow, deny)
+    specs = list(load_registry().capabilities.values())
+    contract = _contract(root) if root is not None else None
+    problems: list[str] = []
+    if contract is not None:
+        specs, found = exposed(specs, contract.mcp.allow, contract.mcp.deny)
+        problems += [f"{MCP_CONTRACT}: {line.removeprefix('--')}" for line in found]
+    chosen, found = exposed(specs, allow, deny, destructive_chosen=contract is not None)
+    problems += found
     if problems:
         for line in problems:
             print(f"spine-comms: {line}", file=sys.stderr)
@@ -51,21 +60,47 @@ def _tools(allow: list[str], deny: list[str]):
     return {t.name: t for t in tools}
 
 
-def _root(ctx: typer.Context, root: str | None) -> Path:
+def _contract(root):
+    """The root's communications.mcp.contract.yaml, or None; an invalid one is exit 2, one line per problem."""
+    from spine_comms.contracts.mcp import MCP_CONTRACT, McpContract
+    from spine_comms.core.contracts import Contracts
+
+    contracts = Contracts(root)
+    if not contracts.exists(MCP_CONTRACT):
+        return None
+    try:
+        return contracts.load(MCP_CONTRACT, McpContract)
+    except SpineCommsError as exc:
+        for problem in exc.problems or []:
+            print(f"spine-comms: {problem}", file=sys.stderr)
+        raise _fail(exc.message, exc.exit_code) from None
+
+
+def _root(ctx: typer.Context, root: str | None, *, optional: bool = False):
+    """The root; with `optional`, None when none was named and the working directory is not one (a listing
+    without a root shows the registry's tools, with no contract to bound them)."""
+    import os
+
     from spine_comms.core.options import GlobalOptions
-    from spine_comms.core.root import find_root
+    from spine_comms.core.root import find_root, looks_like_root
 
     parent = ctx.find_root().obj if isinstance(ctx.find_root().obj, GlobalOptions) else GlobalOptions()
+    named = root or parent.root or os.environ.get("SPINE_ROOT")
+    if optional and not named and not looks_like_root(Path.cwd()):
+        return None
     try:
-        return find_root(root or parent.root).path
+        return find_root(named)
     except SpineCommsError as exc:
         raise _fail(exc.message, exc.exit_code) from None
 
 
 @mcp_app.command("tools")
-def tools_command(allow: AllowOpt = None, deny: DenyOpt = None, json_flag: JsonOpt = False) -> None:
-    """List the tools `mcp serve` would expose with these --allow/--deny, with their input schemas (--json)."""
-    tools = _tools(allow or [], deny or [])
+def tools_command(
+    ctx: typer.Context, root: RootOpt = None, allow: AllowOpt = None, deny: DenyOpt = None, json_flag: JsonOpt = False
+) -> None:
+    """List the tools `mcp serve` would expose (the root's communications.mcp.contract.yaml, narrowed by
+    --allow/--deny), with their input schemas (--json)."""
+    tools = _tools(allow or [], deny or [], _root(ctx, root, optional=True))
     if json_flag:
         rows = [{"name": t.name, "capability": t.capability, "safety": t.safety, "approval": t.approval,
                  "description": t.description, "input_schema": t.input_schema} for t in tools.values()]  # fmt: skip
@@ -94,9 +129,11 @@ def serve_command(
 
     Every call runs the capability as `spine-comms <id> --root R --json` does and returns its
     envelope (with the receipt's run_key). Manual-approval tools are refused without confirm=true;
-    destructive ones are exposed only when named in --allow."""
-    base = _root(ctx, root)
-    tools = _tools(allow or [], deny or [])
+    destructive ones are exposed only when named in --allow. The root's communications.mcp.contract.yaml,
+    when there is one, bounds the tools; --allow and --deny narrow them further."""
+    found = _root(ctx, root)
+    base = found.path
+    tools = _tools(allow or [], deny or [], found)
     try:
         from spine_comms.mcp.server import build_server, serve_http, serve_stdio
 

@@ -9,9 +9,9 @@ mapping is tested without the SDK.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
+from spine_comms.contracts.mcp import exposed, tool_name  # noqa: F401 (the exposure rules are the contract's)
 from spine_comms.core.registry import CapabilitySpec
 
 # The runner's approval flag is `--yes`; to an agent it is the spine gateway's `confirm`.
@@ -43,11 +43,6 @@ class Tool:
     def needs_confirm(self) -> bool:
         """Mutating with manual (or operator) approval: refused unless the call says confirm=true."""
         return self.safety != "read-only" and self.approval != "auto"
-
-
-def tool_name(cap_id: str) -> str:
-    """The spine's spelling of a capability as an MCP tool: dots become underscores."""
-    return cap_id.replace(".", "_")
 
 
 def _argument(option: dict[str, Any]) -> str:
@@ -103,31 +98,6 @@ def describe(spec: CapabilitySpec) -> str:
 def make_tool(spec: CapabilitySpec, options: list[dict[str, Any]]) -> Tool:
     return Tool(tool_name(spec.id), spec.id, describe(spec), spec.safety, spec.approval, options,
                 input_schema(spec, options))  # fmt: skip
-
-
-def _matches(spec: CapabilitySpec, pattern: str) -> bool:
-    return fnmatchcase(spec.id, pattern) or fnmatchcase(tool_name(spec.id), pattern)
-
-
-def exposed(specs: list[CapabilitySpec], allow: list[str], deny: list[str]) -> tuple[list[CapabilitySpec], list[str]]:
-    """The capabilities an agent sees, and one problem per allow/deny entry that names nothing.
-
-    Without --allow every capability that is not destructive; with it, those it matches (a
-    capability id or tool name, `*` globs). A destructive capability is exposed only when an
-    allow entry names it exactly, never through a glob. --deny wins over --allow."""
-    problems = [f"--{flag} {p!r} matches no capability" for flag, patterns in (("allow", allow), ("deny", deny))
-                for p in patterns if not any(_matches(s, p) for s in specs)]  # fmt: skip
-    chosen = []
-    for spec in specs:
-        named = any(p in (spec.id, tool_name(spec.id)) for p in allow)
-        if spec.safety == "destructive" and not named:
-            continue
-        if allow and not any(_matches(spec, p) for p in allow):
-            continue
-        if any(_matches(spec, p) for p in deny):
-            continue
-        chosen.append(spec)
-    return chosen, problems
 
 
 def _check(tool: Tool, arguments: dict[str, Any]) -> None:

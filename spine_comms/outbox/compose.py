@@ -27,7 +27,9 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from spine_comms.core.errors import UsageError
+from spine_comms.mail.reply_forward import MAX_REFERENCES, references_for
 
+DRAFT_HEADER = "X-Spine-Draft-Id"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")  # TAB is legal in a header value
 # dot-atom-text "@" (dot-atom-text / no-fold-literal), in angle brackets: the msg-id of RFC 5322 §3.6.4.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -47,6 +49,8 @@ class Draft:
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (name, mime type, bytes)
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
+    forwarded: bytes | None = None  # a forwarded message, attached whole as message/rfc822
+    draft_id: str | None = None  # a draft for approval (outbox/draft.py): found again in Drafts by this header
     agent: str = "communications.mail.send"
 
     @property
@@ -109,6 +113,9 @@ def idempotency_key(draft: Draft) -> str:
         "html": draft.html, "attachments": [[n, hashlib.sha256(d).hexdigest()] for n, _, d in draft.attachments],
         "in_reply_to": draft.in_reply_to,
     }  # fmt: skip
+    if draft.forwarded is not None:  # only then: the keys of plain sends stay what they were
+        material["forwarded"] = hashlib.sha256(draft.forwarded).hexdigest()
+        material["references"] = draft.references
     return "auto-" + hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -116,8 +123,9 @@ def new_message_id(domain: str, now: datetime) -> str:
     return f"<{now:%Y%m%d%H%M%S}.{secrets.token_hex(10)}@{domain}>"
 
 
-def build(draft: Draft, *, message_id: str, now: datetime) -> bytes:
-    """The message as submitted, CRLF line ends (email.policy.SMTP)."""
+def build(draft: Draft, *, message_id: str, now: datetime, bcc_header: bool = False) -> bytes:
+    """The message as submitted, CRLF line ends (email.policy.SMTP). With bcc_header (a draft kept in the
+    Drafts folder, as mail clients keep them) the Bcc recipients are written too; a send never writes them."""
     check_header("Subject", draft.subject)
     check_header("X-Spine-Agent", draft.agent)
     check_message_id("Message-ID", message_id)
@@ -130,19 +138,29 @@ def build(draft: Draft, *, message_id: str, now: datetime) -> bytes:
     msg["To"] = ", ".join(draft.to)
     if draft.cc:
         msg["Cc"] = ", ".join(draft.cc)
+    if draft.bcc and bcc_header:
+        msg["Bcc"] = ", ".join(draft.bcc)
     msg["Subject"] = draft.subject
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     if draft.in_reply_to:
         msg["In-Reply-To"] = draft.in_reply_to
-        msg["References"] = " ".join([*references, draft.in_reply_to][-20:])
+        references = references_for(draft.in_reply_to, references, None)
+    if references:  # a reply's chain, or a forward's (which threads in the sender's client, with no In-Reply-To)
+        msg["References"] = " ".join(references[:MAX_REFERENCES])
     msg["X-Spine-Agent"] = draft.agent
+    if draft.draft_id is not None:
+        msg[DRAFT_HEADER] = check_header(DRAFT_HEADER, draft.draft_id)
     msg.set_content(draft.text if draft.text.endswith("\n") else draft.text + "\n")
     if draft.html is not None:
         msg.add_alternative(draft.html, subtype="html")
     for name, mime, data in draft.attachments:
         maintype, _, subtype = mime.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    if draft.forwarded is not None:
+        from email.parser import BytesParser
+
+        msg.add_attachment(BytesParser(policy=SMTP).parsebytes(draft.forwarded), filename="forwarded-message.eml")
     raw = msg.as_bytes()
     _read_back(msg, raw)
     return raw

@@ -20,8 +20,16 @@ from spine_comms.core.capability import capability
 from spine_comms.core.context import RunContext
 from spine_comms.core.errors import UsageError
 from spine_comms.core.result import Check, Result, Status
-
-AddressOpt = Annotated[list[str] | None, typer.Option(metavar="ADDRESS", show_default=False)]
+from spine_comms.outbox.respond import (
+    ForwardAs,
+    ForwardAsOpt,
+    ForwardOpt,
+    OriginalFolderOpt,
+    QuoteOpt,
+    ReplyAllOpt,
+    ReplyOpt,
+    chosen,
+)
 
 # Record states -> the check's status (and so the exit code).
 VERDICT = {
@@ -31,76 +39,74 @@ VERDICT = {
 }  # fmt: skip
 
 
+ToOpt = Annotated[list[str] | None, typer.Option("--to", metavar="ADDRESS", help="A recipient; repeat the option "
+                  "or give a comma list. Its domain must be allowed (stack contract pilot.send_test."
+                  "allowed_recipient_domains).")]  # fmt: skip
+SubjectOpt = Annotated[str, typer.Option("--subject", help="The subject (one line). With --reply or --forward: "
+                       "`Re:`/`Fwd:` and the original's, unless given.")]  # fmt: skip
+BodyOpt = Annotated[str | None, typer.Option("--body", help="The text body.")]
+BodyFileOpt = Annotated[Path | None, typer.Option("--body-file", metavar="FILE", help="Read the text body from "
+                        "FILE (UTF-8).")]  # fmt: skip
+FromOpt = Annotated[str, typer.Option("--from", metavar="MAILBOX", help="The stack mailbox that sends and logs "
+                    "in: ops, alerts or noreply (mailbox ids of the stack contract).")]  # fmt: skip
+CcOpt = Annotated[list[str] | None, typer.Option("--cc", metavar="ADDRESS", help="A Cc recipient (repeatable, or "
+                  "a comma list).")]  # fmt: skip
+BccOpt = Annotated[list[str] | None, typer.Option("--bcc", metavar="ADDRESS", help="A Bcc recipient: in the "
+                   "envelope only, never in the headers.")]  # fmt: skip
+AttachOpt = Annotated[list[Path] | None, typer.Option("--attach", metavar="FILE", help="Attach FILE (repeatable; "
+                      "MIME type from the name; limits.max_attachment_bytes each).")]  # fmt: skip
+HtmlFileOpt = Annotated[Path | None, typer.Option("--html-file", metavar="FILE", help="An HTML version, sent with "
+                        "the text as multipart/alternative.")]  # fmt: skip
+InReplyToOpt = Annotated[str | None, typer.Option("--in-reply-to", metavar="MESSAGE-ID", help="Reply to this "
+                         "stored inbound message: In-Reply-To and References are set so it threads.")]  # fmt: skip
+
+
 @capability("communications.mail.send", safety="mutating", approval="auto")
 def mail_send(
     ctx: RunContext,
-    to: Annotated[list[str] | None, typer.Option("--to", metavar="ADDRESS", help="A recipient; repeat the option "
-                  "or give a comma list. Its domain must be allowed (stack contract pilot.send_test."
-                  "allowed_recipient_domains).")] = None,
-    subject: Annotated[str, typer.Option("--subject", help="The subject (one line).")] = "",
-    body: Annotated[str | None, typer.Option("--body", help="The text body.")] = None,
-    body_file: Annotated[Path | None, typer.Option("--body-file", metavar="FILE", help="Read the text body from "
-                         "FILE (UTF-8).")] = None,
-    sender: Annotated[str, typer.Option("--from", metavar="MAILBOX", help="The stack mailbox that sends and logs "
-                      "in: ops, alerts or noreply (mailbox ids of the stack contract).")] = "ops",
-    cc: Annotated[list[str] | None, typer.Option("--cc", metavar="ADDRESS", help="A Cc recipient (repeatable, or "
-                  "a comma list).")] = None,
-    bcc: Annotated[list[str] | None, typer.Option("--bcc", metavar="ADDRESS", help="A Bcc recipient: in the "
-                   "envelope only, never in the headers.")] = None,
-    attach: Annotated[list[Path] | None, typer.Option("--attach", metavar="FILE", help="Attach FILE (repeatable; "
-                      "MIME type from the name; limits.max_attachment_bytes each).")] = None,
-    html_file: Annotated[Path | None, typer.Option("--html-file", metavar="FILE", help="An HTML version, sent with "
-                         "the text as multipart/alternative.")] = None,
-    in_reply_to: Annotated[str | None, typer.Option("--in-reply-to", metavar="MESSAGE-ID", help="Reply to this "
-                           "stored inbound message: In-Reply-To and References are set so it threads.")] = None,
+    to: ToOpt = None,
+    subject: SubjectOpt = "",
+    body: BodyOpt = None,
+    body_file: BodyFileOpt = None,
+    sender: FromOpt = "ops",
+    cc: CcOpt = None,
+    bcc: BccOpt = None,
+    attach: AttachOpt = None,
+    html_file: HtmlFileOpt = None,
+    in_reply_to: InReplyToOpt = None,
+    reply: ReplyOpt = None,
+    reply_all: ReplyAllOpt = None,
+    forward: ForwardOpt = None,
+    original_folder: OriginalFolderOpt = "INBOX",
+    forward_as: ForwardAsOpt = ForwardAs.attachment,
+    quote: QuoteOpt = False,
     key: Annotated[str | None, typer.Option("--idempotency-key", metavar="KEY", help="Sends with the same key are "
                    "one send. Default: derived from sender, recipients, subject, bodies and attachments.")] = None,
     dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:  # fmt: skip
     """Send a mail as a stack mailbox through the durable outbox (a dry run unless --execute).
+    Reply, reply-all or forward a received message with --reply, --reply-all or --forward.
     Refused before anything is written: recipients outside the allowed domains, CR/LF in a header
-    value, oversize attachments, an unknown --in-reply-to, a password that cannot be resolved.
-    Delivered: exit 0; waiting for a retry or unknown: warn; refused by the server (5xx): fail, exit 1;
-    login refused: error, exit 3."""
+    value, oversize attachments, an unknown --in-reply-to or --reply message, a password that cannot
+    be resolved. Delivered: exit 0; waiting for a retry or unknown: warn; refused by the server (5xx):
+    fail, exit 1; login refused: error, exit 3."""
     from spine_comms.outbox.attempt import Attempter
-    from spine_comms.outbox.compose import (
-        Draft,
-        build,
-        check_header,
-        idempotency_key,
-        new_message_id,
-        preview_headers,
-        read_attachment,
-        split_addresses,
-    )
+    from spine_comms.outbox.compose import build, check_header, idempotency_key, new_message_id, preview_headers
     from spine_comms.outbox.settings import load_settings
     from spine_comms.outbox.store import OutboxStore, send_id_for
 
     settings = load_settings(ctx)
     box = settings.mailbox(sender)
-    recipients = {"to": split_addresses(to, "--to"), "cc": split_addresses(cc, "--cc"),
-                  "bcc": split_addresses(bcc, "--bcc")}  # fmt: skip
-    if not recipients["to"]:
-        raise UsageError("--to: at least one recipient is needed")
-    check_header("--subject", subject)
+    response = chosen(in_reply_to, reply, reply_all, forward)
+    draft, answered = compose(ctx, settings, box, to=to, cc=cc, bcc=bcc, subject=subject, body=body,
+                              body_file=body_file, html_file=html_file, attach=attach, response=response,
+                              original_folder=original_folder, forward_as=forward_as, quote=quote)  # fmt: skip
     if key is not None:
         check_header("--idempotency-key", key)
         if not key.strip() or len(key) > 500:
             raise UsageError("--idempotency-key: give 1 to 500 characters")
-    _check_domains(settings.allowed_domains, [a for group in recipients.values() for a in group])
-    text = _body(body, body_file)
     limits = settings.outbox.limits
-    draft = Draft(sender=box.address, subject=subject, text=text, agent=settings.outbox.agent, **recipients)
-    if len(draft.recipients) > limits.max_recipients:
-        raise UsageError(f"{len(draft.recipients)} recipients: over limits.max_recipients ({limits.max_recipients})")
-    if html_file is not None:
-        draft.html = _read_text(html_file, "--html-file")
-    draft.attachments = [read_attachment(str(p), limits.max_attachment_bytes) for p in attach or []]
-    if in_reply_to:
-        from spine_comms.outbox.thread import find_inbound
-
-        original = find_inbound(ctx, in_reply_to)
-        draft.in_reply_to, draft.references = original["message_id"], original["references"]
+    recipients = {"to": draft.to, "cc": draft.cc, "bcc": draft.bcc}
     the_key = key or idempotency_key(draft)
     send_id = send_id_for(the_key)
     store = OutboxStore(settings.state)
@@ -113,18 +119,20 @@ def mail_send(
         raise UsageError(f"the message is {len(raw)} bytes, over limits.max_message_bytes ({limits.max_message_bytes})")
     result = Result(data={
         "from": box.address, "to": recipients["to"], "cc": recipients["cc"], "bcc": recipients["bcc"],
-        "subject": subject, "message_id": message_id, "smtp_host": endpoint.host, "smtp_port": endpoint.port,
+        "subject": draft.subject, "message_id": message_id, "smtp_host": endpoint.host, "smtp_port": endpoint.port,
         "submission": endpoint.where(), "login": endpoint.login, "send_id": send_id, "idempotency_key": the_key,
         "size": len(raw), "outbox": str(store.root), "delivery_log": str(settings.delivery_log),
     })  # fmt: skip
+    if answered:
+        result.data["original"] = answered
     attempter = Attempter(ctx, settings, store)
     if dry_run:
-        return _dry_run(result, existing, raw, preview_headers, _credentials_problem(attempter, box, endpoint))
+        return _dry_run(result, existing, raw, preview_headers, credentials_problem(attempter, box, endpoint))
     # The password before the outbox entry: a send that cannot log in now must not wait in the outbox for a
     # later flush (with other credentials in its environment) to deliver it. SecretError: exit 2, nothing written.
     attempter.password(box.id, endpoint)
     if existing is None:
-        record = _new_record(settings, draft, box.id, send_id, the_key, message_id, now)
+        record = new_record(settings, draft, box.id, send_id, the_key, message_id, now)
         if store.create(record, raw):
             from spine_comms.outbox.delivery_log import append_events
 
@@ -132,10 +140,45 @@ def mail_send(
         result.data["new"] = True
     else:
         result.data["new"] = False
-    return _attempt(attempter, store, send_id, result)
+    return attempt_send(attempter, store, send_id, result)
 
 
-def _credentials_problem(attempter, box, endpoint) -> str | None:
+def compose(ctx, settings, box, *, to, cc, bcc, subject, body, body_file, html_file, attach, response,
+            original_folder, forward_as, quote, agent: str | None = None):  # fmt: skip
+    """The Draft the options describe (a reply or forward filled in from the original), every value checked,
+    and what the original was (None without --reply/--reply-all/--forward)."""
+    from spine_comms.outbox.compose import Draft, check_header, read_attachment, split_addresses
+
+    recipients = {"to": split_addresses(to, "--to"), "cc": split_addresses(cc, "--cc"),
+                  "bcc": split_addresses(bcc, "--bcc")}  # fmt: skip
+    if not recipients["to"] and (response is None or response[0] in ("in-reply-to", "forward")):
+        raise UsageError("--to: at least one recipient is needed")
+    check_header("--subject", subject)
+    text = _body(body, body_file)
+    limits = settings.outbox.limits
+    draft = Draft(sender=box.address, subject=subject, text=text, agent=agent or settings.outbox.agent, **recipients)
+    if html_file is not None:
+        draft.html = _read_text(html_file, "--html-file")
+    draft.attachments = [read_attachment(str(p), limits.max_attachment_bytes) for p in attach or []]
+    answered = None
+    if response is not None and response[0] == "in-reply-to":
+        from spine_comms.outbox.thread import find_inbound
+
+        original = find_inbound(ctx, response[1])
+        draft.in_reply_to, draft.references = original["message_id"], original["references"]
+    elif response is not None:
+        from spine_comms.outbox.respond import respond
+
+        answered = respond(ctx, settings, box, draft, response[0], response[1], folder=original_folder,
+                           forward_as=forward_as, quote=quote, subject_given=bool(subject))  # fmt: skip
+        check_header("Subject", draft.subject)
+    check_domains(settings.allowed_domains, draft.recipients)
+    if len(draft.recipients) > limits.max_recipients:
+        raise UsageError(f"{len(draft.recipients)} recipients: over limits.max_recipients ({limits.max_recipients})")
+    return draft, answered
+
+
+def credentials_problem(attempter, box, endpoint) -> str | None:
     """Why --execute would refuse for want of a password (the dry run says so), or None."""
     from spine_comms.core.errors import SecretError
 
@@ -146,7 +189,7 @@ def _credentials_problem(attempter, box, endpoint) -> str | None:
     return None
 
 
-def _check_domains(allowed: list[str], addresses: list[str]) -> None:
+def check_domains(allowed: list[str], addresses: list[str]) -> None:
     if not allowed:
         raise UsageError("no allowed recipient domains: set pilot.send_test.allowed_recipient_domains in the stack "
                          "contract (or allowed_recipient_domains in the outbox contract)")  # fmt: skip
@@ -171,7 +214,7 @@ def _body(body: str | None, body_file: Path | None) -> str:
     return body or ""
 
 
-def _new_record(settings, draft, mailbox_id, send_id, key, message_id, now) -> dict:
+def new_record(settings, draft, mailbox_id, send_id, key, message_id, now) -> dict:
     from spine_comms.outbox.attempt import stamp
 
     return {
@@ -213,7 +256,7 @@ def _dry_run(result: Result, existing: dict | None, raw: bytes, preview_headers,
     return result
 
 
-def _attempt(attempter, store, send_id: str, result: Result) -> Result:
+def attempt_send(attempter, store, send_id: str, result: Result) -> Result:
     with store.locked(send_id, wait=0.0) as held:
         record = store.load(send_id)
         if not held:

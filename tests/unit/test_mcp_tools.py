@@ -139,3 +139,36 @@ def test_the_runners_safety_flags_as_cap_show_lists_them_become_execute_dry_run_
                                                         "confirm": "boolean"}  # fmt: skip
     assert command_arguments(made, {"execute": True, "confirm": True}) == ["--execute", "--yes"]
     assert command_arguments(made, {"dry_run": True}) == ["--dry-run"]
+
+
+def _mcp_contract(tmp_path, text: str):
+    (tmp_path / "bindings").mkdir(exist_ok=True)
+    (tmp_path / "bindings" / "communications.mcp.contract.yaml").write_text(text)
+    return str(tmp_path)
+
+
+def test_the_mcp_contract_bounds_the_tools_and_the_command_line_only_narrows(cli, tmp_path):
+    root = _mcp_contract(tmp_path, 'version: 1\nmcp:\n  allow: ["communications.*", gaps_close]\n'
+                                   "  deny: [communications.draft.send]\n")  # fmt: skip
+    names = lambda done: {t["name"] for t in done.json()["tools"]}  # noqa: E731
+    bounded = cli("mcp", "tools", "--root", root, "--json")
+    assert bounded.exit_code == 0, bounded.stderr
+    got = names(bounded)
+    assert "communications_mail_draft" in got and "gaps_close" in got  # destructive: named exactly in the contract
+    assert "communications_draft_send" not in got and not any(n.startswith(("calendar_", "gaps_l")) for n in got)
+    narrowed = names(cli("mcp", "tools", "--root", root, "--json", "--allow", "communications.mail.*", "--deny",
+                         "*send"))  # fmt: skip
+    assert narrowed == {"communications_mail_search", "communications_mail_draft"}
+    # The command line cannot widen the contract: what it denies is not there to allow.
+    widen = cli("mcp", "tools", "--root", root, "--json", "--allow", "communications.draft.*")
+    assert widen.exit_code == 2 and "--allow 'communications.draft.*' matches no capability" in widen.stderr
+
+
+def test_an_invalid_mcp_contract_is_exit_2_with_file_and_line(cli, tmp_path):
+    root = _mcp_contract(tmp_path, "version: 1\nmcp:\n  alow: [x]\n  deny: ['a b']\n")
+    done = cli("mcp", "tools", "--root", root)
+    assert done.exit_code == 2 and "communications.mcp.contract.yaml:3" in done.stderr and "allow" in done.stderr
+    assert "Traceback" not in done.stderr
+    root = _mcp_contract(tmp_path, "version: 1\nmcp:\n  deny: [calendar.nothing]\n")
+    done = cli("mcp", "tools", "--root", root)
+    assert done.exit_code == 2 and "communications.mcp.contract.yaml: deny 'calendar.nothing' matches no" in done.stderr

@@ -19,8 +19,9 @@ REGISTRY = load_registry()
 MUTATING = sorted(cap for cap, spec in REGISTRY.capabilities.items() if spec.safety != "read-only")
 READ_ONLY = sorted(cap for cap, spec in REGISTRY.capabilities.items() if spec.safety == "read-only")
 NEEDS_APPROVAL = sorted(cap for cap in MUTATING if REGISTRY.capabilities[cap].approval != "auto")
-# Where the spine's own capability of the name (or its agents' tool) acts by default; README lists them.
-ACTS_BY_DEFAULT = {"mailroom.enqueue", "gaps.file", "communications.inbox.poll"}
+# Where the spine's own capability of the name (or its agents' tool) acts by default, and draft.send, whose
+# act is its manual approval (`--id D... --yes`, the issue's command line); README lists them.
+ACTS_BY_DEFAULT = {"mailroom.enqueue", "gaps.file", "communications.inbox.poll", "communications.draft.send"}
 
 
 class Recorder:
@@ -110,9 +111,12 @@ def test_read_only_capabilities_have_no_safety_flags(cli, cap):
     assert result.exit_code == 2 and "--execute" in result.json()["error"]["message"]
 
 
+REQUIRED_OPTIONS = {"communications.draft.send": ["--id", "Dnone"]}  # so the refusal is the approval's, not Typer's
+
+
 @pytest.mark.parametrize("cap", NEEDS_APPROVAL)
 def test_the_runner_refuses_to_act_without_approval(cli, root, cap):
-    result = cli(cap, "--root", str(root), "--json", "--execute")
+    result = cli(cap, "--root", str(root), "--json", "--execute", *REQUIRED_OPTIONS.get(cap, []))
     envelope = result.json()
     assert result.exit_code == 2 and envelope["status"] == "error"
     assert "needs approval" in envelope["error"]["message"], envelope["error"]

@@ -36,6 +36,7 @@ TALKS_TO_A_SERVER: dict[str, list[str]] = {
     "communications.inbox.poll": [],
     "communications.inbox.watch": ["--execute", "--max-runtime", "3"],
     "communications.mail.search": [],
+    "communications.mail.draft": ["--to", "sink@spine.test", "--subject", "x", "--body", "x", "--execute"],
     "communications.thread.show": ["--message-id", "<x@spine.test>"],
     "communications.stack.status": [],
     "contacts.card.create": ["--name", "Ada"],
@@ -83,6 +84,8 @@ NO_SERVER: dict[str, str] = {
     # outbox's rules, docs/outbox.md), not "could not evaluate"; a refused login is exit 3 (test_outbox_lab.py)
     "communications.mail.send": "a dry run by default: shows the message, connects to nothing",
     "spine.install": "edits a spine checkout",
+    # Reads its draft record first: an unknown id is exit 2 before any connection (test_mail_draft_lab.py)
+    "communications.draft.send": "needs a draft record, which this root does not have",
     # A pack judges its gates: an unreachable server FAILs them, so the run is `fail`, exit 1
     # (tests/unit/test_verify_verdicts.py); it is not a capability that could not evaluate.
     "verify.core.run": "a verify pack: exit 1 when a gate's server is unreachable",
