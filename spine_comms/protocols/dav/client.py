@@ -58,7 +58,6 @@ class DavClient:
         self.base_url = self.origin + self.base_path
         self.username = username
         self.timeout = timeout
-        self.max_body = max_body
         self.requests = 0
         self.server_kind = server_kind
         try:
@@ -103,6 +102,15 @@ class DavClient:
             dav.rate_limit_max_sleep = min(dav.rate_limit_max_sleep or self.timeout, self.timeout)
 
     @property
+    def max_body(self) -> int:
+        """The cap on a body either way, kept by the safety layer."""
+        return self._dav.session.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._dav.session.max_body = value
+
+    @property
     def features(self):
         """python-caldav's FeatureSet for this server (its compatibility hints)."""
         return self._dav.features
@@ -119,15 +127,8 @@ class DavClient:
     # ---- where a path may go ------------------------------------------------------------------------------
 
     def same_origin(self, url: str) -> bool:
-        parts = urllib.parse.urlsplit(url)
-        if not parts.scheme:
-            return True
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            return False
-        host = (parts.hostname or "").lower()
-        return parts.scheme == self.scheme and port == self.port and host in (self.host, self.server_name)
+        """A relative reference, or a URL on this account's origin (the safety layer's rule)."""
+        return not urllib.parse.urlsplit(url).scheme or self._dav.session.on_origin(url)
 
     def path_of(self, target: str, relative_to: str | None = None) -> str:
         """An absolute path on this origin for `target` (absolute URL, absolute path or relative path)."""
@@ -167,9 +168,6 @@ class DavClient:
         """One request. A status outside `ok` raises DavError (ok=None: every status is returned)."""
         target = self.path_of(path)
         shown = self.origin + target
-        if body is not None and len(body) > self.max_body:
-            raise DavError("too_large", f"{method} {shown}: body of {len(body)} bytes over the cap of "
-                                        f"{self.max_body}", url=shown)  # fmt: skip
         sent = {}
         if body is not None:
             sent["Content-Type"] = "application/xml; charset=utf-8"
