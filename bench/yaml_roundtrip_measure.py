@@ -10,9 +10,9 @@ same RoundTripYaml calls, with payloads of their shape) with both editors and co
 - ruamel: the only lines that differ from the original are the ones ours changes (a diff count);
 - ruamel's result read back (PyYAML) equals the data ours produces (the intent).
 
-ruamel.yaml is not a dependency of spine-comms; this runs where it is installed:
+ruamel.yaml is not a dependency of spine-comms, only of the `bench` extra:
 
-    .venv/bin/pip install 'ruamel.yaml>=0.18' && .venv/bin/python bench/yaml_roundtrip_measure.py [--samples DIR]
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/yaml_roundtrip_measure.py [--samples DIR]
 """
 
 from __future__ import annotations
