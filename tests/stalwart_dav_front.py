@@ -9,7 +9,10 @@ port unchanged, except:
 - a sync-collection REPORT whose token Radicale refuses is sent again without the token, and that
   full listing is the answer (207), as Stalwart gives it;
 - with `truncate_deltas` set, the deletions (404 responses) are dropped from every delta: what a
-  client sees from a token older than the retained log.
+  client sees from a token older than the retained log;
+- with `rate_limit_puts` set to n, the next n PUTs are answered 429 with `Retry-After: 1` and not
+  forwarded: Stalwart's rate limiting, which python-caldav's hints for Stalwart (`rate-limit`)
+  expect a client to wait out.
 
     with StalwartDavFront(lab_radicale_http_url) as front:
         front.url   # http://127.0.0.1:<port>/, in place of Radicale's base URL
@@ -38,6 +41,8 @@ class StalwartDavFront:
         self.truncate_deltas = truncate_deltas
         self.full_listings_for_refused_tokens = 0
         self.deletions_dropped = 0
+        self.rate_limit_puts = 0
+        self.rate_limited = 0
         self._server: ThreadingHTTPServer | None = None
 
     def __enter__(self) -> StalwartDavFront:
@@ -80,6 +85,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Without Accept-Encoding, so the bodies this rewrites come back uncompressed.
         dropped = _HOP_BY_HOP | {"host", "content-length", "accept-encoding"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+        if self.command == "PUT" and front.rate_limit_puts > 0:
+            front.rate_limit_puts -= 1
+            front.rate_limited += 1
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         status, answer_headers, answer = front.forward(self.command, self.path, headers, body)
         token = _TOKEN.search(body) if self.command == "REPORT" and b"sync-collection" in body else None
         if token and token.group(2).strip():

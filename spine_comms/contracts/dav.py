@@ -44,6 +44,10 @@ class Account(ContractModel):
     """A PEM file of CA certificates (relative to the root); default: the stack contract's, else the system's."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long a connection or an answer may take."""
+    server_kind: Literal["auto", "generic", "stalwart", "radicale", "xandikos"] = "auto"
+    """Which server this is, for python-caldav's compatibility hints (its known quirks of that server, e.g.
+    Stalwart's rate limiting); auto: named by the server's first answer (its Server header), else generic (no
+    quirk assumed). Not the certificate name: that is server_name."""
 
     @field_validator("password_ref")
     @classmethod

@@ -34,7 +34,7 @@ def connect(ctx, account, *, first: bool = False) -> DavClient:
         raise UsageError(f"account {account.id}: ca_file {ca_file} does not exist")
     try:
         return DavClient(account.base_url, username=account.login, password=password, ca_file=ca_file,
-                         server_name=account.server_name,
+                         server_name=account.server_name, server_kind=account.server_kind,
                          timeout=connection_timeout(stack_contract(ctx), account))  # fmt: skip
     except DavError as exc:
         if exc.kind in ("unreachable", "timeout"):

@@ -74,3 +74,27 @@ def test_a_full_listing_answered_to_a_delta_request_is_taken_as_one(stalwart_lik
     # sync lists the calendar and sees the deletion, instead of reading the listing as "nothing deleted".
     assert front.full_listings_for_refused_tokens == 1
     assert code == 0 and kinds(envelope)[victim["event_id"]] == "create", kinds(envelope)
+
+
+def set_account(path, **fields) -> None:
+    contract = yaml.safe_load(path.read_text())
+    next(a for a in contract["accounts"] if a["id"] == "radicale").update(fields)
+    contract["sync"]["retry"] = {"max_attempts": 1, "backoff_seconds": [0]}  # no retry of our own
+    path.write_text(yaml.safe_dump(contract, sort_keys=False))
+
+
+def test_stalwart_rate_limiting_is_waited_out_with_python_caldavs_hints_for_stalwart(stalwart_like):
+    """Stalwart answers 429 + Retry-After when rate-limited; python-caldav's hints for Stalwart say to wait
+    and send again. With server_kind generic the same answer is a failed write."""
+    site, front, contract = stalwart_like
+    set_account(contract, server_kind="generic")
+    front.rate_limit_puts = 1
+    code, refused = site.execute()
+    assert code == 1 and front.rate_limited == 1
+    assert "429" in json.dumps(refused["data"]), refused["data"]
+    set_account(contract, server_kind="stalwart")
+    front.rate_limit_puts = 2
+    code, envelope = site.execute()
+    assert code == 0, envelope["data"]
+    assert front.rate_limited == 3 and front.rate_limit_puts == 0
+    assert "create" in set(kinds(envelope).values())

@@ -1,22 +1,25 @@
-"""A plain WebDAV/CalDAV/CardDAV client: one niquests session, one origin, bounded bodies.
+"""A WebDAV/CalDAV/CardDAV client over python-caldav's DAVClient: one session, one origin, bounded bodies.
 
-Redirects are never followed here: a 3xx is an answer the caller sees (discovery
-follows same-origin ones itself). Every request goes to the base URL's origin, so
-the Authorization header never leaves it; an href or Location on another host is
-refused with DavError("redirect"). The session (TLS verification, timeouts, a
-`server_name` for a base URL that names an address) is protocols.http's.
+python-caldav (caldav.DAVClient) sends every request: its auth, its compatibility hints for the
+contract's `server_kind` (e.g. Stalwart's 429/503 Retry-After handling), its PROPFIND, REPORT,
+PUT, DELETE, MKCALENDAR and MKCOL. Its HTTP session is replaced by protocols.dav.guarded_session,
+which keeps the rules a hostile server must not bend (one origin, no redirect followed, capped
+bodies, no DOCTYPE, TLS with the contract's CA, the contract's timeout). What this class adds is
+what callers branch on: DavError kinds, ETags, 412 with the current representation, multistatus
+read by our own parser (xmlwire), so paths and properties come back as they always did.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import re
 import time
 import urllib.parse
 
 from spine_comms.protocols.dav import xmlwire
+from spine_comms.protocols.dav.guarded_session import GuardedSession
 from spine_comms.protocols.dav.model import DavError, DavResource, DavResponse
+from spine_comms.protocols.dav.server_kinds import features_for, kind_from_server_header
 from spine_comms.protocols.http import HttpFailure, HttpSession, bracketed, split_base_url
 
 _STATUS_KINDS = {401: "auth", 403: "forbidden", 404: "not_found", 409: "conflict", 412: "precondition",
@@ -40,6 +43,7 @@ class DavClient:
         server_name: str | None = None,
         timeout: float = 10.0,
         max_body: int = 25 * 1024 * 1024,
+        server_kind: str = "auto",
     ):
         try:
             url = split_base_url(base_url, secret_field="password_ref")
@@ -54,29 +58,77 @@ class DavClient:
         self.base_url = self.origin + self.base_path
         self.username = username
         self.timeout = timeout
-        self.max_body = max_body
         self.requests = 0
-        self._headers = {"User-Agent": "spine-comms"}
-        if username and password is not None:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
+        self.server_kind = server_kind
         try:
-            self._http = HttpSession(url, ca_file=ca_file, server_name=server_name, timeout=timeout)
+            http = HttpSession(url, ca_file=ca_file, server_name=server_name, timeout=timeout)
         except HttpFailure as exc:
             raise DavError("unreachable", exc.reason, url=self.base_url, failure=exc.failure_kind) from None
+        self._dav = self._caldav_client(http, username, password, ca_file, max_body)
+
+    def _caldav_client(self, http: HttpSession, username, password, ca_file, max_body):
+        """python-caldav's DAVClient on `http`'s origin (the certificate name, when one is given)."""
+        import logging
+
+        import caldav
+
+        # python-caldav warns about odd answers through its logger; with nobody listening, Python would
+        # print those on stderr by itself. The answers are judged here, and a run's logging shows them.
+        logging.getLogger("caldav").addHandler(logging.NullHandler())
+        connect = urllib.parse.urlsplit(http.origin)
+        login = username if username and password is not None else None
+        dav = caldav.DAVClient(
+            url=http.origin + self.base_path,
+            username=login,
+            password=password if login else None,
+            auth_type="basic" if login else None,
+            timeout=self.timeout,
+            ssl_verify_cert=ca_file or True,
+            headers={"User-Agent": "spine-comms", "Accept": "*/*"},
+            features=features_for(self.server_kind),
+            enable_rfc6764=False,  # discovery is ours (discovery.py): every step reported, one origin
+        )
+        dav.session.close()
+        hosts = tuple(h for h in (self.host, self.server_name, (connect.hostname or "").lower()) if h)
+        dav.session = GuardedSession(http, scheme=self.scheme, hosts=hosts, port=self.port, max_body=max_body)
+        self._connect_origin = http.origin
+        self._bound_rate_limit_sleep(dav)
+        return dav
+
+    def _bound_rate_limit_sleep(self, dav) -> None:
+        # A server the hints say rate-limits (Stalwart) is waited for as its Retry-After asks, but never
+        # longer than the contract's timeout in all: a run must not hang on a server that keeps refusing.
+        if dav.rate_limit_handle:
+            dav.rate_limit_max_sleep = min(dav.rate_limit_max_sleep or self.timeout, self.timeout)
+
+    @property
+    def max_body(self) -> int:
+        """The cap on a body either way, kept by the safety layer."""
+        return self._dav.session.max_body
+
+    @max_body.setter
+    def max_body(self, value: int) -> None:
+        self._dav.session.max_body = value
+
+    @property
+    def features(self):
+        """python-caldav's FeatureSet for this server (its compatibility hints)."""
+        return self._dav.features
+
+    def _detect_server_kind(self, headers: dict[str, str]) -> None:
+        """`auto`: the first answer's Server header picks the hints (generic when it names no known server)."""
+        if self.server_kind != "auto":
+            return
+        self.server_kind = kind_from_server_header(headers.get("server"))
+        self._dav.features = features_for(self.server_kind)
+        self._dav._init_rate_limit_config(None, None, None)
+        self._bound_rate_limit_sleep(self._dav)
 
     # ---- where a path may go ------------------------------------------------------------------------------
 
     def same_origin(self, url: str) -> bool:
-        parts = urllib.parse.urlsplit(url)
-        if not parts.scheme:
-            return True
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            return False
-        host = (parts.hostname or "").lower()
-        return parts.scheme == self.scheme and port == self.port and host in (self.host, self.server_name)
+        """A relative reference, or a URL on this account's origin (the safety layer's rule)."""
+        return not urllib.parse.urlsplit(url).scheme or self._dav.session.on_origin(url)
 
     def path_of(self, target: str, relative_to: str | None = None) -> str:
         """An absolute path on this origin for `target` (absolute URL, absolute path or relative path)."""
@@ -116,10 +168,7 @@ class DavClient:
         """One request. A status outside `ok` raises DavError (ok=None: every status is returned)."""
         target = self.path_of(path)
         shown = self.origin + target
-        if body is not None and len(body) > self.max_body:
-            raise DavError("too_large", f"{method} {shown}: body of {len(body)} bytes over the cap of "
-                                        f"{self.max_body}", url=shown)  # fmt: skip
-        sent = dict(self._headers)
+        sent = {}
         if body is not None:
             sent["Content-Type"] = "application/xml; charset=utf-8"
         sent.update(headers or {})
@@ -128,34 +177,40 @@ class DavClient:
         started = time.monotonic()
         self.requests += 1
         try:
-            raw = self._http.request(method, target, data=body, headers=sent, allow_redirects=False, stream=True)
-            with self._http.failures():  # the body streams in after the headers
-                data = self._read(raw, method, shown)
+            answer = self._send(method, target, body, sent)
         except HttpFailure as exc:
             kind = "timeout" if exc.kind == "timeout" else "unreachable"
             where = f"{method} {shown}" if kind == "timeout" else shown
             raise DavError(kind, f"{where}: {exc.reason}", url=shown, failure=exc.failure_kind) from None
-        response = DavResponse(raw.status_code, {k.lower(): v for k, v in raw.headers.items()}, data, shown,
-                               int((time.monotonic() - started) * 1000))  # fmt: skip
+        except DavError as exc:  # the guarded session's refusals name the URL as it was sent; say it as ours
+            if exc.kind in ("too_large", "redirect") and exc.url:
+                raise DavError(exc.kind, exc.message.replace(exc.url, shown), url=shown) from None
+            raise
+        status, headers, data = answer
+        response = DavResponse(status, headers, data, shown, int((time.monotonic() - started) * 1000))
+        self._detect_server_kind(headers)
         if ok is not None and response.status not in ok:
             raise self.error_for(method, response)
         return response
 
-    def _read(self, raw, method: str, shown: str) -> bytes:
-        """The body, refused as soon as it passes max_body (declared or actual)."""
-        declared = raw.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
-            raw.close()
-            raise DavError("too_large", f"{method} {shown}: the server announced {declared} bytes, over the cap "
-                                        f"of {self.max_body}", url=shown)  # fmt: skip
-        chunks, size = [], 0
-        for chunk in raw.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > self.max_body:
-                raw.close()
-                raise DavError("too_large", f"{method} {shown}: body over the cap of {self.max_body} bytes", url=shown)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _send(self, method: str, target: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+        """(status, lower-case headers, body) of one request through python-caldav's DAVClient."""
+        from caldav.lib import error as caldav_error
+        from caldav.lib.python_utilities import WireBytes
+
+        url = self._connect_origin + target
+        wire = WireBytes(body) if body is not None else ""  # sent as given: no CRLF rewriting
+        try:
+            answer = self._dav.request(url, method, wire, headers)
+        except Exception as exc:
+            # python-caldav raises for 401/403 (AuthorizationError), 429/503 (RateLimitError, once its hints'
+            # waiting is over) and an answer labelled XML that does not parse (lxml): the answer is the one
+            # the guarded session read last, judged below like any other (our parser names bad XML).
+            last = self._dav.session.last_response
+            if last is None or not (isinstance(exc, caldav_error.DAVError) or type(exc).__module__.startswith("lxml")):
+                raise
+            return last.status_code, {k.lower(): v for k, v in last.headers.items()}, last.content or b""
+        return answer.status, {k.lower(): v for k, v in answer.headers.items()}, _body_of(answer)
 
     def error_for(self, method: str, response: DavResponse) -> DavError:
         status = response.status
@@ -309,10 +364,19 @@ class DavClient:
         return split(response.headers.get("dav")), [m.upper() for m in split(response.headers.get("allow"))]
 
     def close(self) -> None:
-        self._http.close()
+        self._dav.close()
 
     def __enter__(self) -> DavClient:
         return self
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+def _body_of(answer) -> bytes:
+    """The body python-caldav received: as it came for iCalendar/vCard (`_raw_body`); for XML, the
+    text it parsed (line ends normalised, which XML parsing does anyway)."""
+    if answer._raw_body:
+        return bytes(answer._raw_body)
+    raw = answer._raw
+    return raw.encode() if isinstance(raw, str) else bytes(raw or b"")

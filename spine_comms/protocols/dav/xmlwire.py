@@ -154,12 +154,11 @@ def parse_multistatus(body: bytes, localize: Callable[[str], str]) -> tuple[list
 
 
 def error_conditions(body: bytes) -> list[str]:
-    """The precondition names of a DAV:error body (RFC 4918 16), e.g. '{DAV:}valid-sync-token'."""
-    try:
-        root = parse_xml(body)
-    except DavError:
-        return []
-    return [c.tag for c in root] if root.tag == f"{{{DAV}}}error" else []
+    """The precondition names of a DAV:error body (RFC 4918 16), e.g. '{DAV:}valid-sync-token':
+    python-caldav's reading (entities not resolved, no network); [] for anything else."""
+    from caldav.lib.error import parse_preconditions
+
+    return parse_preconditions(body)
 
 
 # ---- request bodies --------------------------------------------------------------------------------------
