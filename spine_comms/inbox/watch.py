@@ -179,6 +179,10 @@ def _result(watches, reason: str | None, uptime: float, max_runtime: float | Non
         else:
             status, detail = Status.OK, "watched with IDLE"
         detail += f"; {stats.processed} processed, {stats.enqueued} enqueued, {stats.reconnects} reconnects"
+        if stats.lease == "standing by":  # checkpoints: kv, another host's watch polls this mailbox
+            detail += f"; standing by (the lease is held by {stats.lease_holder or 'another poller'})"
+        elif stats.lease == "held":
+            detail += f"; held the mailbox's lease ({stats.takeovers} takeover(s))"
         result.add(
             Check(
                 id="inbox.watch.session",
