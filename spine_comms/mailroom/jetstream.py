@@ -202,7 +202,29 @@ class Connection:
         config = StreamConfig(name=s.stream, subjects=[f"{s.subject_prefix}.>"], num_replicas=s.replicas,
                               duplicate_window=s.duplicate_window_seconds, storage=StorageType.FILE)  # fmt: skip
         await ready_stream(self.js, s.stream, lambda: self.js.add_stream(config), self.timeout)
+        for group in s.agent_groups:  # each group's consumer exists from the first item on: status shows it waiting
+            await self._ready_consumer(group)
         self._kv = await ready_bucket(self.js, s.dedup_bucket, s.replicas, s.dedup_days * 86400 or None, self.timeout)
+
+    def consumer_config(self, name: str):
+        """Every consumer of the mailroom alike: durable, pull, explicit ack, redelivered after the ack wait
+        for as long as it takes (an item is never dropped for being slow), on every item subject."""
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        s = self.settings
+        return ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_seconds,
+                              max_deliver=-1, filter_subject=f"{s.subject_prefix}.>")  # fmt: skip
+
+    async def _ready_consumer(self, name: str) -> None:
+        """The durable consumer `name`, made when missing; one that exists is used as it is (idempotent,
+        and two hosts making it at once end with one)."""
+        from nats.js.errors import BadRequestError, NotFoundError
+
+        try:
+            await self.js.consumer_info(self.settings.stream, name)
+        except NotFoundError:
+            with contextlib.suppress(BadRequestError):  # made by another host at the same moment
+                await self.js.add_consumer(self.settings.stream, self.consumer_config(name))
 
     # --- publishing ------------------------------------------------------------------------------
 
@@ -269,7 +291,8 @@ class Connection:
                 except NotFoundError:
                     oldest = None
             consumers.append({
-                "name": consumer.name, "pending": consumer.num_pending, "ack_pending": consumer.num_ack_pending,
+                "name": consumer.name, "role": self._role(consumer.name), "pending": consumer.num_pending,
+                "ack_pending": consumer.num_ack_pending,
                 "redelivered": consumer.num_redelivered, "ack_floor": floor, "oldest_unacked_age_seconds": oldest,
             })  # fmt: skip
         return {
@@ -285,6 +308,11 @@ class Connection:
             "consumers": consumers,
         }
 
+    def _role(self, name: str) -> str:
+        if name == self.settings.drain_consumer:
+            return "drain"
+        return "agent group" if name in self.settings.agent_groups else "other"
+
     def message_data(self, seq: int) -> bytes | None:
         """The body of the stream's message `seq`; None when the stream no longer holds it."""
         from nats.js.errors import NotFoundError
@@ -299,15 +327,11 @@ class Connection:
 
     def pull(self, consumer: str):
         """A durable pull subscription on every item subject (created with the contract's ack wait)."""
-        from nats.js.api import AckPolicy, ConsumerConfig
-
         if self._kv is None:
             self.ensure()
         s = self.settings
-        config = ConsumerConfig(durable_name=consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_seconds,
-                                max_deliver=-1, filter_subject=f"{s.subject_prefix}.>")  # fmt: skip
         return self.call(self.js.pull_subscribe(f"{s.subject_prefix}.>", durable=consumer, stream=s.stream,
-                                                config=config))  # fmt: skip
+                                                config=self.consumer_config(consumer)))  # fmt: skip
 
     def fetch(self, subscription, batch: int, wait: float) -> list:
         """Up to `batch` messages; [] when none came within `wait` seconds."""
