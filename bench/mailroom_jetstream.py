@@ -9,7 +9,8 @@ writes the stream into a fresh inbox.
 Then the pollers series: 1, 2 and 3 pollers at once, each a `poll --enqueue` process with a root
 (and state directory) of its own, each on its own mailbox (ops@, alerts@, noreply@: a fresh folder
 of --per-poller messages each), all publishing into one stream. Its throughput is all the messages
-over the wall time from the first start to the last exit, and its ratio to one poller's.
+over the wall time from the first start to the last exit, and its ratio to one poller's;
+machine_cpus_busy says how many of the machine's CPUs were busy meanwhile (with anything).
 Prints one JSON object.
 
     .venv/bin/python bench/mailroom_jetstream.py [--messages 1000] [--per-poller 500] [--port-base 36800]
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,15 +90,16 @@ MAILBOXES = ("ops", "alerts", "noreply")  # lab users other than sink, one per p
 
 def pollers_series(lab: dict, lab_root: Path, work: Path, js, per_poller: int) -> dict:
     """1, 2 and 3 pollers at once on separate mailboxes, into one stream: aggregate msg/s and its growth."""
-    messages = make_messages(per_poller, seed=2, tag="bench-scale", min_bytes=2048, max_bytes=16 * 1024)
     series: dict = {"messages_per_poller": per_poller}
     for count in (1, 2, 3):
+        # Fresh messages each round: the same bytes in the same mailbox are the same item (the dedup key).
+        messages = make_messages(per_poller, seed=2, tag=f"bench-scale{count}", min_bytes=2048, max_bytes=16 * 1024)
         folder = f"S{count}{uuid.uuid4().hex[:8]}"
         roots = []
         for user in MAILBOXES[:count]:
             fill_maildir(lab, user, folder, messages)
             roots.append(make_js_root(work / f"scale{count}-{user}", lab, lab_root, js, folders=[folder], user=user))
-        started = time.monotonic()
+        busy_before, started = _cpu_busy(), time.monotonic()
         children = [
             subprocess.Popen([SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
@@ -110,11 +113,22 @@ def pollers_series(lab: dict, lab_root: Path, work: Path, js, per_poller: int) -
             assert child.returncode == 0 and enqueued == per_poller, (child.returncode, envelope["summary"], err[-500:])
             each.append(round(time.monotonic() - started, 2))
         seconds = time.monotonic() - started
+        busy = _cpu_busy()
         series[f"{count}_pollers"] = {"seconds": round(seconds, 2), "msg_per_s": round(count * per_poller / seconds, 1),
-                                      "each_done_after_s": each}  # fmt: skip
+                                      "each_done_after_s": each,
+                                      "machine_cpus_busy": round((busy[0] - busy_before[0]) / (busy[1] - busy_before[1])
+                                                                 * os.cpu_count(), 2)}  # fmt: skip
     one = series["1_pollers"]["msg_per_s"]
     series["growth_vs_1"] = {f"{c}_pollers": round(series[f"{c}_pollers"]["msg_per_s"] / one, 2) for c in (1, 2, 3)}
     return series
+
+
+def _cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat: how many CPUs a round kept busy, this
+    bench and whatever else ran (other test runs on a shared machine), to tell a CPU-bound series."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 if __name__ == "__main__":
