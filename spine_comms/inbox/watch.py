@@ -9,6 +9,10 @@ SIGTERM and SIGINT ask every mailbox to stop: the message in hand is finished
 heartbeat says "stopped", and the run exits 0 with a summary. A second signal
 exits at once (130); even that loses nothing, since the checkpoint only ever
 follows durably written items.
+
+With the JetStream mailroom and `checkpoints: kv`, watches of one mailbox on several hosts share
+it through a lease: one polls and renews it while idling, the others stand by and take over when
+it stops renewing (watch_loop.py, docs/scale-out.md).
 """
 
 from __future__ import annotations
