@@ -64,6 +64,7 @@ def drain(
         messages = connection.fetch(subscription, take, wait)
         if not messages:
             break
+        acks: list = []  # this fetch's acknowledgements, confirmed together before the next fetch
         for message in messages:
             handled += 1
             if message.metadata.num_delivered > 1:
@@ -76,7 +77,8 @@ def drain(
             (outcome.already if existed else outcome.written).append(str(path))
             if placed is not None and not existed:
                 placed(path)
-            connection.ack(message)
+            acks.append(connection.ack_soon(message))  # sent once its file is in place
+        connection.confirmed(acks)
     return outcome
 
 

@@ -25,6 +25,7 @@ loop on a thread of its own and every call waits for its answer there, with the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -347,6 +348,20 @@ class Connection:
     def ack(self, message) -> None:
         """Acknowledged and confirmed by the server: the item leaves the consumer for good."""
         self.call(message.ack_sync(timeout=self.timeout))
+
+    def ack_soon(self, message) -> concurrent.futures.Future:
+        """The acknowledgement sent now, its confirmation awaited later by `confirmed` (one wait per batch
+        instead of one round trip per message)."""
+        return asyncio.run_coroutine_threadsafe(message.ack_sync(timeout=self.timeout), self._loop)
+
+    def confirmed(self, acks: list[concurrent.futures.Future]) -> None:
+        """Every acknowledgement of `acks` confirmed by the server, or JetStreamUnavailable."""
+
+        async def every():
+            await asyncio.gather(*(asyncio.wrap_future(ack) for ack in acks))
+
+        if acks:
+            self.call(every())
 
     def terminate(self, message) -> None:
         self.call(message.term())
