@@ -241,15 +241,23 @@ class Connection:
         s = self.settings
         subject = subject_for(s.subject_prefix, source, run_id)
         key = dedup_key(run_id)
-        try:
-            entry = await self._kv.get(key)
+
+        async def record():
+            try:
+                return await self._kv.get(key)
+            except KeyNotFoundError:
+                return None
+
+        async def last_on_subject():
+            try:
+                return await self.js.get_last_msg(s.stream, subject)
+            except NotFoundError:
+                return None
+
+        # Steps 1 and 2 are both reads: asked at once, one round trip instead of two.
+        entry, found = await asyncio.gather(record(), last_on_subject())
+        if entry is not None:
             return Published(subject, json.loads(entry.value or b"{}").get("seq"), True, "dedup record")
-        except KeyNotFoundError:
-            pass
-        try:
-            found = await self.js.get_last_msg(s.stream, subject)
-        except NotFoundError:
-            found = None
         if found is not None:
             await self._record(key, subject, found.seq, run_id)
             return Published(subject, found.seq, True, "in the stream")
