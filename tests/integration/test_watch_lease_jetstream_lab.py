@@ -143,3 +143,63 @@ def test_the_watch_renews_its_lease_while_idle_and_a_stand_by_takes_over_after_k
             if child.poll() is None:
                 child.kill()
                 child.communicate()
+
+
+def test_a_holder_frozen_past_its_lease_stands_by_when_it_wakes_and_takes_over_later(lab, lab_root, tmp_path) -> None:
+    """SIGSTOP the holding watch longer than the lease (a VM pause): the stand-by takes the mailbox; the
+    woken one learns it lost the lease, stands by and publishes nothing; kill -9 the new holder and the
+    first takes the mailbox back."""
+    folder, tag = f"F{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:6]
+    batches = {"a": 10, "b": 10, "c": 10}
+    ids = {f"<frz{tag}{k}.{i}@example.org>" for k, n in batches.items() for i in range(n)}
+    fill_maildir(lab, "sink", folder, make_messages(batches["a"], seed=21, tag=f"frz{tag}a", max_bytes=4096))
+    shared = settings(lab, checkpoints="kv", lease_seconds=LEASE, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
+    roots = {
+        host: make_js_root(
+            tmp_path / host, lab, lab_root, shared.model_copy(update={"poller_id": host}), folders=[folder], extra=WATCH
+        )
+        for host in ("host-a", "host-b")
+    }
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        with connect(lab, shared) as connection:
+            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
+            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            children["host-a"] = _watch(roots["host-a"])
+            _until("host-a to publish", lambda: len(stream_message_ids(connection)) == batches["a"], 60,
+                   children["host-a"])  # fmt: skip
+            children["host-b"] = _watch(roots["host-b"])
+            _until("host-b to stand by", lambda: _heartbeat(roots["host-b"]).get("lease") == "standing by", 30,
+                   *children.values())  # fmt: skip
+
+            children["host-a"].send_signal(signal.SIGSTOP)
+            _until("host-b to take the lease", lambda: _lease(connection, shared.lease_bucket)[0] == "host-b",
+                   3 * LEASE)  # fmt: skip
+            fill_maildir(lab, "sink", folder, make_messages(batches["b"], seed=22, tag=f"frz{tag}b", max_bytes=4096))
+            _until("host-b to publish", lambda: len(stream_message_ids(connection)) == 20, 60, children["host-b"])
+            children["host-a"].send_signal(signal.SIGCONT)
+            _until("host-a to stand by", lambda: _heartbeat(roots["host-a"]).get("lease") == "standing by", 30,
+                   *children.values())  # fmt: skip
+            assert _lease(connection, shared.lease_bucket)[0] == "host-b", "the woken holder took the lease back"
+
+            children["host-b"].send_signal(signal.SIGKILL)
+            children["host-b"].communicate(timeout=30)
+            fill_maildir(lab, "sink", folder, make_messages(batches["c"], seed=23, tag=f"frz{tag}c", max_bytes=4096))
+            _until("host-a to take the mailbox back and publish", lambda: len(stream_message_ids(connection)) >= 30,
+                   4 * LEASE + 30, children["host-a"])  # fmt: skip
+            time.sleep(1)
+            assert sorted(stream_message_ids(connection)) == sorted(ids)
+
+            children["host-a"].send_signal(signal.SIGTERM)
+            out, err = children["host-a"].communicate(timeout=60)
+            assert children["host-a"].returncode == 0, err[-2000:]
+            mailbox = json.loads(out)["data"]["mailboxes"][0]
+            assert (mailbox["lease"], mailbox["takeovers"]) == ("held", 1), mailbox
+            assert mailbox["enqueued"] == batches["a"] + batches["c"], mailbox  # nothing of host-b's turn
+            assert "was lost" in err and "standing by" in err
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGCONT)
+                child.kill()
+                child.communicate()
