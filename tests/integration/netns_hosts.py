@@ -50,6 +50,8 @@ class Host:
         self.name, self.source = name, source
         self.connections = 0  # forwarded so far: proof this host's traffic went through its own namespace
         self._closing = threading.Event()
+        self._cut: set[int] = set()  # ports this host cannot reach now (cut)
+        self._open: dict[int, list[socket.socket]] = {}  # port -> the sockets of its forwarded connections
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
         self._listeners = [self._listen_inside(port) for port in ports]
@@ -58,6 +60,18 @@ class Host:
 
     def command(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
+
+    def cut(self, ports: list[int]) -> None:
+        """The lab's `ports` unreachable from this host: its connections there reset, new ones refused."""
+        self._cut.update(ports)
+        for port in ports:
+            for sock in self._open.pop(port, []):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def restore(self, ports: list[int]) -> None:
+        self._cut.difference_update(ports)
 
     def _listen_inside(self, port: int) -> socket.socket:
         """A listening socket made in the namespace, by a thread of its own (setns changes only the
@@ -87,6 +101,9 @@ class Host:
                 inner, _ = listener.accept()
             except OSError:
                 return
+            if port in self._cut:
+                inner.close()
+                continue
             try:
                 outer = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(self.source, 0))
                 outer.settimeout(None)
@@ -94,6 +111,7 @@ class Host:
                 inner.close()
                 continue
             self.connections += 1
+            self._open.setdefault(port, []).extend((inner, outer))
             for a, b in ((inner, outer), (outer, inner)):
                 threading.Thread(target=_pump, args=(a, b), daemon=True).start()
 

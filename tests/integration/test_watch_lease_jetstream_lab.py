@@ -27,11 +27,10 @@ LEASE = 6.0  # seconds; the contract's minimum is 5
 WATCH = "watch: {heartbeat_seconds: 1, idle_renew_seconds: 60, reconnect_backoff_seconds: [0.2, 0.5]}\n"
 
 
-def _watch(root: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--execute", "--mailbox", "sink"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
-    )  # fmt: skip
+def _watch(root: Path, host=None) -> subprocess.Popen:
+    argv = [SPINE_COMMS, "communications.inbox.watch", "--root", str(root), "--json", "--execute", "--mailbox", "sink"]
+    return subprocess.Popen(host.command(*argv) if host else argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env())  # fmt: skip
 
 
 def _heartbeat(root: Path) -> dict:
@@ -203,3 +202,57 @@ def test_a_holder_frozen_past_its_lease_stands_by_when_it_wakes_and_takes_over_l
                 child.send_signal(signal.SIGCONT)
                 child.kill()
                 child.communicate()
+
+
+def test_the_cluster_cut_off_from_the_watch_is_a_drop_and_the_watch_goes_on_when_it_is_back(
+    lab, lab_root, tmp_path
+) -> None:
+    """The watch in a network namespace of its own whose NATS ports the test cuts for a while (IMAP still
+    reachable): the lease renewal gets no answer, the watch drops and reconnects with its backoff (its
+    thread does not die), and once the cluster is reachable again it publishes what came meanwhile."""
+    from tests.integration import netns_hosts
+
+    why = netns_hosts.unavailable()
+    if why:
+        pytest.skip(f"no network namespaces here ({why})")
+    folder, tag = f"F{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:6]
+    ids = {f"<cut{tag}{k}.{i}@example.org>" for k in "ab" for i in range(5)}
+    fill_maildir(lab, "sink", folder, make_messages(5, seed=31, tag=f"cut{tag}a", max_bytes=4096))
+    shared = settings(lab, checkpoints="kv", lease_seconds=LEASE, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}",
+                      timeout_seconds=2)  # fmt: skip
+    root = make_js_root(tmp_path, lab, lab_root, shared, folders=[folder], extra=WATCH)
+    nats_ports = [lab["ports"][node] for node in ("nats-1", "nats-2", "nats-3")]
+    host = netns_hosts.Host(f"spine{tag}w", "127.0.0.4", sorted(set(lab["ports"].values())))
+    child = None
+    try:
+        with connect(lab, shared) as connection:
+            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
+            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            child = _watch(root, host)
+            _until("the first publishes", lambda: len(stream_message_ids(connection)) == 5, 60, child)
+            host.cut(nats_ports)
+            _until(
+                "the watch to drop for the mailroom",
+                lambda: str(_heartbeat(root).get("last_error") or "").startswith("mailroom:"),
+                6 * LEASE,
+                child,
+            )
+            fill_maildir(lab, "sink", folder, make_messages(5, seed=32, tag=f"cut{tag}b", max_bytes=4096))
+            time.sleep(LEASE + 1)  # long enough for the lease to lapse: the watch must take it again
+            assert len(stream_message_ids(connection)) == 5
+            host.restore(nats_ports)
+            _until("the mail that came meanwhile", lambda: len(stream_message_ids(connection)) >= 10, 90, child)
+            time.sleep(1)
+            assert sorted(stream_message_ids(connection)) == sorted(ids)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err[-2000:]
+        mailbox = json.loads(out)["data"]["mailboxes"][0]
+        assert mailbox["fatal"] is None and mailbox["status"] == "stopped", mailbox
+        assert mailbox["enqueued"] == 10 and mailbox["lease"] == "held", mailbox
+        assert any("mailroom: NATS JetStream" in drop for drop in mailbox["drops"]), mailbox["drops"]
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.communicate()
+        host.close()
