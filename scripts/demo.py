@@ -27,6 +27,9 @@ DEMO_GAP += ["Stack contract lacks the CalDAV, CardDAV, ManageSieve, IMAP-poll a
 
 # Not a capability: the demo's own check that the Sieve rule files an [ALERT] mail (alert_routed).
 ALERT_CHECK = ("alert.routed", [])
+# Not a capability either: one mail along the scale-out path, Dovecot -> poll -> JetStream -> drain -> queued/
+# (jetstream_travel; issue 20, docs/scale-out.md), on a root of its own whose mailroom is the lab's NATS cluster.
+JETSTREAM_TRAVEL = ("jetstream.travel", [])
 
 # (capability, extra options). Run in this order against the lab's root; {lab_dir} and
 # {root} in an option are filled in from the running lab.
@@ -86,6 +89,7 @@ DEMO: list[tuple[str, list[str]]] = [
     ("sieve.apply", ["--execute", "--yes"]),
     ("sieve.status", []),
     ALERT_CHECK,  # an [ALERT] mail to ops@, filed by the rule just applied
+    JETSTREAM_TRAVEL,  # a mail to sink@ through the three-node JetStream cluster into queued/, exactly once
     # Phase 3: mail out. A dry run (the headers that would go), the send through the durable outbox
     # (delivered: accepted by the lab's Postfix), the same send again (one message, not two), a flush
     # with nothing due, and the outbox's history.
@@ -152,6 +156,98 @@ def alert_routed(info: dict) -> tuple[str, str, int, str]:
     return ("sieve routing: alert filed", "fail", 1, "-")
 
 
+def _run(root: Path, capability: str, *options: str) -> tuple[int, dict]:
+    argv = [SPINE_COMMS, capability, "--root", str(root), "--json", *options]
+    print(f"$ spine-comms {capability} --root {root} {' '.join(options)}".rstrip(), file=sys.stderr)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        envelope = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        envelope = {"summary": [done.stderr.strip()[-300:]], "data": {}}
+    for line in envelope.get("summary") or []:
+        print(f"    {line}", file=sys.stderr)
+    return done.returncode, envelope
+
+
+def _jetstream_root(info: dict) -> Path:
+    """A root next to the lab's: its bindings, and an inbox contract polling sink@ into the lab's NATS
+    cluster (three nodes, TLS with the lab CA, R3) with one agent group, `triage`."""
+    import shutil
+
+    root = Path(info["lab_dir"]) / "jetstream-root"
+    shutil.copytree(Path(info["root"]) / "bindings", root / "bindings")
+    nats = info["nats"]
+    jetstream = {"servers": nats["servers"], "stream": "DEMO_MAILROOM", "subject_prefix": "demo.mailroom",
+                 "replicas": 3, "user": nats["user"], "password_ref": nats["password_ref"],
+                 "ca_file": info["tls"]["ca_cert"], "agent_groups": ["triage"]}  # fmt: skip
+    (root / "bindings" / "communications.inbox.contract.yaml").write_text(
+        "version: 1\n"
+        "mailboxes:\n"
+        "  - id: sink\n"
+        "    address: sink@spine.test\n"
+        "    login: sink@spine.test\n"
+        f"    password_ref: {json.dumps('file:' + info['lab_dir'] + '/secrets/sink.password')}\n"
+        "    folders: [INBOX]\n"
+        f"policy:\n  trusted_authserv_id: {info['authserv_id']}\n"
+        f"mailroom:\n  via: jetstream\n  jetstream: {json.dumps(jetstream)}\n"
+    )
+    return root
+
+
+def jetstream_travel(info: dict) -> tuple[str, str, int, str]:
+    """One mail from ops@ to sink@ (Postfix, Dovecot) polled into JetStream, drained into queued/; polled
+    and drained again, nothing moves: the mail is in the stream once and in queued/ once."""
+    import shutil
+    import smtplib
+    import ssl
+
+    name = "jetstream: mail -> stream -> queued/"
+    root = _jetstream_root(info)
+    # The cluster elects its JetStream leader a few seconds after the lab starts: a poll before that is exit 3.
+    deadline = time.monotonic() + 60
+    while (code := _run(root, "communications.inbox.poll", "--enqueue", "--baseline")[0]) == 3:
+        if time.monotonic() > deadline:
+            return (name, "error", code, "-")
+        time.sleep(2)
+    message_id = f"<demo-jetstream-{int(time.time())}@spine.test>"
+    ops = info["users"]["ops"]
+    context = ssl.create_default_context(cafile=info["tls"]["ca_cert"])
+    context.check_hostname = False  # the lab's certificate names mail.spine.test; we dial 127.0.0.1
+    print(f"$ (send a mail {message_id} from ops@ to sink@ through Postfix)", file=sys.stderr)
+    with smtplib.SMTP_SSL("127.0.0.1", info["ports"]["submissions"], context=context, timeout=10) as smtp:
+        smtp.login(ops["login"], ops["password"])
+        smtp.sendmail(ops["address"], ["sink@spine.test"], (
+            f"From: {ops['address']}\r\nTo: sink@spine.test\r\nSubject: Demo: over JetStream\r\n"
+            f"Message-ID: {message_id}\r\n\r\nThis mail travels Dovecot -> poll -> JetStream -> drain -> queued/.\r\n"
+        ).encode())  # fmt: skip
+    deadline, enqueued, envelope = time.monotonic() + 30, 0, {}
+    while not enqueued and time.monotonic() < deadline:  # Postfix delivers to Dovecot within a second or two
+        time.sleep(1)
+        code, envelope = _run(root, "communications.inbox.poll", "--enqueue")
+        enqueued = sum(m.get("enqueued", 0) for m in envelope.get("data", {}).get("mailboxes", []))
+    where = [e["path"] for m in envelope.get("data", {}).get("mailboxes", []) for f in m["folders"]
+             for e in f.get("enqueued_messages", [])]  # fmt: skip
+    _run(root, "mailroom.status")
+    code, drained = _run(root, "mailroom.drain", "--execute")
+    files = [p for p in (root / "mailroom" / "inbox" / "queued").glob("*.md") if message_id in p.read_text()]
+    _, again = _run(root, "communications.inbox.poll", "--enqueue")
+    _, drained_again = _run(root, "mailroom.drain", "--execute")
+    agent_host = Path(info["lab_dir"]) / "agent-root"  # an agent group's member on another host: its own mailroom
+    shutil.copytree(root / "bindings", agent_host / "bindings")
+    _, triage = _run(agent_host, "mailroom.drain", "--execute", "--group", "triage")
+    repeat = sum(m.get("enqueued", 0) for m in again.get("data", {}).get("mailboxes", []))
+    written = [e.get("data", {}).get("written") for e in (drained, drained_again, triage)]
+    ok = enqueued == 1 and len(files) == 1 and repeat == 0 and written == [1, 0, 1]
+    if ok:
+        print(f"    proves: {message_id} went Dovecot -> poll -> JetStream ({where[0] if where else '?'}, R3 over "
+              f"three nodes) -> drain -> {files[0]}; polled and drained again, it moved no more (exactly once); "
+              "the agent group triage received it too, once", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"    FAILED: enqueued {enqueued}, files {files}, drain {drained.get('summary')}, again {repeat}",
+              file=sys.stderr)  # fmt: skip
+    return (name, "ok" if ok else "fail", 0 if ok else 1, str(files[0]) if files else "-")
+
+
 def fake_stalwart(lab_dir: str, root: str):
     """Stalwart cannot run here: the demo points the contract at the tests' faithful fake of its
     management API (0.16 form), holding the lab's real DKIM key, so the server view agrees with DNS."""
@@ -200,6 +296,9 @@ def main() -> int:
             if (capability, options) == ALERT_CHECK:
                 print("$ (send an [ALERT] mail to ops@ and look in its Alerts folder)", file=sys.stderr)
                 rows.append(alert_routed(info))
+                continue
+            if (capability, options) == JETSTREAM_TRAVEL:
+                rows.append(jetstream_travel(info))
                 continue
             extra = [o.format(lab_dir=lab_dir, root=root) for o in options]
             argv = [SPINE_COMMS, capability, "--root", root, "--json", *extra]

@@ -7,6 +7,7 @@ one place. Every field says what it does; docs/scale-out.md says when to choose 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -39,6 +40,10 @@ class JetStream(ContractModel):
     """How long a dedup record is kept; 0 keeps it forever (about 200 bytes an item)."""
     drain_consumer: str = Field(default="spine-drain", pattern=NAME)
     """The durable pull consumer mailroom.drain reads with (one per spine host)."""
+    agent_groups: list[str] = Field(default_factory=list)
+    """Agent groups that read the stream where they run (`mailroom.drain --group NAME` on their hosts): one
+    durable pull consumer each, named as the group and made with the stream. Every group receives every
+    item; the members of one group share its items (each goes to one member)."""
     ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
     """A message the drain took but did not acknowledge within this is delivered again."""
     checkpoints: Literal["files", "kv"] = "files"
@@ -80,8 +85,21 @@ class JetStream(ContractModel):
                 )
         return servers
 
+    @field_validator("agent_groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        for group in groups:
+            if not re.match(NAME, group):
+                raise ValueError(f"agent group {group!r}: letters, digits, '-' and '_' only (it names a consumer)")
+        repeated = sorted({g for g in groups if groups.count(g) > 1})
+        if repeated:
+            raise ValueError(f"agent group(s) named twice: {', '.join(repeated)}")
+        return groups
+
     @model_validator(mode="after")
     def _credentials(self) -> JetStream:
+        if self.drain_consumer in self.agent_groups:
+            raise ValueError(f"agent group {self.drain_consumer!r} is the drain consumer's name; name it otherwise")
         if self.token_ref and (self.user or self.password_ref):
             raise ValueError("token_ref or user/password_ref, not both")
         if bool(self.user) != bool(self.password_ref):

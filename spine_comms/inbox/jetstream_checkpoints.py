@@ -12,7 +12,8 @@
   (LeaseLost) and must stop.
 
 The poll uses them when the contract says `mailroom.jetstream.checkpoints: kv` (inbox/jetstream_target.py):
-the lease is taken or renewed at every checkpoint load and save, so at every folder and batch.
+the lease is taken or renewed at every checkpoint load and save, so at every folder and batch. The
+watch (inbox/watch_loop.py) also renews it while it idles, and a stand-by watch tries to take it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import time
 from datetime import UTC, datetime
 
 from spine_comms.inbox.checkpoint import FolderCheckpoint, LockHeld
@@ -137,6 +139,7 @@ class MailboxLease:
         self.holder = holder or socket.gethostname()
         self._kv = _bucket(connection, bucket, seconds)
         self.revision: int | None = None
+        self.renewed_at = 0.0  # time.monotonic() of the last acquire or renew: the watch renews from it
 
     def _record(self) -> bytes:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -167,6 +170,7 @@ class MailboxLease:
         if revision is None:
             raise LeaseHeld(self.mailbox_id, holder or {})
         self.revision = revision
+        self.renewed_at = time.monotonic()
 
     def renew(self) -> None:
         """Extend the lease (its record rewritten: the max age counts from now), or raise LeaseLost."""
@@ -183,6 +187,7 @@ class MailboxLease:
             self.revision = None
             raise LeaseLost(f"the lease on mailbox {self.mailbox_id} was lost; another poller may have it")
         self.revision = revision
+        self.renewed_at = time.monotonic()
 
     def release(self) -> None:
         """Give the lease up at once (a clean stop), only if it is still ours."""

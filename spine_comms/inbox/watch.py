@@ -9,6 +9,10 @@ SIGTERM and SIGINT ask every mailbox to stop: the message in hand is finished
 heartbeat says "stopped", and the run exits 0 with a summary. A second signal
 exits at once (130); even that loses nothing, since the checkpoint only ever
 follows durably written items.
+
+With the JetStream mailroom and `checkpoints: kv`, watches of one mailbox on several hosts share
+it through a lease: one polls and renews it while idling, the others stand by and take over when
+it stops renewing (watch_loop.py, docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ def inbox_watch(
     poll_interval: PollIntervalOpt = 30.0,
 ) -> Result:
     """Watch the contract's mailboxes with IMAP IDLE until SIGTERM/SIGINT: catch up, then every new
-    message through the poll pipeline into the mailroom; reconnect with backoff; a heartbeat file."""
+    message through the poll pipeline into the mailroom; reconnect with backoff; a heartbeat file. With the
+    JetStream mailroom's KV checkpoints, one watch per mailbox holds its lease (renewed while idling) and the
+    others stand by to take over when it dies (docs/scale-out.md)."""
     from spine_comms.contracts.inbox import INBOX_CONTRACT, InboxContract
     from spine_comms.inbox.watch_loop import MailboxWatch
 
@@ -179,6 +185,10 @@ def _result(watches, reason: str | None, uptime: float, max_runtime: float | Non
         else:
             status, detail = Status.OK, "watched with IDLE"
         detail += f"; {stats.processed} processed, {stats.enqueued} enqueued, {stats.reconnects} reconnects"
+        if stats.lease == "standing by":  # checkpoints: kv, another host's watch polls this mailbox
+            detail += f"; standing by (the lease is held by {stats.lease_holder or 'another poller'})"
+        elif stats.lease == "held":
+            detail += f"; held the mailbox's lease ({stats.takeovers} takeover(s))"
         result.add(
             Check(
                 id="inbox.watch.session",

@@ -13,6 +13,13 @@ reconnects after the contract's backoff; the checkpoint the pipeline keeps makes
 a reconnect lose and duplicate nothing. A refused login on the very first
 connection is a configuration error and ends this mailbox's watch at once; later
 it is retried like any other drop (a server being restarted refuses logins too).
+
+With the JetStream mailroom and `checkpoints: kv`, a mailbox has one lease for every host
+(inbox/jetstream_checkpoints.py). The watch that holds it renews it while it idles, every third of
+the lease time, from the loop itself (as the heartbeat: a loop stuck anywhere stops renewing and
+is taken over). A watch that finds it held stands by: connected and idling, it polls nothing and
+tries to take the lease every tenth of the lease time, so it takes over within the lease time
+(plus that tenth) of the holder's last renewal. An unreachable cluster is a drop like an IMAP one.
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spine_comms.core.atomic import write_atomic
+from spine_comms.core.errors import CouldNotEvaluate
 from spine_comms.protocols.imap import ImapError
 
 # Messages per pipeline call while catching up: between calls the heartbeat is written and
 # SIGTERM is noticed, so a 10,000-message backlog does not make the watch look dead.
 CATCH_UP_CHUNK = 200
+LEASE_RENEW_FRACTION = 3  # the holder renews every lease_seconds / 3: two renewals may fail before it lapses
+LEASE_RETRY_FRACTION = 10  # a stand-by tries every lease_seconds / 10: takeover soon after the lease lapses
 
 
 def utc_now() -> str:
@@ -56,6 +66,9 @@ class MailboxStats:
     last_error_kind: str | None = None  # core.outcomes.FailureKind of last_error
     fatal: str | None = None  # the watch of this mailbox gave up (refused login on the first connection)
     drops: list[str] = field(default_factory=list)
+    lease: str | None = None  # None (no lease: files checkpoints) | "held" | "standing by"
+    lease_holder: str | None = None  # who holds it while this watch stands by
+    takeovers: int = 0  # times this watch took the lease after standing by
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +84,9 @@ class MailboxStats:
             "last_error": self.last_error,
             "fatal": self.fatal,
             "drops": self.drops[-20:],
+            "lease": self.lease,
+            "lease_holder": self.lease_holder,
+            "takeovers": self.takeovers,
         }
 
 
@@ -105,6 +121,8 @@ class Heartbeat:
             "processed": self.stats.processed,
             "reconnects": self.stats.reconnects,
             "last_error": self.stats.last_error,
+            "lease": self.stats.lease,
+            "lease_holder": self.stats.lease_holder,
         }
         with suppress(OSError):  # a full disk must not kill the watch; health sees the stale heartbeat
             write_atomic(self.path, json.dumps(doc, indent=2) + "\n")
@@ -139,6 +157,8 @@ class MailboxWatch:
         )
         self.caught_up_uidnext: int | None = None
         self.settled = False  # this connection reached IDLE (or its poll wait): a drop now is a fresh start
+        # checkpoints: kv: the mailbox's lease (jetstream_checkpoints.MailboxLease), held across IDLE
+        self.lease = getattr(getattr(self.delivery, "checkpoint_store", None), "lease", None)
 
     # The outer loop: connect, serve, back off ---------------------------------------------------
 
@@ -167,6 +187,10 @@ class MailboxWatch:
                 self.stats.last_error = f"connection: {exc}"
                 self.stats.last_error_kind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
                 failures = (0 if self.settled else failures) + 1
+            except CouldNotEvaluate as exc:  # the mailroom's cluster (lease, KV checkpoints) did not answer
+                self.stats.last_error = f"mailroom: {exc.message}"
+                self.stats.last_error_kind = "unreachable"
+                failures = (0 if self.settled else failures) + 1
             if self.stop.is_set():
                 break
             self.stats.drops.append(f"{utc_now()} {self.stats.last_error}")
@@ -177,6 +201,7 @@ class MailboxWatch:
             )
             self.heartbeat.beat("reconnecting", force=True)
             self.stop.wait(delay)
+        self._release_lease()
         self.heartbeat.beat("stopped", force=True)
 
     def _serve(self) -> None:
@@ -199,8 +224,11 @@ class MailboxWatch:
             self.stats.idle = channel.supported
             reason = "connect"
             while not self.stop.is_set():
-                others = len(self.target.folders) > 1  # folders not idled on are polled at every wake-up
-                self._catch_up(imap, force=others or reason in ("connect", "changes", "renew", "interval"))
+                holding, took_over = self._tend_lease()
+                if holding:
+                    others = len(self.target.folders) > 1  # folders not idled on are polled at every wake-up
+                    woken = reason in ("connect", "changes", "renew", "interval")
+                    self._catch_up(imap, force=took_over or others or woken)
                 if self.stop.is_set():
                     return
                 self.heartbeat.beat("idle" if channel.supported else "polling")
@@ -216,7 +244,58 @@ class MailboxWatch:
         budget = self.heartbeat.seconds_to_next()
         if len(self.target.folders) > 1:
             budget = min(budget, self.poll_interval)
+        if self.lease is not None:
+            if self.lease.revision is None:  # standing by
+                due = self.lease.seconds / LEASE_RETRY_FRACTION
+            else:
+                due = self.lease.renewed_at + self.lease.seconds / LEASE_RENEW_FRACTION - time.monotonic()
+            budget = min(budget, max(due, 0.05))
         return budget
+
+    # The mailbox's lease (checkpoints: kv) -------------------------------------------------------
+
+    def _tend_lease(self) -> tuple[bool, bool]:
+        """(this watch may poll, it has just taken the lease over). Renews a held lease when due, tries to
+        take a free one; the pipeline renews it too at every folder and batch. An unreachable cluster
+        raises (CouldNotEvaluate): a drop, retried with the backoff."""
+        from spine_comms.inbox.jetstream_checkpoints import LeaseHeld, LeaseLost
+
+        lease = self.lease
+        if lease is None:
+            return True, False
+        name = self.stats.mailbox
+        try:
+            if lease.revision is None:
+                lease.acquire()
+            elif time.monotonic() - lease.renewed_at >= lease.seconds / LEASE_RENEW_FRACTION:
+                lease.renew()
+        except LeaseHeld as exc:
+            holder = str(exc.record.get("holder", "?"))
+            if self.stats.lease != "standing by" or self.stats.lease_holder != holder:
+                self.ctx.log(f"{name}: standing by; the lease is held by {holder}")
+            self.stats.lease, self.stats.lease_holder = "standing by", holder
+            return False, False
+        except LeaseLost as exc:
+            self.ctx.log(f"{name}: {exc}; standing by", level="warn")
+            self.stats.lease, self.stats.lease_holder = "standing by", None
+            self.caught_up_uidnext = None  # whoever polled meanwhile: look again once the lease is back
+            return False, False
+        took_over = self.stats.lease == "standing by"
+        if self.stats.lease != "held":
+            self.ctx.log(f"{name}: {'took the lease over' if took_over else 'holds the lease'} as {lease.holder}")
+            self.stats.takeovers += took_over
+        self.stats.lease, self.stats.lease_holder = "held", lease.holder
+        return True, took_over
+
+    def _release_lease(self) -> None:
+        """A clean stop hands the mailbox over at once (a stand-by takes it at its next try)."""
+        if self.lease is None or self.lease.revision is None:
+            return
+        try:
+            self.lease.release()
+            self.ctx.log(f"{self.stats.mailbox}: lease released")
+        except CouldNotEvaluate as exc:  # it lapses by itself after the lease time
+            self.ctx.log(f"{self.stats.mailbox}: could not release the lease ({exc.message})", level="warn")
 
     # Catching up ---------------------------------------------------------------------------------
 

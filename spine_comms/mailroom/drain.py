@@ -6,6 +6,11 @@ message; the message comes back after the consumer's ack wait, its file is found
 any lane (the watcher may have moved it to running/ or done/ meanwhile), and it is acknowledged
 without a second write. So the spine's watcher sees each item once, and needs no change.
 
+An agent group's member drains the group's consumer (mailroom.drain --group) into the mailroom
+of its own host: the group's items are shared among its members, each item placed on one host.
+Redelivery finds the file only on the host that wrote it: a member killed between its write and
+its acknowledgement can see the item go to another member after the ack wait (docs/scale-out.md).
+
 A message without the headers that name its file, or with parts the mailroom refuses (a path in
 a slug, a hidden session), is terminated (never redelivered) and reported: it was not published
 by spine-comms, and writing it under another name would break exactly-once for the real one.
@@ -43,20 +48,23 @@ def drain(
     limit: int | None = None,
     wait: float = 1.0,
     placed: Callable[[Path], None] | None = None,
+    batch: int = BATCH,
 ) -> DrainOutcome:
     """Drain until the consumer has nothing for `wait` seconds, or `limit` messages are handled.
 
     `placed(path)` is called after a file is written and before its message is acknowledged: the
-    fault tests stop the drain there, as a kill would."""
+    fault tests stop the drain there, as a kill would. `batch`: messages taken per fetch; the members
+    of an agent group share its items a fetch at a time."""
     room = Mailroom(inbox)
     subscription = connection.pull(consumer)
     outcome = DrainOutcome()
     handled = 0
     while limit is None or handled < limit:
-        batch = min(BATCH, limit - handled) if limit is not None else BATCH
-        messages = connection.fetch(subscription, batch, wait)
+        take = min(batch, limit - handled) if limit is not None else batch
+        messages = connection.fetch(subscription, take, wait)
         if not messages:
             break
+        acks: list = []  # this fetch's acknowledgements, confirmed together before the next fetch
         for message in messages:
             handled += 1
             if message.metadata.num_delivered > 1:
@@ -69,7 +77,8 @@ def drain(
             (outcome.already if existed else outcome.written).append(str(path))
             if placed is not None and not existed:
                 placed(path)
-            connection.ack(message)
+            acks.append(connection.ack_soon(message))  # sent once its file is in place
+        connection.confirmed(acks)
     return outcome
 
 

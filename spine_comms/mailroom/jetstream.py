@@ -25,6 +25,7 @@ loop on a thread of its own and every call waits for its answer there, with the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -202,7 +203,29 @@ class Connection:
         config = StreamConfig(name=s.stream, subjects=[f"{s.subject_prefix}.>"], num_replicas=s.replicas,
                               duplicate_window=s.duplicate_window_seconds, storage=StorageType.FILE)  # fmt: skip
         await ready_stream(self.js, s.stream, lambda: self.js.add_stream(config), self.timeout)
+        for group in s.agent_groups:  # each group's consumer exists from the first item on: status shows it waiting
+            await self._ready_consumer(group)
         self._kv = await ready_bucket(self.js, s.dedup_bucket, s.replicas, s.dedup_days * 86400 or None, self.timeout)
+
+    def consumer_config(self, name: str):
+        """Every consumer of the mailroom alike: durable, pull, explicit ack, redelivered after the ack wait
+        for as long as it takes (an item is never dropped for being slow), on every item subject."""
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        s = self.settings
+        return ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_seconds,
+                              max_deliver=-1, filter_subject=f"{s.subject_prefix}.>")  # fmt: skip
+
+    async def _ready_consumer(self, name: str) -> None:
+        """The durable consumer `name`, made when missing; one that exists is used as it is (idempotent,
+        and two hosts making it at once end with one)."""
+        from nats.js.errors import BadRequestError, NotFoundError
+
+        try:
+            await self.js.consumer_info(self.settings.stream, name)
+        except NotFoundError:
+            with contextlib.suppress(BadRequestError):  # made by another host at the same moment
+                await self.js.add_consumer(self.settings.stream, self.consumer_config(name))
 
     # --- publishing ------------------------------------------------------------------------------
 
@@ -218,15 +241,23 @@ class Connection:
         s = self.settings
         subject = subject_for(s.subject_prefix, source, run_id)
         key = dedup_key(run_id)
-        try:
-            entry = await self._kv.get(key)
+
+        async def record():
+            try:
+                return await self._kv.get(key)
+            except KeyNotFoundError:
+                return None
+
+        async def last_on_subject():
+            try:
+                return await self.js.get_last_msg(s.stream, subject)
+            except NotFoundError:
+                return None
+
+        # Steps 1 and 2 are both reads: asked at once, one round trip instead of two.
+        entry, found = await asyncio.gather(record(), last_on_subject())
+        if entry is not None:
             return Published(subject, json.loads(entry.value or b"{}").get("seq"), True, "dedup record")
-        except KeyNotFoundError:
-            pass
-        try:
-            found = await self.js.get_last_msg(s.stream, subject)
-        except NotFoundError:
-            found = None
         if found is not None:
             await self._record(key, subject, found.seq, run_id)
             return Published(subject, found.seq, True, "in the stream")
@@ -269,7 +300,8 @@ class Connection:
                 except NotFoundError:
                     oldest = None
             consumers.append({
-                "name": consumer.name, "pending": consumer.num_pending, "ack_pending": consumer.num_ack_pending,
+                "name": consumer.name, "role": self._role(consumer.name), "pending": consumer.num_pending,
+                "ack_pending": consumer.num_ack_pending,
                 "redelivered": consumer.num_redelivered, "ack_floor": floor, "oldest_unacked_age_seconds": oldest,
             })  # fmt: skip
         return {
@@ -285,6 +317,11 @@ class Connection:
             "consumers": consumers,
         }
 
+    def _role(self, name: str) -> str:
+        if name == self.settings.drain_consumer:
+            return "drain"
+        return "agent group" if name in self.settings.agent_groups else "other"
+
     def message_data(self, seq: int) -> bytes | None:
         """The body of the stream's message `seq`; None when the stream no longer holds it."""
         from nats.js.errors import NotFoundError
@@ -299,15 +336,11 @@ class Connection:
 
     def pull(self, consumer: str):
         """A durable pull subscription on every item subject (created with the contract's ack wait)."""
-        from nats.js.api import AckPolicy, ConsumerConfig
-
         if self._kv is None:
             self.ensure()
         s = self.settings
-        config = ConsumerConfig(durable_name=consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_seconds,
-                                max_deliver=-1, filter_subject=f"{s.subject_prefix}.>")  # fmt: skip
         return self.call(self.js.pull_subscribe(f"{s.subject_prefix}.>", durable=consumer, stream=s.stream,
-                                                config=config))  # fmt: skip
+                                                config=self.consumer_config(consumer)))  # fmt: skip
 
     def fetch(self, subscription, batch: int, wait: float) -> list:
         """Up to `batch` messages; [] when none came within `wait` seconds."""
@@ -323,6 +356,20 @@ class Connection:
     def ack(self, message) -> None:
         """Acknowledged and confirmed by the server: the item leaves the consumer for good."""
         self.call(message.ack_sync(timeout=self.timeout))
+
+    def ack_soon(self, message) -> concurrent.futures.Future:
+        """The acknowledgement sent now, its confirmation awaited later by `confirmed` (one wait per batch
+        instead of one round trip per message)."""
+        return asyncio.run_coroutine_threadsafe(message.ack_sync(timeout=self.timeout), self._loop)
+
+    def confirmed(self, acks: list[concurrent.futures.Future]) -> None:
+        """Every acknowledgement of `acks` confirmed by the server, or JetStreamUnavailable."""
+
+        async def every():
+            await asyncio.gather(*(asyncio.wrap_future(ack) for ack in acks))
+
+        if acks:
+            self.call(every())
 
     def terminate(self, message) -> None:
         self.call(message.term())

@@ -78,7 +78,18 @@ def add_stream_status(ctx: RunContext, contract: InboxContract, result: Result, 
             subject=settings.stream,
         )
     )
-    if settings.drain_consumer not in [c["name"] for c in stream["consumers"]]:
+    names = [c["name"] for c in stream["consumers"]]
+    for group in [g for g in settings.agent_groups if g not in names]:
+        result.add(
+            Check(
+                id="mailroom.jetstream.group",
+                status=Status.WARN,
+                detail=f"agent group {group} has no consumer yet: it is made at the next poll, enqueue or "
+                "drain with this contract (mailroom.drain --group)",
+                subject=group,
+            )
+        )
+    if settings.drain_consumer not in names:
         result.add(
             Check(
                 id="mailroom.jetstream.drain",
@@ -98,7 +109,7 @@ def add_stream_status(ctx: RunContext, contract: InboxContract, result: Result, 
                 id="mailroom.jetstream.consumer",
                 status=Status.WARN if late else Status.OK,
                 detail=detail + ("; is its reader down?" if late else ""),
-                subject=consumer["name"],
+                subject=f"{consumer['name']} ({consumer['role']})",
                 expected=f"<= {max_age_seconds:g} s",
                 actual=age,
             )
@@ -113,19 +124,29 @@ def mailroom_drain(
     wait: Annotated[
         float, typer.Option(min=0.1, max=600, help="Stop once no message came for this many seconds.")
     ] = 1.0,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Drain this agent group's consumer (mailroom.jetstream.agent_groups) into this host's mailroom, "
+            "sharing the group's items with its other members. Default: the spine's drain consumer.",
+        ),
+    ] = None,
     dry_run: bool = True,  # the runner's: --dry-run or not --execute
 ) -> Result:
     """Drain the inbox contract's JetStream stream into the mailroom's queued/ lane, acknowledging each
-    message only after its item file is in place (same name, format and atomic write as the file mailroom)."""
+    message only after its item file is in place (same name, format and atomic write as the file mailroom).
+    --group NAME drains an agent group's own consumer on that group's host (docs/scale-out.md)."""
     from spine_comms.mailroom.drain import drain
 
     contract = ctx.contracts.load(INBOX_CONTRACT, InboxContract) if ctx.contracts.exists(INBOX_CONTRACT) else None
     settings = settings_of(contract)
+    consumer = _consumer_of(settings, group)
     if dry_run:
-        return _drain_preview(ctx, contract, settings)
+        return _drain_preview(ctx, contract, settings, consumer)
     with open_stream(ctx, contract) as connection:
-        outcome = drain(connection, ctx.mailroom.inbox, consumer=settings.drain_consumer, limit=limit, wait=wait)
-    result = Result(data={"stream": settings.stream, "consumer": settings.drain_consumer,
+        outcome = drain(connection, ctx.mailroom.inbox, consumer=consumer, limit=limit, wait=wait)
+    result = Result(data={"stream": settings.stream, "consumer": consumer, "group": group,
                           "inbox": str(ctx.mailroom.inbox), **outcome.to_dict()})  # fmt: skip
     result.add(
         Check(
@@ -150,14 +171,24 @@ def mailroom_drain(
     return result
 
 
-def _drain_preview(ctx: RunContext, contract: InboxContract, settings: JetStream) -> Result:
-    """What a drain would take: the drain consumer's pending messages (the whole stream before its first
+def _consumer_of(settings: JetStream, group: str | None) -> str:
+    if group is None:
+        return settings.drain_consumer
+    if group not in settings.agent_groups:
+        known = ", ".join(settings.agent_groups) or "none"
+        raise UsageError(f"--group {group}: not an agent group of the contract (agent groups: {known})",
+                         hint=f"add it to mailroom.jetstream.agent_groups in bindings/{INBOX_CONTRACT}")  # fmt: skip
+    return group
+
+
+def _drain_preview(ctx: RunContext, contract: InboxContract, settings: JetStream, name: str) -> Result:
+    """What a drain would take: the consumer's pending messages (the whole stream before its first
     run). Nothing fetched, so nothing is delivered, written or acknowledged."""
     with connect(settings, ctx.secrets.resolve) as connection:
         stream = connection.status(ctx.clock())
-    consumer = next((c for c in stream["consumers"] if c["name"] == settings.drain_consumer), None)
+    consumer = next((c for c in stream["consumers"] if c["name"] == name), None)
     waiting = (consumer["pending"] + consumer["ack_pending"]) if consumer else stream.get("messages", 0)
-    result = Result(data={"stream": settings.stream, "consumer": settings.drain_consumer,
+    result = Result(data={"stream": settings.stream, "consumer": name,
                           "inbox": str(ctx.mailroom.inbox), "would_drain": waiting, "dry_run": True})  # fmt: skip
     result.summary = [f"DRY RUN: would drain {waiting} message(s) from {settings.stream} into "
                       f"{ctx.mailroom.inbox / 'queued'} (--execute to drain)"]  # fmt: skip

@@ -46,6 +46,10 @@ def test_via_jetstream_without_its_section_is_refused() -> None:
         ({"stream": "a.b"}, "pattern"),  # a dot would make it a subject
         ({"subject_prefix": "spine.>"}, "pattern"),  # a wildcard would take other streams' subjects
         ({"dedup_bucket": "has space"}, "pattern"),
+        ({"agent_groups": ["triage", "a.b"]}, "agent group 'a.b'"),  # a dot would break the consumer's name
+        ({"agent_groups": ["triage", "*"]}, "agent group"),
+        ({"agent_groups": ["triage", "ops", "triage"]}, "named twice: triage"),
+        ({"agent_groups": ["spine-drain"]}, "drain consumer's name"),  # two readers on one consumer
     ],
 )
 def test_bad_values_are_refused(change: dict, message: str) -> None:
@@ -69,3 +73,8 @@ def test_dedup_key_and_subject_are_the_run_id_when_it_fits_and_a_stable_hash_oth
     for odd in ("R:1", ".R1"):
         assert dedup_key(odd).startswith("h-") and dedup_key(odd) == dedup_key(odd)
     assert dedup_key("R:1") != dedup_key("R:2")
+
+
+def test_agent_groups_default_to_none_and_keep_their_order() -> None:
+    assert JetStream(**GOOD).agent_groups == []
+    assert JetStream(**(GOOD | {"agent_groups": ["triage", "archive"]})).agent_groups == ["triage", "archive"]
