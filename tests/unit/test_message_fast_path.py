@@ -105,3 +105,33 @@ TEXT_CHARS = ["a", " ", "\t", "\n", "\r", "\x00", "\x07", "\x0b", "\x1f", "\x7f"
 def test_clean_text_matches_the_regex_it_replaced(text) -> None:
     expected = message_module._CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     assert message_module._clean_text(text, []) == expected
+
+
+def _all_header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The reference for authresults.header_fields: the header parser given the whole message."""
+    import email.parser
+    import email.policy
+
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return [(str(name), str(value)) for name, value in parsed.items()]
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_header_fields_from_the_header_section_alone_match_the_whole_message_on_the_corpus(path: Path) -> None:
+    from spine_comms.mail.authresults import header_fields
+
+    raw = path.read_bytes()
+    assert header_fields(raw) == _all_header_fields(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(HEADER_LINES, max_size=8), st.lists(st.tuples(BODY_PIECES, BREAKS), max_size=12), BREAKS, BREAKS,
+       st.sampled_from(["", "\r", "\n", "\r\n", "\n\r", "\r\r"]))  # fmt: skip
+def test_header_fields_from_the_header_section_alone_match_on_generated_mail(headers, body, eol, separator, tail):
+    """Every mix of line endings, folded lines, a line that is no header, and a message cut anywhere."""
+    from spine_comms.mail.authresults import header_fields
+
+    text = eol.join(headers) + eol + separator + "".join(p + b for p, b in body) + tail
+    raw = text.encode("utf-8", "surrogateescape")
+    for cut in (len(raw), len(raw) // 2, len(raw) // 3):
+        assert header_fields(raw[:cut]) == _all_header_fields(raw[:cut])
