@@ -8,6 +8,8 @@ the hostile corpus and on generated messages.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,21 @@ CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpus" / "hostile").glo
 
 
 def slow(raw: bytes) -> dict:
-    """parse_message with the single-part fast path switched off: the feed parser reads it all."""
-    fast_path = message_module._single_part
-    message_module._single_part = lambda raw: None
+    """parse_message with the fast paths (single part, simple multipart) off: the feed parser reads it all."""
+    single, multi = message_module._single_part, message_module._simple_multipart
+    message_module._single_part = message_module._simple_multipart = lambda raw: None
     try:
         return parse_message(raw).to_dict()
     finally:
-        message_module._single_part = fast_path
+        message_module._single_part, message_module._simple_multipart = single, multi
+
+
+def tree(msg) -> list:
+    """Everything of a parsed tree the pipeline could read: headers, payloads, preamble, epilogue, defects."""
+    out = [msg.items(), msg.preamble, msg.epilogue, [type(d).__name__ for d in msg.defects]]
+    payload = msg.get_payload()
+    out.append([tree(p) for p in payload] if isinstance(payload, list) else payload)
+    return out
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
@@ -64,6 +74,83 @@ BREAKS = st.sampled_from(["\r\n", "\n", "\r"])
 @given(st.lists(HEADER_LINES, max_size=8), st.lists(st.tuples(BODY_PIECES, BREAKS), max_size=12), BREAKS, BREAKS)
 def test_generated_messages_read_the_same_either_way(headers, body, eol, separator) -> None:
     raw = (eol.join(headers) + eol + separator + "".join(p + b for p, b in body)).encode("utf-8", "surrogateescape")
+    assert parse_message(raw).to_dict() == slow(raw)
+
+
+PART_HEADERS = st.sampled_from([
+    "Content-Type: text/plain; charset=utf-8", "Content-Type: text/html", "Content-Type: application/octet-stream",
+    'Content-Disposition: attachment; filename="a.bin"', "Content-Transfer-Encoding: base64",
+    "Content-Transfer-Encoding: quoted-printable", "Content-Type: message/rfc822", "Content-Type: multipart/mixed",
+    "Content-Type: text/plain; name=x.txt", " folded", "no colon", "X-Other: y", "From nobody", "",
+])  # fmt: skip
+PART_BODY = st.sampled_from(["hello", "aGVsbG8=", "=C3=A9", "<p>x</p>", "--zz", "--zz--", "--zzz", "-- zz", "--zz x",
+                             "--zz  ", "--zz--\t", " --zz", "é", "\x00", ""])  # fmt: skip
+PARTS = st.lists(st.tuples(st.lists(PART_HEADERS, max_size=3), st.lists(PART_BODY, max_size=4)), max_size=4)
+
+
+def multipart(top: list[str], preamble: list[str], parts, closing: str, epilogue: list[str], eol: str) -> bytes:
+    lines = [*top, "Content-Type: multipart/mixed; boundary=zz", "", *preamble]
+    for headers, body in parts:
+        lines += ["--zz", *headers, "", *body]
+    lines += [closing, *epilogue]
+    return eol.join(lines).encode("utf-8", "surrogateescape")
+
+
+TOPS = st.one_of(st.just(["From: a@example.org"]), st.lists(HEADER_LINES, max_size=4))
+
+
+@settings(max_examples=500, deadline=None)
+@given(TOPS, st.lists(PART_BODY, max_size=3), PARTS,
+       st.sampled_from(["--zz--", "--zz-- ", "--zz--x", "", "--zz"]), st.lists(PART_BODY, max_size=2),
+       st.sampled_from(["\r\n", "\n", "\r"]))  # fmt: skip
+def test_generated_multipart_mail_reads_the_same_either_way(top, preamble, parts, closing, epilogue, eol) -> None:
+    raw = multipart(top, preamble, parts, closing, epilogue, eol)
+    assert parse_message(raw).to_dict() == slow(raw)
+    fast = message_module._simple_multipart(raw)
+    if fast is not None:  # taken: the very tree the feed parser builds
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_the_multipart_fast_path_builds_the_feed_parsers_tree_on_the_corpus(path: Path) -> None:
+    raw = path.read_bytes()
+    fast = message_module._simple_multipart(raw)
+    if fast is not None:
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+
+
+def test_the_multipart_fast_path_is_taken_for_ordinary_mail_with_attachments() -> None:
+    from tests.mailbox_fill import make_messages
+
+    with_attachment = [m for i, m in enumerate(make_messages(70, seed=3)) if i % 7 == 6]
+    assert len(with_attachment) == 10
+    for raw in with_attachment:
+        fast = message_module._simple_multipart(raw)
+        assert fast is not None and len(fast.get_payload()) == 2
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+        assert parse_message(raw).to_dict() == slow(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\rContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n',
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n',  # no closing boundary
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\nno start boundary\r\n',
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: message/delivery-status\r\n\r\nAction: failed\r\n--b--\r\n",  # a DSN: structure inside
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: multipart/alternative; '
+        b'boundary="c"\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n--b--\r\n',  # nested
+        b'Content-Type: multipart/digest; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n',
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nno colon\r\n\r\nx\r\n--b--\r\n',  # a defect
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n--b\r\n\r\nx\r\n--b--\r\n',  # empty part
+        b'Content-Type: multipart/mixed; boundary="b"\r\nContent-Transfer-Encoding: base64\r\n\r\n--b\r\n\r\n'
+        b"x\r\n--b--\r\n",
+        b"Content-Type: multipart/mixed\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",  # no boundary parameter
+    ],
+)
+def test_the_multipart_fast_path_leaves_what_is_not_plain_to_the_feed_parser(raw: bytes) -> None:
+    assert message_module._simple_multipart(raw) is None
     assert parse_message(raw).to_dict() == slow(raw)
 
 
