@@ -310,38 +310,49 @@ def _body_and_attachments(msg: Message, result: NormalizedMessage, limits: dict)
 _HEADER_END = re.compile(rb"\n\r?\n")
 
 
-def _single_part(raw: bytes) -> Message | None:
-    """The message, when its top level is one leaf (most mail): only the header section goes
-    through the feed parser, and the body becomes the payload as it is. The feed parser would do
-    exactly that for such a message, one line at a time (a millisecond for 50 KB of body).
+def _fast_tree(raw: bytes) -> Message | None:
+    """The tree the feed parser builds, built faster for the two shapes most mail has; None (the feed
+    parser reads it all) for anything else. Only the header section goes through the feed parser
+    (headers only: a multipart's body is not in it), and then:
 
-    None (parse the whole message) unless the header section is plain: line breaks LF or CRLF
-    only, no defect, and the parser ended it exactly at the empty line found here. Multipart and
-    message/* tops are never taken here: the parser reads their bodies into parts."""
+    - a single leaf (most mail): the body becomes the payload as it is. The feed parser would do
+      exactly that, one line at a time (a millisecond for 50 KB of body);
+    - one level of multipart whose parts are leaves (an attachment or two beside the text): see
+      _multipart. The feed parser read a base64 attachment a line at a time (1.7 ms for a 50 KB
+      message, three times a single-part one).
+
+    Taken only when the header section is plain: line breaks LF or CRLF only, no defect, and the
+    parser ended it exactly at the empty line found here; never for a message/* top, whose body the
+    parser reads as another message. tests/unit/test_message_fast_path.py compares the trees."""
     found = _HEADER_END.search(raw)
     if found is None:
         return None
     head = raw[: found.end()]
     if head.count(b"\r") != head.count(b"\r\n"):
         return None  # a bare CR: the parser's notion of a line differs from ours
-    msg = email.message_from_bytes(head, policy=email.policy.compat32)
-    if msg.defects or msg.get_payload() or msg.get_content_maintype() in ("multipart", "message"):
-        return None  # the parser ended the headers elsewhere, or the body has structure
-    # BytesParser reads bytes as ASCII with surrogate escapes; the payload is the same text here.
-    msg.set_payload(raw[found.end() :].decode("ascii", "surrogateescape"))
-    return msg
+    # BytesParser reads bytes as ASCII with surrogate escapes; the text here is the same.
+    msg = _HEADER_PARSER.parsestr(head.decode("ascii", "surrogateescape"))
+    if msg.defects or msg.get_payload():
+        return None  # the parser ended the headers elsewhere
+    maintype = msg.get_content_maintype()
+    if maintype == "message":
+        return None
+    body = raw[found.end() :]
+    if maintype != "multipart":
+        msg.set_payload(body.decode("ascii", "surrogateescape"))
+        return msg
+    return _multipart(msg, body)
 
 
 def _head(text: str) -> tuple[Message, str] | None:
-    """(the parsed header section, the body) of a message or part given as text (bytes read as ASCII with
-    surrogate escapes, as BytesParser reads them); None when the header section is not plain: no empty
-    line ends it, the parser noted a defect or ended it elsewhere, or its type has structure of its own."""
+    """(the parsed header section, the body) of a part given as text; None when the header section is
+    not plain: no empty line ends it, or the parser noted a defect or ended it elsewhere."""
     if text.startswith(("\r\n", "\n")):  # no header at all: the body starts after that empty line
         return Message(), text[2 if text.startswith("\r") else 1 :]
     found = _HEADER_END_TEXT.search(text)
     if found is None:
         return None
-    msg = _HEADER_PARSER.parsestr(text[: found.end()])  # the header section alone: a multipart's body is not here
+    msg = _HEADER_PARSER.parsestr(text[: found.end()])
     if msg.defects or msg.get_payload():
         return None
     return msg, text[found.end() :]
@@ -349,37 +360,30 @@ def _head(text: str) -> tuple[Message, str] | None:
 
 _HEADER_END_TEXT = re.compile(r"\n\r?\n")
 _HEADER_PARSER = email.parser.HeaderParser(policy=email.policy.compat32)
-_LINE_END = re.compile(r"\r\n|\n")
 # Containers inside a part, and the types the feed parser reads into sub-messages: the general path.
 _STRUCTURED = ("multipart", "message")
 
 
-def _simple_multipart(raw: bytes) -> Message | None:
-    """The message, when it is one level of multipart whose parts are leaves (an attachment or two beside
-    the text: most mail that is not single-part). The body is cut at the boundary lines with a regular
-    expression, where the feed parser reads it a line at a time (a base64 attachment is thousands of
-    lines: 1.7 ms for a 50 KB message, five times a single-part one), and each part's header section is
-    read by the feed parser itself. The tree is the one the feed parser builds, part for part, preamble
-    and epilogue included: tests/unit/test_message_fast_path.py compares the two.
+def _multipart(msg: Message, raw_body: bytes) -> Message | None:
+    """`msg` (its header section parsed) with its parts, when it is one level of multipart whose parts are
+    leaves. The body is cut at the boundary lines with str.find and each part's header section is read
+    by the feed parser. The tree is the one the feed parser builds, part for part, preamble and
+    epilogue included.
 
-    None (the feed parser reads it all) unless everything is plain: line breaks CRLF or LF only, a
-    boundary of printable characters, a start and a closing boundary line, no empty part, no part that
-    is itself multipart or message/*, no defect in any header section, no digest (whose parts default
-    to message/rfc822), and at most MAX_PARTS parts."""
-    if b"\r" in raw and raw.count(b"\r") != raw.count(b"\r\n"):
+    None unless everything is plain: line breaks CRLF or LF only, a boundary of printable characters,
+    a start and a closing boundary line, no empty part, no part that is itself multipart or message/*,
+    no defect in any header section, no digest (whose parts default to message/rfc822), and at most
+    MAX_PARTS parts."""
+    if b"\r" in raw_body and raw_body.count(b"\r") != raw_body.count(b"\r\n"):
         return None  # a bare CR: the parser's notion of a line differs from ours
-    text = raw.decode("ascii", "surrogateescape")
-    top = _head(text)
-    if top is None:
-        return None
-    msg, body = top
-    if msg.get_content_maintype() != "multipart" or msg.get_content_subtype() == "digest":
+    if msg.get_content_subtype() == "digest":
         return None
     boundary = msg.get_boundary()
     if not boundary or not boundary.isprintable() or not boundary.isascii():
         return None
     if str(msg.get("content-transfer-encoding", "8bit")).lower() not in ("7bit", "8bit", "binary"):
         return None  # the parser notes a defect for it
+    body = raw_body.decode("ascii", "surrogateescape")
     marks = _boundary_lines(body, "--" + boundary)
     if not marks or marks[0][2] or not marks[-1][2] or len(marks) > MAX_PARTS:
         return None  # no start boundary, it closes at once, or no closing one
@@ -434,9 +438,7 @@ def _strip_line_end(text: str) -> str:
 
 def _parse_tree(raw: bytes, problems: list[str]) -> Message:
     try:
-        return (
-            _single_part(raw) or _simple_multipart(raw) or email.message_from_bytes(raw, policy=email.policy.compat32)
-        )
+        return _fast_tree(raw) or email.message_from_bytes(raw, policy=email.policy.compat32)
     except RecursionError:
         problems.append("MIME structure too deeply nested to parse; only the headers were read")
     except Exception as exc:
