@@ -222,3 +222,11 @@ def test_header_fields_from_the_header_section_alone_match_on_generated_mail(hea
     raw = text.encode("utf-8", "surrogateescape")
     for cut in (len(raw), len(raw) // 2, len(raw) // 3):
         assert header_fields(raw[:cut]) == _all_header_fields(raw[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["\r", "\n", "a", " ", "\x00", "é"]), max_size=60))
+def test_clean_text_line_breaks_read_as_the_plain_replacements_do(text) -> None:
+    reference = text.replace("\r\n", "\n").replace("\r", "\n")
+    assert message_module._clean_text(text, []) == message_module._clean_text(reference, [])
+    assert "\r" not in message_module._clean_text(text, [])
