@@ -125,6 +125,10 @@ class Contracts:
         self.docs: dict[str, YamlDocument] = {}
         self.warnings: list[str] = []
         self._on_warning = on_warning
+        # What this run validated already, by file and model: the stack contract is asked for by the inbox
+        # contract's cross-check and by every endpoint builder (two to four parses in one poll). Keyed by
+        # the file's identity too, so a contract the run rewrote (endpoints sync) is read again.
+        self._loaded: dict[tuple[str, type], tuple[tuple[int, int, int], Any]] = {}
 
     def path(self, name: str) -> Path:
         candidate = Path(name)
@@ -135,12 +139,25 @@ class Contracts:
 
     def load(self, name: str, model: type[M]) -> M:
         path = self.path(name)
-        if not path.exists():
+        try:
+            found = path.stat()
+        except OSError:
+            found = None
+        if found is None:
             raise ContractError(
                 f"contract {path} not found",
                 problems=[Problem(str(path), None, "", "contract not found")],
                 hint=f"create it, or point --root at a root whose {self.root.bindings_dir.name}/ has it",
             )
+        identity = (found.st_ino, found.st_size, found.st_mtime_ns)
+        known = self._loaded.get((str(path), model))
+        if known is not None and known[0] == identity:
+            return known[1]
+        contract = self._load(path, model)
+        self._loaded[(str(path), model)] = (identity, contract)
+        return contract
+
+    def _load(self, path: Path, model: type[M]) -> M:
         doc = load_yaml(path, spine_owned=bool(getattr(model, "spine_owned", False)))
         self.read[str(path)] = doc.sha256
         self.docs[str(path)] = doc

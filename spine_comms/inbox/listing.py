@@ -9,7 +9,8 @@ unseen_count, fetched_count, limit, messages[{message_id, from, subject, date, b
 
 from __future__ import annotations
 
-from spine_comms.inbox.intake import HEADER_CAP, MAX_TEXT_BYTES
+from spine_comms.inbox.fetch import HEADER_CAP
+from spine_comms.inbox.normalize import MAX_TEXT_BYTES
 
 BODY_CHARS = 2000  # the spine's truncation
 TRUNCATED = "\n... [truncated]"

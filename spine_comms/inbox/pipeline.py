@@ -6,7 +6,7 @@ For each folder of the mailbox, under the mailbox's poll lock:
     -> UID SEARCH last+1:* -> FETCH RFC822.SIZE INTERNALDATE (no body yet)
     -> per batch: FETCH BODY.PEEK[] of what fits policy.max_message_bytes (a capped header of
        the rest; the next batch's FETCH runs on a second thread while this one is processed:
-       prefetch.py) -> intake (parse, policy, dedup, store, item, marker; see intake.py)
+       fetch.py) -> intake (dedup, normalize, decide, stage; see intake.py) -> commit (commit.py)
     -> the post-commit action on the server (none, \\Seen, move) -> the checkpoint advanced
 
 The server is changed only after the batch's items and markers are on disk; the
@@ -33,18 +33,12 @@ from spine_comms.core.errors import DISK_FULL_ERRNOS as DISK_FULL
 from spine_comms.core.errors import CouldNotEvaluate
 from spine_comms.endpoints.mailbox import MailboxTarget, open_mailbox
 from spine_comms.inbox.checkpoint import CheckpointStore, FolderCheckpoint, LockHeld, poll_lock
-from spine_comms.inbox.intake import Fetched, Intake, utc_stamp
+from spine_comms.inbox.fetch import Fetched, Prefetch, batches
+from spine_comms.inbox.intake import Intake
+from spine_comms.inbox.normalize import utc_stamp
 from spine_comms.inbox.outcome import FolderOutcome, PollOutcome
-from spine_comms.inbox.prefetch import Prefetch
 
 __all__ = ["MailboxTarget", "PollOutcome", "inbox_state_dir", "make_target", "open_mailbox", "process_new"]
-
-BATCH_MESSAGES = 200  # bodies per FETCH
-# The first batches are small and grow to BATCH_MESSAGES: the first items are visible (and the
-# checkpoint moves) within a fraction of a second, so a poll killed early still makes progress,
-# while a long backlog pays its syncs per two hundred messages.
-FIRST_BATCH_MESSAGES = 10
-BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
 
 
 def inbox_state_dir(ctx: RunContext, contract: InboxContract) -> Path:
@@ -206,14 +200,14 @@ class _Run:
             budget -= len(uids)
         metas = self.session.fetch_meta(uids) if uids else {}
         cap = self.contract.policy.max_message_bytes
-        batches = _batches(uids, metas, cap)
+        planned = batches(uids, metas, cap)
         self.intake.expect(len(uids))
         ahead = Prefetch(self.session, metas, cap)
-        if batches:
-            ahead.start(batches[0])
+        if planned:
+            ahead.start(planned[0])
         try:
             with self.ctx.progress(f"{self.mailbox.id}/{folder}", total=len(uids)) as self.advance:
-                finished = self._batches(result, checkpoint, state, uids, batches, metas, ahead)
+                finished = self._batches(result, checkpoint, state, uids, planned, metas, ahead)
         finally:
             ahead.idle()  # a batch fetched for nothing (stopped, halted) must not hold the connection
         if finished and uids:
@@ -228,15 +222,15 @@ class _Run:
         result.checkpoint_after = checkpoint.to_dict()
         return budget
 
-    def _batches(self, result, checkpoint, state, uids, batches, metas, ahead: Prefetch) -> bool:
+    def _batches(self, result, checkpoint, state, uids, planned, metas, ahead: Prefetch) -> bool:
         """Every batch in turn; False when stopped before the last one. A _Halt propagates."""
-        for number, batch in enumerate(batches):
+        for number, batch in enumerate(planned):
             if self._stopping():
                 result.remaining += len([u for u in uids if u > checkpoint.last_uid])
                 return False
             fetched = ahead.take()
-            if number + 1 < len(batches):
-                ahead.start(batches[number + 1])  # fetched while this batch is parsed and written
+            if number + 1 < len(planned):
+                ahead.start(planned[number + 1])  # fetched while this batch is parsed and written
             last, halt = self._batch(result, state.uidvalidity, batch, metas, fetched, ahead)
             self.advance(len(batch))
             if last is not None:
@@ -362,23 +356,3 @@ def _unmarked(placed: list) -> str:
         return "nothing of this batch was committed"
     return (f"{len(placed)} item(s) of this batch are in the mailroom (counted above) without their delivery "
             "markers: the next run finds and marks them; the rest of the batch was not committed")  # fmt: skip
-
-
-def _batches(uids: list[int], metas: dict, cap: int) -> list[list[int]]:
-    """UIDs with metadata, in order, grouped so no FETCH buffers more than BATCH_BYTES."""
-    out: list[list[int]] = []
-    current: list[int] = []
-    size, most = 0, FIRST_BATCH_MESSAGES
-    for uid in uids:
-        meta = metas.get(uid)
-        if meta is None:
-            continue  # expunged before FETCH RFC822.SIZE
-        cost = min(meta.size, cap)
-        if current and (len(current) >= most or size + cost > BATCH_BYTES):
-            out.append(current)
-            current, size, most = [], 0, min(most * 2, BATCH_MESSAGES)
-        current.append(uid)
-        size += cost
-    if current:
-        out.append(current)
-    return out

@@ -1,4 +1,4 @@
-"""The contract's policy applied to one message: which lane it goes to, and why.
+"""The decide stage: the contract's policy applied to one message, which lane it goes to, and why.
 
 Lanes: `queued` (an agent reads it), `parked` (quarantined with its reason, for a
 person), `dropped` (recorded in the state directory only). The decisions:
@@ -9,6 +9,8 @@ person), `dropped` (recorded in the state directory only). The decisions:
   server wrote (mail.authresults.sort_by_trust: the exact policy.trusted_authserv_id, in the
   receiver's block at the top of the raw message); any other A-R header is the sender's claim,
   reported as untrusted and ignored. With none from the receiver the message is "not verified".
+
+- the rendered item would trip the mailroom watcher's secret scan: policy.secret_match (`screen`).
 
 Pure functions over the parsed message; nothing here touches the network or disk.
 """
@@ -110,3 +112,31 @@ def oversized(size: int, policy: Policy) -> Verdict | None:
     verdict.send_to(PARKED, f"message is {size} bytes, over policy.max_message_bytes {policy.max_message_bytes}")
     verdict.auth_summary = "not judged (the body was not fetched)"
     return verdict
+
+
+@dataclass
+class Screened:
+    text: str
+    secret: dict | None = None  # {uid, run_id, action, findings} when the item held secret-like text
+
+
+def screen(text: str, verdict: Verdict, policy: Policy, uid: int, rid: str) -> Screened:
+    """The watcher parks, silently, any queued item matching its secret pattern: decide here, and say so.
+    With policy.secret_match `redact` the values are rewritten and the item stays queued (when that clears
+    it); otherwise, or when it does not, the verdict moves to parked with the findings as the reason."""
+    from spine_comms.mailroom.secrets_scan import redact_secrets, secret_findings
+
+    findings = secret_findings(text)
+    if not findings or verdict.lane != QUEUED:
+        return Screened(text)
+    if policy.secret_match == "redact":
+        redacted = redact_secrets(text)
+        if not secret_findings(redacted):
+            return Screened(redacted, {"uid": uid, "run_id": rid, "action": "redacted", "findings": findings})
+    verdict.send_to(
+        PARKED,
+        f"the item would trip the mailroom watcher's secret pattern ({len(findings)} finding(s): "
+        + "; ".join(findings[:5])
+        + f"); policy.secret_match: {policy.secret_match}",
+    )
+    return Screened(text, {"uid": uid, "run_id": rid, "action": "parked", "findings": findings})

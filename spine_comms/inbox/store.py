@@ -26,6 +26,8 @@ import os
 import re
 from pathlib import Path
 
+import orjson
+
 from spine_comms.core.atomic import write_atomic
 from spine_comms.inbox.staging import REPLACE, SAME, BatchWriter
 
@@ -136,8 +138,20 @@ class DeliveryIndex:
         return path
 
 
-def dumps(data: dict) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str) + "\n"
+# orjson encodes a normalized message (its ~50 KB of text) in about a seventh of json's time. Its
+# native forms of datetimes and dataclasses are passed to `default`, as json does, so the two agree
+# but for the spaces json puts after separators; what orjson refuses (a lone surrogate, an integer
+# wider than 64 bits) is encoded by json, as before. (A float that is not finite, which no message
+# yields, becomes null: valid JSON, where json wrote Infinity.)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(data: dict) -> bytes:
+    """One JSON document in UTF-8, ending with a line break."""
+    try:
+        return orjson.dumps(data, default=str, option=_ORJSON_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        return (json.dumps(data, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
 def _write(path: Path, data: str | bytes, how: str, batch: BatchWriter | None) -> None:

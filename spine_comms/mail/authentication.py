@@ -21,11 +21,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
 from spine_comms.mail.authresults import TrustSorting, Untrusted, header_fields, sort_by_trust
-from spine_comms.protocols.dns import Answer
 
-Query = Callable[[str, str], Answer]
+if TYPE_CHECKING:  # dnspython (and its DNS-over-HTTPS stack) is a tenth of a second to import: the
+    # inbox's A-R rules use this module without a DNS query, and every poll would pay it at startup
+    from spine_comms.protocols.dns import Answer
+
+Query = Callable[[str, str], "Answer"]
 
 PASS, FAIL, NONE, TEMPERROR, PERMERROR = "pass", "fail", "none", "temperror", "permerror"
 

@@ -297,12 +297,24 @@ class TrustSorting:
         }
 
 
+# Two line breaks in a row, whatever the line endings (CRLF, LF, bare CR, mixed): the only pair of line
+# ends none of these three contains is CRLF itself, which is one line end. So the first match is at or
+# after the end of the header section as the parser sees it (an empty line, if nothing ended it sooner).
+_EMPTY_LINE = re.compile(rb"\n\n|\r\r|\n\r")
+
+
 def header_fields(raw: bytes) -> list[tuple[str, str]]:
-    """Every header field of a message, top first, values as received (folded, never RFC 2047-decoded)."""
+    """Every header field of a message, top first, values as received (folded, never RFC 2047-decoded).
+
+    Only the bytes up to the first empty line go to the parser: its header parse stops there at the
+    latest, and what follows would be read line by line into a payload nobody uses (for a 50 KB
+    message that was most of the cost). tests/unit/test_authresults_trust.py compares the two."""
     import email.parser
     import email.policy
 
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    end = _EMPTY_LINE.search(raw)
+    head = raw if end is None else raw[: end.end() + 2]  # the whole empty line, also a CRLF one
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
     return [(str(name), str(value)) for name, value in parsed.items()]
 
 

@@ -8,6 +8,8 @@ the hostile corpus and on generated messages.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,21 @@ CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpus" / "hostile").glo
 
 
 def slow(raw: bytes) -> dict:
-    """parse_message with the single-part fast path switched off: the feed parser reads it all."""
-    fast_path = message_module._single_part
-    message_module._single_part = lambda raw: None
+    """parse_message with the fast paths (single part, simple multipart) off: the feed parser reads it all."""
+    fast = message_module._fast_tree
+    message_module._fast_tree = lambda raw: None
     try:
         return parse_message(raw).to_dict()
     finally:
-        message_module._single_part = fast_path
+        message_module._fast_tree = fast
+
+
+def tree(msg) -> list:
+    """Everything of a parsed tree the pipeline could read: headers, payloads, preamble, epilogue, defects."""
+    out = [msg.items(), msg.preamble, msg.epilogue, [type(d).__name__ for d in msg.defects]]
+    payload = msg.get_payload()
+    out.append([tree(p) for p in payload] if isinstance(payload, list) else payload)
+    return out
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
@@ -37,15 +47,15 @@ def test_hostile_corpus_reads_the_same_either_way(path: Path) -> None:
     assert parse_message(raw).to_dict() == slow(raw)
 
 
-def test_the_fast_path_is_taken_for_plain_single_part_mail_only() -> None:
+def test_the_fast_path_is_taken_for_plain_mail_only() -> None:
     plain = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n\r\nmore\r\n"
-    assert message_module._single_part(plain).get_payload() == "body\r\n\r\nmore\r\n"
+    assert message_module._fast_tree(plain).get_payload() == "body\r\n\r\nmore\r\n"
     multipart = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n'
-    assert message_module._single_part(multipart) is None
-    assert message_module._single_part(b"Content-Type: message/rfc822\n\nFrom: x\n\nbody") is None
-    assert message_module._single_part(b"From: a\rSubject: bare CR\r\n\r\nbody") is None
-    assert message_module._single_part(b"From: a\nnot a header line\n\nbody") is None  # a defect: the slow path
-    assert message_module._single_part(b"From: a\nSubject: no body") is None
+    assert [part.get_payload() for part in message_module._fast_tree(multipart).get_payload()] == ["x"]
+    assert message_module._fast_tree(b"Content-Type: message/rfc822\n\nFrom: x\n\nbody") is None
+    assert message_module._fast_tree(b"From: a\rSubject: bare CR\r\n\r\nbody") is None
+    assert message_module._fast_tree(b"From: a\nnot a header line\n\nbody") is None  # a defect: the slow path
+    assert message_module._fast_tree(b"From: a\nSubject: no body") is None
 
 
 HEADER_LINES = st.sampled_from([
@@ -64,6 +74,83 @@ BREAKS = st.sampled_from(["\r\n", "\n", "\r"])
 @given(st.lists(HEADER_LINES, max_size=8), st.lists(st.tuples(BODY_PIECES, BREAKS), max_size=12), BREAKS, BREAKS)
 def test_generated_messages_read_the_same_either_way(headers, body, eol, separator) -> None:
     raw = (eol.join(headers) + eol + separator + "".join(p + b for p, b in body)).encode("utf-8", "surrogateescape")
+    assert parse_message(raw).to_dict() == slow(raw)
+
+
+PART_HEADERS = st.sampled_from([
+    "Content-Type: text/plain; charset=utf-8", "Content-Type: text/html", "Content-Type: application/octet-stream",
+    'Content-Disposition: attachment; filename="a.bin"', "Content-Transfer-Encoding: base64",
+    "Content-Transfer-Encoding: quoted-printable", "Content-Type: message/rfc822", "Content-Type: multipart/mixed",
+    "Content-Type: text/plain; name=x.txt", " folded", "no colon", "X-Other: y", "From nobody", "",
+])  # fmt: skip
+PART_BODY = st.sampled_from(["hello", "aGVsbG8=", "=C3=A9", "<p>x</p>", "--zz", "--zz--", "--zzz", "-- zz", "--zz x",
+                             "--zz  ", "--zz--\t", " --zz", "é", "\x00", ""])  # fmt: skip
+PARTS = st.lists(st.tuples(st.lists(PART_HEADERS, max_size=3), st.lists(PART_BODY, max_size=4)), max_size=4)
+
+
+def multipart(top: list[str], preamble: list[str], parts, closing: str, epilogue: list[str], eol: str) -> bytes:
+    lines = [*top, "Content-Type: multipart/mixed; boundary=zz", "", *preamble]
+    for headers, body in parts:
+        lines += ["--zz", *headers, "", *body]
+    lines += [closing, *epilogue]
+    return eol.join(lines).encode("utf-8", "surrogateescape")
+
+
+TOPS = st.one_of(st.just(["From: a@example.org"]), st.lists(HEADER_LINES, max_size=4))
+
+
+@settings(max_examples=500, deadline=None)
+@given(TOPS, st.lists(PART_BODY, max_size=3), PARTS,
+       st.sampled_from(["--zz--", "--zz-- ", "--zz--x", "", "--zz"]), st.lists(PART_BODY, max_size=2),
+       st.sampled_from(["\r\n", "\n", "\r"]))  # fmt: skip
+def test_generated_multipart_mail_reads_the_same_either_way(top, preamble, parts, closing, epilogue, eol) -> None:
+    raw = multipart(top, preamble, parts, closing, epilogue, eol)
+    assert parse_message(raw).to_dict() == slow(raw)
+    fast = message_module._fast_tree(raw)
+    if fast is not None:  # taken: the very tree the feed parser builds
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_the_multipart_fast_path_builds_the_feed_parsers_tree_on_the_corpus(path: Path) -> None:
+    raw = path.read_bytes()
+    fast = message_module._fast_tree(raw)
+    if fast is not None:
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+
+
+def test_the_multipart_fast_path_is_taken_for_ordinary_mail_with_attachments() -> None:
+    from tests.mailbox_fill import make_messages
+
+    with_attachment = [m for i, m in enumerate(make_messages(70, seed=3)) if i % 7 == 6]
+    assert len(with_attachment) == 10
+    for raw in with_attachment:
+        fast = message_module._fast_tree(raw)
+        assert fast is not None and len(fast.get_payload()) == 2
+        assert tree(fast) == tree(email.message_from_bytes(raw, policy=email.policy.compat32))
+        assert parse_message(raw).to_dict() == slow(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\rContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n',
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n',  # no closing boundary
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\nno start boundary\r\n',
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: message/delivery-status\r\n\r\nAction: failed\r\n--b--\r\n",  # a DSN: structure inside
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: multipart/alternative; '
+        b'boundary="c"\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n--b--\r\n',  # nested
+        b'Content-Type: multipart/digest; boundary="b"\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n',
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nno colon\r\n\r\nx\r\n--b--\r\n',  # a defect
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n--b\r\n\r\nx\r\n--b--\r\n',  # empty part
+        b'Content-Type: multipart/mixed; boundary="b"\r\nContent-Transfer-Encoding: base64\r\n\r\n--b\r\n\r\n'
+        b"x\r\n--b--\r\n",
+        b"Content-Type: multipart/mixed\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",  # no boundary parameter
+    ],
+)
+def test_the_multipart_fast_path_leaves_what_is_not_plain_to_the_feed_parser(raw: bytes) -> None:
+    assert message_module._fast_tree(raw) is None
     assert parse_message(raw).to_dict() == slow(raw)
 
 
@@ -105,3 +192,41 @@ TEXT_CHARS = ["a", " ", "\t", "\n", "\r", "\x00", "\x07", "\x0b", "\x1f", "\x7f"
 def test_clean_text_matches_the_regex_it_replaced(text) -> None:
     expected = message_module._CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     assert message_module._clean_text(text, []) == expected
+
+
+def _all_header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The reference for authresults.header_fields: the header parser given the whole message."""
+    import email.parser
+    import email.policy
+
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return [(str(name), str(value)) for name, value in parsed.items()]
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_header_fields_from_the_header_section_alone_match_the_whole_message_on_the_corpus(path: Path) -> None:
+    from spine_comms.mail.authresults import header_fields
+
+    raw = path.read_bytes()
+    assert header_fields(raw) == _all_header_fields(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(HEADER_LINES, max_size=8), st.lists(st.tuples(BODY_PIECES, BREAKS), max_size=12), BREAKS, BREAKS,
+       st.sampled_from(["", "\r", "\n", "\r\n", "\n\r", "\r\r"]))  # fmt: skip
+def test_header_fields_from_the_header_section_alone_match_on_generated_mail(headers, body, eol, separator, tail):
+    """Every mix of line endings, folded lines, a line that is no header, and a message cut anywhere."""
+    from spine_comms.mail.authresults import header_fields
+
+    text = eol.join(headers) + eol + separator + "".join(p + b for p, b in body) + tail
+    raw = text.encode("utf-8", "surrogateescape")
+    for cut in (len(raw), len(raw) // 2, len(raw) // 3):
+        assert header_fields(raw[:cut]) == _all_header_fields(raw[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["\r", "\n", "a", " ", "\x00", "é"]), max_size=60))
+def test_clean_text_line_breaks_read_as_the_plain_replacements_do(text) -> None:
+    reference = text.replace("\r\n", "\n").replace("\r", "\n")
+    assert message_module._clean_text(text, []) == message_module._clean_text(reference, [])
+    assert "\r" not in message_module._clean_text(text, [])

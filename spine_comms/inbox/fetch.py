@@ -1,4 +1,4 @@
-"""The next batch's FETCH on a second thread, while this thread parses and writes the current one.
+"""The fetch stage: new UIDs grouped into FETCH batches, and the next batch fetched on a second thread.
 
 Fetching is waiting on the network and on the server; processing is parsing and writing
 files. Done one after the other, a poll pays for both; overlapped, for about the larger.
@@ -7,13 +7,52 @@ when batch N's bodies are handed over, and the pipeline waits for it (`idle`) be
 touches the connection itself again (the post-commit \\Seen or move). A fetch that fails
 (a cut connection) is raised where the pipeline asks for that batch, exactly where a
 fetch in line would have raised; what was committed before stays committed.
+
+Bodies over policy.max_message_bytes are never downloaded: only their capped header is.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 
-from spine_comms.inbox.intake import HEADER_CAP
+BATCH_MESSAGES = 200  # bodies per FETCH
+# The first batches are small and grow to BATCH_MESSAGES: the first items are visible (and the
+# checkpoint moves) within a fraction of a second, so a poll killed early still makes progress,
+# while a long backlog pays its syncs per two hundred messages.
+FIRST_BATCH_MESSAGES = 10
+BATCH_BYTES = 16 * 1024 * 1024  # and at most this much buffered at once
+HEADER_CAP = 64 * 1024  # what is fetched of an oversized message's header
+
+
+@dataclass
+class Fetched:
+    uid: int
+    size: int
+    internaldate: datetime | None
+    raw: bytes | None = None  # None when over policy.max_message_bytes
+    header: bytes | None = None  # the capped header of an oversized message
+
+
+def batches(uids: list[int], metas: dict, cap: int) -> list[list[int]]:
+    """UIDs with metadata, in order, grouped so no FETCH buffers more than BATCH_BYTES."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    size, most = 0, FIRST_BATCH_MESSAGES
+    for uid in uids:
+        meta = metas.get(uid)
+        if meta is None:
+            continue  # expunged before FETCH RFC822.SIZE
+        cost = min(meta.size, cap)
+        if current and (len(current) >= most or size + cost > BATCH_BYTES):
+            out.append(current)
+            current, size, most = [], 0, min(most * 2, BATCH_MESSAGES)
+        current.append(uid)
+        size += cost
+    if current:
+        out.append(current)
+    return out
 
 
 class Prefetch:
