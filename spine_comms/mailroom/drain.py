@@ -82,10 +82,25 @@ def drain(
     return outcome
 
 
+_REPEATED = object()
+
+
+def _one_value(value):
+    """A header's one value. nats-py gives a header sent more than once as a list of its values: one
+    value (or the same one repeated) names the file; two different ones are refused, never guessed."""
+    if isinstance(value, list | tuple):
+        distinct = set(value)
+        return next(iter(distinct)) if len(distinct) == 1 else (_REPEATED if distinct else None)
+    return value if isinstance(value, str) or value is None else _REPEATED
+
+
 def _place(room: Mailroom, message) -> tuple[Path | None, bool, str | None]:
     """(path, already there, why refused)."""
     headers = message.headers or {}
-    session, slug, rid = headers.get(SESSION_HEADER), headers.get(SLUG_HEADER), headers.get(RUN_ID_HEADER)
+    parts = [_one_value(headers.get(name)) for name in (SESSION_HEADER, SLUG_HEADER, RUN_ID_HEADER)]
+    if any(part is _REPEATED for part in parts):
+        return None, False, f"a repeated {SESSION_HEADER}/{SLUG_HEADER}/{RUN_ID_HEADER} header: which file is meant?"
+    session, slug, rid = parts
     if not (session and slug and rid):
         return None, False, f"no {SESSION_HEADER}/{SLUG_HEADER}/{RUN_ID_HEADER} headers: not a spine-comms item"
     try:
