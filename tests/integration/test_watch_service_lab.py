@@ -5,6 +5,7 @@ exactly the datagram socket systemd hands a service in NOTIFY_SOCKET."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import time
@@ -81,12 +82,21 @@ def test_a_stuck_mailbox_loop_starves_the_watchdog(lab, tmp_path):
     notify = NotifySocket(tmp_path / "notify")
     watch = Watch(root, env=service_env(notify))
     try:
-        notify.collect(6)
+        notify.collect(7)
+        ended = time.monotonic()
     finally:
         watch.kill()
         notify.close()
         hole.close()
     texts = [text for _, text in notify.messages]
     assert texts and texts[0].startswith("READY=1"), texts
-    started = notify.messages[0][0]
-    assert notify.pings(since=started + 2) == 0, texts  # heartbeat older than 1 s: systemd would restart it
+    # The loop beats, then its connection hangs in the TLS handshake; a second later its heartbeat is
+    # stale and the pings stop, so systemd (WatchdogSec) would restart it. The handshake's own timeout
+    # (the stack contract's 5 s) then lets the loop retry and beat again: what proves the starving is a
+    # silence far longer than a healthy loop ever leaves (pings every third of a second while its
+    # heartbeat is under 1 s old), wherever the load put it in the window.
+    times = [at for at, _ in notify.messages] + [ended]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    shown = [(round(at - times[0], 2), text) for at, text in notify.messages]
+    assert notify.pings(since=times[0]) > 0, shown  # it was fed while the loop beat
+    assert max(gaps) >= 3.0, shown  # heartbeat older than 1 s: systemd would restart it
