@@ -189,6 +189,7 @@ def list_events(
                 if exc.kind not in _EXPANSION_FAILURES:
                     raise
                 out.server_expansion = f"failed: {ical_read.one_line(exc.message, 200)}"
+            step()
     masters = {r.href: r for r in repeating if _readable(target, r, out)}
     in_range_hrefs = {x.href for x in in_range}
     resources = in_range + [r for r in masters.values() if r.href not in in_range_hrefs]

@@ -64,6 +64,9 @@ def test_the_listing_shows_the_queries_then_the_events_read_with_an_eta(lab_root
     assert "querying " in err and "reading events" in err and "ETA" in err, err
     assert f"{EVENTS}/{EVENTS}" in err, err
     assert f"count: {EVENTS}" in out, out
+    # With --expand the server is asked a third time (CALDAV:expand): three queries, all shown done.
+    code, out, err = _stderr_on_a_terminal([*argv, "--expand"])
+    assert code == 0 and "querying " in err and "3/3" in err and f"{EVENTS}/{EVENTS}" in err, err
     # Under --json stderr stays clean, even on a terminal: a reader of the envelope wants no bar.
     code, out, err = _stderr_on_a_terminal([*argv, "--json"])
     assert code == 0 and out.startswith("{"), (out, err)
