@@ -30,7 +30,7 @@ def parallel(function: Callable, items: Iterable) -> list:
         return list(pool.map(function, items))
 
 
-def _check(check_id, status, detail, subject, expected=None, actual=None, evidence=None) -> Check:
+def make_check(check_id, status, detail, subject, expected=None, actual=None, evidence=None) -> Check:
     return Check(
         id=check_id,
         status=Status(status),
@@ -45,7 +45,7 @@ def _check(check_id, status, detail, subject, expected=None, actual=None, eviden
 def missing_or_error(check_id: str, subject: str, answer: Answer, *, required: bool, expected) -> Check:
     """A record that is not there: fail when required, else ok; a DNS error is never a pass."""
     if answer.outcome == "error":
-        return _check(
+        return make_check(
             check_id,
             "error",
             f"could not resolve {answer.name} {answer.rdtype}: {answer.error}",
@@ -57,7 +57,7 @@ def missing_or_error(check_id: str, subject: str, answer: Answer, *, required: b
     what = "no such name" if answer.outcome == "nxdomain" else f"no {answer.rdtype} record"
     status = "fail" if required else "ok"
     detail = f"{answer.name}: {what}" + ("" if required else " (optional)")
-    return _check(check_id, status, detail, subject, expected, None, answer.evidence())
+    return make_check(check_id, status, detail, subject, expected, None, answer.evidence())
 
 
 # ---------------------------------------------------------------- MX and the mail host
@@ -105,13 +105,13 @@ def mx_checks(cfg: Domain, query: Query) -> list[Check]:
         status, detail = problem
     else:
         status, detail = "ok", f"{len(targets)} MX target(s): {', '.join(targets)}"
-    checks = [_check("dns.mx.present", status, detail, domain, expected, list(answer.records), answer.evidence())]
+    checks = [make_check("dns.mx.present", status, detail, domain, expected, list(answer.records), answer.evidence())]
     checks.extend(parallel(lambda target: _mx_target(target, query), targets))
     if cfg.mail_host and cfg.receives_mail:
         host = cfg.mail_host.rstrip(".").lower()
         status = "ok" if host in targets else "fail"
         detail = f"{host} is an MX target" if status == "ok" else f"{host} is not among the MX targets"
-        checks.append(_check("dns.mx.mail_host", status, detail, domain, host, targets, answer.evidence()))
+        checks.append(make_check("dns.mx.mail_host", status, detail, domain, host, targets, answer.evidence()))
     return checks
 
 
@@ -120,7 +120,7 @@ def _mx_target(target: str, query: Query) -> Check:
     expected = "A or AAAA, not a CNAME"
     if is_address(target):
         detail = f"MX target {target} is an address; an MX names a host (RFC 5321 5.1, RFC 1035 3.3.9)"
-        return _check("dns.mx.target_resolves", "fail", detail, target, expected, target)
+        return make_check("dns.mx.target_resolves", "fail", detail, target, expected, target)
     a, aaaa, alias = parallel(lambda t: query(target, t), ("A", "AAAA", "CNAME"))
     found = [*a.records, *aaaa.records]
     evidence = [a.evidence(), aaaa.evidence(), alias.evidence()]
@@ -129,17 +129,17 @@ def _mx_target(target: str, query: Query) -> Check:
             f"MX target {target} is an alias (CNAME to {', '.join(alias.records)}); "
             "an MX must name the host itself (RFC 2181 10.3, RFC 5321 5.1)"
         )
-        return _check("dns.mx.target_resolves", "fail", detail, target, expected, list(alias.records), evidence)
+        return make_check("dns.mx.target_resolves", "fail", detail, target, expected, list(alias.records), evidence)
     errors = [x for x in (a, aaaa, alias) if x.outcome == "error"]
     if found and not errors:
-        return _check("dns.mx.target_resolves", "ok", f"{target} -> {', '.join(found)}", target, expected, found,
+        return make_check("dns.mx.target_resolves", "ok", f"{target} -> {', '.join(found)}", target, expected, found,
                       evidence)  # fmt: skip
     if errors:
         bad = errors[0]
         detail = f"could not resolve {target} {bad.rdtype}: {bad.error}"
-        return _check("dns.mx.target_resolves", "error", detail, target, expected, found or None, evidence)
+        return make_check("dns.mx.target_resolves", "error", detail, target, expected, found or None, evidence)
     detail = f"MX target {target} has no A or AAAA record"
-    return _check("dns.mx.target_resolves", "fail", detail, target, expected, None, evidence)
+    return make_check("dns.mx.target_resolves", "fail", detail, target, expected, None, evidence)
 
 
 def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list[Check]:
@@ -163,10 +163,10 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
             + (f"; missing {', '.join(missing)}" if missing else "")
             + (f"; unexpected {', '.join(extra)}" if extra else "")
         )
-        checks.append(_check("dns.host.address", "fail", detail, host, expected, found, evidence))
+        checks.append(make_check("dns.host.address", "fail", detail, host, expected, found, evidence))
     else:
         checks.append(
-            _check("dns.host.address", "ok", f"{host} -> {', '.join(found)}", host, expected, found, evidence)
+            make_check("dns.host.address", "ok", f"{host} -> {', '.join(found)}", host, expected, found, evidence)
         )
 
     def confirm(address: str) -> list[Check]:
@@ -175,7 +175,9 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
             return [missing_or_error("dns.host.ptr", address, answer, required=True, expected=host)]
         names = list(answer.records)
         out = [
-            _check("dns.host.ptr", "ok", f"{address} -> {', '.join(names)}", address, host, names, answer.evidence())
+            make_check(
+                "dns.host.ptr", "ok", f"{address} -> {', '.join(names)}", address, host, names, answer.evidence()
+            )
         ]
         family = "AAAA" if ":" in address else "A"
         forward = parallel(lambda name: query(name, family), names)
@@ -183,7 +185,7 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
         evidence = [answer.evidence(), *(f.evidence() for f in forward)]
         if confirmed:
             out.append(
-                _check(
+                make_check(
                     "dns.host.fcrdns",
                     "ok",
                     f"{confirmed[0]} resolves back to {address}",
@@ -195,7 +197,7 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
             )
         elif any(f.outcome == "error" for f in forward):
             out.append(
-                _check(
+                make_check(
                     "dns.host.fcrdns",
                     "error",
                     f"could not resolve the PTR names of {address}",
@@ -207,7 +209,7 @@ def host_checks(cfg: Domain, query: Query, ptr: Callable[[str], Answer]) -> list
             )
         else:
             out.append(
-                _check(
+                make_check(
                     "dns.host.fcrdns",
                     "fail",
                     f"no PTR name of {address} resolves back to it",

@@ -13,25 +13,13 @@ import time
 from dataclasses import dataclass, field
 
 from spine_comms.contracts.mailauth import Domain, MtaStsFetch, Presence
-from spine_comms.core.result import Check, Status
-from spine_comms.email_auth.dns_checks import Query, missing_or_error, parallel
+from spine_comms.core.result import Check
+from spine_comms.email_auth.dns_checks import Query, make_check, missing_or_error, parallel
 from spine_comms.mail import tls_policy_records as records
 from spine_comms.mail.mta_sts_policy import Policy, mx_matches, parse_policy
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 3.3's suggested limit
-
-
-def _check(check_id, status, detail, subject, expected=None, actual=None, evidence=None) -> Check:
-    return Check(
-        id=check_id,
-        status=Status(status),
-        detail=detail,
-        subject=subject,
-        expected=expected,
-        actual=actual,
-        evidence=evidence,
-    )
 
 
 # ---------------------------------------------------------------- the TXT records
@@ -49,22 +37,22 @@ def _tag_record(presence: Presence, name: str, version: str, parse, check_id: st
     evidence = answer.evidence()
     if len(chosen) > 1:
         detail = f"{len(chosen)} {version} records: senders then use none"
-        return [_check(check_id, "fail", detail, name, expected, chosen, evidence)], None
+        return [make_check(check_id, "fail", detail, name, expected, chosen, evidence)], None
     if not chosen and broken:
         problems = [p for r in broken for p in parse(r).problems]
         detail = f"not a valid record, senders discard it: {'; '.join(problems)}"
-        return [_check(check_id, "fail", detail, name, expected, broken, evidence)], None
+        return [make_check(check_id, "fail", detail, name, expected, broken, evidence)], None
     if not chosen:
         status = "fail" if presence == Presence.REQUIRED else "ok"
         detail = f"no {version} record among {len(answer.records)} TXT" + ("" if status == "fail" else " (optional)")
-        return [_check(check_id, status, detail, name, expected, list(answer.records), evidence)], None
+        return [make_check(check_id, status, detail, name, expected, list(answer.records), evidence)], None
     record = parse(chosen[0])
     if record.problems:
         detail = f"invalid, senders ignore it: {'; '.join(record.problems)}"
-        return [_check(check_id, "fail", detail, name, expected, chosen[0], evidence)], record
+        return [make_check(check_id, "fail", detail, name, expected, chosen[0], evidence)], record
     warnings = record.warnings + [f"ignored by senders: {r!r}" for r in broken]
     detail = chosen[0] + (f" ({'; '.join(warnings)})" if warnings else "")
-    return [_check(check_id, "warn" if warnings else "ok", detail, name, expected, chosen[0], evidence)], record
+    return [make_check(check_id, "warn" if warnings else "ok", detail, name, expected, chosen[0], evidence)], record
 
 
 def tls_rpt_checks(cfg: Domain, query: Query) -> list[Check]:
@@ -108,15 +96,17 @@ def _mx_check(domain: str, policy: Policy, mx) -> Check:
     """Every real MX host must match an mx pattern (RFC 8461 4.1), or senders refuse it under enforce."""
     expected = {"patterns": policy.mx}
     if policy.mode == "none":
-        return _check("dns.mta_sts.mx", "skip", "mode none: senders match no MX", domain, expected)
+        return make_check("dns.mta_sts.mx", "skip", "mode none: senders match no MX", domain, expected)
     if not mx.ok:
         if mx.outcome == "error":
-            return _check("dns.mta_sts.mx", "error", f"could not resolve {domain} MX: {mx.error}", domain, expected,
+            return make_check("dns.mta_sts.mx", "error", f"could not resolve {domain} MX: {mx.error}", domain, expected,
                           None, mx.evidence())  # fmt: skip
-        return _check("dns.mta_sts.mx", "skip", "no MX records to match (see dns.mx.present)", domain, expected)
+        return make_check("dns.mta_sts.mx", "skip", "no MX records to match (see dns.mx.present)", domain, expected)
     hosts = sorted({r.split()[-1].rstrip(".").lower() for r in mx.records} - {""})
     if not hosts:
-        return _check("dns.mta_sts.mx", "skip", "a null MX: nothing to match (see dns.mx.present)", domain, expected)
+        return make_check(
+            "dns.mta_sts.mx", "skip", "a null MX: nothing to match (see dns.mx.present)", domain, expected
+        )
     uncovered = [h for h in hosts if not any(mx_matches(p, h) for p in policy.mx)]
     unused = [p for p in policy.mx if not any(mx_matches(p, h) for h in hosts)]
     actual = {"mx_hosts": hosts, "unmatched_hosts": uncovered, "unused_patterns": unused}
@@ -124,12 +114,12 @@ def _mx_check(domain: str, policy: Policy, mx) -> Check:
         effect = "senders refuse to deliver to it" if policy.mode == "enforce" else "senders report every delivery"
         detail = f"MX {', '.join(uncovered)} matches no mx pattern of the policy ({effect}; RFC 8461 4.1)"
         status = "fail" if policy.mode == "enforce" else "warn"
-        return _check("dns.mta_sts.mx", status, detail, domain, expected, actual, mx.evidence())
+        return make_check("dns.mta_sts.mx", status, detail, domain, expected, actual, mx.evidence())
     if unused:
         detail = f"every MX matches; the pattern(s) {', '.join(unused)} match no MX (stale?)"
-        return _check("dns.mta_sts.mx", "warn", detail, domain, expected, actual, mx.evidence())
+        return make_check("dns.mta_sts.mx", "warn", detail, domain, expected, actual, mx.evidence())
     detail = f"every MX ({', '.join(hosts)}) matches the policy's mx patterns"
-    return _check("dns.mta_sts.mx", "ok", detail, domain, expected, actual, mx.evidence())
+    return make_check("dns.mta_sts.mx", "ok", detail, domain, expected, actual, mx.evidence())
 
 
 @dataclass
@@ -149,16 +139,16 @@ class FetchedPolicy:
         if self.body is not None:
             evidence["body"] = self.body[:4096].decode("utf-8", errors="replace")
         if self.status:
-            return _check("dns.mta_sts.policy", self.status, self.detail, self.url, expected, None, evidence)
+            return make_check("dns.mta_sts.policy", self.status, self.detail, self.url, expected, None, evidence)
         policy = self.policy
         actual = {"version": policy.version, "mode": policy.mode, "max_age": policy.max_age, "mx": policy.mx}
         if policy.problems:
             detail = "invalid policy, senders ignore it: " + "; ".join(policy.problems)
-            return _check("dns.mta_sts.policy", "fail", detail, self.url, expected, actual, evidence)
+            return make_check("dns.mta_sts.policy", "fail", detail, self.url, expected, actual, evidence)
         summary = f"mode {policy.mode}, max_age {policy.max_age}, mx {', '.join(policy.mx) or '-'}"
         status = "warn" if policy.warnings else "ok"
         detail = summary + (f"; {'; '.join(policy.warnings)}" if policy.warnings else "")
-        return _check("dns.mta_sts.policy", status, detail, self.url, expected, actual, evidence)
+        return make_check("dns.mta_sts.policy", status, detail, self.url, expected, actual, evidence)
 
 
 def fetch_policy(domain: str, query: Query, settings: MtaStsFetch) -> FetchedPolicy:
