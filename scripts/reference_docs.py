@@ -41,10 +41,15 @@ def safety_words(spec: CapabilitySpec) -> str:
     return words + (", acts by default" if spec.acts_by_default else ", dry run by default")
 
 
-def what_it_does(spec: CapabilitySpec) -> str:
-    """The docstring's first paragraph, on one line: the summary `--help` opens with."""
+def paragraphs(spec: CapabilitySpec) -> list[str]:
+    """The docstring (the text `--help` shows), a paragraph a line."""
     doc = inspect.cleandoc(spec.load().function.__doc__ or spec.description)
-    return " ".join(doc.split("\n\n")[0].split())
+    return [" ".join(paragraph.split()) for paragraph in doc.split("\n\n")]
+
+
+def what_it_does(spec: CapabilitySpec) -> str:
+    """The docstring's first paragraph: the summary `--help` opens with."""
+    return paragraphs(spec)[0]
 
 
 def _cell(text: str) -> str:
@@ -257,10 +262,9 @@ def reference_text() -> str:
     for title, specs in registry.by_phase().items():
         out += [f"## {title}", ""]
         for spec in specs:
-            doc = inspect.cleandoc(spec.load().function.__doc__ or spec.description)
-            out += [f"### `{spec.id}`", "", " ".join(doc.split("\n\n")[0].split()), ""]
-            for paragraph in doc.split("\n\n")[1:]:
-                out += [" ".join(paragraph.split()), ""]
+            out += [f"### `{spec.id}`", ""]
+            for paragraph in paragraphs(spec):
+                out += [paragraph, ""]
             approval = f"approval {spec.approval}"
             out += [f"- **Safety:** {safety_words(spec)}; {approval}.", f"- **Registry:** {spec.description}"]
             contracts = contracts_read_by(spec.id)
