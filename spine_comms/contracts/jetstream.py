@@ -54,7 +54,8 @@ class JetStream(ContractModel):
     lease_bucket: str = Field(default="spine_mailroom_leases", pattern=NAME)
     """The KV bucket of mailbox leases (checkpoints: kv); its max age is lease_seconds."""
     lease_seconds: float = Field(default=120.0, ge=5, le=3600)
-    """A poller renews its mailbox's lease at every folder and batch; one silent this long is taken over."""
+    """A poller renews its mailbox's lease at every folder and batch, and within a batch every third of this;
+    one silent this long is taken over. Keep it well above the timeouts (one slow call cannot renew)."""
     poller_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     """Who holds a lease; default: this host's name (one poller per mailbox per host: the local poll lock)."""
     user: str | None = None

@@ -83,6 +83,9 @@ class CheckpointStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"checkpoint {path} is not a checkpoint: {exc}") from None
 
+    def keep(self) -> None:
+        """Nothing to renew: the poll lock (a flock) is held for the whole poll. The KV store renews its lease here."""
+
     def save(self, checkpoint: FolderCheckpoint, *, durable: bool = True) -> None:
         """Atomically. `durable=False` skips the fsync: for a poll that only refreshes last_poll_at
         (nothing new), where a crash losing the refresh loses nothing but a timestamp health reads."""

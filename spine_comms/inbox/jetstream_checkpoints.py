@@ -12,8 +12,11 @@
   (LeaseLost) and must stop.
 
 The poll uses them when the contract says `mailroom.jetstream.checkpoints: kv` (inbox/jetstream_target.py):
-the lease is taken or renewed at every checkpoint load and save, so at every folder and batch. The
-watch (inbox/watch_loop.py) also renews it while it idles, and a stand-by watch tries to take it.
+the lease is taken or renewed at every checkpoint load and save, so at every folder and batch, and
+within a batch (`keep`, at each message and each publish) once a third of it has passed: a batch can
+take longer than the lease (a slow link, a big folder), and a lease that lapses mid-batch lets
+another poller take the mailbox while this one still publishes. The watch (inbox/watch_loop.py)
+also renews it while it idles, and a stand-by watch tries to take it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 from datetime import UTC, datetime
 
 from spine_comms.inbox.checkpoint import FolderCheckpoint, LockHeld
+
+RENEW_FRACTION = 3  # the holder renews once lease_seconds / 3 has passed: two renewals may fail before it lapses
 
 
 class CheckpointConflict(OSError):
@@ -74,6 +79,11 @@ class KvCheckpointStore:
             self.lease.acquire()  # LeaseHeld: the pipeline reports the mailbox locked, does nothing
         else:
             self.lease.renew()  # LeaseLost: the pipeline stops with its checkpoint behind
+
+    def keep(self) -> None:
+        """Renew the lease if a third of it has passed (LeaseLost if another poller has it now)."""
+        if self.lease is not None and self.lease.revision is not None:
+            self.lease.keep()
 
     def load(self, folder: str) -> FolderCheckpoint | None:
         from nats.js.errors import KeyNotFoundError
@@ -188,6 +198,11 @@ class MailboxLease:
             raise LeaseLost(f"the lease on mailbox {self.mailbox_id} was lost; another poller may have it")
         self.revision = revision
         self.renewed_at = time.monotonic()
+
+    def keep(self) -> None:
+        """Renew only when due: a check of the clock per call, a round trip to the cluster every third of the lease."""
+        if time.monotonic() - self.renewed_at >= self.seconds / RENEW_FRACTION:
+            self.renew()
 
     def release(self) -> None:
         """Give the lease up at once (a clean stop), only if it is still ours."""

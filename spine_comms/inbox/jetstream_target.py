@@ -35,6 +35,8 @@ class JetStreamTarget:
                 return Placed(str(path), True)
             write_atomic(path, text, 0o600)
             return Placed(str(path), False)
+        if self.checkpoint_store is not None:
+            self.checkpoint_store.keep()  # LeaseLost (an OSError): the commit stops here, its checkpoint behind
         published = self.connection.publish_item(text, source=self.source, slug=clean_slug(slug), run_id=rid,
                                                  session_id=session_id)  # fmt: skip
         return Placed(f"{self.connection.settings.stream}:{published.seq}:{published.subject}", published.existed)

@@ -257,6 +257,7 @@ class _Run:
             for uid in batch:
                 if self._stopping():
                     break
+                self._keep()
                 meta = metas[uid]
                 raw, header = bodies.get(uid), headers.get(uid)
                 if raw is None and header is None:
@@ -339,6 +340,14 @@ class _Run:
             method = self.session.move(uids, after.folder)
         done = (result.post_commit or {}).get("uids", 0) + len(uids)
         result.post_commit = {"action": after.action, "folder": after.folder, "uids": done, "method": method}
+
+    def _keep(self) -> None:
+        """Renew the mailbox's lease (checkpoints: kv) once a third of it has passed: a batch may take
+        longer than the lease, and a lapsed lease lets another poller take the mailbox mid-batch."""
+        try:
+            self.checkpoints.keep()
+        except OSError as exc:  # LeaseLost: stop before committing anything more
+            raise _Halt("checkpoint", f"cannot keep the mailbox: {_os_text(exc)}") from None
 
     def _save(self, checkpoint: FolderCheckpoint, *, quiet: bool = False, durable: bool = True) -> None:
         try:

@@ -36,12 +36,12 @@ from pathlib import Path
 
 from spine_comms.core.atomic import write_atomic
 from spine_comms.core.errors import CouldNotEvaluate
+from spine_comms.inbox.jetstream_checkpoints import RENEW_FRACTION
 from spine_comms.protocols.imap import ImapError
 
 # Messages per pipeline call while catching up: between calls the heartbeat is written and
 # SIGTERM is noticed, so a 10,000-message backlog does not make the watch look dead.
 CATCH_UP_CHUNK = 200
-LEASE_RENEW_FRACTION = 3  # the holder renews every lease_seconds / 3: two renewals may fail before it lapses
 LEASE_RETRY_FRACTION = 10  # a stand-by tries every lease_seconds / 10: takeover soon after the lease lapses
 
 
@@ -248,7 +248,7 @@ class MailboxWatch:
             if self.lease.revision is None:  # standing by
                 due = self.lease.seconds / LEASE_RETRY_FRACTION
             else:
-                due = self.lease.renewed_at + self.lease.seconds / LEASE_RENEW_FRACTION - time.monotonic()
+                due = self.lease.renewed_at + self.lease.seconds / RENEW_FRACTION - time.monotonic()
             budget = min(budget, max(due, 0.05))
         return budget
 
@@ -267,8 +267,8 @@ class MailboxWatch:
         try:
             if lease.revision is None:
                 lease.acquire()
-            elif time.monotonic() - lease.renewed_at >= lease.seconds / LEASE_RENEW_FRACTION:
-                lease.renew()
+            else:
+                lease.keep()
         except LeaseHeld as exc:
             holder = str(exc.record.get("holder", "?"))
             if self.stats.lease != "standing by" or self.stats.lease_holder != holder:

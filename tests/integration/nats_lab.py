@@ -93,3 +93,51 @@ def _message_ids(connection: Connection) -> list[str]:
         assert match, f"stream message {seq} has no Message-ID line"
         found.append(match.group(1).strip())
     return found
+
+
+class SlowLink:
+    """A TCP relay to one cluster node that holds every chunk from the client for `delay` seconds
+    before passing it on, as a slow or distant link would: each round trip to the cluster costs at
+    least `delay`. Its URL goes into the contract's `servers` in place of the node's."""
+
+    def __init__(self, url: str, delay: float) -> None:
+        import socket
+        import threading
+
+        host, port = url.removeprefix("tls://").rsplit(":", 1)
+        self.upstream, self.delay = (host, int(port)), delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tls://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, self.delay), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, 0.0), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, delay: float) -> None:
+        import contextlib
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                time.sleep(delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()

@@ -134,3 +134,36 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
     assert code == 0 and preview["new"] == 0 and preview["checkpoint"]["last_uid"] == top, preview
     code, env, _ = run(roots[other], "--enqueue")  # still this host's lease: health did not take it
     assert code == 0 and not env["data"]["mailboxes"][0]["locked"], env["summary"]
+
+
+def test_a_batch_longer_than_the_lease_keeps_it_and_commits(lab, lab_root, tmp_path) -> None:
+    """A poll renews its lease within a batch, not only between batches: over a link where every
+    round trip to the cluster costs 60 ms, the batch of 40 takes longer than the 5 s lease. Renewed
+    only at checkpoint saves, the lease lapsed mid-batch and the save at its end failed ("the lease
+    ... was lost"): exit 1, the work done again by the next poll."""
+    from tests.integration.inbox_lab import folder_result, run
+    from tests.integration.nats_lab import SlowLink, make_js_root, stream_message_ids
+    from tests.mailbox_fill import fill_maildir, folder_uids, make_messages
+
+    folder, n, tag, lease = f"F{uuid.uuid4().hex[:10]}", 70, uuid.uuid4().hex[:6], 5.0  # batches of 10, 20, 40
+    fill_maildir(lab, "sink", folder, make_messages(n, seed=5, tag=f"slow{tag}", max_bytes=4 * 1024))
+    shared = settings(lab, checkpoints="kv", lease_seconds=lease, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
+    with connect(lab, shared) as connection:  # the stream and buckets made once, over the fast link
+        KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
+        MailboxLease(connection, shared.lease_bucket, "sink", lease)
+    link = SlowLink(shared.servers[0], delay=0.06)
+    try:
+        slow = shared.model_copy(update={"servers": [link.url], "poller_id": "far-host"})
+        root = make_js_root(tmp_path / "far", lab, lab_root, slow, folders=[folder])
+        started = time.monotonic()
+        code, env, err = run(root, "--enqueue")
+        took = time.monotonic() - started
+    finally:
+        link.close()
+    assert took > 2 * lease, f"the poll took {took:.1f} s: too fast to prove a batch outlived the lease"
+    result = folder_result(env)
+    assert code == 0, (env["summary"], env["data"]["mailboxes"][0].get("error"), err[-1500:])
+    assert (result["new"], result["enqueued"]) == (n, n), result
+    assert result["checkpoint_after"]["last_uid"] == max(folder_uids(lab, "sink", folder))
+    with connect(lab, shared) as connection:
+        assert sorted(stream_message_ids(connection)) == sorted(f"<slow{tag}.{i}@example.org>" for i in range(n))
