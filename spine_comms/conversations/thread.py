@@ -5,7 +5,9 @@ Message-ID), the thread is the closure over Message-ID, References and In-Reply-
 §3.6.4) in the folders given (default INBOX and Sent, so both sides of a conversation are
 there): each round searches for the ids known so far (HEADER Message-ID, References,
 In-Reply-To) and adds the ids the messages found name, until nothing new turns up or --limit
-messages are found. A message in two folders is shown once. When the message found has no
+messages are found. A message in two folders is shown once (the same Message-ID, From, Subject
+and Date); different messages that carry one Message-ID are all shown, marked `shares_message_id`,
+with a warning: one of them may be forged to take another's place in the thread. When the message found has no
 threading headers at all but its subject is a reply's ("Re: ..."), messages with the same base
 subject are joined, marked `linked_by: subject` (the usual fallback for clients that drop
 References). Each body is split into new text, signature and quoted history
@@ -18,6 +20,7 @@ thread; 2 bad input; 3 when the mailbox cannot be reached.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Annotated
 
 import typer
@@ -103,6 +106,19 @@ def thread_show(
         )
         return result
     result.add(Check(id="thread.seed", status=Status.OK, detail=f"<{seed}> found", subject=target.address))
+    shared = sorted({m["message_id"] for m in messages if m["shares_message_id"]})
+    if shared:  # one id, different From, Subject or Date: both shown, neither trusted to be the original
+        result.add(
+            Check(
+                id="thread.message_ids",
+                status=Status.WARN,
+                detail=f"{len(shared)} Message-ID(s) carried by different messages, all shown (one may be forged): "
+                + ", ".join(shared[:5]),
+                subject=target.address,
+                expected="one message per Message-ID",
+                actual=shared,
+            )
+        )
     detail = f"{len(messages)} message(s) in the thread" + ("" if complete else f", cut at --limit {limit}")
     result.add(
         Check(
@@ -185,16 +201,27 @@ def _subject_fallback(imap, folders: list[str], found: dict, limit: int) -> bool
     return False
 
 
+def _copy_key(parsed) -> tuple:
+    """What makes two messages with one Message-ID the same message (a copy in Sent and INBOX, a list's
+    second delivery): the same id, From, Subject and Date. Anything else is another message reusing the
+    id (a forgery, a broken client) and is shown, not merged away."""
+    return (_norm(parsed.message_id), tuple(a.address.lower() for a in parsed.from_), parsed.subject or "",
+            parsed.date_utc or "")  # fmt: skip
+
+
 def _render(imap, found: dict, quoted: bool, body_chars: int) -> list[dict]:
     from spine_comms.conversations.search import MAX_FETCH_BYTES
 
-    by_id: dict[str, dict] = {}
+    by_id: dict[tuple, dict] = {}
     for (folder, uid), entry in found.items():
-        key = _norm(entry["parsed"].message_id)
+        key = _copy_key(entry["parsed"])
         if key in by_id:
             by_id[key]["folders"].append(folder)
             continue
         by_id[key] = {"folder": folder, "uid": uid, "folders": [folder], "linked_by": entry["linked_by"]}
+    reused = Counter(key[0] for key in by_id)
+    for key, entry in by_id.items():
+        entry["shares_message_id"] = reused[key[0]] > 1
     rows = []
     for folder in dict.fromkeys(e["folder"] for e in by_id.values()):
         imap.open(folder)
@@ -228,6 +255,7 @@ def _message(entry: dict, raw: bytes, meta, whole: bool, quoted: bool, body_char
     return {
         "folder": entry["folder"], "folders": entry["folders"], "uid": entry["uid"],
         "message_id": parsed.message_id, "linked_by": entry["linked_by"],
+        "shares_message_id": entry["shares_message_id"],
         "from": people(parsed.from_), "to": people(parsed.to), "cc": people(parsed.cc),
         "subject": one_line(parsed.subject), "date": parsed.date_utc,
         "received": meta.internaldate.strftime("%Y-%m-%dT%H:%M:%SZ") if meta and meta.internaldate else None,

@@ -67,7 +67,9 @@ def test_from_any_message_the_whole_thread_oldest_first_once_each(thread):
         assert [m["message_id"] for m in data["messages"]] == ids, start
         assert data["thread_id"] == ids[0] and data["complete"] is True
     reply = data["messages"][1]
-    assert sorted(reply["folders"]) == sorted(folders)
+    assert sorted(reply["folders"]) == sorted(folders)  # a copy in two folders is one message
+    assert not any(m["shares_message_id"] for m in data["messages"])
+    assert "thread.message_ids" not in {c["id"] for c in done.envelope["checks"]}
     assert {m["linked_by"] for m in data["messages"]} == {"message-id"}
 
 
@@ -117,3 +119,28 @@ def test_a_bad_message_id_is_a_usage_error(thread, bad):
     root, folders, _, _ = thread
     done = show(root, folders, "--message-id", bad)
     assert done.code == 2 and "--message-id" in done.stderr
+
+
+def test_two_different_messages_with_one_message_id_are_both_shown_with_a_warning(lab, lab_root, tmp_path):
+    """A forged message reusing a real reply's Message-ID must not take its place (or hide it) in the thread."""
+    t = uuid.uuid4().hex[:10]
+    first, reply_id = f"<{t}.0@example.org>", f"<{t}.1@example.org>"
+    root_msg = _message(first, 0, sender="alice@example.org", subject=f"invoice {t}", body="Please pay #41.\n")
+    reply = _message(reply_id, 5, sender="sink@spine.test", subject=f"Re: invoice {t}", parents=(first,),
+                     body="Paid.\n")  # fmt: skip
+    forged = _message(reply_id, 6, sender="ceo@spine.test", subject=f"Re: invoice {t}", parents=(first,),
+                      body="Do not pay; wire it to the new account instead.\n")  # fmt: skip
+    inbox = f"I{t}"
+    fill_imap(lab, "sink", inbox, [root_msg, forged, reply], connections=1)
+    root = make_root(tmp_path, lab, lab_root, folders=[inbox])
+    done = show(root, [inbox], "--message-id", first)
+    assert done.code == 0 and done.envelope["status"] == "warn", done.envelope["checks"]
+    messages = done.envelope["data"]["messages"]
+    assert [(m["message_id"], m["from"][0]["address"]) for m in messages] == [
+        (first, "alice@example.org"),
+        (reply_id, "sink@spine.test"),
+        (reply_id, "ceo@spine.test"),
+    ]
+    assert [m["shares_message_id"] for m in messages] == [False, True, True]
+    warning = next(c for c in done.envelope["checks"] if c["id"] == "thread.message_ids")
+    assert warning["status"] == "warn" and reply_id in warning["detail"]
