@@ -4,7 +4,9 @@ Referenced as an agent sees it in communications.mail.search or thread.show: by 
 (`<id@host>` or `id@host`) or by UID, in one folder (INBOX unless told otherwise) of the
 mailbox that sends. The folder is opened read-only and fetched with BODY.PEEK, so referring
 to a message never marks it read. A Message-ID search is a substring match on the server,
-so what it finds is compared exactly before use. The message must fit
+so what it finds is compared exactly before use; when different messages carry the id (one may
+be forged to steer the answer to its Reply-To), the reference is refused and a UID asked for
+(copies of one message, a double delivery, are fine: the newest is used). The message must fit
 limits.max_message_bytes: a forward carries it whole. Its ids are checked as plain msg-ids
 before they are written into a header (outbox.compose).
 """
@@ -92,8 +94,24 @@ def _find(imap, uid: int | None, wanted: str | None) -> int | None:
         return uid if search(imap, ["UID", str(uid)]) else None
     candidates = search(imap, ["HEADER", "Message-ID", wanted])
     heads = imap.fetch_headers(candidates)
-    for found in sorted(heads, reverse=True):  # the newest copy, if a message was delivered twice
+    matches: dict[int, tuple] = {}
+    for found in heads:
         parsed = parse_message(heads[found], max_attachments=0, max_attachment_bytes=0, max_text_bytes=1024)
         if normalize_message_id(parsed.message_id) == wanted:
-            return found
-    return None
+            matches[found] = _who_and_what(parsed)
+    if len(set(matches.values())) > 1:
+        # One id, different senders or recipients: a forged message reusing a real one's id would
+        # otherwise decide where the answer goes (its Reply-To) and what it quotes.
+        uids = ", ".join(str(u) for u in sorted(matches))
+        raise UsageError(
+            f"<{wanted}> is carried by {len(matches)} different messages (UIDs {uids}); one may be forged",
+            hint="refer to the one you mean by its UID (communications.mail.search shows it)",
+        )
+    return max(matches, default=None)  # the newest copy, if one message was delivered twice
+
+
+def _who_and_what(parsed) -> tuple:
+    """What a reply takes from the message: who it is from and to, its Reply-To, subject and date."""
+    people = lambda found: tuple(sorted(a.address.lower() for a in found))  # noqa: E731
+    return (people(parsed.from_), people(parsed.reply_to), people(parsed.to), people(parsed.cc),
+            parsed.subject or "", parsed.date_utc or "")  # fmt: skip

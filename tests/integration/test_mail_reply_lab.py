@@ -217,3 +217,30 @@ def test_a_message_without_a_message_id_cannot_be_replied_to_but_can_be_forwarde
     assert code == 0 and sent["data"]["status"] == "delivered", err
     got = _received(read_mailbox, sent)
     assert got["References"] is None and str(got["Subject"]) == f"Fwd: no id {t}"
+
+
+def test_a_message_id_two_different_messages_carry_is_refused_and_a_uid_picks_one(lab, tmp_path):
+    """A forged message reusing a real one's Message-ID, with a Reply-To of its own, must not decide where
+    a reply by Message-ID goes; a double delivery of one message is still fine."""
+    from tests.mailbox_fill import imap_client
+
+    t = uuid.uuid4().hex[:10]
+    folder, mid, twice = f"Forged{t}", f"<{t}.real@example.org>", f"<{t}.twice@example.org>"
+    real = _original(mid, subject=f"pay {t}")
+    forged = _original(mid, subject=f"pay {t}", reply_to="alerts@spine.test")  # newer, and steering the answer
+    copy = _original(twice, subject=f"twice {t}")
+    fill_imap(lab, "ops", folder, [real, forged, copy, copy], connections=1)
+    with imap_client(lab, "ops") as imap:
+        imap.select_folder(folder, readonly=True)
+        real_uid, forged_uid = sorted(imap.search(["HEADER", "Message-ID", mid]))
+        copies = sorted(imap.search(["HEADER", "Message-ID", twice]))
+    root, env = own_root(lab, tmp_path)
+    for option in ("--reply", "--reply-all", "--forward"):
+        extra = ("--to", "sink@spine.test") if option == "--forward" else ()
+        code, _, err = run(root, SEND, option, mid, "--original-folder", folder, "--body", "x", *extra, env=env)
+        assert code == 2 and "2 different messages" in err and f"UIDs {real_uid}, {forged_uid}" in err, err
+    assert records(tmp_path) == {}
+    code, plan, err = run(root, SEND, "--reply", str(real_uid), "--original-folder", folder, "--body", "x", env=env)
+    assert code == 0 and plan["data"]["to"] == ["sink@spine.test"], err
+    code, plan, err = run(root, SEND, "--reply", twice, "--original-folder", folder, "--body", "x", env=env)
+    assert code == 0 and plan["data"]["original"]["uid"] == copies[-1], err
