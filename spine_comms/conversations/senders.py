@@ -3,7 +3,8 @@
 Shows policy.senders.allow and .deny of the inbox contract and, for each --check address,
 what the inbox does with mail from it, decided by the same rule the pipeline applies
 (inbox/policy.py sender_rule): dropped (denied), parked (not on a non-empty allow list) or
-admitted (then still subject to the DMARC and size rules, which need the message itself).
+admitted (then still subject to the DMARC and size rules, which need the message itself; an
+allow-listed From must also be authenticated when the receiving server judged it).
 An agent learns whom it may hear from; it cannot change the lists: they are the operator's.
 
 Exit codes: 0; 2 for an invalid inbox contract or a --check that is not an address.
@@ -43,14 +44,23 @@ def inbox_senders(
         if not (local and at and domain) or any(c in shown for c in " \r\n\t<>,;"):
             raise UsageError(f"--check {address!r}: not an e-mail address (local@domain)")
         rule = sender_rule([shown], senders)
-        lane, reason = rule if rule else ("admitted", "no sender rule applies (DMARC and size rules still do)")
+        if rule:
+            lane, reason = rule
+        elif senders.allow and not senders.allow_unauthenticated:
+            lane = "admitted"
+            reason = ("on policy.senders.allow, when the receiving server authenticates its From (dmarc=pass) "
+                      "or gives no DMARC result; any other dmarc= result parks it")  # fmt: skip
+        else:
+            lane, reason = "admitted", "no sender rule applies (DMARC and size rules still do)"
         verdicts.append({"address": shown, "lane": lane, "reason": reason})
     source = INBOX_CONTRACT if ctx.contracts.exists(INBOX_CONTRACT) else None
     data = {
         "contract": source,
         "allow": list(senders.allow),
         "deny": list(senders.deny),
-        "rule": "deny wins; a non-empty allow list admits only its senders (others are parked); "
+        "allow_unauthenticated": senders.allow_unauthenticated,
+        "rule": "deny wins; a non-empty allow list admits only its senders (others are parked), and only with "
+        "their From authenticated (dmarc=pass) when the receiving server judged it, unless allow_unauthenticated; "
         "entries are addresses or @domains",
         "checks": verdicts,
     }

@@ -5,6 +5,9 @@ person), `dropped` (recorded in the state directory only). The decisions:
 
 - over policy.max_message_bytes: parked (the body was never fetched);
 - sender on policy.senders.deny: dropped (the operator said so); not on a non-empty allow list: parked;
+  on it, but the trusted receiver judged its From and did not authenticate it (any dmarc= but
+  pass): parked too, since an allow entry vouches for an identity and a From can be forged
+  (policy.senders.allow_unauthenticated: true lets it through);
 - DMARC fail: policy.dmarc_fail, judged ONLY from the Authentication-Results the receiving
   server wrote (mail.authresults.sort_by_trust: the exact policy.trusted_authserv_id, in the
   receiver's block at the top of the raw message); any other A-R header is the sender's claim,
@@ -98,6 +101,11 @@ def judge(message, policy: Policy, raw: bytes | None) -> Verdict:
     if rule:
         verdict.send_to(*rule)
     verdict.dmarc, verdict.auth_summary = authentication(raw, policy.trusted_authserv_id)
+    vouched = policy.senders.allow and rule is None  # admitted by the allow list, on its From alone
+    if vouched and verdict.dmarc not in (None, "pass") and not policy.senders.allow_unauthenticated:
+        verdict.send_to(PARKED, f"sender {', '.join(addresses)} is on policy.senders.allow, but "
+                        f"{policy.trusted_authserv_id} says dmarc={verdict.dmarc} for it: its From is not "
+                        "authenticated (policy.senders.allow_unauthenticated: false)")  # fmt: skip
     if verdict.dmarc == "fail":
         action = policy.dmarc_fail
         lane = {"enqueue": QUEUED, "quarantine": PARKED, "drop": DROPPED}[action]

@@ -95,6 +95,29 @@ def test_an_appended_forgery_is_queued_as_not_verified(lab, lab_root, tmp_path):
     assert lane == "queued"  # nothing says dmarc=fail either: the item says it was not verified
 
 
+def test_an_allow_listed_from_forged_over_smtp_is_parked_and_the_authenticated_one_queued(
+    lab, lab_root, tmp_path, read_mailbox, send_mail
+):
+    """policy.senders.allow names ceo@ and alerts@; dmarc_fail: enqueue, so only the allow rule stands
+    between a forged ceo@ and the queue. The receiver says dmarc=fail for the forgery: parked. alerts@'s
+    own mail (submission, signed by OpenDKIM) has dmarc=pass: queued."""
+    forged_mid = f"<allow-forged.{uuid.uuid4().hex[:8]}@example.net>"
+    with smtplib.SMTP(lab["host"], lab["ports"]["smtp"], timeout=10) as smtp:
+        smtp.sendmail("ceo@example.net", ["ops@spine.test"], _ceo_message(forged_mid, []))
+    real_mid = send_mail("alerts", "ops", subject="disk report", body="92% used\n")
+    for mid in (forged_mid, real_mid):
+        read_mailbox("ops", wait_for=mid)
+    policy = "  dmarc_fail: enqueue\n  senders: {allow: [ceo@spine.test, alerts@spine.test]}"
+    root = make_root(tmp_path, lab, lab_root, folders=["INBOX"], user="ops", policy=policy)
+    code, env, _ = run(root, "--enqueue")
+    assert code in (0, 1) and env["status"] in ("ok", "warn"), env.get("summary")
+    lane, text = _item_for(root, forged_mid)
+    assert lane == "parked", _verification(text)
+    assert "is on policy.senders.allow, but mail.spine.test says dmarc=fail" in text
+    lane, text = _item_for(root, real_mid)
+    assert lane == "queued" and "dmarc=pass" in _verification(text), text[:2000]
+
+
 def test_the_probe_reports_a_forged_receiver_header_as_untrusted(lab_root):
     forged = f"{FORGED_AR_HEADER}: mail.spine.test; dkim=pass; spf=pass smtp.mailfrom=example.org; dmarc=pass"
     started = time.monotonic()

@@ -211,3 +211,26 @@ def test_a_message_as_the_lab_delivered_it_with_a_forgery_from_the_submitter():
     assert [r.method for a in sorting.trusted for r in a.results] == ["dmarc", "dkim", "dkim-atps"]
     assert len(sorting.untrusted) == 1 and sorting.method("spf") == []
     assert receiver_verdict(sorting, "spine.test").summary.startswith(f"{ID} says dkim=pass dmarc=pass dkim-atps")
+
+
+@pytest.mark.parametrize(
+    "dmarc, admitted",
+    [("pass", True), ("none", False), ("temperror", False), ("permerror", False), ("fail", False), (None, True)],
+)
+def test_an_allow_entry_vouches_only_for_a_from_the_receiver_did_not_find_unauthenticated(dmarc, admitted):
+    """A From on the allow list, forged over port 25: the receiver judged it (dmarc=none for a domain
+    without a DMARC record, or fail). The allow entry must not admit it. Mail the receiver gave no DMARC
+    result (Stalwart adds no A-R on submission) keeps its old treatment."""
+    receiver = f"{ID}; spf=pass smtp.mailfrom=spine.test" + (f"; dmarc={dmarc} header.from=spine.test" if dmarc else "")
+    raw = stalwart_delivery(receiver, sender_part=ar(f"{ID}; dmarc=pass header.from=spine.test"))
+    allow = {"allow": ["ceo@spine.test"]}
+    verdict = judge(parse_message(raw), policy(senders=allow, dmarc_fail="enqueue"), raw)
+    assert (verdict.lane == QUEUED) is admitted, verdict
+    if not admitted:
+        assert any("policy.senders.allow, but" in r and f"dmarc={dmarc}" in r for r in verdict.reasons), verdict
+    opted = judge(
+        parse_message(raw), policy(senders={**allow, "allow_unauthenticated": True}, dmarc_fail="enqueue"), raw
+    )
+    assert opted.lane == QUEUED  # the operator's explicit choice
+    # A sender on no list, with an empty allow list, is judged by DMARC alone, as before.
+    assert judge(parse_message(raw), policy(dmarc_fail="enqueue"), raw).lane == QUEUED
