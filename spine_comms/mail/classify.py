@@ -164,12 +164,14 @@ def _bounce(msg: Message, parts: list[tuple[Message, int]], problems: list[str])
         return None
     details: dict = {
         "action": None, "status": None, "recipient": None, "original_message_id": None,
-        "reporting_mta": None, "recipients": [],
+        "reporting_mta": None, "original_envelope_id": None, "recipients": [],
     }  # fmt: skip
     if status_parts:
         blocks = _field_blocks(status_parts[0])
         if blocks:
             details["reporting_mta"] = _typed_value(_get(blocks[0], "reporting-mta")) or None
+            # RFC 3464 2.2.1: the ENVID the sender gave (RFC 3461 xtext), which ties the DSN to its send.
+            details["original_envelope_id"] = _get(blocks[0], "original-envelope-id").strip()[:100] or None
         for block in blocks[1:] or blocks[:1]:
             recipient = _typed_value(_get(block, "final-recipient") or _get(block, "original-recipient"))
             action = _get(block, "action").lower() or None

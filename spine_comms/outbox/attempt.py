@@ -31,6 +31,7 @@ from spine_comms.outbox.store import (
     QUEUED,
     UNKNOWN,
     OutboxStore,
+    envelope_id,
 )
 
 ATTEMPTABLE = (QUEUED, DEFERRED)
@@ -99,11 +100,15 @@ class Attempter:
                    "endpoint": endpoint.where(), "login": endpoint.login}  # fmt: skip
         record["attempts"].append(attempt)
         record["status"] = ATTEMPTING
+        token = envelope_id(record)
         self.store.save(record)  # durable before the first byte goes out
 
         def entering_data() -> None:
             attempt["phase"] = "data"
             self.store.save(record)
+
+        def envelope_id_sent() -> None:  # a DSN about this attempt must quote it (bounces.correlate)
+            attempt["envelope_id"] = True
 
         self.ctx.log(f"{record['send_id']}: attempt {attempt['n']} via {endpoint.where()} as {endpoint.login}")
         try:
@@ -112,6 +117,7 @@ class Attempter:
                 ca_file=endpoint.ca_file, login=endpoint.login, password=password, sender=record["from"],
                 recipients=record["recipients"], message=self.store.raw(record["send_id"]),
                 timeout=endpoint.timeout, before_data=entering_data,
+                envelope_id=token, on_envelope_id=envelope_id_sent,
             )  # fmt: skip
             result = oc.accepted(reply)
         except SmtpError as exc:

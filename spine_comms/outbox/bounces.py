@@ -3,17 +3,28 @@
 `note_bounce` is what the pipeline calls for every committed message it classified as a
 bounce. It first writes the note durably (dsn-pending/), then applies it under the send's
 lock and removes it; a note left behind (lock busy, process killed) is applied by the next
-`communications.outbox.flush`. Correlation: the original Message-ID the DSN quotes; only
-when it quotes none, the failed recipient and time (the latest send to that address accepted
-within MATCH_WINDOW and before the DSN's Date). A DSN quoting a Message-ID that is not ours
-is not ours, whatever its recipient. A failed DSN marks the send bounced (permanent), logs it and enqueues the
-bounce notice; a delayed DSN only records the delay. Applying the same DSN twice changes
-nothing (keyed by the DSN's own Message-ID).
+`communications.outbox.flush`.
+
+Correlation: the envelope id the DSN quotes (Original-Envelope-Id, RFC 3464 2.2.1), which
+is the random ENVID the send gave in MAIL FROM (RFC 3461) and which nobody who only saw the
+message knows; a DSN quoting one that is not ours is not ours. Without one: the original
+Message-ID the DSN quotes; only when it quotes none, the failed recipient and time (the
+latest send to that address accepted within MATCH_WINDOW and before the DSN's Date). A DSN
+quoting a Message-ID that is not ours is not ours, whatever its recipient.
+
+Anyone can mail a message that looks like a DSN and quotes our Message-ID (a recipient has
+it). So a failed DSN without the envelope id, about a send whose MTA took our ENVID (and so
+must quote it, RFC 3461 4.4), is recorded as `unverified` and changes nothing else:
+outbox.status warns about it. A verified failed DSN, or one about a send made without ENVID
+(a server without DSN), marks the send bounced (permanent), logs it and enqueues the bounce
+notice; a delayed DSN only records the delay. Applying the same DSN twice changes nothing
+(keyed by the DSN's own Message-ID).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +32,7 @@ from pathlib import Path
 from spine_comms.outbox.store import BOUNCED, DELIVERED, OutboxStore, normalize_message_id
 
 MATCH_WINDOW = timedelta(days=7)
+UNVERIFIED = "unverified"  # a failed DSN that lacks the envelope id its send's MTA took: maybe forged
 LOCK_WAIT = 5.0
 
 
@@ -48,6 +60,7 @@ def _note(normalized: dict, details: dict, now: datetime) -> dict:
         "original_message_id": details.get("original_message_id"),
         "recipients": recipients[:50],
         "reporting_mta": details.get("reporting_mta"),
+        "original_envelope_id": details.get("original_envelope_id"),
         "heuristic": bool(details.get("heuristic")),
         "dsn_date": normalized.get("date_utc"),
         "noted_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -87,6 +100,23 @@ def apply_note(store: OutboxStore, path: Path, *, now: datetime) -> str | None:
 
 
 def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
+    quoted = str(note.get("original_envelope_id") or "")
+    if quoted:
+        for record in store.records():
+            if record.get("envelope_id") and hmac.compare_digest(str(record["envelope_id"]), quoted):
+                note["correlated_by"], note["verified"] = "envelope_id", True
+                return record["send_id"]
+        return None  # it names the transaction it reports, and that is not one of ours
+    send_id = _correlate_without_envelope_id(store, note, now)
+    if send_id is not None:
+        record = store.load(send_id) or {}
+        # An MTA that took our ENVID must quote it in a DSN about the send: lacking it, this may be forged.
+        took_it = any(a.get("envelope_id") for a in record.get("attempts", []))
+        note["verified"] = False if took_it else None
+    return send_id
+
+
+def _correlate_without_envelope_id(store: OutboxStore, note: dict, now: datetime) -> str | None:
     by_id = store.by_message_id(note.get("original_message_id"))
     if by_id and store.record_path(by_id).exists():
         note["correlated_by"] = "message_id"
@@ -141,9 +171,11 @@ def _apply(store: OutboxStore, record: dict, note: dict, now: datetime) -> None:
     failed = [r for r in entries if (r.get("action") == "failed" or str(r.get("status") or "").startswith("5"))]
     delayed = [r for r in entries if r.get("action") == "delayed"]
     kind = "failed" if failed else ("delayed" if delayed else "report")
+    if kind == "failed" and note.get("verified") is False:
+        kind = UNVERIFIED  # recorded for outbox.status to warn about; the send's state stays
     record.setdefault("dsn", []).append({
         "kind": kind, "dsn_key": dsn_id, "dsn_message_id": note.get("dsn_message_id"),
-        "correlated_by": note.get("correlated_by"),
+        "correlated_by": note.get("correlated_by"), "verified": note.get("verified"),
         "recipients": entries, "reporting_mta": note.get("reporting_mta"), "noted_at": note.get("noted_at"),
     })  # fmt: skip
     record["updated_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -2,7 +2,8 @@
 
 Read-only (no lock taken, no network). A send that failed for good (failed, bounced,
 expired, error) within --since-hours is a fail; one whose outcome is unknown, that is
-overdue for its retry (flush not running?) or that was interrupted is a warn.
+overdue for its retry (flush not running?), that was interrupted, or that got a bounce report
+without its envelope id (outbox/bounces.py: maybe forged, not applied) is a warn.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def outbox_status(
 ) -> Result:  # fmt: skip
     """Every send in the outbox with its state (queued, delivered, deferred, failed, bounced, delayed,
     unknown, expired, error) and its attempts; fails on recent failed or bounced sends, warns on
-    unknown or stuck ones."""
+    unknown or stuck ones and on bounce reports that lack the send's envelope id (maybe forged)."""
     from spine_comms.outbox.attempt import parse_stamp
     from spine_comms.outbox.settings import load_settings
     from spine_comms.outbox.store import OutboxStore
@@ -98,6 +99,17 @@ def _judge(record: dict, now, since_hours: float, parse_stamp) -> Check | None:
             subject=send_id,
             expected="delivered",
             actual=state,
+        )
+    unverified = [d for d in record.get("dsn", []) if d.get("kind") == "unverified"]
+    if unverified and recent:
+        return Check(
+            id="outbox.status.send",
+            status=Status.WARN,
+            detail=f"{state}, but {len(unverified)} message(s) reporting a bounce came without the envelope id "
+            "this send's server took (forged, or an MTA that dropped it): not applied; read the DSN",
+            subject=send_id,
+            expected="no unverified bounce report",
+            actual=[d.get("dsn_message_id") for d in unverified],
         )
     if state == "unknown":
         return Check(

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,14 @@ FINAL_FAILURES = (FAILED, BOUNCED, EXPIRED)
 
 def send_id_for(idempotency_key: str) -> str:
     return "snd-" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:24]
+
+
+def envelope_id(record: dict) -> str:
+    """The send's RFC 3461 envelope id (ENVID), made once and kept in the record. Random: a DSN quoting it
+    was written by an MTA that carried this send, not by someone who only saw the message."""
+    if not record.get("envelope_id"):
+        record["envelope_id"] = secrets.token_hex(16)
+    return record["envelope_id"]
 
 
 def _hash(text: str) -> str:

@@ -156,8 +156,14 @@ def submit(
     message: bytes,
     timeout: float = 10.0,
     before_data: Callable[[], None] | None = None,
+    envelope_id: str | None = None,
+    on_envelope_id: Callable[[], None] | None = None,
 ) -> SmtpReply:
     """Submit `message` for `recipients` with envelope `sender`; returns the reply to the end of DATA.
+
+    `envelope_id` (letters and digits) goes in MAIL FROM as RFC 3461's ENVID, with RET=HDRS, when the
+    server offers DSN; `on_envelope_id` is then called once the server accepted MAIL FROM with it. A
+    DSN about this transaction must quote it (Original-Envelope-Id), which a forged one cannot.
 
     Without login, no AUTH is attempted. Raises SmtpError on any failure; every
     recipient must be accepted (a partial send is an error, nothing is sent).
@@ -187,10 +193,21 @@ def submit(
                 raise SmtpError("auth", f"no usable AUTH mechanism for {login}",
                                 kind=FailureKind.UNSUPPORTED) from None  # fmt: skip
         stage = "mail"
-        code, text = smtp.mail(sender)
+        options = []
+        if envelope_id and login and not smtp.has_extn("dsn"):
+            # Stalwart offers DSN only to an authenticated client, and decides at EHLO: ask again after AUTH
+            # (RFC 5321 4.1.4 allows a later EHLO; it resets the transaction, not the authentication).
+            smtp.ehlo()
+        if envelope_id and smtp.has_extn("dsn"):
+            if not envelope_id.isalnum() or not envelope_id.isascii():
+                raise ValueError("envelope_id must be ASCII letters and digits (no xtext encoding needed)")
+            options = [f"ENVID={envelope_id}", "RET=HDRS"]
+        code, text = smtp.mail(sender, options)
         if code != 250:
             _reset(smtp)
             raise SmtpError("mail", f"sender {sender} refused", SmtpReply.parse(code, text))
+        if options and on_envelope_id is not None:
+            on_envelope_id()
         stage = "rcpt"
         for recipient in recipients:
             code, text = smtp.rcpt(recipient)

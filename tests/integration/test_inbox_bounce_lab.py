@@ -66,6 +66,9 @@ def test_a_real_dsn_polled_with_enqueue_marks_the_send_bounced(lab, tmp_path) ->
     assert env_poll["data"]["mailboxes"][0]["bounces"] == bounces  # the total is the sum over mailboxes
     record = records(tmp_path)[send_id]
     assert record["status"] == "bounced" and record["bounced_recipients"] == ["gone@spine.test"]
+    # Postfix took our ENVID (it offers DSN) and quoted it in the DSN: the match needs nothing else.
+    assert record["attempts"][-1]["envelope_id"] is True
+    assert [(d["correlated_by"], d["verified"]) for d in record["dsn"]] == [("envelope_id", True)], record["dsn"]
     # The DSN itself is an item like any other mail, classified as a bounce of our message. (alerts@
     # may hold other tests' DSNs too; the outbox adds a notice item of its own, `mail-bounce`.)
     ours = []
