@@ -8,6 +8,7 @@ renderer chokes on is caught by the intake, which parks the message with the rea
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 MAX_TEXT_BYTES = 256 * 1024  # the body an item shows; the whole message stays in the .eml
@@ -87,6 +88,9 @@ def with_reasons(text: str, reasons: list[str]) -> str:
     return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
+_ADDRESS_LIKE = re.compile(r"[^\s<>@\"'(),;:]+@[^\s<>@\"'(),;:]+\.[^\s<>@\"'(),;:]+")
+
+
 def _sender(message) -> str:
     senders = message.from_ or []
     if not senders:
@@ -94,7 +98,13 @@ def _sender(message) -> str:
     first = senders[0]
     name, address = getattr(first, "name", "") or "", getattr(first, "address", "") or ""
     shown = f"{name} <{address}>" if name else address
-    return shown + (f" (+{len(senders) - 1} more)" if len(senders) > 1 else "")
+    shown += f" (+{len(senders) - 1} more)" if len(senders) > 1 else ""
+    # A display name that shows another address ("ceo@spine.test" <x@elsewhere>) is the oldest
+    # disguise in mail: say which address really sent it.
+    others = sorted({a for a in _ADDRESS_LIKE.findall(name) if a.lower() != address.lower()})
+    if others:
+        shown += f" [the name shows {', '.join(others[:3])}, but the address is {address or 'none'}]"
+    return shown
 
 
 def _classification(message) -> str:

@@ -65,6 +65,13 @@ def test_every_hostile_message_is_enqueued_or_parked_and_none_escapes(lab, lab_r
         assert "HIDDEN-ORDER" not in "\n".join(lines), item.name
         hidden_notes += any(line.startswith("**Hidden text:** ") for line in lines)
     assert hidden_notes >= 2  # hidden_html_orders.eml and html_only_script.eml (its <style> hides a <p>)
+    # rfc2047_address_spoof.eml: its display name shows the CEO's address; the item says who really sent it.
+    spoof = [line for item in lanes["queued"] + lanes["parked"] for line in item.read_text().splitlines()
+             if line.startswith("**From:** ") and "attacker@evil.example" in line]  # fmt: skip
+    assert spoof == [
+        '**From:** "CEO" <ceo@bank.example>, other@bank.example <attacker@evil.example> [the name shows '
+        "ceo@bank.example, other@bank.example, but the address is attacker@evil.example]"
+    ], spoof
     # Nothing was written outside the root (the corpus names attachments ../, /etc/..., NUL ...).
     after = _files_under(tmp_path) - _files_under(root)
     assert after == before, sorted(after - before)
