@@ -7,14 +7,14 @@ lock and removes it; a note left behind (lock busy, process killed) is applied b
 
 Correlation: the envelope id the DSN quotes (Original-Envelope-Id, RFC 3464 2.2.1), which
 is the random ENVID the send gave in MAIL FROM (RFC 3461) and which nobody who only saw the
-message knows; a DSN quoting one that is not ours is not ours. Without one: the original
-Message-ID the DSN quotes; only when it quotes none, the failed recipient and time (the
-latest send to that address accepted within MATCH_WINDOW and before the DSN's Date). A DSN
-quoting a Message-ID that is not ours is not ours, whatever its recipient.
+message knows. Without it (none, or one that is not ours): the original Message-ID the DSN
+quotes; only when it quotes none, the failed recipient and time (the latest send to that
+address accepted within MATCH_WINDOW and before the DSN's Date). A DSN quoting a Message-ID
+that is not ours is not ours, whatever its recipient.
 
 Anyone can mail a message that looks like a DSN and quotes our Message-ID (a recipient has
-it). So a failed DSN without the envelope id, about a send whose MTA took our ENVID (and so
-must quote it, RFC 3461 4.4), is recorded as `unverified` and changes nothing else:
+it). So a failed DSN that does not quote the envelope id, about a send whose MTA took our
+ENVID (and so must quote it, RFC 3461 4.4), is recorded as `unverified` and changes nothing else:
 outbox.status warns about it. A verified failed DSN, or one about a send made without ENVID
 (a server without DSN), marks the send bounced (permanent), logs it and enqueues the bounce
 notice; a delayed DSN only records the delay. Applying the same DSN twice changes nothing
@@ -106,7 +106,8 @@ def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
             if record.get("envelope_id") and hmac.compare_digest(str(record["envelope_id"]), quoted):
                 note["correlated_by"], note["verified"] = "envelope_id", True
                 return record["send_id"]
-        return None  # it names the transaction it reports, and that is not one of ours
+        # Not one of ours: an id an MTA assigned itself (RFC 3464 allows it) for a send made without ENVID,
+        # or a guess. The other ways below decide, and a send whose MTA took our id does not take this.
     send_id = _correlate_without_envelope_id(store, note, now)
     if send_id is not None:
         record = store.load(send_id) or {}

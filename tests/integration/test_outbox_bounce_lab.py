@@ -64,8 +64,9 @@ def test_real_dsn_marks_the_send_bounced_and_notifies_the_sender(lab, tmp_path, 
 
 def test_a_dsn_without_the_envelope_id_is_recorded_unverified_and_changes_nothing(lab, tmp_path, read_mailbox):
     """What anyone who saw the message (a recipient) can write: a DSN quoting its Message-ID, or only the
-    recipient, but not the random ENVID the send gave its MTA. Postfix took that ENVID, so a real DSN
-    quotes it (RFC 3461 4.4); one without it is recorded as unverified and the send stays delivered."""
+    recipient, but not the random ENVID the send gave its MTA (none, or a guess). Postfix took that ENVID,
+    so a real DSN quotes it (RFC 3461 4.4); one without it is recorded as unverified and the send stays
+    delivered."""
     root, env = own_root(lab, tmp_path)
     title = f"outbox bounce-rt {uuid.uuid4().hex[:10]}"
     out = run(root, "communications.mail.send", "--from", "alerts", "--to", "gone@spine.test", "--subject", title,
@@ -79,12 +80,14 @@ def test_a_dsn_without_the_envelope_id_is_recorded_unverified_and_changes_nothin
         forged["classification"]["details"].update(change, original_envelope_id=None)
         assert note_bounce(state, forged, now=datetime.now(UTC)) == send_id
     wrong = json.loads(json.dumps(real))
-    wrong["classification"]["details"]["original_envelope_id"] = "0" * 32  # someone else's transaction
-    assert note_bounce(state, wrong, now=datetime.now(UTC)) is None
+    wrong["message_id"] = "<forged-dsn.guess@example.net>"
+    wrong["classification"]["details"]["original_envelope_id"] = "0" * 32  # a guess: not this send's
+    assert note_bounce(state, wrong, now=datetime.now(UTC)) == send_id
     record = records(tmp_path)[send_id]
     assert record["status"] == "delivered", record
     assert [(d["kind"], d["correlated_by"], d["verified"]) for d in record["dsn"]] == [
-        ("unverified", "recipient_time", False), ("unverified", "message_id", False)]  # fmt: skip
+        ("unverified", "recipient_time", False), ("unverified", "message_id", False),
+        ("unverified", "message_id", False)]  # fmt: skip
     assert not list((tmp_path / "mailroom" / "inbox" / "queued").glob("*mail-bounce*.md"))
     assert apply_pending(state, now=datetime.now(UTC)) == []  # nothing left pending
     code, status, _ = run(root, "communications.outbox.status", env=env)
