@@ -88,9 +88,10 @@ class Senders(ContractModel):
     deny: list[str] = Field(default_factory=list)
     """These senders are never admitted (deny always wins)."""
     allow_unauthenticated: bool = False
-    """Let an allow entry admit a message whose From the receiving server (trusted_authserv_id) judged and did
-    not authenticate (dmarc=none, fail, temperror, permerror). A From can be forged: such a message is parked
-    unless this is true. Mail the server gave no DMARC result (submission, local delivery) is not affected."""
+    """Let an allow entry admit a message the receiving server (trusted_authserv_id) judged without
+    authenticating its From (dmarc=none, fail, temperror, permerror, or no result for it). A From can be
+    forged: such a message is parked unless this is true. Mail the server wrote no Authentication-Results for
+    (submission, local delivery, IMAP APPEND) is not affected."""
 
 
 class Policy(ContractModel):

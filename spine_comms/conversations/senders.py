@@ -49,7 +49,7 @@ def inbox_senders(
         elif senders.allow and not senders.allow_unauthenticated:
             lane = "admitted"
             reason = ("on policy.senders.allow, when the receiving server authenticates its From (dmarc=pass) "
-                      "or gives no DMARC result; any other dmarc= result parks it")  # fmt: skip
+                      "or did not judge the message; judged without dmarc=pass, it is parked")  # fmt: skip
         else:
             lane, reason = "admitted", "no sender rule applies (DMARC and size rules still do)"
         verdicts.append({"address": shown, "lane": lane, "reason": reason})

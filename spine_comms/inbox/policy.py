@@ -5,8 +5,9 @@ person), `dropped` (recorded in the state directory only). The decisions:
 
 - over policy.max_message_bytes: parked (the body was never fetched);
 - sender on policy.senders.deny: dropped (the operator said so); not on a non-empty allow list: parked;
-  on it, but the trusted receiver judged its From and did not authenticate it (any dmarc= but
-  pass): parked too, since an allow entry vouches for an identity and a From can be forged
+  on it, but the trusted receiver judged the message (wrote its own A-R) and did not authenticate
+  the From (any dmarc= but pass, or none it can be given, as with two From addresses): parked too,
+  since an allow entry vouches for an identity and a From can be forged
   (policy.senders.allow_unauthenticated: true lets it through);
 - DMARC fail: policy.dmarc_fail, judged ONLY from the Authentication-Results the receiving
   server wrote (mail.authresults.sort_by_trust: the exact policy.trusted_authserv_id, in the
@@ -21,6 +22,7 @@ Pure functions over the parsed message; nothing here touches the network or disk
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from spine_comms.contracts.inbox import Policy, Senders
 from spine_comms.mail.authentication import author_domain, receiver_verdict
@@ -75,22 +77,28 @@ def sender_rule(addresses: list[str], senders: Senders) -> tuple[str, str] | Non
     return None
 
 
-def authentication(raw: bytes | None, trusted_authserv_id: str | None) -> tuple[str | None, str]:
-    """(the receiver's dmarc result or None, a one-line summary safe for the item and the watcher).
+class Authentication(NamedTuple):
+    dmarc: str | None  # the receiver's dmarc= result for this message's From, or None
+    summary: str  # one line, safe for the item and the watcher
+    judged: bool  # the receiver wrote its own Authentication-Results (a port-25 delivery), whatever they say
+
+
+def authentication(raw: bytes | None, trusted_authserv_id: str | None) -> Authentication:
+    """What the receiving server said about the message's authentication.
 
     Read from the raw message, since which header the receiver wrote is told by position. Only
     method=result pairs go in the summary: a property such as smtp.auth=<login> would both leak a
     login and trip the watcher's secret pattern."""
     if raw is None:
-        return None, "not verified: the message was not read"
+        return Authentication(None, "not verified: the message was not read", False)
     fields = header_fields(raw)
     sorting = sort_by_trust(fields, trusted_authserv_id)
     if not trusted_authserv_id:
         ignored = f"; ignored {len(sorting.untrusted)} Authentication-Results" if sorting.untrusted else ""
-        return None, f"not verified (no policy.trusted_authserv_id){ignored}"
+        return Authentication(None, f"not verified (no policy.trusted_authserv_id){ignored}", False)
     from_domain, from_problem = author_domain([v for n, v in fields if n.strip().lower() == "from"])
     verdict = receiver_verdict(sorting, from_domain, from_problem)
-    return verdict.dmarc, verdict.summary
+    return Authentication(verdict.dmarc, verdict.summary, bool(sorting.trusted))
 
 
 def judge(message, policy: Policy, raw: bytes | None) -> Verdict:
@@ -100,11 +108,13 @@ def judge(message, policy: Policy, raw: bytes | None) -> Verdict:
     rule = sender_rule(addresses, policy.senders)
     if rule:
         verdict.send_to(*rule)
-    verdict.dmarc, verdict.auth_summary = authentication(raw, policy.trusted_authserv_id)
+    said = authentication(raw, policy.trusted_authserv_id)
+    verdict.dmarc, verdict.auth_summary = said.dmarc, said.summary
     vouched = policy.senders.allow and rule is None  # admitted by the allow list, on its From alone
-    if vouched and verdict.dmarc not in (None, "pass") and not policy.senders.allow_unauthenticated:
+    if vouched and said.judged and said.dmarc != "pass" and not policy.senders.allow_unauthenticated:
+        found = f"dmarc={said.dmarc}" if said.dmarc else "no DMARC result it can be given"
         verdict.send_to(PARKED, f"sender {', '.join(addresses)} is on policy.senders.allow, but "
-                        f"{policy.trusted_authserv_id} says dmarc={verdict.dmarc} for it: its From is not "
+                        f"{policy.trusted_authserv_id} judged the message and its From has {found}: it is not "
                         "authenticated (policy.senders.allow_unauthenticated: false)")  # fmt: skip
     if verdict.dmarc == "fail":
         action = policy.dmarc_fail

@@ -113,7 +113,7 @@ def test_an_allow_listed_from_forged_over_smtp_is_parked_and_the_authenticated_o
     assert code in (0, 1) and env["status"] in ("ok", "warn"), env.get("summary")
     lane, text = _item_for(root, forged_mid)
     assert lane == "parked", _verification(text)
-    assert "is on policy.senders.allow, but mail.spine.test says dmarc=fail" in text
+    assert "is on policy.senders.allow, but mail.spine.test judged the message and its From has dmarc=fail" in text
     lane, text = _item_for(root, real_mid)
     assert lane == "queued" and "dmarc=pass" in _verification(text), text[:2000]
 

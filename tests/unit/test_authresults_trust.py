@@ -171,8 +171,8 @@ def test_an_appended_forgery_is_queued_as_not_verified_never_as_pass():
 
 def test_the_summary_names_methods_and_results_only():
     raw = lab_delivery([f"{ID}; auth=pass smtp.auth=ops@spine.test; dkim=pass header.d=spine.test"])
-    dmarc, summary = authentication(raw, ID)
-    assert dmarc is None and summary == f"{ID} says dkim=pass auth=pass"
+    dmarc, summary, judged = authentication(raw, ID)
+    assert dmarc is None and summary == f"{ID} says dkim=pass auth=pass" and judged
     assert authentication(None, ID)[1].startswith("not verified")
     assert authentication(raw, None)[1].startswith("not verified (no policy.trusted_authserv_id)")
 
@@ -215,22 +215,35 @@ def test_a_message_as_the_lab_delivered_it_with_a_forgery_from_the_submitter():
 
 @pytest.mark.parametrize(
     "dmarc, admitted",
-    [("pass", True), ("none", False), ("temperror", False), ("permerror", False), ("fail", False), (None, True)],
+    [("pass", True), ("none", False), ("temperror", False), ("permerror", False), ("fail", False), (None, False)],
 )
 def test_an_allow_entry_vouches_only_for_a_from_the_receiver_did_not_find_unauthenticated(dmarc, admitted):
     """A From on the allow list, forged over port 25: the receiver judged it (dmarc=none for a domain
-    without a DMARC record, or fail). The allow entry must not admit it. Mail the receiver gave no DMARC
-    result (Stalwart adds no A-R on submission) keeps its old treatment."""
+    without a DMARC record, fail, or no dmarc= at all in its block). The allow entry must not admit it.
+    Mail the receiver wrote no A-R for (Stalwart adds none on submission, IMAP APPEND) keeps its old
+    treatment."""
     receiver = f"{ID}; spf=pass smtp.mailfrom=spine.test" + (f"; dmarc={dmarc} header.from=spine.test" if dmarc else "")
     raw = stalwart_delivery(receiver, sender_part=ar(f"{ID}; dmarc=pass header.from=spine.test"))
     allow = {"allow": ["ceo@spine.test"]}
     verdict = judge(parse_message(raw), policy(senders=allow, dmarc_fail="enqueue"), raw)
     assert (verdict.lane == QUEUED) is admitted, verdict
     if not admitted:
-        assert any("policy.senders.allow, but" in r and f"dmarc={dmarc}" in r for r in verdict.reasons), verdict
+        said = f"dmarc={dmarc}" if dmarc else "no DMARC result"
+        assert any("policy.senders.allow, but" in r and said in r for r in verdict.reasons), verdict
+    appended = (ar(f"{ID}; dmarc=pass header.from=spine.test") + BODY).encode()  # no receiver block at all
+    assert judge(parse_message(appended), policy(senders=allow), appended).lane == QUEUED
     opted = judge(
         parse_message(raw), policy(senders={**allow, "allow_unauthenticated": True}, dmarc_fail="enqueue"), raw
     )
     assert opted.lane == QUEUED  # the operator's explicit choice
     # A sender on no list, with an empty allow list, is judged by DMARC alone, as before.
     assert judge(parse_message(raw), policy(dmarc_fail="enqueue"), raw).lane == QUEUED
+
+
+def test_two_from_fields_both_allowed_are_not_vouched_for_when_the_receiver_judged_the_message():
+    """The receiver's dmarc=pass cannot be given to a message with two From fields (it may have judged
+    the other one): an allow list naming both does not admit it on its own."""
+    two = BODY.replace("From: CEO <ceo@spine.test>\r\n", "From: CEO <ceo@spine.test>\r\nFrom: cfo@spine.test\r\n")
+    raw = ("X-Spam-Status: No\r\n" + STALWART + ar(f"{ID}; dmarc=pass header.from=spine.test") + two).encode()
+    verdict = judge(parse_message(raw), policy(senders={"allow": ["@spine.test"]}, dmarc_fail="enqueue"), raw)
+    assert verdict.lane == PARKED and any("no DMARC result" in r for r in verdict.reasons), verdict
