@@ -29,7 +29,7 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from spine_comms.outbox.store import BOUNCED, DELIVERED, OutboxStore, normalize_message_id
+from spine_comms.outbox.store import BOUNCED, DELIVERED, OutboxStore, normalize_message_id, send_id_of_envelope_id
 
 MATCH_WINDOW = timedelta(days=7)
 UNVERIFIED = "unverified"  # a failed DSN that lacks the envelope id its send's MTA took: maybe forged
@@ -100,14 +100,14 @@ def apply_note(store: OutboxStore, path: Path, *, now: datetime) -> str | None:
 
 
 def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
-    quoted = str(note.get("original_envelope_id") or "")
-    if quoted:
-        for record in store.records():
-            if record.get("envelope_id") and hmac.compare_digest(str(record["envelope_id"]), quoted):
-                note["correlated_by"], note["verified"] = "envelope_id", True
-                return record["send_id"]
-        # Not one of ours: an id an MTA assigned itself (RFC 3464 allows it) for a send made without ENVID,
-        # or a guess. The other ways below decide, and a send whose MTA took our id does not take this.
+    quoted = str(note.get("original_envelope_id") or "").strip().lower()
+    named = send_id_of_envelope_id(quoted)
+    record = store.load(named) if named else None
+    if record and record.get("envelope_id") and hmac.compare_digest(str(record["envelope_id"]), quoted):
+        note["correlated_by"], note["verified"] = "envelope_id", True
+        return record["send_id"]
+    # None, or not one of ours: an id an MTA assigned itself (RFC 3464 allows it) for a send made without
+    # ENVID, or a guess. The other ways below decide, and a send whose MTA took our id does not take this.
     send_id = _correlate_without_envelope_id(store, note, now)
     if send_id is not None:
         record = store.load(send_id) or {}

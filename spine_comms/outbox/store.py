@@ -39,11 +39,18 @@ def send_id_for(idempotency_key: str) -> str:
 
 
 def envelope_id(record: dict) -> str:
-    """The send's RFC 3461 envelope id (ENVID), made once and kept in the record. Random: a DSN quoting it
-    was written by an MTA that carried this send, not by someone who only saw the message."""
+    """The send's RFC 3461 envelope id (ENVID), made once and kept in the record: the send id's hex, which
+    finds the record, then 32 random hex digits, so a DSN quoting it was written by an MTA that carried
+    this send, not by someone who only saw the message."""
     if not record.get("envelope_id"):
-        record["envelope_id"] = secrets.token_hex(16)
+        record["envelope_id"] = record["send_id"].removeprefix("snd-") + secrets.token_hex(16)
     return record["envelope_id"]
+
+
+def send_id_of_envelope_id(quoted: str) -> str | None:
+    """The send id an envelope id names (its first 24 hex digits), or None for anything else."""
+    head = quoted[:24]
+    return f"snd-{head}" if len(quoted) == 56 and all(c in "0123456789abcdef" for c in quoted) else None
 
 
 def _hash(text: str) -> str:

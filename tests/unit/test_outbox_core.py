@@ -219,3 +219,15 @@ def test_a_kill_while_the_notice_is_written_still_leaves_one_notice(tmp_path, mo
     assert note_bounce(tmp_path / "state", _dsn("failed", "5.1.1"), now=NOW) == record["send_id"]
     assert OutboxStore(tmp_path / "state").load(record["send_id"])["status"] == "bounced"
     assert len(list((tmp_path / "inbox" / "queued").glob("*.md"))) == 1
+
+
+def test_an_envelope_id_names_its_send_and_nothing_else_names_a_send():
+    from spine_comms.outbox.store import envelope_id, send_id_for, send_id_of_envelope_id
+
+    record = {"send_id": send_id_for("key-1")}
+    token = envelope_id(record)
+    assert envelope_id(record) == token and token.isalnum() and len(token) == 56  # made once, ENVID-safe
+    assert send_id_of_envelope_id(token) == record["send_id"]
+    assert envelope_id({"send_id": record["send_id"]}) != token  # the random part differs per send record
+    for bad in ("", "0" * 32, "../../etc/passwd" + "0" * 40, token.upper(), token[:-1] + "g", token + "0"):
+        assert send_id_of_envelope_id(bad) is None, bad
