@@ -12,6 +12,7 @@ from pathlib import Path
 from spine_comms.contracts.jetstream import JetStream
 from spine_comms.mailroom.jetstream import Connection, JetStreamUnavailable
 from tests.integration.inbox_lab import make_root
+from tests.tcp_relay import Relay
 
 MESSAGE_ID_LINE = re.compile(r"^- Message-ID: (.+)$", re.M)
 
@@ -95,49 +96,18 @@ def _message_ids(connection: Connection) -> list[str]:
     return found
 
 
-class SlowLink:
-    """A TCP relay to one cluster node that holds every chunk from the client for `delay` seconds
-    before passing it on, as a slow or distant link would: each round trip to the cluster costs at
-    least `delay`. Its URL goes into the contract's `servers` in place of the node's."""
+class SlowLink(Relay):
+    """A relay to one cluster node that holds every chunk from the client for `delay` seconds before
+    passing it on, as a slow or distant link would: each round trip to the cluster costs at least
+    `delay`. Its URL goes into the contract's `servers` in place of the node's."""
 
     def __init__(self, url: str, delay: float) -> None:
-        import socket
-        import threading
-
         host, port = url.removeprefix("tls://").rsplit(":", 1)
-        self.upstream, self.delay = (host, int(port)), delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"tls://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.delay = delay
+        super().__init__((host, int(port)))
+        self.url = f"tls://127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, server, self.delay), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, 0.0), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink, delay: float) -> None:
-        import contextlib
-        import socket
-
-        try:
-            while data := source.recv(65536):
-                time.sleep(delay)
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
+    def forward(self, data: bytes, *, to_server: bool, so_far: int) -> tuple[bytes, bool]:
+        if to_server:
+            time.sleep(self.delay)
+        return data, True

@@ -12,9 +12,7 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.integration.inbox_lab import (
     run,
 )
 from tests.mailbox_fill import delete_folder, fill_imap, fill_maildir, folder_uids, imap_client, make_messages
+from tests.tcp_relay import Relay
 
 pytestmark = pytest.mark.lab
 
@@ -140,48 +139,18 @@ def test_kill_9_while_temporaries_are_staged_then_the_next_run_sweeps_them(lab, 
     assert_exactly_once(root, _ids("sweep", n))
 
 
-class CuttingProxy:
-    """Forwards TCP to Dovecot and drops the connection after `cut_after` bytes from the server."""
+class CuttingProxy(Relay):
+    """Relays TCP to Dovecot and drops the connection after `cut_after` bytes from the server."""
 
     def __init__(self, upstream: tuple[str, int], cut_after: int) -> None:
-        self.upstream, self.cut_after = upstream, cut_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.cut_after, self.cuts = cut_after, 0
+        super().__init__(upstream)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
-        sent = 0
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if counted and sent + len(data) > self.cut_after:
-                    sink.sendall(data[: self.cut_after - sent])
-                    self.cuts += 1
-                    break
-                sink.sendall(data)
-                sent += len(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
+    def forward(self, data: bytes, *, to_server: bool, so_far: int) -> tuple[bytes, bool]:
+        if to_server or so_far + len(data) <= self.cut_after:
+            return data, True
+        self.cuts += 1
+        return data[: self.cut_after - so_far], False
 
 
 def test_connection_cut_mid_fetch_then_rerun_gives_each_message_once(lab, lab_root, tmp_path) -> None:

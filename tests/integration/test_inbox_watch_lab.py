@@ -8,14 +8,11 @@ satisfy or break another.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
-import threading
 import time
 import uuid
 from email.message import EmailMessage
@@ -24,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_process import SPINE_COMMS, clean_env
+from tests.tcp_relay import Relay
 
 pytestmark = pytest.mark.lab
 LANES = ("queued", "running", "done", "failed", "parked")
@@ -178,67 +176,6 @@ def append(client, folder: str, token: str, numbers, size: int = 2000) -> None:
         client.append(folder, message.as_bytes())
 
 
-class CuttingProxy:
-    """A TCP relay to the lab's IMAPS port whose live connections the test can cut at will."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        self.accepted = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            with self.lock:
-                self.pairs.append((client, server))
-                self.accepted += 1
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> int:
-        """Reset every live connection (RST, as a dropped NAT entry or a crashed server would)."""
-        with self.lock:
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    # close() alone does not end a connection a pump thread is blocked in recv() on: the
-                    # kernel keeps the socket until that recv returns, and a watch waiting for an answer
-                    # then waited for its socket timeout. shutdown() wakes the pumps at once.
-                    with contextlib.suppress(OSError):
-                        s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
-        return len(pairs)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes the accept(): close() alone leaves the port accepting
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.cut()
-
-
 # Tests --------------------------------------------------------------------------------------------
 
 
@@ -276,7 +213,7 @@ def test_mail_submitted_through_postfix_becomes_an_item_while_the_heartbeat_stay
 def test_connections_cut_mid_stream_reconnect_and_lose_or_duplicate_nothing(lab, tmp_path, watches):
     token = uuid.uuid4().hex[:12]
     folder = fresh_folder(lab, token, 150, size=20000)
-    proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]))
+    proxy = Relay((lab["host"], lab["ports"]["imaps"]))
     try:
         root = make_root(tmp_path, lab, folder=folder, port=proxy.port)
         watch = watches(root, "--max-runtime", "120")
@@ -394,7 +331,7 @@ def test_health_turns_red_when_the_watch_is_sigkilled(lab, tmp_path, watches):
 
 
 def test_health_turns_red_when_the_watch_is_stuck_reconnecting(lab, tmp_path, watches):
-    proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]))
+    proxy = Relay((lab["host"], lab["ports"]["imaps"]))
     try:
         root = make_root(tmp_path, lab, folder=fresh_folder(lab, uuid.uuid4().hex[:12], 2), port=proxy.port,
                          health="{max_heartbeat_age_seconds: 3}", reconnect_backoff_seconds=[0.3])  # fmt: skip
@@ -415,7 +352,7 @@ def test_health_turns_red_when_the_watch_is_stuck_reconnecting(lab, tmp_path, wa
 
 
 def test_the_reconnect_backoff_starts_over_after_a_healthy_connection(lab, tmp_path, watches):
-    proxy = CuttingProxy((lab["host"], lab["ports"]["imaps"]))
+    proxy = Relay((lab["host"], lab["ports"]["imaps"]))
     try:
         root = make_root(tmp_path, lab, folder=fresh_folder(lab, uuid.uuid4().hex[:12], 2), port=proxy.port,
                          reconnect_backoff_seconds=[0.2, 7, 7])  # fmt: skip
