@@ -108,13 +108,7 @@ def correlate(store: OutboxStore, note: dict, now: datetime) -> str | None:
         return record["send_id"]
     # None, or not one of ours: an id an MTA assigned itself (RFC 3464 allows it) for a send made without
     # ENVID, or a guess. The other ways below decide, and a send whose MTA took our id does not take this.
-    send_id = _correlate_without_envelope_id(store, note, now)
-    if send_id is not None:
-        record = store.load(send_id) or {}
-        # An MTA that took our ENVID must quote it in a DSN about the send: lacking it, this may be forged.
-        took_it = any(a.get("envelope_id") for a in record.get("attempts", []))
-        note["verified"] = False if took_it else None
-    return send_id
+    return _correlate_without_envelope_id(store, note, now)
 
 
 def _correlate_without_envelope_id(store: OutboxStore, note: dict, now: datetime) -> str | None:
@@ -172,7 +166,11 @@ def _apply(store: OutboxStore, record: dict, note: dict, now: datetime) -> None:
     failed = [r for r in entries if (r.get("action") == "failed" or str(r.get("status") or "").startswith("5"))]
     delayed = [r for r in entries if r.get("action") == "delayed"]
     kind = "failed" if failed else ("delayed" if delayed else "report")
-    if kind == "failed" and note.get("verified") is False:
+    if not note.get("verified"):
+        # An MTA that took our ENVID must quote it in a DSN about the send: lacking it, this may be forged.
+        took_it = any(a.get("envelope_id") for a in record.get("attempts", []))
+        note["verified"] = False if took_it else None
+    if kind == "failed" and note["verified"] is False:
         kind = UNVERIFIED  # recorded for outbox.status to warn about; the send's state stays
     record.setdefault("dsn", []).append({
         "kind": kind, "dsn_key": dsn_id, "dsn_message_id": note.get("dsn_message_id"),

@@ -68,6 +68,22 @@ def make_js_root(tmp: Path, lab: dict, lab_root: Path, js: JetStream, **kwargs) 
     return root
 
 
+def host_roots(tmp: Path, lab: dict, lab_root: Path, js: JetStream, hosts, **kwargs) -> dict[str, Path]:
+    """A root per host, each with its own state directory and poller_id: nothing shared but the cluster."""
+    return {
+        host: make_js_root(tmp / host, lab, lab_root, js.model_copy(update={"poller_id": host}), **kwargs)
+        for host in hosts
+    }
+
+
+def make_buckets(connection: Connection, js: JetStream, mailbox: str = "sink") -> None:
+    """The mailbox's checkpoint and lease buckets, made once as a first deployment would."""
+    from spine_comms.inbox.jetstream_checkpoints import KvCheckpointStore, MailboxLease
+
+    KvCheckpointStore(connection, js.checkpoint_bucket, mailbox)
+    MailboxLease(connection, js.lease_bucket, mailbox, js.lease_seconds)
+
+
 def stream_message_ids(connection: Connection) -> list[str]:
     """The Message-ID line of every message in the stream, one entry per message. Read again while
     the stream elects a new leader (a node was just killed): requests time out for a few seconds."""

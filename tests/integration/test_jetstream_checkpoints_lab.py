@@ -16,7 +16,7 @@ from spine_comms.inbox.jetstream_checkpoints import (
     LeaseLost,
     MailboxLease,
 )
-from tests.integration.nats_lab import connect, settings
+from tests.integration.nats_lab import connect, host_roots, make_buckets, settings
 
 pytestmark = pytest.mark.lab
 
@@ -79,21 +79,15 @@ def test_two_hosts_poll_one_mailbox_one_holds_the_lease_and_the_other_starts_fro
 
     from tests.cli_process import SPINE_COMMS, clean_env, run_capability
     from tests.integration.inbox_lab import folder_result, run
-    from tests.integration.nats_lab import make_js_root, stream_message_ids
+    from tests.integration.nats_lab import stream_message_ids
     from tests.mailbox_fill import fill_maildir, folder_uids, make_messages
 
     folder, n, tag = f"F{uuid.uuid4().hex[:10]}", 60, uuid.uuid4().hex[:6]
     fill_maildir(lab, "sink", folder, make_messages(n, seed=4, tag=f"hosts{tag}", max_bytes=8 * 1024))
     shared = settings(lab, checkpoints="kv", lease_seconds=5, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
-    roots = {
-        host: make_js_root(
-            tmp_path / host, lab, lab_root, shared.model_copy(update={"poller_id": host}), folders=[folder]
-        )
-        for host in ("host-a", "host-b")
-    }  # two state directories: nothing shared but the cluster
+    roots = host_roots(tmp_path, lab, lab_root, shared, ("host-a", "host-b"), folders=[folder])
     with connect(lab, shared) as connection:  # the stream and buckets made once, as a first deployment would
-        KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
-        MailboxLease(connection, shared.lease_bucket, "sink", shared.lease_seconds)
+        make_buckets(connection, shared)
     polls = {
         host: subprocess.Popen([SPINE_COMMS, "communications.inbox.poll", "--root", str(root), "--json", "--enqueue"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
@@ -149,8 +143,7 @@ def test_a_batch_longer_than_the_lease_keeps_it_and_commits(lab, lab_root, tmp_p
     fill_maildir(lab, "sink", folder, make_messages(n, seed=5, tag=f"slow{tag}", max_bytes=4 * 1024))
     shared = settings(lab, checkpoints="kv", lease_seconds=lease, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
     with connect(lab, shared) as connection:  # the stream and buckets made once, over the fast link
-        KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
-        MailboxLease(connection, shared.lease_bucket, "sink", lease)
+        make_buckets(connection, shared)
     link = SlowLink(shared.servers[0], delay=0.06)
     try:
         slow = shared.model_copy(update={"servers": [link.url], "poller_id": "far-host"})

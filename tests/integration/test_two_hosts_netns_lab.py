@@ -23,12 +23,11 @@ import uuid
 
 import pytest
 
-from spine_comms.inbox.jetstream_checkpoints import KvCheckpointStore, MailboxLease
 from spine_comms.mailroom.drain import drain
 from tests.cli_process import SPINE_COMMS, clean_env
 from tests.integration import netns_hosts
 from tests.integration.inbox_lab import assert_exactly_once
-from tests.integration.nats_lab import connect, make_js_root, settings, stream_message_ids
+from tests.integration.nats_lab import connect, host_roots, make_buckets, settings, stream_message_ids
 from tests.mailbox_fill import fill_maildir, make_messages
 
 pytestmark = pytest.mark.lab
@@ -79,12 +78,7 @@ def test_two_pollers_in_two_network_namespaces_poll_one_mailbox_at_once_each_mes
     fill_maildir(lab, "sink", folder, make_messages(first, seed=11, tag=f"ns{tag}a", max_bytes=8 * 1024))
     shared = settings(lab, checkpoints="kv", lease_seconds=LEASE, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
     names = ("host-a", "host-b")
-    roots = {
-        name: make_js_root(
-            tmp_path / name, lab, lab_root, shared.model_copy(update={"poller_id": name}), folders=[folder]
-        )
-        for name in names
-    }
+    roots = host_roots(tmp_path, lab, lab_root, shared, names, folders=[folder])
     ports = sorted(set(lab["ports"].values()))
     hosts: dict[str, netns_hosts.Host] = {}
     children: list[subprocess.Popen] = []
@@ -92,8 +86,7 @@ def test_two_pollers_in_two_network_namespaces_poll_one_mailbox_at_once_each_mes
         for i, name in enumerate(names):
             hosts[name] = netns_hosts.Host(f"spine{tag}{i}", f"127.0.0.{i + 2}", ports)
         with connect(lab, shared) as connection:
-            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")  # buckets made once, as a deployment
-            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            make_buckets(connection, shared)
 
             # Round 1: both at once. Freeze the holder mid-poll until its lease lapses.
             polls = {name: _poll(hosts[name], roots[name]) for name in names}

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from spine_comms.inbox.jetstream_checkpoints import KvCheckpointStore, MailboxLease
 from spine_comms.mailroom.drain import drain
 from tests.cli_process import SPINE_COMMS, clean_env
 from tests.integration.inbox_lab import assert_exactly_once
-from tests.integration.nats_lab import connect, make_js_root, settings, stream_message_ids
+from tests.integration.nats_lab import connect, host_roots, make_buckets, make_js_root, settings, stream_message_ids
 from tests.mailbox_fill import fill_maildir, make_messages
 
 pytestmark = pytest.mark.lab
@@ -77,17 +76,11 @@ def test_the_watch_renews_its_lease_while_idle_and_a_stand_by_takes_over_after_k
     }
     fill_maildir(lab, "sink", folder, make_messages(first, seed=7, tag=f"lease{tag}a", max_bytes=8 * 1024))
     shared = settings(lab, checkpoints="kv", lease_seconds=LEASE, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
-    roots = {
-        host: make_js_root(
-            tmp_path / host, lab, lab_root, shared.model_copy(update={"poller_id": host}), folders=[folder], extra=WATCH
-        )
-        for host in ("host-a", "host-b")
-    }
+    roots = host_roots(tmp_path, lab, lab_root, shared, ("host-a", "host-b"), folders=[folder], extra=WATCH)
     children: dict[str, subprocess.Popen] = {}
     try:
         with connect(lab, shared) as connection:
-            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")  # buckets made once, as a deployment
-            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            make_buckets(connection, shared)
             children["host-a"] = _watch(roots["host-a"])
             _until("host-a to publish the first messages", lambda: len(stream_message_ids(connection)) == first,
                    60, children["host-a"])  # fmt: skip
@@ -153,17 +146,11 @@ def test_a_holder_frozen_past_its_lease_stands_by_when_it_wakes_and_takes_over_l
     ids = {f"<frz{tag}{k}.{i}@example.org>" for k, n in batches.items() for i in range(n)}
     fill_maildir(lab, "sink", folder, make_messages(batches["a"], seed=21, tag=f"frz{tag}a", max_bytes=4096))
     shared = settings(lab, checkpoints="kv", lease_seconds=LEASE, checkpoint_bucket=f"c{tag}", lease_bucket=f"l{tag}")
-    roots = {
-        host: make_js_root(
-            tmp_path / host, lab, lab_root, shared.model_copy(update={"poller_id": host}), folders=[folder], extra=WATCH
-        )
-        for host in ("host-a", "host-b")
-    }
+    roots = host_roots(tmp_path, lab, lab_root, shared, ("host-a", "host-b"), folders=[folder], extra=WATCH)
     children: dict[str, subprocess.Popen] = {}
     try:
         with connect(lab, shared) as connection:
-            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
-            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            make_buckets(connection, shared)
             children["host-a"] = _watch(roots["host-a"])
             _until("host-a to publish", lambda: len(stream_message_ids(connection)) == batches["a"], 60,
                    children["host-a"])  # fmt: skip
@@ -226,8 +213,7 @@ def test_the_cluster_cut_off_from_the_watch_is_a_drop_and_the_watch_goes_on_when
     child = None
     try:
         with connect(lab, shared) as connection:
-            KvCheckpointStore(connection, shared.checkpoint_bucket, "sink")
-            MailboxLease(connection, shared.lease_bucket, "sink", LEASE)
+            make_buckets(connection, shared)
             child = _watch(root, host)
             _until("the first publishes", lambda: len(stream_message_ids(connection)) == 5, 60, child)
             host.cut(nats_ports)
